@@ -1,0 +1,13 @@
+"""rlkit.agents: one file per agent.
+
+``AGENTS`` maps the name used in configs (``agent: {name: dqn}``) to (ConfigClass, AgentClass).
+An agent class is built as ``AgentClass(cfg, observation_space, action_space, device, seed)``.
+"""
+
+from rlkit.agents.dqn import DQN, DQNConfig
+
+AGENTS: dict[str, tuple[type, type]] = {
+    "dqn": (DQNConfig, DQN),
+}
+
+__all__ = ["AGENTS", "DQN", "DQNConfig"]

@@ -1,0 +1,2 @@
+"""rlkit: reinforcement learning toolkit."""
+__version__ = "0.1.0"

@@ -1,0 +1,208 @@
+"""``rlkit`` command line: train | eval | list | plot.
+
+User mistakes (missing file, bad YAML, unknown key or id, a directory that is not a run) print one
+line — what, where, how to fix — and exit with code 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from rlkit.checkpoint import CheckpointError
+from rlkit.config import ConfigError, configs_dir
+
+USAGE_ERROR = 2
+
+
+def _split_config_and_overrides(args: list[str]) -> tuple[str | None, list[str]]:
+    if args and "=" not in args[0]:
+        return args[0], args[1:]
+    return None, args
+
+
+def cmd_train(ns: argparse.Namespace) -> int:
+    from rlkit.config import build_run_config, load_config, read_yaml
+    from rlkit.loops import train_online
+    from rlkit.runs import CONFIG_FILE, check_run_dir, new_run_dir
+
+    config_path, overrides = _split_config_and_overrides(ns.args)
+    for text in overrides:
+        if "=" not in text:
+            raise ConfigError(f"'{text}' is neither a config file (it must come first) nor an override key.sub=value")
+    if ns.seed is not None:
+        overrides.append(f"seed={ns.seed}")
+    if ns.device is not None:
+        overrides.append(f"device={ns.device}")
+
+    if ns.resume is not None:
+        if config_path is not None:
+            raise ConfigError("--resume takes the run's own config.yaml; pass overrides only (no CONFIG)")
+        run_dir = check_run_dir(ns.resume)
+        cfg = build_run_config(read_yaml(run_dir / CONFIG_FILE), overrides, source=str(run_dir / CONFIG_FILE))
+        if overrides:
+            from rlkit.config import dump_yaml
+
+            dump_yaml(cfg, run_dir / CONFIG_FILE)  # e.g. a longer train.total_steps
+        summary = train_online(cfg, run_dir, resume=True)
+    else:
+        cfg = load_config(config_path, overrides)
+        stem = Path(config_path).stem if config_path else "dqn_cartpole"
+        if ns.run_dir is not None:
+            run_dir = Path(ns.run_dir)
+            if (run_dir / CONFIG_FILE).exists():
+                raise ConfigError(f"--run-dir '{run_dir}' already holds a run; pick a new directory or resume it "
+                                  f"with `rlkit train --resume {run_dir}`")
+        else:
+            run_dir = new_run_dir(cfg.log.root, cfg.log.name, stem, cfg.agent.name, cfg.seed)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "source.txt").write_text(stem + "\n")
+        summary = train_online(cfg, run_dir)
+    _print_summary(summary)
+    return 0
+
+
+def _print_summary(summary: dict) -> None:
+    final = summary.get("final_eval")
+    line = f"steps {summary['steps']}  wall time {summary['wall_time']:.1f}s"
+    if final:
+        line += f"  eval return {final['return_mean']:.1f} ± {final['return_std']:.1f}"
+    print(line)
+    if summary.get("plot"):
+        print(f"learning curve: {summary['plot']}")
+    print(f"run directory: {summary['run_dir']}")
+
+
+def cmd_eval(ns: argparse.Namespace) -> int:
+    import torch
+
+    from rlkit.checkpoint import load_checkpoint
+    from rlkit.config import build_run_config, read_yaml
+    from rlkit.loops import build_agent, evaluate, make_vector_env, resolve_device
+    from rlkit.runs import BEST, CONFIG_FILE, LATEST, check_run_dir
+
+    run_dir = check_run_dir(ns.run_dir)
+    cfg = build_run_config(read_yaml(run_dir / CONFIG_FILE), [], source=str(run_dir / CONFIG_FILE))
+    if ns.device:
+        cfg.device = ns.device
+    ckpt_path = run_dir / (BEST if ns.checkpoint == "best" and (run_dir / BEST).exists() else LATEST)
+    device = resolve_device(cfg.device)
+    envs = make_vector_env(cfg.env, num_envs=min(ns.episodes, 8))
+    agent = build_agent(cfg, envs.single_observation_space, envs.single_action_space, device)
+    agent.load_state_dict(load_checkpoint(ckpt_path, map_location=device)["agent"])
+    result = evaluate(agent, cfg.env, ns.episodes, ns.epsilon, seed=ns.seed, envs=envs)
+    envs.close()
+    print(f"{cfg.env.id} {cfg.agent.name} ({ckpt_path.name}): return {result['return_mean']:.2f} ± "
+          f"{result['return_std']:.2f} over {ns.episodes} episodes (mean length {result['length_mean']:.1f})")
+    if ns.video:
+        path = record_video(agent, cfg, run_dir / "videos" / f"eval-{ckpt_path.stem}.mp4", ns.seed, ns.epsilon)
+        print(f"video: {path}")
+    with torch.no_grad():
+        (run_dir / "eval.json").write_text(json.dumps({"checkpoint": str(ckpt_path), **result}, indent=1))
+    return 0
+
+
+def record_video(agent, cfg, path: Path, seed: int, epsilon: float, max_steps: int = 10_000) -> Path:
+    """One episode rendered to mp4 (rgb_array rendering; MuJoCo envs need MUJOCO_GL=egl or osmesa headless)."""
+    import gymnasium as gym
+    import imageio.v2 as imageio
+    import numpy as np
+
+    env = gym.make(cfg.env.id, render_mode="rgb_array", **cfg.env.kwargs)
+    obs, _ = env.reset(seed=seed)
+    frames = [env.render()]
+    for _ in range(max_steps):
+        action = agent.act(obs[None], explore=False, epsilon=epsilon)[0] if epsilon else agent.act(obs[None], explore=False)[0]
+        obs, _, terminated, truncated, _ = env.step(action)
+        frames.append(env.render())
+        if terminated or truncated:
+            break
+    env.close()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fps = env.metadata.get("render_fps") or 30
+    imageio.mimwrite(path, [np.asarray(f) for f in frames], fps=fps, macro_block_size=1)
+    return path
+
+
+def cmd_list(ns: argparse.Namespace) -> int:
+    import gymnasium as gym
+
+    import rlkit.envs  # noqa: F401
+    from rlkit.agents import AGENTS
+
+    ids = sorted(k for k in gym.registry if k.startswith("rlkit/"))
+    print(f"environments ({len(ids)}):")
+    print("  " + "\n  ".join(ids) if ids else "  (none)")
+    print(f"agents ({len(AGENTS)}):")
+    for name, (cfg_cls, agent_cls) in AGENTS.items():
+        doc = (sys.modules[agent_cls.__module__].__doc__ or "").strip().splitlines()
+        print(f"  {name:<12} {doc[0] if doc else ''}")
+    configs = sorted(configs_dir().glob("*.yaml"))
+    print(f"configs ({len(configs)}, in {configs_dir()}):")
+    for path in configs:
+        print(f"  {path.name}")
+    return 0
+
+
+def cmd_plot(ns: argparse.Namespace) -> int:
+    from rlkit.logging import plot_runs
+    from rlkit.runs import check_run_dir
+
+    runs = [check_run_dir(d, need_checkpoint=False) for d in ns.run_dirs]
+    out = Path(ns.out) if ns.out else (runs[0] / "learning_curve.png" if len(runs) == 1 else Path("learning_curves.png"))
+    print(f"wrote {plot_runs(runs, out, ns.labels)}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rlkit", description="rlkit: train, evaluate and compare RL agents.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train an agent from a YAML config",
+                           description="rlkit train [CONFIG] [key.sub=value ...]; no CONFIG trains configs/dqn_cartpole.yaml")
+    train.add_argument("args", nargs="*", metavar="CONFIG|key=value", help="config file, then dotted overrides")
+    train.add_argument("--seed", type=int, help="shortcut for seed=N")
+    train.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    train.add_argument("--run-dir", help="write the run here instead of runs/<name>")
+    train.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its latest checkpoint")
+    train.set_defaults(func=cmd_train)
+
+    ev = sub.add_parser("eval", help="evaluate a trained run")
+    ev.add_argument("run_dir")
+    ev.add_argument("--episodes", type=int, default=10)
+    ev.add_argument("--epsilon", type=float, default=0.0, help="exploration during evaluation (default greedy)")
+    ev.add_argument("--checkpoint", choices=["best", "latest"], default="best")
+    ev.add_argument("--seed", type=int, default=12345)
+    ev.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    ev.add_argument("--video", action="store_true", help="also record one episode to RUN_DIR/videos/*.mp4")
+    ev.set_defaults(func=cmd_eval)
+
+    ls = sub.add_parser("list", help="registered environments, agents and shipped configs")
+    ls.set_defaults(func=cmd_list)
+
+    plot = sub.add_parser("plot", help="learning curves of one or more runs into a PNG")
+    plot.add_argument("run_dirs", nargs="+")
+    plot.add_argument("--out", help="output PNG (default: RUN_DIR/learning_curve.png or ./learning_curves.png)")
+    plot.add_argument("--labels", nargs="+", help="one label per run (runs with equal labels aggregate)")
+    plot.set_defaults(func=cmd_plot)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from rlkit.runs import RunDirError
+
+    parser = build_parser()
+    ns = parser.parse_args(argv)
+    if getattr(ns, "episodes", 1) is not None and getattr(ns, "episodes", 1) < 1:
+        parser.error("--episodes must be >= 1")
+    try:
+        return ns.func(ns)
+    except (ConfigError, RunDirError, CheckpointError) as exc:
+        print(f"rlkit: error: {exc}", file=sys.stderr)
+        return USAGE_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,350 @@
+"""Strict, typed run configuration: dataclasses loaded from YAML with dotted overrides.
+
+Why strict: a typo in a YAML key (``learning_rte``) that silently falls back to a default
+wastes a whole training run. Every unknown key, wrong type or bad value is a
+:class:`ConfigError` that names the key, the file and the closest valid key.
+
+A run config nests ``env``, ``agent``, ``train``, ``log`` plus ``seed`` and ``device``.
+The ``agent`` section picks its dataclass through ``agent.name`` and the registry
+``rlkit.agents.AGENTS``; everything else is common to all agents. The resolved config
+(:func:`to_dict`) is written to the run directory and is enough to rebuild the run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A user mistake in a config file or override: the message says what, where and how to fix."""
+
+
+# --------------------------------------------------------------------------------------
+# Sections common to every run
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class EnvConfig:
+    id: str = "CartPole-v1"
+    """Gymnasium id (``CartPole-v1``, ``rlkit/Pong-v0``, …); ``rlkit list`` shows rlkit's own."""
+    num_envs: int = 1
+    """Sub-environments stepped together; ids with a native vector entry point (Atari) use it."""
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    """Keyword arguments passed to ``gymnasium.make`` / ``make_vec`` (e.g. ``frame_stack: 4``)."""
+    vectorization: Literal["auto", "sync", "async"] = "auto"
+    """``auto``: the env's native vector entry point if it has one, else ``sync``."""
+
+    def __post_init__(self) -> None:
+        if self.num_envs < 1:
+            raise ConfigError(f"env.num_envs must be >= 1, got {self.num_envs}")
+
+
+@dataclass
+class ReplayConfig:
+    capacity: int = 100_000
+    """Transitions kept (over all sub-envs)."""
+    n_step: int = 1
+    """n-step returns (Sutton & Barto §7.1), computed by the buffer across episode ends."""
+    prioritized: bool = False
+    """Prioritized experience replay (Schaul et al. 2016) with a vectorized sum-tree."""
+    alpha: float = 0.6
+    """PER: priority exponent."""
+    beta_start: float = 0.4
+    """PER: importance-sampling exponent, annealed linearly to 1.0 over ``train.total_steps``."""
+    frame_stack: int = 1
+    """Observations are stacks of this many frames on axis 0 (Atari: 4); each frame is stored once."""
+
+    def __post_init__(self) -> None:
+        if self.capacity < 1:
+            raise ConfigError(f"train.replay.capacity must be >= 1, got {self.capacity}")
+        if self.frame_stack < 1:
+            raise ConfigError(f"train.replay.frame_stack must be >= 1, got {self.frame_stack}")
+        if self.n_step < 1:
+            raise ConfigError(f"train.replay.n_step must be >= 1, got {self.n_step}")
+        if not 0.0 <= self.alpha <= 1.0 or not 0.0 <= self.beta_start <= 1.0:
+            raise ConfigError("train.replay.alpha and beta_start must lie in [0, 1]")
+
+
+@dataclass
+class TrainConfig:
+    total_steps: int = 50_000
+    """Environment steps (summed over sub-envs) to train for."""
+    learning_starts: int = 1_000
+    """Env steps of experience collected before the first update."""
+    train_every: int = 1
+    """Env steps between update phases."""
+    gradient_steps: int = 1
+    """Updates per update phase (SB3's ``gradient_steps``)."""
+    batch_size: int = 64
+    replay: ReplayConfig = field(default_factory=ReplayConfig)
+    eval_every: int = 5_000
+    """Env steps between evaluations; 0 disables periodic evaluation (the final one still runs)."""
+    eval_episodes: int = 10
+    eval_epsilon: float = 0.0
+    """Exploration during evaluation (0 = deterministic greedy; Atari papers use 0.05)."""
+    checkpoint_every: int = 10_000
+    """Env steps between checkpoints (one is always written at the end and on Ctrl-C)."""
+    save_buffer: bool = True
+    """Store the replay buffer in checkpoints: needed for exact resume, large for Atari."""
+    stop_at_solve: float | None = None
+    """Stop early once an evaluation mean reaches this return (None: train the full budget)."""
+
+    def __post_init__(self) -> None:
+        for name in ("total_steps", "train_every", "gradient_steps", "batch_size", "eval_episodes"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("learning_starts", "eval_every", "checkpoint_every"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"train.{name} must be >= 0, got {getattr(self, name)}")
+        if not 0.0 <= self.eval_epsilon <= 1.0:
+            raise ConfigError(f"train.eval_epsilon must lie in [0, 1], got {self.eval_epsilon}")
+
+
+@dataclass
+class LogConfig:
+    root: str = "runs"
+    """Runs are written to ``root/<name>`` unless ``--run-dir`` is given."""
+    name: str | None = None
+    """Run directory name; default ``<config>-<agent>-s<seed>-<timestamp>``."""
+    progress: bool = True
+    """Live progress bar (steps, steps/s, recent return, ETA)."""
+    tensorboard: bool = True
+    log_every: int = 1_000
+    """Env steps between training-metric records (metrics.jsonl, TensorBoard)."""
+    plot: bool = True
+    """Write ``learning_curve.png`` at the end of training."""
+
+
+@dataclass
+class RunConfig:
+    env: EnvConfig
+    agent: Any
+    """The agent's own dataclass (``DQNConfig``, …), chosen by ``agent.name``."""
+    train: TrainConfig = field(default_factory=TrainConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """``auto`` picks CUDA when available."""
+    torch_threads: int = 1
+    """CPU threads for torch ops (``torch.set_num_threads``). 1 is fastest for small networks and
+    avoids spin-wait collapse when cores are shared; raise it for CNNs on an otherwise idle machine.
+    0 leaves torch's default."""
+
+    def __post_init__(self) -> None:
+        if self.torch_threads < 0:
+            raise ConfigError(f"torch_threads must be >= 0, got {self.torch_threads}")
+
+
+# --------------------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------------------
+
+
+def _closest(name: str, options: list[str]) -> str:
+    match = difflib.get_close_matches(name, options, n=1, cutoff=0.5)
+    return f" Did you mean '{match[0]}'?" if match else f" Valid keys: {', '.join(sorted(options))}."
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Check ``value`` against the annotation ``tp`` and return it (ints widen to floats)."""
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, where)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if value not in choices:
+            raise ConfigError(
+                f"{where}: {value!r} is not one of {list(choices)}." + _closest(str(value), [str(c) for c in choices])
+            )
+        return value
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        (item_tp, *_rest) = typing.get_args(tp) or (Any,)
+        items = [_coerce(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value)]
+        return items if origin is list else tuple(items)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping of {tp.__name__} fields, got {value!r}")
+        return build_dataclass(tp, value, where)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true/false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)  # 1e6 in YAML reads as a float
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{where}: unsupported field type {tp!r}")  # programming error, still explicit
+
+
+def build_dataclass(cls: type, values: dict[str, Any], where: str) -> Any:
+    """Build ``cls`` from a mapping, rejecting unknown keys and wrong types with a helpful message."""
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls) if f.init]
+    kwargs = {}
+    for key, value in values.items():
+        if key not in names:
+            full = f"{where}.{key}" if where else key
+            raise ConfigError(f"unknown key '{full}'." + _closest(key, names))
+        kwargs[key] = _coerce(value, hints[key], f"{where}.{key}" if where else key)
+    try:
+        return cls(**kwargs)
+    except ConfigError as exc:
+        raise ConfigError(str(exc)) from None
+    except TypeError as exc:  # a required field is missing
+        raise ConfigError(f"{where or 'config'}: {exc}") from None
+
+
+def _agent_registry() -> dict[str, tuple[type, type]]:
+    from rlkit.agents import AGENTS  # local import: agents import the core, not the other way round
+
+    return AGENTS
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``train.total_steps=20000`` -> (["train", "total_steps"], 20000); values parse as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' must look like key.sub=value (e.g. train.total_steps=20000)")
+    key, raw = text.split("=", 1)
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"override '{text}': empty key")
+    try:
+        value = yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.split("."), value
+
+
+def _set_path(tree: dict[str, Any], path: list[str], value: Any) -> None:
+    node = tree
+    for part in path[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"override '{'.'.join(path)}': '{part}' is not a section")
+        node = child
+    node[path[-1]] = value
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        hint = ""
+        configs = Path(__file__).resolve().parent.parent / "configs"
+        if configs.is_dir():
+            options = sorted(p.name for p in configs.glob("*.yaml"))
+            hint = _closest(path.name, options).replace("keys", "configs") + f" Shipped configs are in {configs}."
+        raise ConfigError(f"config file '{path}' does not exist.{hint}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"config file '{path}' is not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file '{path}' must hold a mapping of sections (env, agent, train, log, seed)")
+    return data
+
+
+def build_run_config(data: dict[str, Any], overrides: list[str] = (), source: str = "config") -> RunConfig:
+    """Apply ``key.sub=value`` overrides to raw YAML data and build the typed :class:`RunConfig`."""
+    data = dict(data)
+    for text in overrides:
+        path, value = parse_override(text)
+        _set_path(data, path, value)
+    try:
+        agent_data = data.get("agent")
+        if not isinstance(agent_data, dict) or "name" not in agent_data:
+            raise ConfigError("the 'agent' section needs a 'name' (e.g. agent: {name: dqn})")
+        registry = _agent_registry()
+        name = agent_data["name"]
+        if name not in registry:
+            raise ConfigError(f"unknown agent '{name}'." + _closest(str(name), list(registry)).replace("keys", "agents"))
+        agent_cls = registry[name][0]
+        top = {f.name for f in dataclasses.fields(RunConfig)}
+        for key in data:
+            if key not in top:
+                raise ConfigError(f"unknown top-level key '{key}'." + _closest(key, sorted(top)))
+        env = _coerce(data.get("env", {}), EnvConfig, "env")
+        agent = build_dataclass(agent_cls, {k: v for k, v in agent_data.items()}, "agent")
+        train = _coerce(data.get("train", {}), TrainConfig, "train")
+        log = _coerce(data.get("log", {}), LogConfig, "log")
+        seed = _coerce(data.get("seed", 0), int, "seed")
+        device = _coerce(data.get("device", "auto"), typing.get_type_hints(RunConfig)["device"], "device")
+        threads = _coerce(data.get("torch_threads", 1), int, "torch_threads")
+        return RunConfig(env=env, agent=agent, train=train, log=log, seed=seed, device=device, torch_threads=threads)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+
+
+def load_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig:
+    """Read a YAML file (``None`` = the default DQN CartPole config) and apply overrides."""
+    path = Path(path) if path is not None else default_config_path()
+    return build_run_config(read_yaml(path), overrides, source=str(path))
+
+
+def default_config_path() -> Path:
+    return configs_dir() / "dqn_cartpole.yaml"
+
+
+def configs_dir() -> Path:
+    """Shipped configs: the repo's ``configs/`` (editable install) — next to the package."""
+    return Path(__file__).resolve().parent.parent / "configs"
+
+
+def to_dict(cfg: Any) -> Any:
+    """Plain data (dicts, lists, scalars) for YAML; round-trips through :func:`build_run_config`."""
+    if dataclasses.is_dataclass(cfg):
+        return {f.name: to_dict(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
+    if isinstance(cfg, (list, tuple)):
+        return [to_dict(v) for v in cfg]
+    if isinstance(cfg, dict):
+        return {k: to_dict(v) for k, v in cfg.items()}
+    return cfg
+
+
+def dump_yaml(cfg: RunConfig, path: Path) -> None:
+    path.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))

@@ -1,0 +1,188 @@
+"""Run logging: a live progress bar, TensorBoard scalars, ``metrics.jsonl`` and learning-curve plots.
+
+``metrics.jsonl`` is the source of truth: one JSON object per line with ``kind`` ("train",
+"episode" or "eval"), ``step`` (env steps) and ``time`` (training wall seconds, cumulative over
+resumes). TensorBoard and the plots are views of the same numbers. On resume, records written after
+the checkpoint (by a run that was killed) are moved to ``metrics.orphaned.jsonl`` — never deleted —
+and TensorBoard purges its events past the checkpoint step, so the resumed run's records replace them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+METRICS_FILE = "metrics.jsonl"
+CURVE_FILE = "learning_curve.png"
+
+
+class RunLogger:
+    def __init__(self, run_dir: Path, total_steps: int, start_step: int = 0, progress: bool = True,
+                 tensorboard: bool = True, description: str = "") -> None:
+        self.run_dir = Path(run_dir)
+        self.metrics_path = self.run_dir / METRICS_FILE
+        if start_step > 0:
+            self._truncate_after(start_step)
+        self._file = open(self.metrics_path, "a", buffering=1)
+        self.recent_returns: deque[float] = deque(maxlen=20)
+        self.last_eval: float | None = None
+        self._tb = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tb = SummaryWriter(str(self.run_dir / "tb"), purge_step=start_step if start_step > 0 else None)
+        self._bar = None
+        if progress:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total_steps, initial=start_step, unit="step", desc=description,
+                             dynamic_ncols=True, smoothing=0.05)
+        self._bar_step = start_step
+
+    def _truncate_after(self, step: int) -> None:
+        if not self.metrics_path.exists():
+            return
+        keep, orphaned = [], []
+        for line in self.metrics_path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                orphaned.append(line)  # a line cut by a kill mid-write
+                continue
+            (keep if record.get("step", 0) <= step else orphaned).append(line)
+        if orphaned:
+            with open(self.run_dir / "metrics.orphaned.jsonl", "a") as f:
+                f.write("\n".join(orphaned) + "\n")
+        tmp = self.metrics_path.with_suffix(".tmp")
+        tmp.write_text("".join(line + "\n" for line in keep))
+        tmp.replace(self.metrics_path)
+
+    def log(self, kind: str, step: int, time: float, values: dict[str, Any]) -> None:
+        record = {"kind": kind, "step": int(step), "time": round(float(time), 3), **values}
+        self._file.write(json.dumps(record) + "\n")
+        if kind == "episode":
+            self.recent_returns.append(float(values["return"]))
+        if kind == "eval":
+            self.last_eval = float(values["return_mean"])
+        if self._tb is not None:
+            for key, value in values.items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    self._tb.add_scalar(f"{kind}/{key}", value, step)
+
+    def progress(self, step: int) -> None:
+        if self._bar is None:
+            return
+        self._bar.update(step - self._bar_step)
+        self._bar_step = step
+        postfix = {}
+        if self.recent_returns:
+            postfix["return"] = f"{np.mean(self.recent_returns):.1f}"
+        if self.last_eval is not None:
+            postfix["eval"] = f"{self.last_eval:.1f}"
+        self._bar.set_postfix(postfix, refresh=False)
+
+    def message(self, text: str) -> None:
+        if self._bar is not None:
+            self._bar.write(text)
+        else:
+            print(text, flush=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+        if self._tb is not None:
+            self._tb.close()
+        self._file.close()
+
+
+# --------------------------------------------------------------------------------------
+# Reading and plotting
+# --------------------------------------------------------------------------------------
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    path = Path(run_dir) / METRICS_FILE
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
+def _curves(records: list[dict[str, Any]]) -> tuple[str, np.ndarray, np.ndarray, np.ndarray]:
+    """Eval returns if the run evaluated, else smoothed training episode returns."""
+    evals = [r for r in records if r["kind"] == "eval"]
+    if evals:
+        return ("evaluation return", np.array([r["step"] for r in evals]), np.array([r["time"] for r in evals]),
+                np.array([r["return_mean"] for r in evals]))
+    episodes = [r for r in records if r["kind"] == "episode"]
+    returns = np.array([r["return"] for r in episodes], dtype=float)
+    if len(returns):
+        window = max(1, min(20, len(returns) // 5))
+        returns = np.convolve(returns, np.ones(window) / window, mode="full")[: len(returns)]
+        returns[: window - 1] = [returns[i] * window / (i + 1) for i in range(min(window - 1, len(returns)))]
+    return ("episode return (smoothed)", np.array([r["step"] for r in episodes]), np.array([r["time"] for r in episodes]),
+            returns)
+
+
+def plot_runs(run_dirs: list[Path], out_path: Path, labels: list[str] | None = None) -> Path:
+    """Learning curves vs env steps and vs wall time. Runs with the same label (by default the
+    run's config without its seed) are aggregated: mean line, shaded band = min..max over seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from rlkit.runs import run_label
+
+    groups: dict[str, list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]] = {}
+    for i, run_dir in enumerate(run_dirs):
+        label = labels[i] if labels else run_label(Path(run_dir))
+        groups.setdefault(label, []).append(_curves(read_metrics(Path(run_dir))))
+
+    fig, (ax_steps, ax_time) = plt.subplots(1, 2, figsize=(12, 4.5))
+    ylabel = "return"
+    for label, curves in groups.items():
+        ylabel = curves[0][0]
+        curves = [c for c in curves if len(c[1])]
+        if not curves:
+            continue
+        n = len(curves)
+        if n == 1:
+            _, steps, times, values = curves[0]
+            line = ax_steps.plot(steps, values, label=label)[0]
+            ax_time.plot(times, values, color=line.get_color(), label=label)
+            continue
+        # seeds: interpolate on a common grid, then mean and min..max band
+        for ax, x_index in ((ax_steps, 1), (ax_time, 2)):
+            x_max = min(c[x_index][-1] for c in curves)
+            grid = np.linspace(0, x_max, 200)
+            stacked = np.stack([np.interp(grid, c[x_index], c[3]) for c in curves])
+            mean = stacked.mean(0)
+            line = ax.plot(grid, mean, label=f"{label} (n={n})")[0]
+            ax.fill_between(grid, stacked.min(0), stacked.max(0), color=line.get_color(), alpha=0.2)
+    ax_steps.set_xlabel("env steps")
+    ax_time.set_xlabel("wall time (s)")
+    for ax in (ax_steps, ax_time):
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_path, dpi=100)
+    plt.close(fig)
+    return out_path
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    if not values:
+        return math.nan, math.nan
+    return float(np.mean(values)), float(np.std(values))

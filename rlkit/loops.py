@@ -1,0 +1,414 @@
+"""The training loops. ``train_online`` is one visible function: collect, store, update, and plain
+``if`` blocks for logging, evaluation and checkpoints. No callbacks.
+
+Conventions every environment follows (gymnasium's own, plus two optional info keys):
+  - Vector envs use gymnasium's NEXT_STEP autoreset: after a step that returns ``terminated`` or
+    ``truncated`` for env e, the next ``step`` resets e and its action is ignored. The loop passes
+    ``autoreset`` to the replay buffer, which therefore holds each episode's true final observation
+    and bootstraps through truncations from it (terminations cut the bootstrap; truncations don't).
+  - ``info["raw_reward"]`` (optional): the unclipped reward, used for reported episode returns when
+    the env clips the reward it trains on (Atari).
+  - ``info["life_loss"]`` (optional): a life was lost on this step; stored as a termination for
+    bootstrapping (Nature DQN's "terminal on life loss") while the episode — and its reported return —
+    goes on to the end of the game.
+
+Env steps count real transitions only (autoreset steps are not counted), like SB3's ``num_timesteps``.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from rlkit.checkpoint import load_checkpoint, save_checkpoint
+from rlkit.config import ConfigError, EnvConfig, RunConfig, _closest, dump_yaml
+from rlkit.logging import CURVE_FILE, RunLogger, mean_std, plot_runs
+from rlkit.networks import linear_schedule
+from rlkit.replay import ReplayBuffer
+from rlkit.runs import BEST, CONFIG_FILE, LATEST
+
+# --------------------------------------------------------------------------------------
+# Construction
+# --------------------------------------------------------------------------------------
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' was asked for but torch sees no CUDA device; use --device cpu or auto")
+    return torch.device(name)
+
+
+def env_spec(env_id: str) -> gym.envs.registration.EnvSpec:
+    import rlkit.envs  # noqa: F401  (registers rlkit/... ids)
+
+    try:
+        return gym.spec(env_id)
+    except gym.error.Error:
+        ids = list(gym.registry.keys())
+        raise ConfigError(f"unknown environment id '{env_id}'." + _closest(env_id, ids).replace("keys", "ids")
+                          + " `rlkit list` shows rlkit's environments") from None
+
+
+def make_vector_env(env_cfg: EnvConfig, num_envs: int | None = None, **extra: Any) -> gym.vector.VectorEnv:
+    """A vector env from the config: the env's native vector entry point when it has one (Atari)."""
+    spec = env_spec(env_cfg.id)
+    mode = env_cfg.vectorization
+    if mode == "auto":
+        mode = "vector_entry_point" if spec.vector_entry_point is not None else "sync"
+    try:
+        return gym.make_vec(env_cfg.id, num_envs=num_envs or env_cfg.num_envs, vectorization_mode=mode,
+                            **{**env_cfg.kwargs, **extra})
+    except TypeError as exc:  # unknown env kwargs
+        raise ConfigError(f"env.kwargs for '{env_cfg.id}' were not accepted: {exc}") from None
+
+
+def build_agent(cfg: RunConfig, observation_space: gym.Space, action_space: gym.Space, device: torch.device):
+    from rlkit.agents import AGENTS
+
+    _, agent_cls = AGENTS[cfg.agent.name]
+    return agent_cls(cfg.agent, observation_space, action_space, device=device, seed=cfg.seed)
+
+
+def seed_everything(seed: int, torch_threads: int = 0) -> None:
+    if torch_threads > 0:
+        torch.set_num_threads(torch_threads)
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+# --------------------------------------------------------------------------------------
+# Episode statistics and exact env-state restore
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class EpisodeTracker:
+    """Running return and length per sub-env; yields finished episodes (true game returns)."""
+
+    num_envs: int
+    returns: np.ndarray = field(init=False)
+    lengths: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.returns = np.zeros(self.num_envs, dtype=np.float64)
+        self.lengths = np.zeros(self.num_envs, dtype=np.int64)
+
+    def step(self, rewards, terminated, truncated, infos, autoreset) -> list[tuple[float, int]]:
+        raw = np.asarray(infos.get("raw_reward", rewards), dtype=np.float64)
+        real = ~autoreset
+        self.returns[real] += raw[real]
+        self.lengths[real] += 1
+        done = (terminated | truncated) & real
+        finished = [(float(self.returns[e]), int(self.lengths[e])) for e in np.flatnonzero(done)]
+        self.returns[done] = 0.0
+        self.lengths[done] = 0
+        return finished
+
+
+class EnvReplay:
+    """Exact resume for gymnasium's ``SyncVectorEnv``: for each sub-env, remember the RNG state just
+    before its current episode's reset and the actions taken since. Restoring = set that RNG state,
+    reset, replay the actions — the env is then in exactly the state it had at the checkpoint,
+    without pickling any env object. Envs without Python-visible state (ALE's native vector env) are
+    re-seeded instead, and the resumed run is statistically — not bitwise — the same."""
+
+    def __init__(self, envs: gym.vector.VectorEnv) -> None:
+        self.supported = isinstance(envs, gym.vector.SyncVectorEnv)
+        self.envs = envs
+        n = envs.num_envs
+        self.start_rng: list[str | None] = [None] * n
+        self.actions: list[list[Any]] = [[] for _ in range(n)]
+
+    def before_step(self, actions: np.ndarray, autoreset: np.ndarray) -> None:
+        if not self.supported:
+            return
+        for e in range(self.envs.num_envs):
+            if autoreset[e]:  # this step resets env e: its next episode starts from this RNG state
+                self.start_rng[e] = json.dumps(self.envs.envs[e].unwrapped.np_random.bit_generator.state)
+                self.actions[e] = []
+            else:
+                self.actions[e].append(actions[e].tolist())
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"supported": self.supported, "start_rng": json.dumps(self.start_rng), "actions": json.dumps(self.actions)}
+
+    def restore(self, state: dict[str, Any], seed: int, autoreset: np.ndarray) -> np.ndarray | None:
+        """Bring the envs back to the checkpoint; returns the current observations (None: not exact)."""
+        if not (self.supported and state.get("supported")):
+            return None
+        self.start_rng = json.loads(state["start_rng"])
+        self.actions = json.loads(state["actions"])
+        obs_list = []
+        for e, env in enumerate(self.envs.envs):
+            if self.start_rng[e] is None:  # still in the first episode: reset(seed) started it
+                obs, _ = env.reset(seed=seed + e)
+            else:
+                env.unwrapped.np_random = np.random.default_rng()
+                env.unwrapped.np_random.bit_generator.state = json.loads(self.start_rng[e])
+                obs, _ = env.reset()
+            for action in self.actions[e]:
+                obs, *_ = env.step(np.asarray(action, dtype=self.envs.single_action_space.dtype)
+                                   if isinstance(action, list) else action)
+            obs_list.append(obs)
+        self.envs._autoreset_envs = autoreset.copy()  # SyncVectorEnv's NEXT_STEP bookkeeping
+        return np.stack(obs_list)
+
+
+# --------------------------------------------------------------------------------------
+# Evaluation
+# --------------------------------------------------------------------------------------
+
+
+def evaluate(agent, env_cfg: EnvConfig, episodes: int, epsilon: float, seed: int,
+             envs: gym.vector.VectorEnv | None = None) -> dict[str, Any]:
+    """Run ``episodes`` full episodes with ``epsilon``-greedy (0: deterministic) actions.
+
+    Each sub-env runs a fixed quota of episodes so short episodes are not over-represented.
+    """
+    own_envs = envs is None
+    if envs is None:
+        envs = make_vector_env(env_cfg, num_envs=min(episodes, 8))
+    n = envs.num_envs
+    quota = np.array([episodes // n + (1 if e < episodes % n else 0) for e in range(n)])
+    done_count = np.zeros(n, dtype=np.int64)
+    tracker = EpisodeTracker(n)
+    returns: list[float] = []
+    lengths: list[int] = []
+    obs, _ = envs.reset(seed=seed)
+    autoreset = np.zeros(n, dtype=bool)
+    while (done_count < quota).any():
+        actions = agent.act(obs, explore=False, epsilon=epsilon) if epsilon > 0 else agent.act(obs, explore=False)
+        obs, rewards, terminated, truncated, infos = envs.step(actions)
+        real = ~autoreset
+        finished_mask = (terminated | truncated) & real
+        for e, (ret, length) in zip(np.flatnonzero(finished_mask), tracker.step(rewards, terminated, truncated, infos, autoreset)):
+            if done_count[e] < quota[e]:
+                returns.append(ret)
+                lengths.append(length)
+                done_count[e] += 1
+        autoreset = terminated | truncated
+    if own_envs:
+        envs.close()
+    mean, std = mean_std(returns)
+    return {"return_mean": mean, "return_std": std, "length_mean": float(np.mean(lengths)), "returns": returns}
+
+
+# --------------------------------------------------------------------------------------
+# Online training
+# --------------------------------------------------------------------------------------
+
+
+class _StopRequest:
+    """First Ctrl-C (or SIGTERM) asks the loop to checkpoint and stop at the end of the step."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "_StopRequest":
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread
+                pass
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def _crossed(before: int, after: int, every: int) -> int:
+    """How many multiples of ``every`` lie in (before, after]."""
+    return 0 if every <= 0 else after // every - before // every
+
+
+def train_online(cfg: RunConfig, run_dir: Path, resume: bool = False) -> dict[str, Any]:
+    """Train an off-policy agent on vectorized envs. Returns a summary (final evaluation, steps, time)."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        dump_yaml(cfg, run_dir / CONFIG_FILE)
+    seed_everything(cfg.seed, cfg.torch_threads)
+    device = resolve_device(cfg.device)
+    train = cfg.train
+
+    envs = make_vector_env(cfg.env)
+    eval_envs = make_vector_env(cfg.env, num_envs=min(train.eval_episodes, 8))
+    obs_space, act_space = envs.single_observation_space, envs.single_action_space
+    agent = build_agent(cfg, obs_space, act_space, device)
+    replay_cfg = train.replay
+    if replay_cfg.frame_stack > 1 and (len(obs_space.shape) < 1 or obs_space.shape[0] != replay_cfg.frame_stack):
+        raise ConfigError(f"train.replay.frame_stack={replay_cfg.frame_stack} but observations have shape "
+                          f"{obs_space.shape}; set it to the env's frame stack (axis 0) or 1")
+    buffer = ReplayBuffer.from_spaces(
+        obs_space, act_space, capacity=replay_cfg.capacity, num_envs=envs.num_envs, device=device,
+        gamma=cfg.agent.gamma, n_step=replay_cfg.n_step, frame_stack=replay_cfg.frame_stack,
+        prioritized=replay_cfg.prioritized, alpha=replay_cfg.alpha, seed=cfg.seed,
+    )
+    n = envs.num_envs
+    tracker = EpisodeTracker(n)
+    env_replay = EnvReplay(envs)
+
+    # loop state (all of it goes into checkpoints)
+    step = 0  # real env transitions
+    elapsed = 0.0  # training wall time, cumulative over resumes
+    best_eval = -np.inf
+    train_sums: dict[str, float] = {}
+    train_count = 0
+    last_eval: dict[str, Any] | None = None
+    obs, _ = envs.reset(seed=cfg.seed)
+    autoreset = np.zeros(n, dtype=bool)
+
+    if resume:
+        state = load_checkpoint(run_dir / LATEST, map_location=device)
+        agent.load_state_dict(state["agent"])
+        loop = state["loop"]
+        step, elapsed, best_eval = int(loop["step"]), float(loop["elapsed"]), float(loop["best_eval"])
+        train_sums, train_count = json.loads(loop["train_sums"]), int(loop["train_count"])
+        autoreset = loop["autoreset"].numpy().astype(bool)
+        tracker.returns[:] = loop["episode_returns"].numpy()
+        tracker.lengths[:] = loop["episode_lengths"].numpy()
+        if state.get("buffer") is not None:
+            buffer.load_state_dict(state["buffer"])
+        restored = env_replay.restore(state["env_replay"], cfg.seed, autoreset)
+        if restored is None:
+            obs, _ = envs.reset(seed=cfg.seed + step)
+            autoreset[:] = False
+            tracker.returns[:] = 0.0
+            tracker.lengths[:] = 0
+        else:
+            obs = restored
+        torch.set_rng_state(state["rng"]["torch"])
+        np.random.set_state(_np_state_from_json(state["rng"]["numpy"]))
+        random.setstate(_py_state_from_json(state["rng"]["python"]))
+
+    logger = RunLogger(run_dir, train.total_steps, start_step=step, progress=cfg.log.progress,
+                       tensorboard=cfg.log.tensorboard, description=f"{cfg.agent.name} {cfg.env.id}")
+    if resume:
+        logger.message(f"resumed {run_dir} at step {step}"
+                       + ("" if env_replay.supported else " (envs re-seeded: this env cannot restore its exact state)"))
+    else:
+        logger.message(f"run directory: {run_dir}")
+
+    def checkpoint() -> None:
+        save_checkpoint(run_dir / LATEST, {
+            "step": step,
+            "agent": agent.state_dict(),
+            "buffer": buffer.state_dict() if train.save_buffer else None,
+            "env_replay": env_replay.state_dict(),
+            "loop": {
+                "step": step, "elapsed": elapsed, "best_eval": float(best_eval),
+                "train_sums": json.dumps(train_sums), "train_count": train_count,
+                "autoreset": torch.as_tensor(autoreset), "episode_returns": torch.as_tensor(tracker.returns),
+                "episode_lengths": torch.as_tensor(tracker.lengths),
+            },
+            "rng": {"torch": torch.get_rng_state(), "numpy": _np_state_to_json(np.random.get_state()),
+                    "python": json.dumps(random.getstate())},
+        })
+
+    solved = False
+    started = time.perf_counter() - elapsed
+    sps_mark = (step, time.perf_counter())
+    with _StopRequest() as stop:
+        while step < train.total_steps and not solved:
+            # collect one vector step
+            actions = agent.act(obs, explore=True)
+            env_replay.before_step(actions, autoreset)
+            next_obs, rewards, terminated, truncated, infos = envs.step(actions)
+            life_loss = np.asarray(infos.get("life_loss", np.zeros(n, dtype=bool)), dtype=bool)
+            buffer.add(obs, actions, rewards, terminated | life_loss, truncated, autoreset)
+            for ret, length in tracker.step(rewards, terminated, truncated, infos, autoreset):
+                logger.log("episode", step, time.perf_counter() - started, {"return": ret, "length": length})
+            before = step
+            step += int((~autoreset).sum())
+            autoreset = terminated | truncated
+            obs = next_obs
+
+            # update
+            if step >= train.learning_starts:
+                phases = _crossed(max(before, train.learning_starts - 1), step, train.train_every)
+                for _ in range(phases * train.gradient_steps):
+                    beta = linear_schedule(replay_cfg.beta_start, 1.0, train.total_steps, step)
+                    batch = buffer.sample(train.batch_size, beta=beta)
+                    metrics, priorities = agent.update(batch)
+                    if replay_cfg.prioritized and priorities is not None:
+                        buffer.update_priorities(batch.indices, priorities)
+                    for key, value in metrics.items():
+                        train_sums[key] = train_sums.get(key, 0.0) + value
+                    train_count += 1
+
+            # log
+            if _crossed(before, step, cfg.log.log_every):
+                now = time.perf_counter()
+                sps = (step - sps_mark[0]) / max(now - sps_mark[1], 1e-9)
+                sps_mark = (step, now)
+                values = {k: v / train_count for k, v in train_sums.items()} if train_count else {}
+                logger.log("train", step, now - started, {**values, "updates": train_count, "sps": sps})
+                train_sums, train_count = {}, 0
+                logger.progress(step)
+
+            # evaluate
+            if _crossed(before, step, train.eval_every) or (step >= train.total_steps):
+                last_eval = evaluate(agent, cfg.env, train.eval_episodes, train.eval_epsilon,
+                                     seed=cfg.seed + 100_000 + step, envs=eval_envs)
+                logger.log("eval", step, time.perf_counter() - started, last_eval)
+                if last_eval["return_mean"] > best_eval:
+                    best_eval = last_eval["return_mean"]
+                    save_checkpoint(run_dir / BEST, {"step": step, "agent": agent.state_dict()})
+                if train.stop_at_solve is not None and last_eval["return_mean"] >= train.stop_at_solve:
+                    solved = True
+                logger.progress(step)
+
+            # checkpoint
+            elapsed = time.perf_counter() - started
+            if _crossed(before, step, train.checkpoint_every) or stop.requested:
+                checkpoint()
+            if stop.requested:
+                logger.message(f"stopped at step {step}; checkpoint saved. Resume with: rlkit train --resume {run_dir}")
+                break
+
+    elapsed = time.perf_counter() - started
+    if not stop.requested:
+        checkpoint()
+    logger.progress(step)
+    logger.close()
+    envs.close()
+    eval_envs.close()
+    summary = {"run_dir": str(run_dir), "steps": step, "wall_time": elapsed, "interrupted": stop.requested,
+               "solved": solved, "final_eval": last_eval}
+    if cfg.log.plot and not stop.requested:
+        summary["plot"] = str(plot_runs([run_dir], run_dir / CURVE_FILE))
+    return summary
+
+
+def _np_state_to_json(state: tuple) -> str:
+    name, keys, pos, has_gauss, cached = state
+    return json.dumps([name, keys.tolist(), pos, has_gauss, cached])
+
+
+def _np_state_from_json(text: str) -> tuple:
+    name, keys, pos, has_gauss, cached = json.loads(text)
+    return name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached
+
+
+def _py_state_from_json(text: str) -> tuple:
+    version, internal, gauss = json.loads(text)
+    return version, tuple(internal), gauss
