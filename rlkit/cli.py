@@ -194,7 +194,12 @@ def main(argv: list[str] | None = None) -> int:
     from rlkit.runs import RunDirError
 
     parser = build_parser()
-    ns = parser.parse_args(argv)
+    ns, extra = parser.parse_known_args(argv)
+    # overrides may come after options (`rlkit train --seed 1 train.total_steps=5`)
+    if extra and ns.command == "train" and not any(e.startswith("-") for e in extra):
+        ns.args = list(ns.args) + extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if getattr(ns, "episodes", 1) is not None and getattr(ns, "episodes", 1) < 1:
         parser.error("--episodes must be >= 1")
     try:

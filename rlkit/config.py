@@ -12,8 +12,10 @@ The ``agent`` section picks its dataclass through ``agent.name`` and the registr
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -40,8 +42,10 @@ class EnvConfig:
     """Sub-environments stepped together; ids with a native vector entry point (Atari) use it."""
     kwargs: dict[str, Any] = field(default_factory=dict)
     """Keyword arguments passed to ``gymnasium.make`` / ``make_vec`` (e.g. ``frame_stack: 4``)."""
-    vectorization: Literal["auto", "sync", "async"] = "auto"
-    """``auto``: the env's native vector entry point if it has one, else ``sync``."""
+    vectorization: Literal["auto", "sync", "async", "native"] = "auto"
+    """``native``: the env's own vector entry point (gymnasium's ``vector_entry_point``).
+    ``auto``: native for rlkit's ids that have one (Atari, whose autoreset contract rlkit tests),
+    else ``sync``, which also allows exact resume (see rlkit.loops.EnvReplay)."""
 
     def __post_init__(self) -> None:
         if self.num_envs < 1:
@@ -154,6 +158,9 @@ def _closest(name: str, options: list[str]) -> str:
     return f" Did you mean '{match[0]}'?" if match else f" Valid keys: {', '.join(sorted(options))}."
 
 
+_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
 def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
@@ -200,6 +207,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if not isinstance(value, bool):
             raise ConfigError(f"{where}: expected true/false, got {value!r}")
         return value
+    if tp in (int, float) and isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+        value = float(value)  # PyYAML reads 1e-3 (no dot) as a string: accept it as the number it is
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             if isinstance(value, float) and value.is_integer():
@@ -291,11 +300,11 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 
 def build_run_config(data: dict[str, Any], overrides: list[str] = (), source: str = "config") -> RunConfig:
     """Apply ``key.sub=value`` overrides to raw YAML data and build the typed :class:`RunConfig`."""
-    data = dict(data)
-    for text in overrides:
-        path, value = parse_override(text)
-        _set_path(data, path, value)
+    data = copy.deepcopy(data)  # overrides must not leak into the caller's data
     try:
+        for text in overrides:
+            path, value = parse_override(text)
+            _set_path(data, path, value)
         agent_data = data.get("agent")
         if not isinstance(agent_data, dict) or "name" not in agent_data:
             raise ConfigError("the 'agent' section needs a 'name' (e.g. agent: {name: dqn})")

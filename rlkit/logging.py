@@ -5,6 +5,7 @@
 resumes). TensorBoard and the plots are views of the same numbers. On resume, records written after
 the checkpoint (by a run that was killed) are moved to ``metrics.orphaned.jsonl`` — never deleted —
 and TensorBoard purges its events past the checkpoint step, so the resumed run's records replace them.
+The checkpoint stores how many records had been written (steps are not unique), so the cut is exact.
 """
 
 from __future__ import annotations
@@ -23,11 +24,13 @@ CURVE_FILE = "learning_curve.png"
 
 class RunLogger:
     def __init__(self, run_dir: Path, total_steps: int, start_step: int = 0, progress: bool = True,
-                 tensorboard: bool = True, description: str = "") -> None:
+                 tensorboard: bool = True, description: str = "", keep_records: int | None = None) -> None:
         self.run_dir = Path(run_dir)
         self.metrics_path = self.run_dir / METRICS_FILE
-        if start_step > 0:
-            self._truncate_after(start_step)
+        self.records = 0
+        if keep_records is not None:
+            self._keep_first(keep_records)
+            self.records = keep_records
         self._file = open(self.metrics_path, "a", buffering=1)
         self.recent_returns: deque[float] = deque(maxlen=20)
         self.last_eval: float | None = None
@@ -44,17 +47,11 @@ class RunLogger:
                              dynamic_ncols=True, smoothing=0.05)
         self._bar_step = start_step
 
-    def _truncate_after(self, step: int) -> None:
+    def _keep_first(self, count: int) -> None:
         if not self.metrics_path.exists():
             return
-        keep, orphaned = [], []
-        for line in self.metrics_path.read_text().splitlines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                orphaned.append(line)  # a line cut by a kill mid-write
-                continue
-            (keep if record.get("step", 0) <= step else orphaned).append(line)
+        lines = self.metrics_path.read_text().splitlines()
+        keep, orphaned = lines[:count], lines[count:]  # a line cut by a kill mid-write is among the orphans
         if orphaned:
             with open(self.run_dir / "metrics.orphaned.jsonl", "a") as f:
                 f.write("\n".join(orphaned) + "\n")
@@ -65,6 +62,7 @@ class RunLogger:
     def log(self, kind: str, step: int, time: float, values: dict[str, Any]) -> None:
         record = {"kind": kind, "step": int(step), "time": round(float(time), 3), **values}
         self._file.write(json.dumps(record) + "\n")
+        self.records += 1
         if kind == "episode":
             self.recent_returns.append(float(values["return"]))
         if kind == "eval":

@@ -65,7 +65,12 @@ def make_vector_env(env_cfg: EnvConfig, num_envs: int | None = None, **extra: An
     spec = env_spec(env_cfg.id)
     mode = env_cfg.vectorization
     if mode == "auto":
-        mode = "vector_entry_point" if spec.vector_entry_point is not None else "sync"
+        native = spec.vector_entry_point is not None and env_cfg.id.startswith("rlkit/")
+        mode = "native" if native else "sync"
+    if mode == "native":
+        if spec.vector_entry_point is None:
+            raise ConfigError(f"env.vectorization=native, but '{env_cfg.id}' has no native vector env; use sync or auto")
+        mode = "vector_entry_point"
     try:
         return gym.make_vec(env_cfg.id, num_envs=num_envs or env_cfg.num_envs, vectorization_mode=mode,
                             **{**env_cfg.kwargs, **extra})
@@ -269,6 +274,7 @@ def train_online(cfg: RunConfig, run_dir: Path, resume: bool = False) -> dict[st
 
     # loop state (all of it goes into checkpoints)
     step = 0  # real env transitions
+    updates_from = train.learning_starts  # a resume without a saved buffer refills before updating again
     elapsed = 0.0  # training wall time, cumulative over resumes
     best_eval = -np.inf
     train_sums: dict[str, float] = {}
@@ -286,8 +292,11 @@ def train_online(cfg: RunConfig, run_dir: Path, resume: bool = False) -> dict[st
         autoreset = loop["autoreset"].numpy().astype(bool)
         tracker.returns[:] = loop["episode_returns"].numpy()
         tracker.lengths[:] = loop["episode_lengths"].numpy()
+        updates_from = int(loop["updates_from"])
         if state.get("buffer") is not None:
             buffer.load_state_dict(state["buffer"])
+        else:
+            updates_from = step + train.learning_starts
         restored = env_replay.restore(state["env_replay"], cfg.seed, autoreset)
         if restored is None:
             obs, _ = envs.reset(seed=cfg.seed + step)
@@ -295,13 +304,17 @@ def train_online(cfg: RunConfig, run_dir: Path, resume: bool = False) -> dict[st
             tracker.returns[:] = 0.0
             tracker.lengths[:] = 0
         else:
+            if not np.allclose(restored, loop["obs"].numpy()):
+                logger_warning = "env replay did not reproduce the checkpoint's observations; continuing from the replayed state"
+                print(f"rlkit: warning: {logger_warning}")
             obs = restored
         torch.set_rng_state(state["rng"]["torch"])
         np.random.set_state(_np_state_from_json(state["rng"]["numpy"]))
         random.setstate(_py_state_from_json(state["rng"]["python"]))
 
     logger = RunLogger(run_dir, train.total_steps, start_step=step, progress=cfg.log.progress,
-                       tensorboard=cfg.log.tensorboard, description=f"{cfg.agent.name} {cfg.env.id}")
+                       tensorboard=cfg.log.tensorboard, description=f"{cfg.agent.name} {cfg.env.id}",
+                       keep_records=int(state["loop"]["records"]) if resume else None)
     if resume:
         logger.message(f"resumed {run_dir} at step {step}"
                        + ("" if env_replay.supported else " (envs re-seeded: this env cannot restore its exact state)"))
@@ -315,8 +328,10 @@ def train_online(cfg: RunConfig, run_dir: Path, resume: bool = False) -> dict[st
             "buffer": buffer.state_dict() if train.save_buffer else None,
             "env_replay": env_replay.state_dict(),
             "loop": {
-                "step": step, "elapsed": elapsed, "best_eval": float(best_eval),
+                "step": step, "elapsed": elapsed, "best_eval": float(best_eval), "records": logger.records,
+                "updates_from": updates_from,
                 "train_sums": json.dumps(train_sums), "train_count": train_count,
+                "obs": torch.as_tensor(np.asarray(obs)),
                 "autoreset": torch.as_tensor(autoreset), "episode_returns": torch.as_tensor(tracker.returns),
                 "episode_lengths": torch.as_tensor(tracker.lengths),
             },
@@ -343,8 +358,8 @@ def train_online(cfg: RunConfig, run_dir: Path, resume: bool = False) -> dict[st
             obs = next_obs
 
             # update
-            if step >= train.learning_starts:
-                phases = _crossed(max(before, train.learning_starts - 1), step, train.train_every)
+            if step >= updates_from and buffer.num_sampleable() > 0:
+                phases = _crossed(max(before, updates_from - 1), step, train.train_every)
                 for _ in range(phases * train.gradient_steps):
                     beta = linear_schedule(replay_cfg.beta_start, 1.0, train.total_steps, step)
                     batch = buffer.sample(train.batch_size, beta=beta)

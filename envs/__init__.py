@@ -1,0 +1,16 @@
+"""rlkit.envs: Gymnasium environments and wrappers. Importing this registers every rlkit/... id."""
+
+import gymnasium
+
+from rlkit.envs.atari import ATARI_GAMES, MAX_EPISODE_STEPS, atari_env_name
+
+# Atari (envs/atari.py): rlkit/{Game}-v0 for every ALE game; gymnasium.make -> one env,
+# gymnasium.make_vec(..., vectorization_mode="vector_entry_point") -> ALE's native vector env.
+for _game in ATARI_GAMES:
+    gymnasium.register(
+        id=f"rlkit/{atari_env_name(_game)}-v0",
+        entry_point="rlkit.envs.atari:make_atari_env",
+        vector_entry_point="rlkit.envs.atari:make_atari_vector_env",
+        max_episode_steps=MAX_EPISODE_STEPS,
+        kwargs={"game": _game},
+    )

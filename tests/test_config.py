@@ -1,0 +1,106 @@
+"""Strict configs and the CLI's handling of user mistakes (exit code 2, one clear line, no traceback)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rlkit.agents.dqn import DQNConfig
+from rlkit.cli import main
+from rlkit.config import ConfigError, build_run_config, configs_dir, load_config, to_dict
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_default_config_loads_and_round_trips(tmp_path):
+    cfg = load_config(None)
+    assert cfg.env.id == "CartPole-v1"
+    assert isinstance(cfg.agent, DQNConfig)
+    again = build_run_config(yaml.safe_load(yaml.safe_dump(to_dict(cfg))))
+    assert again == cfg
+
+
+def test_every_shipped_config_loads():
+    paths = sorted(configs_dir().glob("*.yaml"))
+    assert paths, "no shipped configs"
+    for path in paths:
+        load_config(path)
+
+
+def test_overrides_are_typed(cartpole_data):
+    cfg = build_run_config(cartpole_data, ["train.total_steps=777", "agent.double=true", "agent.lr=1e-3",
+                                           "agent.hidden=[8, 8]", "train.replay.n_step=3", "seed=9"])
+    assert cfg.train.total_steps == 777 and cfg.agent.double is True and cfg.agent.hidden == [8, 8]
+    assert cfg.train.replay.n_step == 3 and cfg.seed == 9 and isinstance(cfg.agent.lr, float)
+
+
+@pytest.mark.parametrize("override, fragment", [
+    ("train.total_step=5", "Did you mean 'total_steps'"),
+    ("agent.learning_rate=0.1", "unknown key 'agent.learning_rate'"),
+    ("train.batch_size=big", "train.batch_size: expected an integer"),
+    ("agent.double=3", "agent.double: expected true/false"),
+    ("device=tpu", "device: 'tpu' is not one of"),
+    ("agent.gamma=1.5", "agent.gamma must lie in (0, 1]"),
+    ("train.replay.capacity=0", "train.replay.capacity must be >= 1"),
+    ("agent.name=dqm", "unknown agent 'dqm'. Did you mean 'dqn'"),
+    ("nonsense", "must look like key.sub=value"),
+    ("trian.total_steps=3", "unknown top-level key 'trian'. Did you mean 'train'"),
+])
+def test_bad_values_name_the_key(cartpole_data, override, fragment):
+    with pytest.raises(ConfigError) as info:
+        build_run_config(cartpole_data, [override], source="my.yaml")
+    assert fragment in str(info.value)
+    assert str(info.value).startswith("my.yaml")
+
+
+def _run_cli(args, capsys):
+    code = main(args)
+    return code, capsys.readouterr()
+
+
+def test_cli_missing_config_file(capsys, tmp_path):
+    code, out = _run_cli(["train", str(tmp_path / "dqn_cartpol.yaml")], capsys)
+    assert code == 2
+    assert "does not exist" in out.err and "dqn_cartpole.yaml" in out.err
+
+
+def test_cli_bad_yaml_reports_line(capsys, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("env:\n  id: CartPole-v1\n agent: [\n")
+    code, out = _run_cli(["train", str(bad)], capsys)
+    assert code == 2 and "not valid YAML at line" in out.err
+
+
+def test_cli_unknown_env_id(capsys, tmp_path):
+    code, out = _run_cli(["train", "env.id=CartPole-v9", f"--run-dir={tmp_path / 'r'}", "log.progress=false"], capsys)
+    assert code == 2 and "unknown environment id 'CartPole-v9'" in out.err and "CartPole-v1" in out.err
+
+
+def test_cli_resume_dir_that_is_not_a_run(capsys, tmp_path):
+    code, out = _run_cli(["train", "--resume", str(tmp_path)], capsys)
+    assert code == 2 and "is not an rlkit run" in out.err
+    code, out = _run_cli(["eval", str(tmp_path / "missing")], capsys)
+    assert code == 2 and "does not exist" in out.err
+
+
+def test_cli_run_dir_already_a_run_is_not_overwritten(capsys, tmp_path):
+    (tmp_path / "config.yaml").write_text("precious")
+    code, out = _run_cli(["train", f"--run-dir={tmp_path}"], capsys)
+    assert code == 2 and "already holds a run" in out.err
+    assert (tmp_path / "config.yaml").read_text() == "precious"
+
+
+def test_console_script_error_has_no_traceback(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "rlkit.cli", "train", "agent.lr=fast", f"--run-dir={tmp_path / 'x'}"],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert "agent.lr: expected a number, got 'fast'" in proc.stderr
+
+
+def test_cli_list_shows_agents_envs_configs(capsys):
+    code, out = _run_cli(["list"], capsys)
+    assert code == 0
+    assert "dqn" in out.out and "dqn_cartpole.yaml" in out.out and "rlkit/Pong-v0" in out.out
