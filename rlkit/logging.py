@@ -160,8 +160,9 @@ def plot_runs(run_dirs: list[Path], out_path: Path, labels: list[str] | None = N
             continue
         # seeds: interpolate on a common grid, then mean and min..max band
         for ax, x_index in ((ax_steps, 1), (ax_time, 2)):
+            x_min = max(c[x_index][0] for c in curves)
             x_max = min(c[x_index][-1] for c in curves)
-            grid = np.linspace(0, x_max, 200)
+            grid = np.linspace(x_min, max(x_max, x_min), 200)
             stacked = np.stack([np.interp(grid, c[x_index], c[3]) for c in curves])
             mean = stacked.mean(0)
             line = ax.plot(grid, mean, label=f"{label} (n={n})")[0]

@@ -304,9 +304,9 @@ def train_online(cfg: RunConfig, run_dir: Path, resume: bool = False) -> dict[st
             tracker.returns[:] = 0.0
             tracker.lengths[:] = 0
         else:
-            if not np.allclose(restored, loop["obs"].numpy()):
-                logger_warning = "env replay did not reproduce the checkpoint's observations; continuing from the replayed state"
-                print(f"rlkit: warning: {logger_warning}")
+            if not np.allclose(restored, loop["obs"].numpy()):  # e.g. an env that is not deterministic given its RNG
+                print("rlkit: warning: env replay did not reproduce the checkpoint's observations; "
+                      "continuing from the replayed state", flush=True)
             obs = restored
         torch.set_rng_state(state["rng"]["torch"])
         np.random.set_state(_np_state_from_json(state["rng"]["numpy"]))

@@ -24,6 +24,16 @@ from rlkit.loops import train_online
 SOLVED = 475.0
 
 
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="configs/dqn_cartpole.yaml")
@@ -47,7 +57,7 @@ def main() -> None:
             "total_time_s": round(summary["wall_time"], 1), "run_dir": str(run_dir),
         })
         print(json.dumps(results[-1]))
-    machine = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+    machine = {"cpu": cpu_model(), "cores": os.cpu_count(),
                "torch": torch.__version__, "torch_threads": cfg.torch_threads}
     (out / "results.json").write_text(json.dumps({"config": args.config, "overrides": args.overrides,
                                                    "machine": machine, "results": results}, indent=1))

@@ -1,0 +1,56 @@
+"""`rlkit train` → `rlkit eval` (with video) → `rlkit plot` on a real (tiny) run directory."""
+
+import json
+
+import pytest
+import yaml
+
+from rlkit.cli import main
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    data = {
+        "env": {"id": "CartPole-v1", "num_envs": 2},
+        "agent": {"name": "dqn", "hidden": [32], "eps_decay_steps": 300},
+        "train": {"total_steps": 600, "learning_starts": 100, "train_every": 4, "batch_size": 16,
+                  "replay": {"capacity": 2000}, "eval_every": 300, "eval_episodes": 2, "checkpoint_every": 300},
+        "log": {"progress": False, "log_every": 100},
+    }
+    config = root / "tiny.yaml"
+    config.write_text(yaml.safe_dump(data))
+    runs = []
+    for seed in (0, 1):
+        run_dir = root / f"tiny-s{seed}"
+        assert main(["train", str(config), f"--seed={seed}", f"--run-dir={run_dir}"]) == 0
+        runs.append(run_dir)
+    return runs
+
+
+def test_train_writes_the_run_directory(two_runs):
+    run = two_runs[0]
+    for name in ("config.yaml", "metrics.jsonl", "learning_curve.png", "checkpoints/latest.pt", "checkpoints/best.pt"):
+        assert (run / name).exists(), name
+    assert list((run / "tb").iterdir()), "no TensorBoard events"
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["seed"] == 0 and saved["train"]["total_steps"] == 600
+    kinds = {json.loads(line)["kind"] for line in (run / "metrics.jsonl").read_text().splitlines()}
+    assert kinds == {"train", "episode", "eval"}
+
+
+def test_eval_reports_mean_and_std_and_records_video(two_runs, capsys):
+    assert main(["eval", str(two_runs[0]), "--episodes", "3", "--video"]) == 0
+    out = capsys.readouterr().out
+    assert "over 3 episodes" in out and "±" in out
+    result = json.loads((two_runs[0] / "eval.json").read_text())
+    assert len(result["returns"]) == 3
+    videos = list((two_runs[0] / "videos").glob("*.mp4"))
+    assert videos and videos[0].stat().st_size > 1000
+
+
+def test_plot_aggregates_seeds(two_runs, tmp_path, capsys):
+    out = tmp_path / "curves.png"
+    assert main(["plot", *map(str, two_runs), "--out", str(out)]) == 0
+    assert out.stat().st_size > 10_000
+    assert main(["plot", str(tmp_path)]) == 2  # not a run

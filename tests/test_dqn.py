@@ -1,0 +1,96 @@
+"""DQN: networks, the TD target of each variant against a hand computation, exploration, all flags together."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from rlkit.agents.dqn import DQN, DQNConfig, QNetwork
+from rlkit.config import ConfigError, build_run_config
+from rlkit.loops import train_online
+from rlkit.replay import Transitions
+
+BOX = gym.spaces.Box(-1, 1, shape=(4,), dtype=np.float32)
+ACTIONS = gym.spaces.Discrete(3)
+
+
+def _batch(b=8, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return Transitions(obs=torch.randn(b, 4, generator=g), actions=torch.randint(0, 3, (b,), generator=g),
+                       rewards=torch.randn(b, generator=g), next_obs=torch.randn(b, 4, generator=g),
+                       discounts=torch.tensor([0.99, 0.0] * (b // 2)), weights=torch.rand(b, generator=g) + 0.5,
+                       indices=torch.arange(b))
+
+
+def test_q_network_shapes_mlp_and_nature_cnn():
+    mlp = QNetwork((4,), np.float32, 3, [16, 16], dueling=False)
+    assert mlp(torch.randn(5, 4)).shape == (5, 3)
+    cnn = QNetwork((4, 84, 84), np.uint8, 6, [16], dueling=True)
+    assert cnn(torch.randint(0, 255, (2, 4, 84, 84), dtype=torch.uint8)).shape == (2, 6)
+
+
+def test_dueling_head_is_value_plus_centred_advantage():
+    net = QNetwork((4,), np.float32, 3, [16], dueling=True)
+    obs = torch.randn(7, 4)
+    z = net.encoder(obs)
+    q = net(obs)
+    torch.testing.assert_close(q.mean(dim=1, keepdim=True), net.value(z))
+
+
+@pytest.mark.parametrize("double", [False, True])
+def test_loss_matches_hand_computed_target(double):
+    agent = DQN(DQNConfig(double=double, hidden=[16], target_update_every=10**6, max_grad_norm=None),
+                BOX, ACTIONS, seed=0)
+    torch.nn.init.normal_(agent.target_net.q[0].weight)  # make target and online networks differ
+    batch = _batch()
+    with torch.no_grad():
+        online_next, target_next = agent.q_net(batch.next_obs), agent.target_net(batch.next_obs)
+        select = online_next if double else target_next
+        next_q = target_next[torch.arange(8), select.argmax(1)]
+        y = batch.rewards + batch.discounts * next_q
+        q = agent.q_net(batch.obs)[torch.arange(8), batch.actions]
+        expected = (batch.weights * F.huber_loss(q, y, reduction="none")).mean()
+        expected_td = (q - y).abs()
+    metrics, priorities = agent.update(batch)
+    assert metrics["loss"] == pytest.approx(expected.item(), rel=1e-5)
+    torch.testing.assert_close(priorities, expected_td)
+
+
+def test_target_network_hard_and_soft_updates():
+    hard = DQN(DQNConfig(hidden=[8], target_update_every=3, lr=0.1), BOX, ACTIONS)
+    for i in range(3):
+        before = hard.target_net.q[0].weight.clone()
+        hard.update(_batch(seed=i))
+        synced = torch.equal(hard.target_net.q[0].weight, hard.q_net.q[0].weight)
+        assert synced == (i == 2) and (synced or torch.equal(before, hard.target_net.q[0].weight))
+    soft = DQN(DQNConfig(hidden=[8], target_update_every=1, tau=0.5, lr=0.1), BOX, ACTIONS)
+    old_target = soft.target_net.q[0].weight.clone()
+    soft.update(_batch())
+    torch.testing.assert_close(soft.target_net.q[0].weight, 0.5 * old_target + 0.5 * soft.q_net.q[0].weight)
+
+
+def test_epsilon_schedule_and_greedy_evaluation():
+    agent = DQN(DQNConfig(hidden=[8], eps_start=1.0, eps_end=0.1, eps_decay_steps=100), BOX, ACTIONS, seed=1)
+    obs = np.zeros((10, 4), dtype=np.float32)
+    assert agent.epsilon == 1.0
+    agent.act(obs, explore=True)
+    assert agent.env_steps == 10 and agent.epsilon == pytest.approx(0.91)
+    for _ in range(20):
+        agent.act(obs, explore=True)
+    assert agent.epsilon == pytest.approx(0.1)
+    greedy = agent.act(obs, explore=False)
+    assert agent.env_steps == 210  # evaluation does not advance the schedule
+    assert np.all(greedy == greedy[0])  # same obs, deterministic
+
+
+def test_dqn_rejects_continuous_actions():
+    with pytest.raises(ConfigError, match="Discrete action space"):
+        DQN(DQNConfig(), BOX, gym.spaces.Box(-1, 1, (2,)))
+
+
+def test_all_flags_together_train(tmp_path, cartpole_data):
+    cfg = build_run_config(cartpole_data, ["agent.double=true", "agent.dueling=true", "train.replay.n_step=3",
+                                           "train.replay.prioritized=true", "agent.tau=0.05", "agent.target_update_every=1"])
+    summary = train_online(cfg, tmp_path)
+    assert cfg.train.total_steps <= summary["steps"] < cfg.train.total_steps + cfg.env.num_envs and summary["final_eval"]["return_mean"] > 0
