@@ -14,3 +14,10 @@ for _game in ATARI_GAMES:
         max_episode_steps=MAX_EPISODE_STEPS,
         kwargs={"game": _game},
     )
+
+# MuJoCo motion imitation (envs/humanoid_imitation.py): the DeepMimic humanoid tracking mocap clips
+# (envs/mocap.py); truncation is handled by the env itself (clip end, or max_episode_steps for loops).
+gymnasium.register(
+    id="rlkit/HumanoidImitation-v0",
+    entry_point="rlkit.envs.humanoid_imitation:HumanoidImitationEnv",
+)

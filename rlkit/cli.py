@@ -156,6 +156,43 @@ def cmd_plot(ns: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dataset(ns: argparse.Namespace) -> int:
+    """``rlkit dataset from-mocap``: a state-action dataset of mocap clips by inverse dynamics."""
+    import numpy as np
+
+    from rlkit.envs.mocap import DEEPMIMIC_CLIPS, build_mocap_dataset, residual_summary, resolve_clip_name
+
+    clips = ns.clips or list(DEEPMIMIC_CLIPS)
+    for clip in clips:  # unknown names fail before any work, with the closest valid name
+        if not str(clip).endswith((".txt", ".npz")):
+            resolve_clip_name(clip)
+    data = build_mocap_dataset(clips, contacts=not ns.no_contacts)
+    out = Path(ns.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "wb") as f:
+        np.savez_compressed(f, **data)
+    print(f"root residual per clip (|qfrc_inverse[:6]|, contacts {'off' if ns.no_contacts else 'on'}):")
+    print(f"  {'clip':<16}{'frames':>7}{'mean':>10}{'median':>10}{'max':>11}{'force/mg':>10}")
+    for row in residual_summary(data):
+        print(f"  {row['clip']:<16}{row['frames']:>7}{row['mean']:>10.1f}{row['median']:>10.1f}{row['max']:>11.1f}"
+              f"{row.get('force_over_weight', float('nan')):>10.2f}")
+    print(f"wrote {out}: {len(data['actions'])} transitions, observations {data['observations'].shape[1]}, "
+          f"actions {data['actions'].shape[1]}")
+    return 0
+
+
+def cmd_bench(ns: argparse.Namespace) -> int:
+    from rlkit.bench import SUITES, run_suite
+
+    if ns.seeds < 1 or ns.threads < 1:
+        raise ConfigError("rlkit bench: --seeds and --threads must be >= 1")
+    names = list(SUITES) if ns.suite == "all" else [ns.suite]
+    docs = None if ns.no_docs else Path(ns.docs)
+    for name in names:
+        run_suite(name, list(range(ns.seeds)), Path(ns.out), quick=ns.quick, threads=ns.threads, docs=docs)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rlkit", description="rlkit: train, evaluate and compare RL agents.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -187,6 +224,31 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--out", help="output PNG (default: RUN_DIR/learning_curve.png or ./learning_curves.png)")
     plot.add_argument("--labels", nargs="+", help="one label per run (runs with equal labels aggregate)")
     plot.set_defaults(func=cmd_plot)
+
+    dataset = sub.add_parser("dataset", help="build offline datasets")
+    dataset_sub = dataset.add_subparsers(dest="source", required=True)
+    mocap = dataset_sub.add_parser(
+        "from-mocap", help="state-action dataset of motion-capture clips by inverse dynamics (mj_inverse)",
+        description="Writes observations, qpos/qvel/qacc, actions (actuator forces) and the root residual of "
+                    "each clip frame to an .npz and prints the root residual per clip.")
+    mocap.add_argument("--clips", nargs="+", metavar="CLIP",
+                       help="DeepMimic clip names or .txt/.npz clip files (default: all 15 DeepMimic clips)")
+    mocap.add_argument("--out", default="mocap_dataset.npz", help="output .npz (default: mocap_dataset.npz)")
+    mocap.add_argument("--no-contacts", action="store_true",
+                       help="inverse dynamics without floor contacts (residual includes gravity support)")
+    mocap.set_defaults(func=cmd_dataset)
+    bench = sub.add_parser("bench", help="rlkit vs the reference (SB3, raw ALE), side by side, as ratios",
+                           description="Runs rlkit and the reference interleaved in one process with the same env, "
+                                       "hyperparameters, budget and threads; writes OUT/<suite>.json and .png and "
+                                       "regenerates the suite's section of docs/benchmarks.md.")
+    bench.add_argument("suite", choices=["dqn-cartpole", "dqn-throughput", "atari-collect", "replay", "all"])
+    bench.add_argument("--seeds", type=int, default=3, help="repeats (seeds 0..N-1); ratios are per repeat")
+    bench.add_argument("--out", default="bench_out")
+    bench.add_argument("--threads", type=int, default=1, help="torch threads, the same for both sides")
+    bench.add_argument("--quick", action="store_true", help="tiny budgets: checks the harness, measures nothing")
+    bench.add_argument("--docs", default=str(Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"))
+    bench.add_argument("--no-docs", action="store_true", help="do not touch docs/benchmarks.md")
+    bench.set_defaults(func=cmd_bench)
     return parser
 
 

@@ -1,0 +1,129 @@
+"""rlkit/HumanoidImitation-v0: API checks, reward terms, early termination, observations, rendering."""
+
+import os
+import warnings
+
+import gymnasium as gym
+import mujoco
+import numpy as np
+import pytest
+
+import rlkit.envs  # noqa: F401
+from rlkit.config import ConfigError
+from rlkit.envs.humanoid_imitation import HumanoidImitationEnv, TrackingReward
+
+
+def test_gymnasium_and_sb3_check_env():
+    from gymnasium.utils.env_checker import check_env
+    from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+    env = gym.make("rlkit/HumanoidImitation-v0").unwrapped
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # unbounded Box observations are fine
+        check_env(env, skip_render_check=True)
+        sb3_check_env(HumanoidImitationEnv(clips=["run", "kick"], action_mode="torque", ref_steps=(1, 3)))
+    assert env.observation_space.shape == (501,) and env.action_space.shape == (28,)
+
+
+def test_reference_state_gives_maximal_reward_and_terms_decrease():
+    env = HumanoidImitationEnv(clips=["walk"])
+    _, info = env.reset(seed=3)
+    assert info["termination_error"] < 1e-12
+    for key in ("center_of_mass", "joints_velocity", "appendages", "body_quaternions"):
+        assert info[f"error_{key}"] < 1e-20
+    total = sum(info[f"reward_{k}"] for k in ("center_of_mass", "joints_velocity", "appendages",
+                                               "body_quaternions", "termination"))
+    assert total == pytest.approx(1.0, abs=1e-12)
+    # dm_control's unnormalised comic reward peaks at 0.5 + 0.5 * 1.9
+    fn = TrackingReward(normalize=False)
+    zero = {"center_of_mass": 0.0, "joints_velocity": 0.0, "appendages": 0.0, "body_quaternions": 0.0}
+    assert fn(zero, 0.0, 0.3)[0] == pytest.approx(1.45)
+    fn = TrackingReward()
+    assert fn(zero, 0.0, 0.3)[0] == pytest.approx(1.0)
+    for key in zero:
+        values = [fn({**zero, key: err}, 0.0, 0.3)[1][key] for err in (0.0, 0.01, 0.1, 1.0)]
+        assert all(a > b for a, b in zip(values, values[1:])), key
+    terms = [fn(zero, e, 0.3)[1]["termination"] for e in (0.0, 0.1, 0.2, 0.3)]
+    assert terms[0] == 0.5 and terms[-1] == pytest.approx(0.0) and all(a > b for a, b in zip(terms, terms[1:]))
+    with pytest.raises(ConfigError, match="com_scale"):
+        HumanoidImitationEnv(reward={"com_scael": 1.0})
+
+
+def test_errors_in_the_simulator_lower_each_term():
+    env = HumanoidImitationEnv(clips=["walk"])
+    env.reset(seed=0)
+    base = env._info(*env._errors())
+    d, m = env.data, env.model
+    d.qvel[6:] += 0.5  # joint velocities only
+    mujoco.mj_forward(m, d)
+    info = env._info(*env._errors())
+    assert info["reward_joints_velocity"] < base["reward_joints_velocity"]
+    assert info["reward_center_of_mass"] == pytest.approx(base["reward_center_of_mass"])
+    env.reset(seed=0)
+    adr = m.jnt_qposadr[mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, "right_shoulder")]
+    d.qpos[adr:adr + 4] = [np.cos(0.5), np.sin(0.5), 0, 0]  # arm raised sideways: appendage + quaternion error
+    mujoco.mj_forward(m, d)
+    info = env._info(*env._errors())
+    for key in ("appendages", "body_quaternions", "center_of_mass", "termination"):
+        assert info[f"reward_{key}"] < base[f"reward_{key}"], key
+
+
+def test_early_termination_when_displaced():
+    env = HumanoidImitationEnv(clips=["walk"])
+    env.reset(seed=1)
+    env.data.qpos[:3] += [0.0, 1.5, 1.0]  # 1.8 m away from the reference
+    mujoco.mj_forward(env.model, env.data)
+    _, reward, terminated, truncated, info = env.step(env.pd_action(env.library.qpos(env._clip, env._k + 1)))
+    assert terminated and not truncated and info["termination_error"] > 0.3
+    # tracking the reference from the reference state does not terminate at once
+    env.reset(seed=1)
+    _, reward, terminated, _, info = env.step(env.pd_action(env.library.qpos(env._clip, env._k + 1)))
+    assert not terminated and info["termination_error"] < 0.1 and reward > 0.5
+
+
+def test_truncation_and_lookahead():
+    env = HumanoidImitationEnv(clips=["kick"], init_at_start=True, ref_steps=(2,), termination_error_threshold=1e9)
+    env.reset(seed=0)
+    clip = env.library.clips[0]
+    steps, truncated = 0, False
+    while not truncated:
+        _, _, terminated, truncated, _ = env.step(np.zeros(28, dtype=np.float32))
+        steps += 1
+        assert not terminated
+    assert steps == clip.num_frames - 1 - 2
+    env = HumanoidImitationEnv(clips=["walk"], max_episode_steps=5, termination_error_threshold=1e9)
+    env.reset(seed=0)
+    flags = [env.step(np.zeros(28, dtype=np.float32))[3] for _ in range(5)]
+    assert flags == [False] * 4 + [True]
+
+
+def test_observation_is_egocentric():
+    """Rotating and moving the walker and its reference together (yaw, translation) leaves the observation unchanged."""
+    env = HumanoidImitationEnv(clips=["walk"], ref_steps=(1, 5))
+    env.reset(seed=4)
+    obs = env.reference_observation(0, 7)
+    assert obs.shape == env.observation_space.shape and obs.dtype == np.float32
+    # at the reference state the reference block for step s describes the motion ahead; joints diff small
+    proprio = env._proprio_dim
+    assert abs(obs[0] - env.data.xpos[env._root][2]) < 1e-6
+    assert np.abs(obs[proprio + 7:proprio + 7 + 28]).max() < 0.6  # one frame of joint motion
+    # perturb the walker away from the reference: the reference block changes, the proprioception does not
+    env.data.qpos[:2] += [0.3, -0.2]
+    mujoco.mj_forward(env.model, env.data)
+    moved = env._observation()
+    np.testing.assert_allclose(moved[:proprio], obs[:proprio], atol=1e-5)
+    np.testing.assert_allclose(moved[proprio:proprio + 2], obs[proprio:proprio + 2] - (
+        np.array([0.3, -0.2, 0.0]) @ env.data.xmat[env._root].reshape(3, 3))[:2], atol=1e-5)
+
+
+def test_render_rgb_array():
+    if os.environ.get("MUJOCO_GL") not in ("egl", "osmesa", "glfw"):
+        pytest.skip("offscreen rendering needs MUJOCO_GL=egl or osmesa (set before mujoco is imported)")
+    env = gym.make("rlkit/HumanoidImitation-v0", render_mode="rgb_array", width=160, height=120)
+    env.reset(seed=0)
+    try:
+        frame = env.render()
+    except Exception as exc:  # no EGL / OSMesa on this machine
+        pytest.skip(f"offscreen rendering unavailable with MUJOCO_GL={os.environ.get('MUJOCO_GL')}: {exc}")
+    assert frame.shape == (120, 160, 3) and frame.dtype == np.uint8 and frame.std() > 5
+    env.close()
