@@ -371,11 +371,15 @@ class ReplayBuffer:
 
         next_rows, rewards, discounts = self._n_step_targets(rows, envs)
         to_device = dict(device=self.device, non_blocking=True)
+        if self.frame_stack > 1:
+            obs, next_obs = self._gather_stacks(rows, envs, (next_rows - rows) % self.rows_per_env)
+        else:
+            obs, next_obs = self._gather(self._obs, rows, envs), self._gather(self._obs, next_rows, envs)
         return Transitions(
-            obs=self._gather_obs(rows, envs),
+            obs=obs,
             actions=self._gather(self._actions, rows, envs),
             rewards=rewards.to(**to_device),
-            next_obs=self._gather_obs(next_rows, envs),
+            next_obs=next_obs,
             discounts=discounts.to(**to_device),
             weights=weights.to(**to_device),
             indices=(rows * self.num_envs + envs).to(**to_device),
@@ -445,23 +449,39 @@ class ReplayBuffer:
         discounts = torch.where(terminal, 0.0, self._gamma_powers[steps])
         return next_rows, reward_sum, discounts
 
-    def _gather_obs(self, rows: torch.Tensor, envs: torch.Tensor) -> torch.Tensor:
-        """Observations at CPU ``rows``/``envs`` on the device, frame stacks rebuilt."""
-        if self.frame_stack == 1:
-            return self._gather(self._obs, rows, envs)
-        columns, padded = [rows], [torch.zeros_like(rows, dtype=torch.bool)]
+    def _gather_stacks(self, rows: torch.Tensor, envs: torch.Tensor, steps: torch.Tensor
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Frame stacks of obs (row t) and next_obs (row t+k), rebuilt from one gather.
+
+        Both stacks live in the same episode, so they are windows of one block of rows
+        ``[t-S+1 .. t+n]`` (walking back stops at the episode's first row, whose frame pads):
+        obs = block[:, 0:S] and next_obs = block[:, k:k+S]. One ``index_select`` of ``S+n`` frames per
+        sample instead of two of ``S`` each; with n = 1 both are views of the block (no further copy).
+        """
+        S, n = self.frame_stack, self.n_step
+        back, padded = [rows], [torch.zeros_like(rows, dtype=torch.bool)]
         current, hit_first = rows, torch.zeros_like(rows, dtype=torch.bool)
-        for _ in range(self.frame_stack - 1):  # walk back, stopping at the episode's first row
+        for _ in range(S - 1):  # walk back, stopping at the episode's first row
             hit_first = hit_first | self._first[current, envs]
             current = torch.where(hit_first, current, (current - 1) % self.rows_per_env)
-            columns.append(current)
+            back.append(current)
             padded.append(hit_first)
-        stack_rows = torch.stack(columns[::-1], dim=1)                       # [B, S], oldest first
-        frames = self._gather(self._obs, stack_rows, envs[:, None])          # [B, S, H, W]
+        ahead = [(rows + i) % self.rows_per_env for i in range(1, n + 1)]
+        block_rows = torch.stack(back[::-1] + ahead, dim=1)                 # [B, S+n], oldest first
+        block = self._gather(self._obs, block_rows, envs[:, None])          # [B, S+n, H, W]
+        obs = block[:, :S]
+        if n == 1:
+            next_obs = block[:, 1:]  # k == 1 always
+        else:
+            columns = steps[:, None] + torch.arange(S)                      # [B, S]
+            next_obs = block[torch.arange(len(rows))[:, None], columns.to(self.device)]
         if self.stack_padding == "zero":
-            pad = torch.stack(padded[::-1], dim=1).to(self.device)
-            frames = frames.masked_fill(pad.view(*pad.shape, *[1] * (frames.dim() - 2)), 0)
-        return frames
+            pad = torch.stack(padded[::-1] + [torch.zeros_like(rows, dtype=torch.bool)] * n, dim=1)  # [B, S+n]
+            next_pad = pad.gather(1, steps[:, None] + torch.arange(S))
+            shape = (*pad.shape[:1], S, *[1] * (block.dim() - 2))
+            obs = obs.masked_fill(pad[:, :S].reshape(shape).to(self.device), 0)
+            next_obs = next_obs.masked_fill(next_pad.reshape(shape).to(self.device), 0)
+        return obs, next_obs
 
     def _gather(self, storage: torch.Tensor, rows: torch.Tensor, envs: torch.Tensor) -> torch.Tensor:
         """``storage[rows, envs]`` via ``index_select`` on the flat (row, env) axis: one contiguous

@@ -363,11 +363,11 @@ def test_replay_rebuilds_exactly_the_stacks_the_native_env_produced():
 def test_dqn_trains_on_pong_smoke(tmp_path):
     """The Pong config end to end on a tiny budget: native vector env, Nature CNN, frame-stack replay,
     evaluation and checkpoint."""
-    from rlkit.config import load_config
+    from rlkit.config import configs_dir, load_config
     from rlkit.logging import read_metrics
     from rlkit.loops import train_online
 
-    cfg = load_config("configs/dqn_pong.yaml", [
+    cfg = load_config(configs_dir() / "dqn_pong.yaml", [
         "env.num_envs=4", "train.total_steps=600", "train.learning_starts=200", "train.replay.capacity=4000",
         "train.eval_every=0", "train.eval_episodes=1", "train.checkpoint_every=0", "log.progress=false",
         "log.tensorboard=false", "log.log_every=200", "env.kwargs.max_episode_steps=150", "torch_threads=1",
