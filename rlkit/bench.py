@@ -47,17 +47,28 @@ class Figure:
     higher_is_better: bool = True
     goal: str = ""
     """E.g. ">= 2.0" (ratio rlkit/reference); empty when the figure only informs."""
+    paired: bool = True
+    """Paired: repeat i of both sides ran back to back (throughput), so the ratio is taken per repeat.
+    Unpaired: the sides' seeds do not correspond (learning outcomes: rlkit's seed 0 has nothing to do
+    with SB3's seed 0), so the ratio is median(rlkit) / median(reference) and the spread is the
+    extreme ratios min/max and max/min."""
 
     def ratios(self) -> list[float]:
         return [a / b for a, b in zip(self.rlkit, self.reference) if a is not None and b not in (None, 0)]
 
     def summary(self) -> dict[str, Any]:
-        ratios = self.ratios()
         out: dict[str, Any] = {"name": self.name, "unit": self.unit, "rlkit": self.rlkit, "reference": self.reference,
-                               "higher_is_better": self.higher_is_better, "goal": self.goal}
-        if ratios:
+                               "higher_is_better": self.higher_is_better, "goal": self.goal, "paired": self.paired}
+        ours = [v for v in self.rlkit if v is not None]
+        theirs = [v for v in self.reference if v not in (None, 0)]
+        if self.paired and self.ratios():
+            ratios = self.ratios()
             out.update(ratio_median=float(np.median(ratios)), ratio_min=float(np.min(ratios)),
                        ratio_max=float(np.max(ratios)))
+        elif not self.paired and ours and theirs:
+            out.update(ratio_median=float(np.median(ours) / np.median(theirs)),
+                       ratio_min=float(min(ours) / max(theirs)), ratio_max=float(max(ours) / min(theirs)))
+        if "ratio_median" in out:
             if self.goal:
                 op, value = self.goal.split()
                 median = out["ratio_median"]
@@ -158,13 +169,13 @@ def suite_dqn_cartpole(seeds: list[int], out: Path, quick: bool) -> list[Figure]
     if quick:
         common += ["train.learning_starts=500", "train.train_every=100", "train.gradient_steps=10"]
     stop = [f"train.stop_at_solve={SOLVED}"]
-    figures = {key: Figure(name, unit, higher_is_better=False, goal=goal) for key, name, unit, goal in [
+    figures = {key: Figure(name, unit, higher_is_better=False, goal=goal, paired=False) for key, name, unit, goal in [
         ("zoo_time", "time to solve, same hyperparameters (zoo)", "s", "<= 0.5"),
         ("zoo_steps", "env steps to solve, same hyperparameters (zoo)", "steps", "<= 1.0"),
         ("tuned_time", "time to solve, rlkit tuned config vs SB3 zoo", "s", "<= 0.5"),
         ("tuned_steps", "env steps to solve, rlkit tuned config vs SB3 zoo", "steps", "<= 1.0"),
     ]}
-    best = Figure("best evaluation return within the budget, same hyperparameters (zoo)", "return")
+    best = Figure("best evaluation return within the budget, same hyperparameters (zoo)", "return", paired=False)
     for seed in seeds:
         # interleaved: rlkit (zoo) | SB3 (zoo) | rlkit (tuned)
         metrics = _rlkit_run(str(configs_dir() / "dqn_cartpole_zoo.yaml"), [*common, *stop, f"seed={seed}"],
@@ -464,6 +475,25 @@ def run_suite(name: str, seeds: list[int], out: Path, quick: bool = False, threa
     return result
 
 
+def report(name: str, out: Path, docs: Path | None) -> dict[str, Any]:
+    """Re-render a suite's PNG and docs section from its saved JSON (raw values), without running it."""
+    path = Path(out) / f"{name}.json"
+    if not path.is_file():
+        from rlkit.config import ConfigError
+
+        raise ConfigError(f"no results at '{path}': run `rlkit bench {name}` first")
+    result = json.loads(path.read_text())
+    fields = {"name", "unit", "rlkit", "reference", "higher_is_better", "goal", "paired"}
+    result["figures"] = [Figure(**{k: v for k, v in f.items() if k in fields}).summary() for f in result["figures"]]
+    result["notes"] = DOC_NOTES[name]
+    path.write_text(json.dumps(result, indent=1))
+    plot_ratios(result, Path(out) / f"{name}.png")
+    print(markdown_section(result), flush=True)
+    if docs is not None and not result["quick"]:
+        update_docs(docs, result)
+    return result
+
+
 def _fmt(value: float | None, unit: str) -> str:
     if value is None:
         return "—"
@@ -482,10 +512,13 @@ def markdown_section(result: dict[str, Any]) -> str:
              "|---|---|---|---|---|---|"]
     for f in result["figures"]:
         ratio = (f"{f['ratio_median']:.2f} [{f['ratio_min']:.2f}..{f['ratio_max']:.2f}]"
-                 if "ratio_median" in f else "—")
+                 + ("" if f.get("paired", True) else " †") if "ratio_median" in f else "—")
         met = {True: "yes", False: "**miss**"}.get(f.get("goal_met"), "")
         lines.append(f"| {f['name']} ({f['unit']}) | {_fmt(_median(f['rlkit']), f['unit'])} | "
                      f"{_fmt(_median(f['reference']), f['unit'])} | {ratio} | {f['goal'] or ''} | {met} |")
+    if any(not f.get("paired", True) for f in result["figures"]):
+        lines += ["", "† unpaired (learning outcomes; seeds do not correspond across libraries): "
+                      "median(rlkit) / median(reference), spread = extreme ratios."]
     per_seed = [f for f in result["figures"] if len(f["rlkit"]) > 1]
     if per_seed:
         lines += ["", "Per seed (rlkit / reference): " + "; ".join(

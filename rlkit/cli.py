@@ -66,7 +66,8 @@ def cmd_train(ns: argparse.Namespace) -> int:
 
 def _print_summary(summary: dict) -> None:
     final = summary.get("final_eval")
-    line = f"steps {summary['steps']}  wall time {summary['wall_time']:.1f}s"
+    line = (f"steps {summary['steps']}  wall time {summary['wall_time']:.1f}s  "
+            f"({summary['steps'] / max(summary['wall_time'], 1e-9):.0f} env steps/s incl. evaluation)")
     if final:
         line += f"  eval return {final['return_mean']:.1f} ± {final['return_std']:.1f}"
     print(line)
@@ -182,14 +183,17 @@ def cmd_dataset(ns: argparse.Namespace) -> int:
 
 
 def cmd_bench(ns: argparse.Namespace) -> int:
-    from rlkit.bench import SUITES, run_suite
+    from rlkit.bench import SUITES, report, run_suite
 
     if ns.seeds < 1 or ns.threads < 1:
         raise ConfigError("rlkit bench: --seeds and --threads must be >= 1")
     names = list(SUITES) if ns.suite == "all" else [ns.suite]
     docs = None if ns.no_docs else Path(ns.docs)
     for name in names:
-        run_suite(name, list(range(ns.seeds)), Path(ns.out), quick=ns.quick, threads=ns.threads, docs=docs)
+        if ns.report:
+            report(name, Path(ns.out), docs)
+        else:
+            run_suite(name, list(range(ns.seeds)), Path(ns.out), quick=ns.quick, threads=ns.threads, docs=docs)
     return 0
 
 
@@ -248,6 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--quick", action="store_true", help="tiny budgets: checks the harness, measures nothing")
     bench.add_argument("--docs", default=str(Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"))
     bench.add_argument("--no-docs", action="store_true", help="do not touch docs/benchmarks.md")
+    bench.add_argument("--report", action="store_true",
+                       help="only re-render OUT/<suite>.json into the PNG and docs (no runs)")
     bench.set_defaults(func=cmd_bench)
     return parser
 

@@ -358,8 +358,8 @@ def train_online(cfg: RunConfig, run_dir: Path, resume: bool = False) -> dict[st
             obs = next_obs
 
             # update
-            if step >= updates_from and buffer.num_sampleable() > 0:
-                phases = _crossed(max(before, updates_from - 1), step, train.train_every)
+            phases = _crossed(max(before, updates_from - 1), step, train.train_every) if step >= updates_from else 0
+            if phases and buffer.num_sampleable() > 0:
                 for _ in range(phases * train.gradient_steps):
                     beta = linear_schedule(replay_cfg.beta_start, 1.0, train.total_steps, step)
                     batch = buffer.sample(train.batch_size, beta=beta)
