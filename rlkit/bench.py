@@ -313,8 +313,10 @@ def suite_atari_collect(seeds: list[int], out: Path, quick: bool, threads: int) 
 
     n_envs, steps = 8, (150 if quick else 1_500)
     env_threads = min(os.cpu_count() or 1, n_envs)
-    figure = Figure(f"Atari collection env steps/s ({n_envs} envs, {env_threads} ALE threads)", "steps/s", goal=">= 0.9")
-    greedy_only = Figure("  of which: with every action greedy (epsilon 0: a CNN forward each step)", "steps/s")
+    figure = Figure(f"Atari collection env steps/s, epsilon 0.01 ({n_envs} envs, {env_threads} ALE threads)",
+                    "steps/s", goal=">= 0.9")
+    no_forward = Figure("same path, epsilon 1 (random actions: no network forward): rlkit's own overhead",
+                        "steps/s", goal=">= 0.9")
     for seed in seeds:
         # raw: ALE's native vector env, random actions, the settings rlkit uses
         raw = AtariVectorEnv("pong", num_envs=n_envs, num_threads=env_threads, reward_clipping=False,
@@ -326,10 +328,10 @@ def suite_atari_collect(seeds: list[int], out: Path, quick: bool, threads: int) 
         for t in range(steps):
             raw.step(actions[t])
         figure.reference.append(steps * n_envs / (time.perf_counter() - start))
-        greedy_only.reference.append(figure.reference[-1])
+        no_forward.reference.append(figure.reference[-1])
         raw.close()
         # rlkit: preprocessing wrapper + policy forward + replay write, as in train_online
-        for fig, epsilon in ((figure, 0.1), (greedy_only, 0.0)):
+        for fig, epsilon in ((figure, 0.01), (no_forward, 1.0)):
             envs = gym.make_vec("rlkit/Pong-v0", num_envs=n_envs, vectorization_mode="vector_entry_point",
                                 num_threads=env_threads)
             agent = DQN(DQNConfig(eps_start=epsilon, eps_end=epsilon), envs.single_observation_space,
@@ -347,9 +349,9 @@ def suite_atari_collect(seeds: list[int], out: Path, quick: bool, threads: int) 
                 obs = next_obs
             fig.rlkit.append(steps * n_envs / (time.perf_counter() - start))
             envs.close()
-        print(f"  seed {seed}: raw {figure.reference[-1]:.0f}, rlkit eps=0.1 {figure.rlkit[-1]:.0f}, "
-              f"eps=0 {greedy_only.rlkit[-1]:.0f} steps/s", flush=True)
-    return [figure, greedy_only]
+        print(f"  seed {seed}: raw {figure.reference[-1]:.0f}, rlkit eps=0.01 {figure.rlkit[-1]:.0f}, "
+              f"eps=1 {no_forward.rlkit[-1]:.0f} steps/s", flush=True)
+    return [figure, no_forward]
 
 
 # --------------------------------------------------------------------------------------
@@ -448,7 +450,9 @@ DOC_NOTES = {
                       "rlkit's native ALE vector env (1 ALE thread) vs SB3's make_atari_env (DummyVecEnv) + "
                       "VecFrameStack, both without terminal-on-life-loss, clipped rewards, buffer 50k.",
     "atari-collect": "rlkit's collection path (ALE vector env + rlkit wrapper, Nature-CNN epsilon-greedy policy, "
-                     "replay writes) vs ALE's raw AtariVectorEnv stepping random actions, same envs and ALE threads.",
+                     "replay writes) vs ALE's raw AtariVectorEnv stepping random actions, same envs and ALE threads. "
+                     "The policy network runs only for the envs that act greedily, so epsilon 1 measures the path "
+                     "without any forward pass.",
     "replay": "A buffer of 84x84x4 uint8 Atari observations filled by 8 envs, then sampled; memory is the resident-set "
               "growth while filling. SB3's default buffer stores obs and next_obs; optimize_memory_usage stores each "
               "stacked obs once; rlkit stores each 84x84 frame once and rebuilds stacks when sampling.",
