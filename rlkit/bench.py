@@ -21,6 +21,7 @@ import gc
 import json
 import os
 import platform
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -120,6 +121,8 @@ def _rlkit_run(config: str, overrides: list[str], run_dir: Path) -> list[dict[st
     from rlkit.loops import train_online
 
     cfg = load_config(config, overrides)
+    if run_dir.exists():  # a bench run owns its directory: never read records of an earlier run
+        shutil.rmtree(run_dir)
     train_online(cfg, run_dir)
     return read_metrics(run_dir)
 
