@@ -5,9 +5,11 @@ An agent class is built as ``AgentClass(cfg, observation_space, action_space, de
 """
 
 from rlkit.agents.dqn import DQN, DQNConfig
+from rlkit.agents.mpo import MPO, MPOConfig
 
 AGENTS: dict[str, tuple[type, type]] = {
     "dqn": (DQNConfig, DQN),
+    "mpo": (MPOConfig, MPO),
 }
 
-__all__ = ["AGENTS", "DQN", "DQNConfig"]
+__all__ = ["AGENTS", "DQN", "DQNConfig", "MPO", "MPOConfig"]

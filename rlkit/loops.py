@@ -17,6 +17,7 @@ Env steps count real transitions only (autoreset steps are not counted), like SB
 
 from __future__ import annotations
 
+import inspect
 import json
 import random
 import signal
@@ -182,6 +183,9 @@ def evaluate(agent, env_cfg: EnvConfig, episodes: int, epsilon: float, seed: int
 
     Each sub-env runs a fixed quota of episodes so short episodes are not over-represented.
     """
+    if epsilon > 0 and "epsilon" not in inspect.signature(agent.act).parameters:
+        raise ConfigError(f"evaluation epsilon {epsilon} was asked for, but {type(agent).__name__} evaluates its "
+                          "own deterministic policy and takes no epsilon; set train.eval_epsilon=0 (or --epsilon 0)")
     own_envs = envs is None
     if envs is None:
         envs = make_vector_env(env_cfg, num_envs=min(episodes, 8))

@@ -1,0 +1,407 @@
+"""Maximum a posteriori Policy Optimisation (MPO) for continuous actions, with decoupled KL constraints.
+
+Papers:
+  - Abdolmaleki et al. (2018a), "Maximum a Posteriori Policy Optimisation" (arXiv:1806.06920).
+  - Abdolmaleki et al. (2018b), "Relative Entropy Regularized Policy Iteration" (arXiv:1812.02256):
+    the decoupled mean/covariance constraints and the sample-based E-step used here (and in Acme).
+  - Acme's implementation (``acme/jax/losses/mpo.py``, ``acme/agents/jax/mpo``): the defaults below,
+    softplus-parameterised dual variables projected to stay positive, and policy improvement on the
+    same sampled actions that form the critic's target.
+
+Notation: s' = ``batch.next_obs``; pi = online policy N(mu(s), diag sigma(s)^2); pi_t = target
+policy N(mu_t(s), diag sigma_t(s)^2); a_j ~ pi_t(.|s'), j = 1..N (N = ``num_samples``, Acme: 20).
+As in Acme's learner, the E- and M-steps run on the next states s' of the batch, reusing the N x B
+target-critic values of the critic's target (any replay states serve for policy improvement, and no
+second set of N x B critic evaluations is needed).
+
+Policy evaluation (critic). The replay buffer already returns n-step sums R = sum_{i<k} gamma^i r_{t+i}
+and discounts d = gamma^k (0 at terminals), so gamma is never applied here again:
+    y   = R + d * (1/N) sum_j Q_t(s', a_j)                                        (expected SARSA)
+    L_Q = 1/2 mean_b (Q(s_b, a_b) - y_b)^2
+
+E-step (2018a/b). The non-parametric improved policy q(a|s) ∝ pi_t(a|s) exp(Q_t(s,a)/eta) under
+KL(q || pi_t) < eps is, on the samples, q_bj = softmax_j(Q_t(s'_b, a_bj) / eta); eta minimises the dual
+    g(eta) = eta * eps + eta * mean_b log (1/N) sum_j exp(Q_t(s'_b, a_bj) / eta)              (eps = 0.1)
+by one gradient step per update (Adam, ``dual_lr`` 1e-2); eta = softplus(x) + 1e-8 with x >= -18.
+At the minimum, KL(q_b || uniform over samples) = eps on average over the batch.
+
+M-step (2018b). Weighted maximum likelihood with decoupled trust regions. The online policy is split
+into pi_mu = N(mu(s), sigma_t(s)) (learns the mean) and pi_Sigma = N(mu_t(s), sigma(s)) (learns the
+covariance):
+    L_pi   = - mean_b sum_j q_bj [log pi_mu(a_bj|s'_b) + log pi_Sigma(a_bj|s'_b)]
+    C_mu   = mean_b KL(pi_t || pi_mu)    < eps_mu      (2.5e-3)
+    C_Sig  = mean_b KL(pi_t || pi_Sigma) < eps_Sigma   (1e-6)
+and the Lagrangian  L_pi + sg(alpha_mu) C_mu + sg(alpha_Sig) C_Sig  is minimised over the policy
+while  alpha_mu (eps_mu - sg(C_mu)) + alpha_Sig (eps_Sigma - sg(C_Sig))  is minimised over the
+multipliers (dual gradient: alpha grows while its constraint is violated, shrinks otherwise); both
+alphas are softplus-parameterised like eta. With ``per_dim_constraining`` (Acme's default) each action
+dimension has its own constraint and multiplier: C_mu, C_Sig, alpha are vectors of size action_dim.
+
+Targets: pi_t and Q_t are hard copies of pi and Q every ``target_update_every`` updates (Acme: 100).
+
+Actions: the policy lives in [-1, 1]^A; ``act`` samples from it (or takes the mean), clips to
+[-1, 1] and rescales to the env's Box bounds. Replay holds env-scale actions; the critic sees them
+normalised and clipped (Acme's ClipToSpec), the likelihood uses the unclipped samples.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rlkit.config import ConfigError
+from rlkit.networks import mlp, polyak_update
+from rlkit.replay import Transitions
+
+_FLOAT_EPSILON = 1e-8  # added to softplus(x) so the dual variables are strictly positive (Acme)
+_MIN_DUAL_PARAM = -18.0  # projection of the softplus parameters (Acme's _MIN_LOG_TEMPERATURE/_ALPHA)
+
+
+@dataclass
+class MPOConfig:
+    name: str = "mpo"
+    gamma: float = 0.99
+    """Discount; used by the replay buffer for n-step sums (``train.replay.n_step``, Acme: 5)."""
+    policy_lr: float = 1e-4
+    """Adam learning rate of the policy (Acme: 1e-4)."""
+    critic_lr: float = 1e-4
+    """Adam learning rate of the critic (Acme: 1e-4)."""
+    dual_lr: float = 1e-2
+    """Adam learning rate of the temperature and the Lagrange multipliers (Acme: 1e-2)."""
+    policy_hidden: list[int] = field(default_factory=lambda: [256, 256, 256])
+    """Hidden widths of the policy torso (Acme control nets: 256, 256, 256)."""
+    critic_hidden: list[int] = field(default_factory=lambda: [512, 512, 256])
+    """Hidden widths of Q(s, a) (Acme control nets: 512, 512, 256)."""
+    layer_norm: bool = True
+    """Acme's LayerNormMLP: first layer Linear -> LayerNorm -> tanh, ELU after; else ELU throughout."""
+    num_samples: int = 20
+    """N: actions sampled per state from the target policy for the critic target and the E-step."""
+    epsilon: float = 0.1
+    """E-step KL bound eps on KL(q || pi_target)."""
+    epsilon_mean: float = 2.5e-3
+    """M-step KL bound eps_mu on the mean (per dimension with ``per_dim_constraining``)."""
+    epsilon_stddev: float = 1e-6
+    """M-step KL bound eps_Sigma on the covariance (per dimension with ``per_dim_constraining``)."""
+    per_dim_constraining: bool = True
+    """One KL constraint and Lagrange multiplier per action dimension (Acme default) instead of one."""
+    init_temperature: float = 10.0
+    """Initial eta (Acme: softplus parameter 10, i.e. eta ~ 10)."""
+    init_alpha_mean: float = 10.0
+    """Initial alpha_mu (Acme: ~10)."""
+    init_alpha_stddev: float = 1000.0
+    """Initial alpha_Sigma (Acme: ~1000)."""
+    init_std: float = 0.7
+    """Policy std in normalised action units at initialisation (Acme control nets: 0.7)."""
+    min_std: float = 1e-6
+    """Floor added to the policy std (Acme: 1e-6)."""
+    target_update_every: int = 100
+    """Updates between hard copies of the online policy and critic into the targets (Acme: 100)."""
+    max_grad_norm: float | None = 40.0
+    """Clip the gradient norm of the policy and of the critic (Acme: 40; None: no clipping)."""
+
+    def __post_init__(self) -> None:
+        for name in ("policy_lr", "critic_lr", "dual_lr", "epsilon", "epsilon_mean", "epsilon_stddev",
+                     "init_temperature", "init_alpha_mean", "init_alpha_stddev", "init_std"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"agent.{name} must be > 0, got {getattr(self, name)}")
+        if not 0.0 < self.gamma <= 1.0:
+            raise ConfigError(f"agent.gamma must lie in (0, 1], got {self.gamma}")
+        if self.min_std < 0:
+            raise ConfigError(f"agent.min_std must be >= 0, got {self.min_std}")
+        if self.num_samples < 2:
+            raise ConfigError(f"agent.num_samples must be >= 2 (the E-step compares sampled actions), "
+                              f"got {self.num_samples}")
+        if self.target_update_every < 1:
+            raise ConfigError(f"agent.target_update_every must be >= 1, got {self.target_update_every}")
+        if self.max_grad_norm is not None and self.max_grad_norm <= 0:
+            raise ConfigError(f"agent.max_grad_norm must be > 0 or null, got {self.max_grad_norm}")
+        for name in ("policy_hidden", "critic_hidden"):
+            widths = getattr(self, name)
+            if not widths or any(w < 1 for w in widths):
+                raise ConfigError(f"agent.{name} must be a non-empty list of widths >= 1, got {widths}")
+
+
+# --------------------------------------------------------------------------------------
+# Networks
+# --------------------------------------------------------------------------------------
+
+
+def torso(in_dim: int, hidden: list[int], out_dim: int | None, layer_norm: bool) -> nn.Sequential:
+    """Acme's LayerNormMLP (``Linear -> LayerNorm -> tanh``, then ELU layers) or a plain ELU MLP."""
+    if not layer_norm:
+        return mlp(in_dim, hidden, out_dim, activation=nn.ELU)
+    first = [nn.Linear(in_dim, hidden[0]), nn.LayerNorm(hidden[0]), nn.Tanh()]
+    return nn.Sequential(*first, *mlp(hidden[0], hidden[1:], out_dim, activation=nn.ELU))
+
+
+class GaussianPolicy(nn.Module):
+    """obs ``[B, D]`` -> mean ``[B, A]`` and std ``[B, A]`` of a diagonal Gaussian over [-1, 1]^A actions.
+
+    std = softplus(h) * init_std / softplus(0) + min_std (Acme's MultivariateNormalDiagHead); the
+    heads start near zero, so the initial policy is N(0, init_std^2) in every state.
+    """
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: list[int], layer_norm: bool,
+                 init_std: float, min_std: float) -> None:
+        super().__init__()
+        self.torso = torso(obs_dim, hidden, None, layer_norm)  # [B, hidden[-1]]
+        self.mean = nn.Linear(hidden[-1], act_dim)
+        self.std = nn.Linear(hidden[-1], act_dim)
+        for head in (self.mean, self.std):
+            nn.init.uniform_(head.weight, -1e-3, 1e-3)
+            nn.init.zeros_(head.bias)
+        self.std_scale = init_std / math.log(2.0)  # softplus(0) = log 2
+        self.min_std = min_std
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.torso(obs)
+        return self.mean(h), F.softplus(self.std(h)) * self.std_scale + self.min_std
+
+
+class Critic(nn.Module):
+    """Q(s, a): obs ``[B, D]``, normalised action ``[B, A]`` (clipped to [-1, 1]) -> ``[B]``."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: list[int], layer_norm: bool) -> None:
+        super().__init__()
+        self.q = torso(obs_dim + act_dim, hidden, 1, layer_norm)
+
+    def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        return self.q(torch.cat([obs, action.clamp(-1.0, 1.0)], dim=-1)).squeeze(-1)
+
+
+# --------------------------------------------------------------------------------------
+# The three MPO losses (pure functions: the tests call them directly)
+# --------------------------------------------------------------------------------------
+
+
+def temperature_dual(q_values: torch.Tensor, epsilon: float, temperature: torch.Tensor
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """E-step. ``q_values [N, B]`` (no gradient) -> (weights q_bj ``[N, B]``, dual loss g(eta)).
+
+    g(eta) = eta * eps + eta * mean_b [logsumexp_j(Q_jb / eta) - log N]; only eta gets a gradient.
+    """
+    tempered = q_values.detach() / temperature                          # [N, B]
+    weights = torch.softmax(tempered, dim=0).detach()                   # [N, B]
+    log_mean_exp = torch.logsumexp(tempered, dim=0) - math.log(q_values.shape[0])  # [B]
+    loss = temperature * (epsilon + log_mean_exp.mean())
+    return weights, loss
+
+
+def kl_penalty_and_dual_loss(kl: torch.Tensor, alpha: torch.Tensor, epsilon: float
+                             ) -> tuple[torch.Tensor, torch.Tensor]:
+    """M-step trust region. ``kl [B, A]`` or ``[B]``, ``alpha`` of the matching constraint shape.
+
+    Returns (sg(alpha) * C for the policy, alpha * (eps - sg(C)) for the multiplier), C = mean_b kl.
+    """
+    constraint = kl.mean(dim=0)                                          # [A] or []
+    loss_kl = (alpha.detach() * constraint).sum()
+    loss_alpha = (alpha * (epsilon - constraint.detach())).sum()
+    return loss_kl, loss_alpha
+
+
+def gaussian_kl(mean_p: torch.Tensor, std_p: torch.Tensor, mean_q: torch.Tensor, std_q: torch.Tensor) -> torch.Tensor:
+    """Per-dimension KL(N(mean_p, std_p^2) || N(mean_q, std_q^2)), elementwise."""
+    var_ratio = (std_p / std_q) ** 2
+    return 0.5 * (var_ratio + ((mean_q - mean_p) / std_q) ** 2 - 1.0 - torch.log(var_ratio))
+
+
+def _softplus_inverse(x: float) -> float:
+    return x + math.log(-math.expm1(-x))
+
+
+# --------------------------------------------------------------------------------------
+# Agent
+# --------------------------------------------------------------------------------------
+
+
+class MPO:
+    """MPO agent: ``act`` samples the Gaussian policy (or takes its mean); ``update`` is one step of
+    critic, E-step, M-step and dual variables on a replay batch."""
+
+    def __init__(self, cfg: MPOConfig, observation_space: gym.Space, action_space: gym.Space,
+                 device: torch.device | str = "cpu", seed: int = 0) -> None:
+        if not isinstance(action_space, gym.spaces.Box):
+            raise ConfigError(f"MPO needs a continuous (Box) action space, the env has {action_space}; "
+                              "use DQN for discrete actions")
+        if not (np.all(np.isfinite(action_space.low)) and np.all(np.isfinite(action_space.high))):
+            raise ConfigError(f"MPO rescales actions to the env's bounds, which must be finite: {action_space}")
+        if not isinstance(observation_space, gym.spaces.Box) or len(observation_space.shape) != 1:
+            raise ConfigError(f"MPO takes flat vector observations (a 1-D Box), the env has {observation_space}")
+        self.cfg = cfg
+        self.device = torch.device(device)
+        obs_dim = int(observation_space.shape[0])
+        self.act_dim = act_dim = int(np.prod(action_space.shape))
+        self.action_shape = tuple(action_space.shape)
+        self.action_dtype = action_space.dtype
+        low = torch.as_tensor(action_space.low, dtype=torch.float32, device=self.device).flatten()
+        high = torch.as_tensor(action_space.high, dtype=torch.float32, device=self.device).flatten()
+        self.action_center, self.action_half_range = (high + low) / 2, (high - low) / 2
+
+        new_policy = lambda: GaussianPolicy(obs_dim, act_dim, cfg.policy_hidden, cfg.layer_norm,  # noqa: E731
+                                            cfg.init_std, cfg.min_std).to(self.device)
+        new_critic = lambda: Critic(obs_dim, act_dim, cfg.critic_hidden, cfg.layer_norm).to(self.device)  # noqa: E731
+        self.policy, self.target_policy = new_policy(), new_policy()
+        self.critic, self.target_critic = new_critic(), new_critic()
+        for online, target in ((self.policy, self.target_policy), (self.critic, self.target_critic)):
+            target.load_state_dict(online.state_dict())
+            target.requires_grad_(False)
+
+        # dual variables: eta, alpha_mu, alpha_Sigma = softplus(param) + 1e-8; one alpha per dimension if per-dim
+        n_constraints = act_dim if cfg.per_dim_constraining else 1
+        dual = lambda value, n: torch.full((n,), _softplus_inverse(value),  # noqa: E731
+                                           device=self.device, requires_grad=True)
+        self.temperature_param = dual(cfg.init_temperature, 1)
+        self.alpha_mean_param = dual(cfg.init_alpha_mean, n_constraints)
+        self.alpha_stddev_param = dual(cfg.init_alpha_stddev, n_constraints)
+
+        self.policy_optimizer = torch.optim.Adam(self.policy.parameters(), lr=cfg.policy_lr)
+        self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr)
+        self.dual_optimizer = torch.optim.Adam(
+            [self.temperature_param, self.alpha_mean_param, self.alpha_stddev_param], lr=cfg.dual_lr)
+
+        self.rng = np.random.default_rng(seed)  # exploration noise in act()
+        self.generator = torch.Generator(device=self.device)  # action samples in update()
+        self.generator.manual_seed(seed + 1)
+        self.env_steps = 0
+        self.updates = 0
+
+    # ------------------------------------------------------------------ dual variables
+    def _dual_values(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(eta [1], alpha_mu [C], alpha_Sigma [C]) after projecting the parameters to >= -18."""
+        with torch.no_grad():
+            for param in (self.temperature_param, self.alpha_mean_param, self.alpha_stddev_param):
+                param.clamp_(min=_MIN_DUAL_PARAM)
+        return tuple(F.softplus(p) + _FLOAT_EPSILON
+                     for p in (self.temperature_param, self.alpha_mean_param, self.alpha_stddev_param))
+
+    @property
+    def temperature(self) -> float:
+        return float(F.softplus(self.temperature_param.detach()).item() + _FLOAT_EPSILON)
+
+    # ------------------------------------------------------------------ acting
+    def _normalize(self, actions: torch.Tensor) -> torch.Tensor:
+        return (actions.reshape(actions.shape[0], -1).float() - self.action_center) / self.action_half_range
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, explore: bool) -> np.ndarray:
+        """Env-scale actions ``[n, *action_shape]``: a ~ pi(.|s) if ``explore`` else its mean,
+        clipped to [-1, 1] and rescaled to the Box bounds."""
+        mean, std = self.policy(torch.as_tensor(np.asarray(obs), dtype=torch.float32, device=self.device))
+        action = mean
+        if explore:
+            self.env_steps += len(obs)
+            noise = torch.as_tensor(self.rng.standard_normal(mean.shape), dtype=torch.float32, device=self.device)
+            action = mean + std * noise
+        env_action = self.action_center + self.action_half_range * action.clamp(-1.0, 1.0)
+        return env_action.cpu().numpy().astype(self.action_dtype).reshape(len(obs), *self.action_shape)
+
+    # ------------------------------------------------------------------ learning
+    def update(self, batch: Transitions) -> tuple[dict[str, float], None]:
+        cfg = self.cfg
+        obs, next_obs = batch.obs.float(), batch.next_obs.float()       # [B, D]
+        actions = self._normalize(batch.actions)                        # [B, A] in [-1, 1]
+        B, N = obs.shape[0], cfg.num_samples
+
+        # N actions per next state from the target policy, and their target Q-values
+        with torch.no_grad():
+            target_mean, target_std = self.target_policy(next_obs)     # [B, A]
+            noise = torch.randn((N, B, self.act_dim), generator=self.generator, device=self.device)
+            sampled = target_mean + target_std * noise                  # [N, B, A]
+            tiled_obs = next_obs.unsqueeze(0).expand(N, B, -1)          # [N, B, D]
+            sampled_q = self.target_critic(tiled_obs.reshape(N * B, -1),
+                                           sampled.reshape(N * B, -1)).view(N, B)  # [N, B]
+
+        # critic: y = R + gamma^k * E_{a'~pi_t} Q_t(s', a')   (R, gamma^k from the n-step buffer)
+        target = batch.rewards + batch.discounts * sampled_q.mean(dim=0)  # [B]
+        q = self.critic(obs, actions)                                    # [B]
+        critic_loss = 0.5 * (batch.weights * (q - target) ** 2).mean()
+        self.critic_optimizer.zero_grad(set_to_none=True)
+        critic_loss.backward()
+        critic_grad_norm = self._clip(self.critic)
+        self.critic_optimizer.step()
+
+        # E-step (temperature dual): q_bj = softmax_j(Q_t(s'_b, a_bj) / eta), g(eta) -> min
+        temperature, alpha_mean, alpha_stddev = self._dual_values()
+        weights, loss_temperature = temperature_dual(sampled_q, cfg.epsilon, temperature)  # [N, B], []
+
+        # M-step (policy + Lagrange multipliers): decoupled weighted ML with KL trust regions;
+        # policy and multipliers have separate graphs (each side stops the other's gradient)
+        online_mean, online_std = self.policy(next_obs)                  # [B, A]
+        # pi_mu = N(mu, sigma_t) learns the mean, pi_Sigma = N(mu_t, sigma) learns the covariance
+        log_prob_mean = torch.distributions.Normal(online_mean, target_std).log_prob(sampled).sum(-1)  # [N, B]
+        log_prob_std = torch.distributions.Normal(target_mean, online_std).log_prob(sampled).sum(-1)   # [N, B]
+        loss_policy = -(weights * (log_prob_mean + log_prob_std)).sum(dim=0).mean()
+        kl_mean = gaussian_kl(target_mean, target_std, online_mean, target_std)    # [B, A] KL(pi_t || pi_mu)
+        kl_stddev = gaussian_kl(target_mean, target_std, target_mean, online_std)  # [B, A] KL(pi_t || pi_Sigma)
+        if not cfg.per_dim_constraining:  # one constraint on the full (diagonal) Gaussian KL
+            kl_mean, kl_stddev = kl_mean.sum(dim=-1), kl_stddev.sum(dim=-1)        # [B]
+        loss_kl_mean, loss_alpha_mean = kl_penalty_and_dual_loss(kl_mean, alpha_mean, cfg.epsilon_mean)
+        loss_kl_stddev, loss_alpha_stddev = kl_penalty_and_dual_loss(kl_stddev, alpha_stddev, cfg.epsilon_stddev)
+
+        policy_loss = loss_policy + loss_kl_mean + loss_kl_stddev
+        self.policy_optimizer.zero_grad(set_to_none=True)
+        policy_loss.backward()
+        policy_grad_norm = self._clip(self.policy)
+        self.policy_optimizer.step()
+        dual_loss = loss_temperature + loss_alpha_mean + loss_alpha_stddev
+        self.dual_optimizer.zero_grad(set_to_none=True)
+        dual_loss.backward()
+        self.dual_optimizer.step()
+
+        # targets: hard copies every target_update_every updates
+        self.updates += 1
+        if self.updates % cfg.target_update_every == 0:
+            polyak_update(self.policy, self.target_policy, 1.0)
+            polyak_update(self.critic, self.target_critic, 1.0)
+
+        with torch.no_grad():  # KL(q_b || uniform over the N samples): eps at the dual's optimum
+            kl_q = (weights * torch.log(weights * N + 1e-12)).sum(dim=0).mean()
+        metrics = {
+            "critic_loss": critic_loss.item(), "q_mean": q.mean().item(), "policy_loss": loss_policy.item(),
+            "temperature": temperature.item(), "alpha_mean": alpha_mean.mean().item(),
+            "alpha_stddev": alpha_stddev.mean().item(), "kl_q": kl_q.item(),
+            "kl_mean": kl_mean.mean(dim=0).mean().item(), "kl_stddev": kl_stddev.mean(dim=0).mean().item(),
+            "policy_std": online_std.mean().item(), "critic_grad_norm": critic_grad_norm,
+            "policy_grad_norm": policy_grad_norm,
+        }
+        return metrics, None
+
+    def _clip(self, net: nn.Module) -> float:
+        if self.cfg.max_grad_norm is None:
+            return 0.0
+        return float(nn.utils.clip_grad_norm_(net.parameters(), self.cfg.max_grad_norm))
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict:
+        return {
+            "policy": self.policy.state_dict(), "target_policy": self.target_policy.state_dict(),
+            "critic": self.critic.state_dict(), "target_critic": self.target_critic.state_dict(),
+            "policy_optimizer": self.policy_optimizer.state_dict(),
+            "critic_optimizer": self.critic_optimizer.state_dict(),
+            "dual_optimizer": self.dual_optimizer.state_dict(),
+            "temperature_param": self.temperature_param.detach().clone(),
+            "alpha_mean_param": self.alpha_mean_param.detach().clone(),
+            "alpha_stddev_param": self.alpha_stddev_param.detach().clone(),
+            "env_steps": self.env_steps, "updates": self.updates,
+            "rng": json.dumps(self.rng.bit_generator.state),
+            "generator": self.generator.get_state(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        for name in ("policy", "target_policy", "critic", "target_critic",
+                     "policy_optimizer", "critic_optimizer", "dual_optimizer"):
+            getattr(self, name).load_state_dict(state[name])
+        with torch.no_grad():  # in place: the dual optimizer holds these very tensors
+            for name in ("temperature_param", "alpha_mean_param", "alpha_stddev_param"):
+                getattr(self, name).copy_(state[name])
+        self.env_steps = int(state["env_steps"])
+        self.updates = int(state["updates"])
+        self.rng.bit_generator.state = json.loads(state["rng"])
+        self.generator.set_state(state["generator"])

@@ -1,0 +1,219 @@
+"""MPO: the E-step dual, the decoupled M-step constraints, shapes, checkpoints and a smoke run."""
+
+import json
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from rlkit.agents import AGENTS, MPO, MPOConfig
+from rlkit.agents.mpo import gaussian_kl, temperature_dual
+from rlkit.checkpoint import load_checkpoint
+from rlkit.config import ConfigError, build_run_config
+from rlkit.loops import train_online
+from rlkit.replay import Transitions
+from rlkit.runs import LATEST
+
+OBS_SPACE = gym.spaces.Box(-np.inf, np.inf, shape=(3,), dtype=np.float32)
+ACT_SPACE = gym.spaces.Box(np.array([-2.0, 0.0], dtype=np.float32), np.array([2.0, 10.0], dtype=np.float32))
+
+
+def _agent(**overrides) -> MPO:
+    cfg = MPOConfig(**{"policy_hidden": [32, 32], "critic_hidden": [32, 32], **overrides})
+    return MPO(cfg, OBS_SPACE, ACT_SPACE, seed=0)
+
+
+def _batch(size: int = 64, seed: int = 0) -> Transitions:
+    g = torch.Generator().manual_seed(seed)
+    low, high = torch.as_tensor(ACT_SPACE.low), torch.as_tensor(ACT_SPACE.high)
+    return Transitions(
+        obs=torch.randn(size, 3, generator=g), actions=low + (high - low) * torch.rand(size, 2, generator=g),
+        rewards=torch.randn(size, generator=g), next_obs=torch.randn(size, 3, generator=g),
+        discounts=torch.full((size,), 0.95), weights=torch.ones(size), indices=torch.arange(size))
+
+
+class FixedQ(nn.Module):
+    """A stand-in target critic: Q(s, a) = scale * a_0 (normalised action), a large advantage signal."""
+
+    def __init__(self, scale: float) -> None:
+        super().__init__()
+        self.scale = scale
+
+    def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        return self.scale * action[:, 0]
+
+
+def _policy_kls(agent: MPO, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-dimension (mean-KL, cov-KL) of the online policy from the target policy, averaged over states."""
+    with torch.no_grad():
+        mean, std = agent.policy(obs)
+        t_mean, t_std = agent.target_policy(obs)
+    return gaussian_kl(t_mean, t_std, mean, t_std).mean(0), gaussian_kl(t_mean, t_std, t_mean, std).mean(0)
+
+
+def _minimise_dual(q_values: torch.Tensor, epsilon: float) -> torch.Tensor:
+    log_temperature = torch.zeros(1, requires_grad=True)  # log-parameterised here: fast, exact convergence
+    optimizer = torch.optim.Adam([log_temperature], lr=0.05)
+    for _ in range(800):
+        _, loss = temperature_dual(q_values, epsilon, log_temperature.exp())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return log_temperature.detach().exp()
+
+
+def test_temperature_dual_optimum_gives_kl_epsilon():
+    """At the minimum of g(eta), KL(q_b || uniform over samples) averages to eps (dg/deta = eps - mean KL)."""
+    q_values = 10.0 * torch.randn(20, 8, generator=torch.Generator().manual_seed(0))  # [N, B]
+    for epsilon in (0.1, 0.5):
+        weights, _ = temperature_dual(q_values, epsilon, _minimise_dual(q_values, epsilon))
+        assert torch.allclose(weights.sum(0), torch.ones(8))
+        kl = (weights * torch.log(weights * 20)).sum(0)                      # [B]
+        assert kl.mean().item() == pytest.approx(epsilon, abs=1e-3)
+    # a looser bound allows a greedier q: a lower temperature
+    assert _minimise_dual(q_values, 0.5) < _minimise_dual(q_values, 0.1)
+
+
+@pytest.mark.parametrize("init_temperature", [3.0, 0.3])
+def test_agent_temperature_converges_to_epsilon(init_temperature):
+    """The agent's own dual step, on a fixed critic, from above and below: KL(q || uniform) settles at eps."""
+    agent = _agent(dual_lr=0.05, target_update_every=10**6, init_temperature=init_temperature)
+    agent.target_critic = FixedQ(1.0)
+    batch = _batch()
+    kls = [agent.update(batch)[0]["kl_q"] for _ in range(250)]
+    assert np.mean(kls[-50:]) == pytest.approx(agent.cfg.epsilon, abs=0.005)
+
+
+def test_decoupled_kl_constraints_hold_and_multipliers_adapt():
+    """A huge advantage along action dim 0 would move the policy far from the target; the decoupled
+    per-dimension constraints keep KL(pi_t || pi_mu) and KL(pi_t || pi_Sigma) near eps_mu and eps_Sigma.
+    The multiplier of the violated constraint (mean, dim 0) grows; the slack one (mean, dim 1) shrinks."""
+    eps_mean, eps_std = 2.5e-3, 1e-6
+    agent = _agent(policy_lr=1e-3, dual_lr=0.05, target_update_every=10**6, epsilon_mean=eps_mean,
+                   epsilon_stddev=eps_std)  # Acme's initial multipliers: alpha_mu ~ 10, alpha_Sigma ~ 1000
+    agent.target_critic = FixedQ(1000.0)
+    batch = _batch()
+    alpha0 = torch.nn.functional.softplus(agent.alpha_mean_param.detach()).clone()
+    peak = 0.0
+    for step in range(400):
+        metrics, priorities = agent.update(batch)
+        if step % 50 == 0:
+            peak = max(peak, _policy_kls(agent, batch.next_obs)[0][0].item())
+    assert priorities is None
+    kl_mean, kl_std = _policy_kls(agent, batch.next_obs)                     # [A], [A]
+    alpha = torch.nn.functional.softplus(agent.alpha_mean_param.detach())
+    assert alpha[0] > 1.5 * alpha0[0] and alpha[1] < 0.1 * alpha0[1]
+    assert 0.5 * eps_mean < kl_mean[0] < 2 * eps_mean < peak                 # pulled back towards its bound
+    assert kl_mean[1] < eps_mean
+    assert kl_std.max() < 5 * eps_std
+
+    # without the trust region (multipliers pinned near 0) the same signal moves the policy much further
+    free = _agent(policy_lr=1e-3, dual_lr=1e-12, target_update_every=10**6, init_alpha_mean=1e-6,
+                  init_alpha_stddev=1e-6)
+    free.target_critic = FixedQ(1000.0)
+    for _ in range(400):
+        free.update(batch)
+    free_kl_mean, free_kl_std = _policy_kls(free, batch.next_obs)
+    assert free_kl_mean[0] > 10 * kl_mean[0] and free_kl_std.max() > 100 * kl_std.max()
+
+
+def test_multipliers_shrink_when_constraints_are_slack():
+    agent = _agent(dual_lr=0.05, target_update_every=10**6)
+    agent.target_critic = FixedQ(0.0)  # no advantage: the weighted ML keeps the policy where it is
+    batch = _batch()
+    before = agent.state_dict()["alpha_mean_param"].clone()
+    for _ in range(50):
+        agent.update(batch)
+    assert (agent.alpha_mean_param.detach() < before).all()
+
+
+@pytest.mark.parametrize("per_dim, shape", [(True, (2,)), (False, (1,))])
+def test_per_dim_constraining_shapes(per_dim, shape):
+    agent = _agent(per_dim_constraining=per_dim)
+    assert agent.alpha_mean_param.shape == shape and agent.alpha_stddev_param.shape == shape
+    assert agent.temperature_param.shape == (1,)
+    metrics, _ = agent.update(_batch())
+    assert all(np.isfinite(v) for v in metrics.values())
+    assert agent.alpha_mean_param.grad is not None and agent.alpha_mean_param.grad.shape == shape
+
+
+def test_act_shapes_bounds_and_determinism():
+    agent = _agent()
+    obs = np.random.default_rng(0).normal(size=(500, 3)).astype(np.float32) * 3
+    explore = agent.act(obs, explore=True)
+    assert explore.shape == (500, 2) and explore.dtype == np.float32
+    assert (explore >= ACT_SPACE.low).all() and (explore <= ACT_SPACE.high).all()
+    assert len(np.unique(explore[:, 0])) > 400        # sampled, not the mean
+    assert agent.env_steps == 500
+    greedy = agent.act(obs, explore=False)
+    np.testing.assert_array_equal(greedy, agent.act(obs, explore=False))
+    # the initial policy is N(0, 0.7^2) in [-1, 1] units: the mean sits near the Box centre
+    np.testing.assert_allclose(greedy.mean(0), (ACT_SPACE.low + ACT_SPACE.high) / 2, atol=0.1)
+    assert agent.env_steps == 500
+
+
+def test_config_and_space_errors():
+    with pytest.raises(ConfigError, match="Box"):
+        MPO(MPOConfig(), OBS_SPACE, gym.spaces.Discrete(3))
+    with pytest.raises(ConfigError, match="finite"):
+        MPO(MPOConfig(), OBS_SPACE, gym.spaces.Box(-np.inf, np.inf, shape=(2,)))
+    for bad in ({"epsilon": 0.0}, {"num_samples": 1}, {"policy_hidden": []}, {"gamma": 1.5},
+                {"target_update_every": 0}, {"max_grad_norm": -1.0}):
+        with pytest.raises(ConfigError):
+            MPOConfig(**bad)
+    assert AGENTS["mpo"] == (MPOConfig, MPO)
+
+
+def test_state_dict_round_trip_weights_only(tmp_path):
+    agent = _agent(target_update_every=3)
+    for seed in range(5):
+        agent.update(_batch(seed=seed))
+    agent.act(np.zeros((4, 3), np.float32), explore=True)
+    path = tmp_path / "agent.pt"
+    torch.save(agent.state_dict(), path)
+    restored = _agent(target_update_every=3)
+    restored.load_state_dict(torch.load(path, weights_only=True))
+    obs = np.random.default_rng(1).normal(size=(16, 3)).astype(np.float32)
+    np.testing.assert_array_equal(agent.act(obs, explore=False), restored.act(obs, explore=False))
+    np.testing.assert_array_equal(agent.act(obs, explore=True), restored.act(obs, explore=True))  # RNG too
+    assert restored.updates == agent.updates == 5 and restored.env_steps == agent.env_steps
+    m1, _ = agent.update(_batch(seed=9))
+    m2, _ = restored.update(_batch(seed=9))  # optimizers, dual variables and sampling RNG continue exactly
+    assert m1 == m2
+
+
+def test_mpo_smoke_run_on_pendulum(tmp_path):
+    data = {
+        "seed": 1,
+        "env": {"id": "Pendulum-v1", "num_envs": 2},
+        "agent": {"name": "mpo", "policy_hidden": [32, 32], "critic_hidden": [32, 32], "num_samples": 8,
+                  "target_update_every": 20},
+        "train": {"total_steps": 400, "learning_starts": 200, "batch_size": 32, "train_every": 2,
+                  "replay": {"capacity": 2000, "n_step": 5}, "eval_every": 0, "eval_episodes": 2,
+                  "checkpoint_every": 0},
+        "log": {"progress": False, "tensorboard": False, "log_every": 100, "plot": False},
+    }
+    summary = train_online(build_run_config(data), tmp_path)
+    assert summary["steps"] == 400 and np.isfinite(summary["final_eval"]["return_mean"])
+    state = load_checkpoint(tmp_path / LATEST)  # weights_only inside
+    assert state["agent"]["updates"] >= 100 and state["agent"]["env_steps"] == 400
+    train = [json.loads(line) for line in Path(tmp_path, "metrics.jsonl").read_text().splitlines()
+             if '"train"' in line]
+    assert any("kl_q" in r for r in train)
+    assert all(np.isfinite(r.get("critic_loss", 0.0)) for r in train)
+
+
+def test_eval_epsilon_is_rejected_for_agents_without_it(tmp_path):
+    """MPO evaluates its mean action; asking for epsilon-greedy evaluation is a config error, not a crash."""
+    from rlkit.config import ConfigError, build_run_config
+    from rlkit.loops import train_online
+
+    data = {"env": {"id": "Pendulum-v1"}, "agent": {"name": "mpo"},
+            "train": {"total_steps": 300, "learning_starts": 100, "eval_every": 200, "eval_epsilon": 0.05,
+                      "eval_episodes": 1, "batch_size": 32},
+            "log": {"progress": False, "tensorboard": False, "plot": False}}
+    with pytest.raises(ConfigError, match="takes no epsilon"):
+        train_online(build_run_config(data), tmp_path)
