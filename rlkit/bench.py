@@ -553,6 +553,7 @@ def plot_ratios(result: dict[str, Any], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     figures = [f for f in result["figures"] if "ratio_median" in f]
     fig, ax = plt.subplots(figsize=(9, 0.6 + 0.5 * max(len(figures), 1)))
@@ -564,6 +565,9 @@ def plot_ratios(result: dict[str, Any], path: Path) -> None:
     ax.axvline(1.0, color="black", linewidth=0.8)
     ax.set_yticks(range(len(figures)), [f["name"] for f in figures], fontsize=7)
     ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # labelled ticks at powers of 2 only
+    ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(base=2))
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x:g}"))
     ax.set_xlabel("ratio rlkit / reference (green: goal)")
     ax.set_title(f"rlkit bench {result['suite']}")
     fig.tight_layout()
