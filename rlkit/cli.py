@@ -77,8 +77,6 @@ def _print_summary(summary: dict) -> None:
 
 
 def cmd_eval(ns: argparse.Namespace) -> int:
-    import torch
-
     from rlkit.checkpoint import load_checkpoint
     from rlkit.config import build_run_config, read_yaml
     from rlkit.loops import build_agent, evaluate, make_vector_env, resolve_device
@@ -100,8 +98,7 @@ def cmd_eval(ns: argparse.Namespace) -> int:
     if ns.video:
         path = record_video(agent, cfg, run_dir / "videos" / f"eval-{ckpt_path.stem}.mp4", ns.seed, ns.epsilon)
         print(f"video: {path}")
-    with torch.no_grad():
-        (run_dir / "eval.json").write_text(json.dumps({"checkpoint": str(ckpt_path), **result}, indent=1))
+    (run_dir / "eval.json").write_text(json.dumps({"checkpoint": str(ckpt_path), **result}, indent=1))
     return 0
 
 
