@@ -166,14 +166,24 @@ class GaussianPolicy(nn.Module):
 
 
 class Critic(nn.Module):
-    """Q(s, a): obs ``[B, D]``, normalised action ``[B, A]`` (clipped to [-1, 1]) -> ``[B]``."""
+    """Q(s, a): obs ``[B, D]``, normalised actions ``[B, A]`` or ``[N, B, A]`` (clipped to [-1, 1]) ->
+    ``[B]`` or ``[N, B]``.
+
+    The first layer acts on the concatenation [s, a]; it is computed as W_s s + W_a a + b so that the
+    N sampled actions per state share one W_s s (the same function as Linear(cat(s, a)), 2-3x cheaper
+    for the N x B target evaluations when the observation is wide).
+    """
 
     def __init__(self, obs_dim: int, act_dim: int, hidden: list[int], layer_norm: bool) -> None:
         super().__init__()
+        self.obs_dim = obs_dim
         self.q = torso(obs_dim + act_dim, hidden, 1, layer_norm)
 
     def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        return self.q(torch.cat([obs, action.clamp(-1.0, 1.0)], dim=-1)).squeeze(-1)
+        first = self.q[0]
+        w_obs, w_act = first.weight[:, :self.obs_dim], first.weight[:, self.obs_dim:]
+        h = F.linear(obs, w_obs, first.bias) + F.linear(action.clamp(-1.0, 1.0), w_act)  # [B, H] or [N, B, H]
+        return self.q[1:](h).squeeze(-1)
 
 
 # --------------------------------------------------------------------------------------
@@ -314,9 +324,7 @@ class MPO:
             target_mean, target_std = self.target_policy(next_obs)     # [B, A]
             noise = torch.randn((N, B, self.act_dim), generator=self.generator, device=self.device)
             sampled = target_mean + target_std * noise                  # [N, B, A]
-            tiled_obs = next_obs.unsqueeze(0).expand(N, B, -1)          # [N, B, D]
-            sampled_q = self.target_critic(tiled_obs.reshape(N * B, -1),
-                                           sampled.reshape(N * B, -1)).view(N, B)  # [N, B]
+            sampled_q = self.target_critic(next_obs, sampled)          # [N, B]
 
         # critic: y = R + gamma^k * E_{a'~pi_t} Q_t(s', a')   (R, gamma^k from the n-step buffer)
         target = batch.rewards + batch.discounts * sampled_q.mean(dim=0)  # [B]

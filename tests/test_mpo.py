@@ -43,7 +43,7 @@ class FixedQ(nn.Module):
         self.scale = scale
 
     def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        return self.scale * action[:, 0]
+        return self.scale * action[..., 0]  # [B] or [N, B]
 
 
 def _policy_kls(agent: MPO, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -138,6 +138,20 @@ def test_per_dim_constraining_shapes(per_dim, shape):
     metrics, _ = agent.update(_batch())
     assert all(np.isfinite(v) for v in metrics.values())
     assert agent.alpha_mean_param.grad is not None and agent.alpha_mean_param.grad.shape == shape
+
+
+def test_critic_scores_sampled_actions_like_the_concatenated_input():
+    """The critic shares W_s s across the N sampled actions; the result equals Linear(cat(s, a))."""
+    from rlkit.agents.mpo import Critic
+
+    torch.manual_seed(0)
+    critic = Critic(5, 3, [16, 8], layer_norm=True)
+    obs, actions = torch.randn(4, 5), torch.rand(6, 4, 3) * 3 - 1.5  # some actions outside [-1, 1]
+    sampled_q = critic(obs, actions)
+    assert sampled_q.shape == (6, 4)
+    tiled = torch.cat([obs.expand(6, 4, 5), actions.clamp(-1, 1)], dim=-1).reshape(24, 8)
+    torch.testing.assert_close(sampled_q, critic.q(tiled).view(6, 4), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(critic(obs, actions[0]), sampled_q[0])
 
 
 def test_act_shapes_bounds_and_determinism():
