@@ -76,6 +76,14 @@ xyz, left knee, left ankle xyz)
   cover the clips' 99th percentile). Every physics substep computes the DeepMimic PD torque
   ``τ = kp * diff(q, q_target) - kd * qvel`` (gains from the model's ``pd_kp`` / ``pd_kd``) and
   clips it to the torque limit (the motor's gear).
+* ``action_mode="pd_residual"``: PD targets relative to the reference pose of the frame being
+  tracked (the next frame): a ball-joint target is ``q_ref * exp(a_xyz * residual_scale *
+  BALL_ACTION_SCALE[joint])``, a hinge target ``q_ref + a * residual_scale * (high - low) / 2``
+  (clipped to the joint range). The zero action replays the clip open-loop through the PD servos
+  (on the walk clip that falls after 22-31 of 38 steps), so the policy learns feedback corrections,
+  as in Won et al. (2020), "A scalable approach to control diverse behaviors for physically
+  simulated characters" and Bergamin et al. (2019), "DReCon". ``residual_scale`` (default 0.3) is the
+  fraction of the absolute mode's range an action of 1 stands for.
 * ``action_mode="torque"``: ``ctrl = action``; the motors apply ``action * gear`` [N m]
   (gear = DeepMimic's torque limits: chest 200, neck 50, hip 200, knee 150, ankle 90, shoulder
   100, elbow 60).
@@ -169,12 +177,14 @@ class HumanoidImitationEnv(gym.Env):
                  action_mode: str = "pd", control_dt: float = 1.0 / 30.0, physics_substeps: int = 8,
                  termination_error_threshold: float = 0.3, body_error_multiplier: float = 1.0,
                  reward: dict[str, Any] | None = None, max_episode_steps: int = 1000, min_steps: int = 10,
-                 init_at_start: bool = False, render_mode: str | None = None, width: int = 480, height: int = 360,
+                 init_at_start: bool = False, residual_scale: float = 0.3, render_mode: str | None = None, width: int = 480, height: int = 360,
                  model_path: str | Path = HUMANOID_XML):
         if isinstance(clips, (str, Path, MotionClip)):
             clips = [clips]
-        if action_mode not in ("pd", "torque"):
-            raise ConfigError(f"action_mode must be 'pd' or 'torque', got '{action_mode}'")
+        if action_mode not in ("pd", "pd_residual", "torque"):
+            raise ConfigError(f"action_mode must be 'pd', 'pd_residual' or 'torque', got '{action_mode}'")
+        if not residual_scale > 0:
+            raise ConfigError(f"residual_scale must be > 0, got {residual_scale}")
         if render_mode not in (None, "rgb_array"):
             raise ConfigError(f"render_mode must be None or 'rgb_array', got '{render_mode}'")
         ref_steps = tuple(sorted(int(s) for s in ref_steps))
@@ -188,7 +198,7 @@ class HumanoidImitationEnv(gym.Env):
         self.data = mujoco.MjData(self.model)
         self.library = MotionLibrary(clips, dt=control_dt, model=self.model)
         self.control_dt, self.physics_substeps = float(control_dt), int(physics_substeps)
-        self.ref_steps, self.action_mode = ref_steps, action_mode
+        self.ref_steps, self.action_mode, self.residual_scale = ref_steps, action_mode, float(residual_scale)
         self.termination_error_threshold = float(termination_error_threshold)
         self.body_error_multiplier = float(body_error_multiplier)
         self.reward_fn = TrackingReward.from_kwargs(reward)
@@ -285,21 +295,30 @@ class HumanoidImitationEnv(gym.Env):
         return out
 
     def pd_target(self, action: np.ndarray) -> np.ndarray:
-        """The full ``qpos`` PD target of an action (root entries copied from the current state)."""
+        """The full ``qpos`` PD target of an action (root entries copied from the current state).
+
+        ``action_mode="pd_residual"``: relative to the reference pose of the next frame; else absolute."""
         target = self.data.qpos.copy()
+        residual = self.action_mode == "pd_residual"
+        ref = self.library.qpos(self._clip, self._k + 1) if residual else None
         for kind, adr, a, p0, p1 in self._pd_map:
             if kind == "ball":
-                rotvec = np.asarray(action[a:a + 3], dtype=float) * p0
+                rotvec = np.asarray(action[a:a + 3], dtype=float) * p0 * (self.residual_scale if residual else 1.0)
                 angle = np.linalg.norm(rotvec)
                 axis = rotvec / angle if angle > 1e-12 else np.array([1.0, 0.0, 0.0])
-                target[adr:adr + 4] = np.concatenate([[np.cos(angle / 2)], np.sin(angle / 2) * axis])
+                quat = np.concatenate([[np.cos(angle / 2)], np.sin(angle / 2) * axis])
+                target[adr:adr + 4] = quat_mul(ref[adr:adr + 4], quat) if residual else quat
+            elif residual:
+                target[adr] = np.clip(ref[adr] + float(action[a]) * self.residual_scale * 0.5 * (p1 - p0), p0, p1)
             else:
                 target[adr] = p0 + (float(action[a]) + 1.0) * 0.5 * (p1 - p0)
         return target
 
     def pd_action(self, qpos: np.ndarray) -> np.ndarray:
-        """The PD action whose target is the joint configuration of ``qpos`` (inverse of :meth:`pd_target`,
-        clipped to [-1, 1]); e.g. ``env.pd_action(env.unwrapped.library.qpos(clip, k))`` tracks a clip open-loop."""
+        """The absolute-mode PD action whose target is the joint configuration of ``qpos`` (inverse of
+        :meth:`pd_target` with ``action_mode="pd"``, clipped to [-1, 1]); e.g.
+        ``env.pd_action(env.unwrapped.library.qpos(clip, k))`` tracks a clip open-loop. (With
+        ``action_mode="pd_residual"`` the zero action does that.)"""
         action = np.zeros(self.model.nu)
         for kind, adr, a, p0, p1 in self._pd_map:
             if kind == "ball":
@@ -338,7 +357,7 @@ class HumanoidImitationEnv(gym.Env):
     def step(self, action):
         action = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
         m, d = self.model, self.data
-        if self.action_mode == "pd":
+        if self.action_mode in ("pd", "pd_residual"):
             target = self.pd_target(action)
             for _ in range(self.physics_substeps):
                 d.ctrl[:] = self._pd_ctrl(target)

@@ -81,6 +81,37 @@ def test_early_termination_when_displaced():
     assert not terminated and info["termination_error"] < 0.1 and reward > 0.5
 
 
+def test_residual_pd_actions_are_relative_to_the_reference():
+    env = HumanoidImitationEnv(clips=["walk"], action_mode="pd_residual", residual_scale=0.5)
+    env.reset(seed=2)
+    ref = env.library.qpos(env._clip, env._k + 1)
+    zero = env.pd_target(np.zeros(28))
+    np.testing.assert_allclose(zero[7:], ref[7:], atol=1e-12)  # the zero action targets the next reference pose
+    np.testing.assert_allclose(zero[:7], env.data.qpos[:7])    # the root is not actuated
+    absolute = HumanoidImitationEnv(clips=["walk"])
+    action = np.zeros(28)
+    action[0] = 1.0  # chest, x axis: a rotation of 0.5 * 1.2 rad after the reference's chest rotation
+    dq = np.zeros(env.model.nv)
+    mujoco.mj_differentiatePos(env.model, dq, 1.0, ref, env.pd_target(action))
+    np.testing.assert_allclose(dq[6:9], [0.5 * 1.2, 0, 0], atol=1e-12)
+    knee = next(p for p in env._pd_map if p[0] == "hinge")
+    _, adr, a, low, high = knee
+    action = np.zeros(28)
+    action[a] = -0.2
+    assert env.pd_target(action)[adr] == pytest.approx(np.clip(ref[adr] - 0.2 * 0.5 * (high - low) / 2, low, high))
+    assert absolute.pd_target(np.zeros(28))[adr] == pytest.approx((low + high) / 2)
+    # the zero action replays the clip through the PD servos: it tracks far better than the neutral pose
+    totals = []
+    for e in (env, absolute):
+        e.reset(seed=2)
+        totals.append(sum(e.step(np.zeros(28, dtype=np.float32))[1] for _ in range(8)))
+    assert totals[0] > 3.0 and totals[0] > totals[1] + 0.5, totals
+    with pytest.raises(ConfigError, match="action_mode"):
+        HumanoidImitationEnv(action_mode="residual")
+    with pytest.raises(ConfigError, match="residual_scale"):
+        HumanoidImitationEnv(action_mode="pd_residual", residual_scale=0.0)
+
+
 def test_truncation_and_lookahead():
     env = HumanoidImitationEnv(clips=["kick"], init_at_start=True, ref_steps=(2,), termination_error_threshold=1e9)
     env.reset(seed=0)
