@@ -158,3 +158,35 @@ def test_render_rgb_array():
         pytest.skip(f"offscreen rendering unavailable with MUJOCO_GL={os.environ.get('MUJOCO_GL')}: {exc}")
     assert frame.shape == (120, 160, 3) and frame.dtype == np.uint8 and frame.std() > 5
     env.close()
+
+
+def test_plot_imitation_script_curves(tmp_path):
+    """scripts/plot_imitation.py: normalised length and reward per step from a run's metrics.jsonl."""
+    import importlib.util
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "plot_imitation.py"
+    spec = importlib.util.spec_from_file_location("plot_imitation", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    run = tmp_path / "run"
+    run.mkdir()
+    records = [{"kind": "episode", "step": 19, "return": 5.7, "length": 19},
+               {"kind": "episode", "step": 57, "return": 19.0, "length": 38},
+               {"kind": "eval", "step": 100, "return_mean": 11.4, "length_mean": 19.0},
+               {"kind": "episode", "step": 150, "return": 3.8, "length": 38},
+               {"kind": "eval", "step": 200, "return_mean": 30.4, "length_mean": 38.0}]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    c = module.curves(run, clip_frames=38, window=100)
+    np.testing.assert_allclose(c["eval_length"], [0.5, 1.0])
+    np.testing.assert_allclose(c["eval_reward"], [0.6, 0.8])
+    np.testing.assert_allclose(c["train_step"], [50, 150])
+    np.testing.assert_allclose(c["train_length"], [(19 + 38) / 2 / 38, 1.0])
+    np.testing.assert_allclose(c["train_reward"], [(0.3 + 0.5) / 2, 0.1])
+    out = tmp_path / "curves.png"
+    done = subprocess.run([sys.executable, str(script), str(run), "--out", str(out)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert out.stat().st_size > 1000 and "| normalised length | 0.50 | 1.00 |" in done.stdout
