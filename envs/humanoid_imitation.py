@@ -80,7 +80,7 @@ xyz, left knee, left ankle xyz)
   tracked (the next frame): a ball-joint target is ``q_ref * exp(a_xyz * residual_scale *
   BALL_ACTION_SCALE[joint])``, a hinge target ``q_ref + a * residual_scale * (high - low) / 2``
   (clipped to the joint range). The zero action replays the clip open-loop through the PD servos
-  (on the walk clip that falls after 22-31 of 38 steps), so the policy learns feedback corrections,
+  (on the walk clip that keeps the walker up for 0.69 of a 38-step cycle on average), so the policy learns feedback corrections,
   as in Won et al. (2020), "A scalable approach to control diverse behaviors for physically
   simulated characters" and Bergamin et al. (2019), "DReCon". ``residual_scale`` (default 0.3) is the
   fraction of the absolute mode's range an action of 1 stands for.
