@@ -80,8 +80,8 @@ xyz, left knee, left ankle xyz)
   tracked (the next frame): a ball-joint target is ``q_ref * exp(a_xyz * residual_scale *
   BALL_ACTION_SCALE[joint])``, a hinge target ``q_ref + a * residual_scale * (high - low) / 2``
   (clipped to the joint range). The zero action replays the clip open-loop through the PD servos
-  (on the walk clip that keeps the walker up for 0.69 of a 38-step cycle on average), so the policy learns feedback corrections,
-  as in Won et al. (2020), "A scalable approach to control diverse behaviors for physically
+  (on the walk clip that keeps the walker up for 0.69 of a 38-step cycle on average), so the policy
+  learns feedback corrections, as in Won et al. (2020), "A scalable approach to control diverse behaviors for physically
   simulated characters" and Bergamin et al. (2019), "DReCon". ``residual_scale`` (default 0.3) is the
   fraction of the absolute mode's range an action of 1 stands for.
 * ``action_mode="torque"``: ``ctrl = action``; the motors apply ``action * gear`` [N m]
@@ -177,8 +177,8 @@ class HumanoidImitationEnv(gym.Env):
                  action_mode: str = "pd", control_dt: float = 1.0 / 30.0, physics_substeps: int = 8,
                  termination_error_threshold: float = 0.3, body_error_multiplier: float = 1.0,
                  reward: dict[str, Any] | None = None, max_episode_steps: int = 1000, min_steps: int = 10,
-                 init_at_start: bool = False, residual_scale: float = 0.3, render_mode: str | None = None, width: int = 480, height: int = 360,
-                 model_path: str | Path = HUMANOID_XML):
+                 init_at_start: bool = False, residual_scale: float = 0.3, render_mode: str | None = None,
+                 width: int = 480, height: int = 360, model_path: str | Path = HUMANOID_XML):
         if isinstance(clips, (str, Path, MotionClip)):
             clips = [clips]
         if action_mode not in ("pd", "pd_residual", "torque"):

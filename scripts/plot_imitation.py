@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rlkit.logging import read_metrics
+from rlkit.logging import METRICS_FILE, read_metrics
+from rlkit.runs import RunDirError, check_run_dir
 
 
 def curves(run_dir: Path, clip_frames: int, window: int) -> dict[str, np.ndarray]:
@@ -54,6 +55,13 @@ def main() -> None:
     labels = args.labels or [p.name for p in args.run_dirs]
     if len(labels) != len(args.run_dirs):
         parser.error(f"--labels needs one label per run ({len(args.run_dirs)}), got {len(labels)}")
+    for run_dir in args.run_dirs:  # bad input: a clear message and exit code 2, before anything is drawn
+        try:
+            check_run_dir(run_dir, need_checkpoint=False)
+        except RunDirError as error:
+            parser.error(str(error))
+        if not (run_dir / METRICS_FILE).is_file():
+            parser.error(f"run '{run_dir}' has no {METRICS_FILE} yet: it has not logged anything")
 
     import matplotlib
 

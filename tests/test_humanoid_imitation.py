@@ -180,6 +180,7 @@ def test_plot_imitation_script_curves(tmp_path):
                {"kind": "episode", "step": 150, "return": 3.8, "length": 38},
                {"kind": "eval", "step": 200, "return_mean": 30.4, "length_mean": 38.0}]
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    (run / "config.yaml").write_text("seed: 0\n")
     c = module.curves(run, clip_frames=38, window=100)
     np.testing.assert_allclose(c["eval_length"], [0.5, 1.0])
     np.testing.assert_allclose(c["eval_reward"], [0.6, 0.8])
@@ -190,3 +191,10 @@ def test_plot_imitation_script_curves(tmp_path):
     done = subprocess.run([sys.executable, str(script), str(run), "--out", str(out)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert out.stat().st_size > 1000 and "| normalised length | 0.50 | 1.00 |" in done.stdout
+    # bad input: exit code 2 and a message naming the problem, no traceback
+    for bad in (tmp_path / "missing", tmp_path):
+        done = subprocess.run([sys.executable, str(script), str(bad), "--out", str(tmp_path / "x.png")],
+                              capture_output=True, text=True)
+        assert done.returncode == 2 and "Traceback" not in done.stderr and str(bad) in done.stderr, done.stderr
+    done = subprocess.run([sys.executable, str(script), str(run), "--labels", "a", "b"], capture_output=True, text=True)
+    assert done.returncode == 2 and "one label per run" in done.stderr
