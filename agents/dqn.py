@@ -123,7 +123,7 @@ class DQN:
         fused = self.device.type in ("cpu", "cuda")
         self.optimizer = torch.optim.Adam(self.q_net.parameters(), lr=cfg.lr, eps=cfg.adam_eps, fused=fused)
         self.rng = np.random.default_rng(seed)
-        self.env_steps = 0  # exploring actions taken: drives the epsilon schedule
+        self.env_steps = 0  # real env transitions taken while exploring: drives the epsilon schedule
         self.updates = 0
 
     @property
@@ -135,8 +135,13 @@ class DQN:
         q = self.q_net(torch.as_tensor(obs, device=self.device))
         return q.argmax(dim=1).cpu().numpy()
 
-    def act(self, obs: np.ndarray, explore: bool, epsilon: float | None = None) -> np.ndarray:
+    def act(self, obs: np.ndarray, explore: bool, epsilon: float | None = None,
+            autoreset: np.ndarray | None = None) -> np.ndarray:
         """Epsilon-greedy over a batch; ``explore`` uses the schedule, else ``epsilon`` (default 0).
+
+        ``autoreset`` (bool ``[N]``, optional): the sub-envs whose next step is gymnasium's NEXT_STEP
+        autoreset, which ignores the action. Those steps are not transitions, so they do not advance
+        the epsilon schedule: it counts env steps as the loop does (real transitions only).
 
         The network runs only on the observations that act greedily: early in training, when epsilon
         is near 1, collection costs no forward pass at all (the dominant cost of CPU Atari collection).
@@ -144,7 +149,7 @@ class DQN:
         n = len(obs)
         eps = self.epsilon if explore else (epsilon or 0.0)
         if explore:
-            self.env_steps += n
+            self.env_steps += n if autoreset is None else n - int(np.count_nonzero(autoreset))
         if eps <= 0.0:
             return self.greedy(obs)
         random_mask = self.rng.random(n) < eps

@@ -344,12 +344,15 @@ def train_online(cfg: RunConfig, run_dir: Path, resume: bool = False) -> dict[st
         })
 
     solved = False
+    # agents that count env steps (DQN's epsilon schedule) are told which actions autoreset ignores
+    takes_autoreset = "autoreset" in inspect.signature(agent.act).parameters
     started = time.perf_counter() - elapsed
     sps_mark = (step, time.perf_counter())
     with _StopRequest() as stop:
         while step < train.total_steps and not solved:
             # collect one vector step
-            actions = agent.act(obs, explore=True)
+            actions = (agent.act(obs, explore=True, autoreset=autoreset) if takes_autoreset
+                       else agent.act(obs, explore=True))
             env_replay.before_step(actions, autoreset)
             next_obs, rewards, terminated, truncated, infos = envs.step(actions)
             life_loss = np.asarray(infos.get("life_loss", np.zeros(n, dtype=bool)), dtype=bool)

@@ -84,6 +84,30 @@ def test_epsilon_schedule_and_greedy_evaluation():
     assert np.all(greedy == greedy[0])  # same obs, deterministic
 
 
+def test_epsilon_schedule_skips_autoreset_steps():
+    """gymnasium's NEXT_STEP autoreset ignores the action of the step after an episode ends: not a transition."""
+    agent = DQN(DQNConfig(hidden=[8], eps_start=1.0, eps_end=0.0, eps_decay_steps=100), BOX, ACTIONS, seed=1)
+    obs = np.zeros((4, 4), dtype=np.float32)
+    agent.act(obs, explore=True, autoreset=np.array([True, False, True, False]))
+    assert agent.env_steps == 2 and agent.epsilon == pytest.approx(0.98)
+    agent.act(obs, explore=True, autoreset=np.zeros(4, dtype=bool))
+    assert agent.env_steps == 6
+    agent.act(obs, explore=False, autoreset=np.zeros(4, dtype=bool))
+    assert agent.env_steps == 6
+
+
+def test_epsilon_schedule_counts_the_loops_env_steps(tmp_path, cartpole_data):
+    """Over a run with many episode ends, the schedule's step count equals the loop's real env steps."""
+    from rlkit.checkpoint import load_checkpoint
+
+    cfg = build_run_config(cartpole_data, ["train.total_steps=600", "train.learning_starts=600", "train.eval_every=0"])
+    summary = train_online(cfg, tmp_path)
+    state = load_checkpoint(tmp_path / "checkpoints" / "latest.pt")
+    episodes = sum(1 for line in (tmp_path / "metrics.jsonl").read_text().splitlines() if '"episode"' in line)
+    assert episodes >= 10  # random play on CartPole: short episodes, so autoreset steps would show
+    assert state["agent"]["env_steps"] == state["loop"]["step"] == summary["steps"]
+
+
 def test_dqn_rejects_continuous_actions():
     with pytest.raises(ConfigError, match="Discrete action space"):
         DQN(DQNConfig(), BOX, gym.spaces.Box(-1, 1, (2,)))
