@@ -16,12 +16,15 @@ Results: ``DIR/<suite>.json``, ``DIR/<suite>.png`` and the suite's section of ``
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import gc
+import io
 import json
 import os
 import platform
 import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,13 +56,23 @@ class Figure:
     Unpaired: the sides' seeds do not correspond (learning outcomes: rlkit's seed 0 has nothing to do
     with SB3's seed 0), so the ratio is median(rlkit) / median(reference) and the spread is the
     extreme ratios min/max and max/min."""
+    target: str = ""
+    """An absolute requirement on every repeat's value, e.g. ">= 475" (learning stability); a repeat
+    with no value (None) misses it. Reported for both sides."""
 
     def ratios(self) -> list[float]:
         return [a / b for a, b in zip(self.rlkit, self.reference) if a is not None and b not in (None, 0)]
 
     def summary(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "unit": self.unit, "rlkit": self.rlkit, "reference": self.reference,
-                               "higher_is_better": self.higher_is_better, "goal": self.goal, "paired": self.paired}
+                               "higher_is_better": self.higher_is_better, "goal": self.goal, "paired": self.paired,
+                               "target": self.target}
+        if self.target:
+            op, value = self.target.split()
+            meets = (lambda v: v >= float(value)) if op == ">=" else (lambda v: v <= float(value))
+            for side in ("rlkit", "reference"):
+                values = getattr(self, side)
+                out[f"target_met_{side}"] = bool(values) and all(v is not None and meets(v) for v in values)
         ours = [v for v in self.rlkit if v is not None]
         theirs = [v for v in self.reference if v not in (None, 0)]
         if self.paired and self.ratios():
@@ -115,52 +128,103 @@ ZOO_CARTPOLE = dict(learning_rate=2.3e-3, batch_size=64, buffer_size=100_000, le
 SOLVED = 475.0
 
 
-def _rlkit_run(config: str, overrides: list[str], run_dir: Path) -> list[dict[str, Any]]:
+def _rlkit_run(config: str, overrides: list[str], run_dir: Path, eval_times: list[float] | None = None
+               ) -> list[dict[str, Any]]:
+    """Train with rlkit's own loop; returns its metrics records. ``eval_times`` receives the wall time of
+    each evaluation, in order (so that callers can time training alone)."""
+    from rlkit import loops
     from rlkit.config import load_config
     from rlkit.logging import read_metrics
-    from rlkit.loops import train_online
 
     cfg = load_config(config, overrides)
     if run_dir.exists():  # a bench run owns its directory: never read records of an earlier run
         shutil.rmtree(run_dir)
-    train_online(cfg, run_dir)
+    evaluate = loops.evaluate
+
+    def timed_evaluate(*args, **kwargs):
+        t0 = time.perf_counter()
+        try:
+            return evaluate(*args, **kwargs)
+        finally:
+            if eval_times is not None:
+                eval_times.append(time.perf_counter() - t0)
+
+    loops.evaluate = timed_evaluate
+    try:
+        loops.train_online(cfg, run_dir)
+    finally:
+        loops.evaluate = evaluate
     return read_metrics(run_dir)
 
 
-def _first_solve(evals: list[tuple[int, float, float]]) -> tuple[int | None, float | None, float]:
-    """(step, time) of the first evaluation with mean >= SOLVED, and the best evaluation mean;
-    evals are (step, time, mean)."""
-    best = max((mean for _, _, mean in evals), default=float("nan"))
-    for step, t, mean in evals:
-        if mean >= SOLVED:
-            return step, t, best
-    return None, None, best
+def _rlkit_evals(records: list[dict[str, Any]], eval_times: list[float]) -> list[tuple[int, float, float]]:
+    """(step, training time, mean) per evaluation: the record's time less all evaluation time up to it
+    (an eval record is written right after its evaluation returns)."""
+    evals = [r for r in records if r["kind"] == "eval"]
+    assert len(evals) == len(eval_times), (len(evals), len(eval_times))
+    spent = np.cumsum(eval_times)
+    return [(r["step"], r["time"] - float(t), r["return_mean"]) for r, t in zip(evals, spent)]
 
 
-def _sb3_dqn_cartpole(seed: int, total_steps: int, eval_every: int, eval_episodes: int, stop: bool):
-    """SB3 DQN with the zoo hyperparameters; returns [(step, time, eval mean)]."""
+@dataclass
+class Outcome:
+    """One learning run, summarised from its evaluations (step, training time, mean)."""
+
+    evals: list[tuple[int, float, float]]
+
+    @property
+    def first_solve(self) -> tuple[int, float] | tuple[None, None]:
+        """(env steps, training seconds) at the first evaluation with mean >= SOLVED."""
+        return next(((step, t) for step, t, mean in self.evals if mean >= SOLVED), (None, None))
+
+    @property
+    def best(self) -> float | None:
+        return max((mean for _, _, mean in self.evals), default=None)
+
+    @property
+    def final(self) -> float | None:
+        return self.evals[-1][2] if self.evals else None
+
+    @property
+    def held(self) -> float | None:
+        """Percentage of the evaluations from the first solve on (inclusive) with mean >= SOLVED."""
+        step, _ = self.first_solve
+        after = [mean for s, _, mean in self.evals if step is not None and s >= step]
+        return 100.0 * sum(mean >= SOLVED for mean in after) / len(after) if after else None
+
+
+def _sb3_dqn_cartpole(seed: int, total_steps: int, eval_every: int, eval_episodes: int, stop: bool
+                      ) -> tuple[list[tuple[int, float, float]], list[float]]:
+    """SB3 DQN with the zoo hyperparameters; returns ([(step, training time, eval mean)], eval times)."""
     import gymnasium as gym
     from stable_baselines3 import DQN as SB3DQN
-    from stable_baselines3.common.callbacks import BaseCallback, EvalCallback
+    from stable_baselines3.common.callbacks import EvalCallback
     from stable_baselines3.common.monitor import Monitor
 
     evals: list[tuple[int, float, float]] = []
+    eval_times: list[float] = []
     start = time.perf_counter()
 
-    class Record(BaseCallback):
+    class TimedEval(EvalCallback):
+        """EvalCallback that keeps its own time out of the training time."""
+
         def _on_step(self) -> bool:
-            evals.append((self.num_timesteps, time.perf_counter() - start, float(self.parent.last_mean_reward)))
-            return not (stop and self.parent.last_mean_reward >= SOLVED)
+            if not (self.eval_freq > 0 and self.n_calls % self.eval_freq == 0):
+                return super()._on_step()
+            t0 = time.perf_counter()
+            keep_going = super()._on_step()
+            evals.append((self.num_timesteps, t0 - start - sum(eval_times), float(self.last_mean_reward)))
+            eval_times.append(time.perf_counter() - t0)
+            return keep_going and not (stop and self.last_mean_reward >= SOLVED)
 
     model = SB3DQN("MlpPolicy", gym.make("CartPole-v1"), seed=seed, device="cpu", verbose=0, **ZOO_CARTPOLE,
                    exploration_initial_eps=1.0)
     eval_env = Monitor(gym.make("CartPole-v1"))
     eval_env.reset(seed=seed + 100_000)
-    callback = EvalCallback(eval_env, n_eval_episodes=eval_episodes, eval_freq=eval_every, deterministic=True,
-                            callback_after_eval=Record(), verbose=0)
+    callback = TimedEval(eval_env, n_eval_episodes=eval_episodes, eval_freq=eval_every, deterministic=True, verbose=0)
     start = time.perf_counter()
     model.learn(total_timesteps=total_steps, callback=callback)
-    return evals
+    return evals, eval_times
 
 
 def suite_dqn_cartpole(seeds: list[int], out: Path, quick: bool) -> list[Figure]:
@@ -168,35 +232,54 @@ def suite_dqn_cartpole(seeds: list[int], out: Path, quick: bool) -> list[Figure]
     eval_every = 1_000 if quick else 2_500
     episodes = 2 if quick else 10
     common = [f"train.total_steps={total}", f"train.eval_every={eval_every}", f"train.eval_episodes={episodes}",
-              "log.progress=false", "log.tensorboard=false", "log.plot=false", "train.save_buffer=false"]
+              "log.progress=false", "log.tensorboard=false", "log.plot=false", "train.save_buffer=false",
+              "train.checkpoint_every=0"]
     if quick:
         common += ["train.learning_starts=500", "train.train_every=100", "train.gradient_steps=10"]
     stop = [f"train.stop_at_solve={SOLVED}"]
     figures = {key: Figure(name, unit, higher_is_better=False, goal=goal, paired=False) for key, name, unit, goal in [
-        ("zoo_time", "time to solve, same hyperparameters (zoo)", "s", "<= 0.5"),
+        ("zoo_time", "training time to solve, same hyperparameters (zoo)", "s", "<= 0.5"),
         ("zoo_steps", "env steps to solve, same hyperparameters (zoo)", "steps", "<= 1.0"),
-        ("tuned_time", "time to solve, rlkit tuned config vs SB3 zoo", "s", "<= 0.5"),
+        ("tuned_time", "training time to solve, rlkit tuned config vs SB3 zoo", "s", "<= 0.5"),
         ("tuned_steps", "env steps to solve, rlkit tuned config vs SB3 zoo", "steps", "<= 1.0"),
     ]}
     best = Figure("best evaluation return within the budget, same hyperparameters (zoo)", "return", paired=False)
+    final = Figure(f"final evaluation after {total:,} steps, rlkit tuned config vs SB3 zoo", "return", paired=False,
+                   target=f">= {SOLVED:g}")
+    held = Figure(f"evaluations >= {SOLVED:g} from the first solve on, rlkit tuned config vs SB3 zoo", "%",
+                  paired=False, target=">= 90")
+    eval_cost = Figure(f"wall time of one {episodes}-episode evaluation (not in the times above)", "s",
+                       higher_is_better=False, paired=False)
     for seed in seeds:
-        # interleaved: rlkit (zoo) | SB3 (zoo) | rlkit (tuned)
-        metrics = _rlkit_run(str(configs_dir() / "dqn_cartpole_zoo.yaml"), [*common, *stop, f"seed={seed}"],
-                             out / "runs" / f"rlkit-zoo-s{seed}")
-        zoo = _first_solve([(r["step"], r["time"], r["return_mean"]) for r in metrics if r["kind"] == "eval"])
-        sb3 = _first_solve(_sb3_dqn_cartpole(seed, total, eval_every, episodes, stop=True))
-        metrics = _rlkit_run(str(configs_dir() / "dqn_cartpole.yaml"), [*common, *stop, f"seed={seed}"],
-                             out / "runs" / f"rlkit-tuned-s{seed}")
-        tuned = _first_solve([(r["step"], r["time"], r["return_mean"]) for r in metrics if r["kind"] == "eval"])
+        # interleaved: rlkit (zoo, stops at the solve) | SB3 (zoo, full budget) | rlkit (tuned, full budget)
+        times: list[float] = []
+        records = _rlkit_run(str(configs_dir() / "dqn_cartpole_zoo.yaml"), [*common, *stop, f"seed={seed}"],
+                             out / "runs" / f"rlkit-zoo-s{seed}", times)
+        zoo = Outcome(_rlkit_evals(records, times))
+        sb3_evals, sb3_times = _sb3_dqn_cartpole(seed, total, eval_every, episodes, stop=False)
+        sb3 = Outcome(sb3_evals)
+        tuned_times: list[float] = []
+        records = _rlkit_run(str(configs_dir() / "dqn_cartpole.yaml"), [*common, f"seed={seed}"],
+                             out / "runs" / f"rlkit-tuned-s{seed}", tuned_times)
+        tuned = Outcome(_rlkit_evals(records, tuned_times))
         for key, ours in (("zoo", zoo), ("tuned", tuned)):
-            figures[f"{key}_steps"].rlkit.append(ours[0])
-            figures[f"{key}_time"].rlkit.append(ours[1])
-            figures[f"{key}_steps"].reference.append(sb3[0])
-            figures[f"{key}_time"].reference.append(sb3[1])
-        best.rlkit.append(zoo[2])
-        best.reference.append(sb3[2])
-        print(f"  seed {seed}: rlkit zoo {zoo}, SB3 zoo {sb3}, rlkit tuned {tuned}  (steps, seconds, best)", flush=True)
-    return [*figures.values(), best]
+            figures[f"{key}_steps"].rlkit.append(ours.first_solve[0])
+            figures[f"{key}_time"].rlkit.append(ours.first_solve[1])
+            figures[f"{key}_steps"].reference.append(sb3.first_solve[0])
+            figures[f"{key}_time"].reference.append(sb3.first_solve[1])
+        best.rlkit.append(zoo.best)
+        best.reference.append(sb3.best)
+        final.rlkit.append(tuned.final)
+        final.reference.append(sb3.final)
+        held.rlkit.append(tuned.held)
+        held.reference.append(sb3.held)
+        eval_cost.rlkit.append(float(np.median(tuned_times)) if tuned_times else None)
+        eval_cost.reference.append(float(np.median(sb3_times)) if sb3_times else None)
+        print(f"  seed {seed}: first solve (steps, training s): rlkit zoo {zoo.first_solve}, SB3 zoo "
+              f"{sb3.first_solve}, rlkit tuned {tuned.first_solve}", flush=True)
+        print(f"  seed {seed}: evaluations, rlkit tuned: {[round(m) for *_, m in tuned.evals]}", flush=True)
+        print(f"  seed {seed}: evaluations, SB3 zoo:     {[round(m) for *_, m in sb3.evals]}", flush=True)
+    return [*figures.values(), best, final, held, eval_cost]
 
 
 # --------------------------------------------------------------------------------------
@@ -445,9 +528,13 @@ SUITES: dict[str, Callable[..., list[Figure]]] = {
 
 DOC_NOTES = {
     "dqn-cartpole": "rlkit DQN vs SB3 DQN, both with rl-baselines3-zoo's CartPole-v1 hyperparameters, and rlkit's "
-                    "tuned config (double DQN + 3-step returns) against the same SB3 runs. Evaluation every 2,500 env "
-                    "steps, 10 deterministic episodes; 'solved' = first evaluation mean >= 475; training stops there. "
-                    "Times include evaluation (rlkit evaluates on 8 vectorized envs, SB3's EvalCallback on one).",
+                    "tuned config (configs/dqn_cartpole.yaml) against the same SB3 runs. Evaluation every 2,500 env "
+                    "steps, 10 deterministic episodes; 'solved' = first evaluation mean >= 475. rlkit's zoo run stops "
+                    "at the solve; SB3 and rlkit's tuned config train the full 50,000 steps, so their runs also give "
+                    "the stability figures: the final evaluation, and the share of evaluations >= 475 from the first "
+                    "solve on. Times are training only: each side's evaluation time is measured and subtracted "
+                    "(rlkit evaluates on 8 vectorized envs, SB3's EvalCallback steps one env with a predict per "
+                    "step; the last row shows what one evaluation costs each). No checkpoints in rlkit's runs.",
     "dqn-throughput": "Env steps/s over a window after learning starts (CartPole: steps 2,000-20,000; Pong: "
                       "3,000-6,000 with learning from 2,000), equal hyperparameters and updates per transition. Pong: "
                       "rlkit's native ALE vector env (1 ALE thread) vs SB3's make_atari_env (DummyVecEnv) + "
@@ -462,8 +549,40 @@ DOC_NOTES = {
 }
 
 
+SMOKE = "SMOKE RUN (--quick: tiny budgets, checks the harness, measures nothing)"
+
+
+class _LinePrefix(io.TextIOBase):
+    """A stdout that starts every line with a label (``--quick`` output must never read as results)."""
+
+    def __init__(self, stream: Any, label: str) -> None:
+        self.stream, self.label, self.at_line_start = stream, label, True
+
+    def write(self, text: str) -> int:
+        pieces = []
+        for piece in text.splitlines(keepends=True):
+            if self.at_line_start:
+                pieces.append(self.label)
+            pieces.append(piece)
+            self.at_line_start = piece.endswith("\n")
+        self.stream.write("".join(pieces))
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+def _labelled(quick: bool):
+    return contextlib.redirect_stdout(_LinePrefix(sys.stdout, f"[{SMOKE}] ")) if quick else contextlib.nullcontext()
+
+
 def run_suite(name: str, seeds: list[int], out: Path, quick: bool = False, threads: int = 1,
               docs: Path | None = None) -> dict[str, Any]:
+    with _labelled(quick):
+        return _run_suite(name, seeds, out, quick, threads, docs)
+
+
+def _run_suite(name: str, seeds: list[int], out: Path, quick: bool, threads: int, docs: Path | None) -> dict[str, Any]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(threads)  # the same for both sides: they run in this process
@@ -490,7 +609,12 @@ def report(name: str, out: Path, docs: Path | None) -> dict[str, Any]:
 
         raise ConfigError(f"no results at '{path}': run `rlkit bench {name}` first")
     result = json.loads(path.read_text())
-    fields = {"name", "unit", "rlkit", "reference", "higher_is_better", "goal", "paired"}
+    with _labelled(result.get("quick", False)):
+        return _report(name, out, docs, path, result)
+
+
+def _report(name: str, out: Path, docs: Path | None, path: Path, result: dict[str, Any]) -> dict[str, Any]:
+    fields = {"name", "unit", "rlkit", "reference", "higher_is_better", "goal", "paired", "target"}
     result["figures"] = [Figure(**{k: v for k, v in f.items() if k in fields}).summary() for f in result["figures"]]
     result["notes"] = DOC_NOTES[name]
     path.write_text(json.dumps(result, indent=1))
@@ -505,13 +629,14 @@ def _fmt(value: float | None, unit: str) -> str:
     if value is None:
         return "—"
     if unit in ("s", "GB"):
-        return f"{value:.1f}" if unit == "s" else f"{value:.2f}"
+        return f"{value:.1f}" if unit == "s" and value >= 10 else f"{value:.2f}"
     return f"{value:,.0f}"
 
 
 def markdown_section(result: dict[str, Any]) -> str:
     m = result["machine"]
-    lines = [f"### `{result['suite']}`", "",
+    title = f"### `{result['suite']}`" + (f" — {SMOKE}" if result.get("quick") else "")
+    lines = [title, "",
              f"Command: `{result['command']}` — {m['date']}, {m['cpu']}, {m['cores']} cores, torch {m['torch']} "
              f"({m['torch_threads']} thread(s) for both sides), SB3 {m['sb3']}, Python {m['python']}, {m['device']}.",
              "", result["notes"], "",
@@ -520,9 +645,13 @@ def markdown_section(result: dict[str, Any]) -> str:
     for f in result["figures"]:
         ratio = (f"{f['ratio_median']:.2f} [{f['ratio_min']:.2f}..{f['ratio_max']:.2f}]"
                  + ("" if f.get("paired", True) else " †") if "ratio_median" in f else "—")
-        met = {True: "yes", False: "**miss**"}.get(f.get("goal_met"), "")
+        goal, met = f["goal"] or "", {True: "yes", False: "**miss**"}.get(f.get("goal_met"), "")
+        if f.get("target"):  # an absolute requirement on every seed, shown for both sides
+            goal = f"every seed {f['target']}"
+            met = ({True: "yes", False: "**miss**"}[f["target_met_rlkit"]]
+                   + f" (reference: {'yes' if f['target_met_reference'] else 'no'})")
         lines.append(f"| {f['name']} ({f['unit']}) | {_fmt(_median(f['rlkit']), f['unit'])} | "
-                     f"{_fmt(_median(f['reference']), f['unit'])} | {ratio} | {f['goal'] or ''} | {met} |")
+                     f"{_fmt(_median(f['reference']), f['unit'])} | {ratio} | {goal} | {met} |")
     if any(not f.get("paired", True) for f in result["figures"]):
         lines += ["", "† unpaired (learning outcomes; seeds do not correspond across libraries): "
                       "median(rlkit) / median(reference), spread = extreme ratios."]
@@ -569,7 +698,7 @@ def plot_ratios(result: dict[str, Any], path: Path) -> None:
     ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(base=2))
     ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x:g}"))
     ax.set_xlabel("ratio rlkit / reference (green: goal)")
-    ax.set_title(f"rlkit bench {result['suite']}")
+    ax.set_title(f"rlkit bench {result['suite']}" + (f"\n{SMOKE}" if result.get("quick") else ""))
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from rlkit.bench import Figure, update_docs
+from rlkit.bench import SMOKE, Figure, Outcome, markdown_section, update_docs
 from rlkit.cli import main
 
 
@@ -16,6 +16,21 @@ def test_figure_ratios_and_goals():
     slower = Figure("time", "s", rlkit=[3.0], reference=[4.0], higher_is_better=False, goal="<= 0.5").summary()
     assert slower["ratio_median"] == pytest.approx(0.75) and slower["goal_met"] is False
     assert "ratio_median" not in Figure("x", "s", rlkit=[1.0], reference=[None]).summary()
+
+
+def test_figure_targets_apply_to_every_seed_of_each_side():
+    final = Figure("final", "return", rlkit=[500.0, 480.0, 476.0], reference=[500.0, 16.0, None], paired=False,
+                   target=">= 475").summary()
+    assert final["target_met_rlkit"] is True and final["target_met_reference"] is False
+    assert Figure("f", "return", rlkit=[500.0, None], reference=[], target=">= 475").summary()["target_met_rlkit"] is False
+
+
+def test_outcome_stability_figures():
+    run = Outcome([(2500, 1.0, 100.0), (5000, 2.0, 480.0), (7500, 3.0, 300.0), (10000, 4.0, 500.0), (12500, 5.0, 490.0)])
+    assert run.first_solve == (5000, 2.0) and run.final == 490.0 and run.best == 500.0
+    assert run.held == pytest.approx(75.0)  # 3 of the 4 evaluations from the first solve on
+    never = Outcome([(2500, 1.0, 100.0)])
+    assert never.first_solve == (None, None) and never.held is None
 
 
 def test_update_docs_replaces_only_its_own_section(tmp_path):
@@ -31,15 +46,25 @@ def test_update_docs_replaces_only_its_own_section(tmp_path):
 
 
 @pytest.mark.parametrize("suite", ["replay", "atari-collect", "dqn-cartpole"])
-def test_bench_suite_runs_end_to_end(tmp_path, suite, monkeypatch):
+def test_bench_suite_runs_end_to_end(tmp_path, suite, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path.parent)  # runs must not depend on the working directory
     out = tmp_path / "out"
     assert main(["bench", suite, "--seeds", "1", "--quick", "--out", str(out), "--no-docs"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed and all(line.startswith(f"[{SMOKE}] ") for line in printed)  # never reads as a result
+    assert main(["bench", suite, "--report", "--out", str(out), "--no-docs"]) == 0
+    assert all(line.startswith(f"[{SMOKE}] ") for line in capsys.readouterr().out.splitlines())
     result = json.loads((out / f"{suite}.json").read_text())
     assert result["suite"] == suite and result["machine"]["cores"] >= 1
     assert result["figures"] and all(len(f["rlkit"]) == 1 for f in result["figures"])
     assert any("ratio_median" in f for f in result["figures"])
     assert (out / f"{suite}.png").stat().st_size > 1000
+    if suite == "dqn-cartpole":
+        names = [f["name"] for f in result["figures"]]
+        assert any(name.startswith("final evaluation") for name in names)
+        assert any("from the first solve on" in name for name in names)
+        assert all(f["target_met_rlkit"] in (True, False) for f in result["figures"] if f["target"])
+        assert "every seed >= 475" in markdown_section(result) and SMOKE in markdown_section(result)
 
 
 @pytest.mark.slow
