@@ -61,8 +61,13 @@ class DQNConfig:
     """Env steps over which epsilon decays linearly from eps_start to eps_end."""
 
     def __post_init__(self) -> None:
-        if self.lr <= 0:
-            raise ConfigError(f"agent.lr must be > 0, got {self.lr}")
+        for name in ("lr", "adam_eps", "huber_delta"):  # `not 0 < x < inf` also rejects NaN
+            if not 0.0 < getattr(self, name) < float("inf"):
+                raise ConfigError(f"agent.{name} must be a finite number > 0, got {getattr(self, name)}")
+        if self.max_grad_norm is not None and not 0.0 < self.max_grad_norm < float("inf"):
+            raise ConfigError(f"agent.max_grad_norm must be a finite number > 0 or null, got {self.max_grad_norm}")
+        if self.eps_decay_steps < 0:
+            raise ConfigError(f"agent.eps_decay_steps must be >= 0, got {self.eps_decay_steps}")
         if not 0.0 < self.gamma <= 1.0:
             raise ConfigError(f"agent.gamma must lie in (0, 1], got {self.gamma}")
         if not 0.0 < self.tau <= 1.0:

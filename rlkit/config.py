@@ -15,6 +15,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import math
+import os
 import re
 import types
 import typing
@@ -27,6 +29,15 @@ import yaml
 
 class ConfigError(ValueError):
     """A user mistake in a config file or override: the message says what, where and how to fix."""
+
+
+MAX_CONFIG_BYTES = 1 << 20
+"""Config files larger than this (1 MiB) are refused before parsing: rlkit configs are a few hundred
+bytes, and YAML of list data grows ~200x in memory when parsed (a 50 MB file reached 10 GB)."""
+MAX_DEPTH = 32
+"""Deepest nesting of sections, lists and mappings accepted in a config or an override value."""
+MAX_VALUES = 100_000
+"""Most values (scalars, lists, mappings; aliases counted each time they are used) in a config."""
 
 
 # --------------------------------------------------------------------------------------
@@ -127,6 +138,10 @@ class LogConfig:
     plot: bool = True
     """Write ``learning_curve.png`` at the end of training."""
 
+    def __post_init__(self) -> None:
+        if self.log_every < 0:
+            raise ConfigError(f"log.log_every must be >= 0 (0: no training records), got {self.log_every}")
+
 
 @dataclass
 class RunConfig:
@@ -174,6 +189,9 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         args = typing.get_args(tp)
         if value is None and type(None) in args:
             return None
+        members = [arg for arg in args if arg is not type(None)]
+        if len(members) == 1:  # Optional[X]: X's own message ("must be a finite number", ...)
+            return _coerce(value, members[0], where)
         for arg in args:
             if arg is type(None):
                 continue
@@ -218,6 +236,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if not math.isfinite(value):  # every float field: .inf and .nan train on NaN losses
+            raise ConfigError(f"{where}: must be a finite number, got {value!r}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
@@ -234,7 +254,7 @@ def build_dataclass(cls: type, values: dict[str, Any], where: str) -> Any:
     for key, value in values.items():
         if key not in names:
             full = f"{where}.{key}" if where else key
-            raise ConfigError(f"unknown key '{full}'." + _closest(key, names))
+            raise ConfigError(f"unknown key '{full}'." + _closest(str(key), names))
         kwargs[key] = _coerce(value, hints[key], f"{where}.{key}" if where else key)
     try:
         return cls(**kwargs)
@@ -258,9 +278,12 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not key or any(not part for part in key.split(".")):
         raise ConfigError(f"override '{text}': empty key")
     try:
-        value = yaml.safe_load(raw) if raw != "" else ""
+        value = yaml.load(raw, Loader=_StrictLoader) if raw != "" else ""
     except yaml.YAMLError:
         value = raw
+    except RecursionError:
+        raise ConfigError(f"override '{key}': the value is nested more than {MAX_DEPTH} levels deep") from None
+    _check_size(value, f"override '{key}'")
     return key.split("."), value
 
 
@@ -276,21 +299,88 @@ def _set_path(tree: dict[str, Any], path: list[str], value: Any) -> None:
     node[path[-1]] = value
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses duplicate keys: a second ``train:`` block would silently
+    replace the whole first one."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, Any] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=deep)
+                try:
+                    duplicate = key in seen
+                except TypeError:  # unhashable key: SafeLoader reports it
+                    continue
+                if duplicate:
+                    first = seen[key]
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key '{key}' (first at line {first.line + 1}; a second one would "
+                        "silently replace it): merge the two", key_node.start_mark)
+                seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
+
+
+def _check_size(data: Any, where: str) -> None:
+    """Refuse data nested deeper than MAX_DEPTH or holding more than MAX_VALUES values (iterative:
+    no recursion, and alias bombs stop at the budget instead of expanding)."""
+    stack = [(data, 0)]
+    count = 0
+    while stack:
+        node, depth = stack.pop()
+        count += 1
+        if count > MAX_VALUES:
+            raise ConfigError(f"{where} holds more than {MAX_VALUES} values; rlkit configs are small — is it the "
+                              "right file?")
+        if depth > MAX_DEPTH:
+            raise ConfigError(f"{where} is nested more than {MAX_DEPTH} levels deep")
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in node.values())
+        elif isinstance(node, (list, tuple)):
+            stack.extend((v, depth + 1) for v in node)
+
+
+def _one_line(text: Any) -> str:
+    return " ".join(str(text).split())
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"config file '{path}' is a directory; pass a YAML file (shipped configs are in "
+                          f"{configs_dir()})")
     if not path.is_file():
         hint = ""
-        configs = Path(__file__).resolve().parent.parent / "configs"
+        configs = configs_dir()
         if configs.is_dir():
             options = sorted(p.name for p in configs.glob("*.yaml"))
             hint = _closest(path.name, options).replace("keys", "configs") + f" Shipped configs are in {configs}."
         raise ConfigError(f"config file '{path}' does not exist.{hint}")
     try:
-        data = yaml.safe_load(path.read_text())
+        size = path.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"config file '{path}' is {size / 2**20:.1f} MiB; rlkit configs are small (the limit "
+                              f"is {MAX_CONFIG_BYTES // 2**20} MiB) — is it the right file?")
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"config file '{path}' cannot be read: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file '{path}' is not UTF-8 text (byte {exc.start} is 0x{raw[exc.start]:02x}); "
+                          "is it a YAML config?") from None
+    try:
+        data = yaml.load(text, Loader=_StrictLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"config file '{path}' is not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+        problem = getattr(exc, "problem", None) or getattr(exc, "reason", None) or exc
+        raise ConfigError(f"config file '{path}' is not valid YAML{where}: {_one_line(problem)}") from None
+    except RecursionError:
+        raise ConfigError(f"config file '{path}' is nested more than {MAX_DEPTH} levels deep") from None
+    _check_size(data, f"config file '{path}'")
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -316,7 +406,7 @@ def build_run_config(data: dict[str, Any], overrides: list[str] = (), source: st
         top = {f.name for f in dataclasses.fields(RunConfig)}
         for key in data:
             if key not in top:
-                raise ConfigError(f"unknown top-level key '{key}'." + _closest(key, sorted(top)))
+                raise ConfigError(f"unknown top-level key '{key}'." + _closest(str(key), sorted(top)))
         env = _coerce(data.get("env", {}), EnvConfig, "env")
         agent = build_dataclass(agent_cls, {k: v for k, v in agent_data.items()}, "agent")
         train = _coerce(data.get("train", {}), TrainConfig, "train")
@@ -340,8 +430,12 @@ def default_config_path() -> Path:
 
 
 def configs_dir() -> Path:
-    """Shipped configs: the repo's ``configs/`` (editable install) — next to the package."""
-    return Path(__file__).resolve().parent.parent / "configs"
+    """Shipped configs: ``rlkit/configs/`` in an installed package (setup.cfg ships ``configs/*.yaml``
+    as the package data of ``rlkit.configs``), else the repository's ``configs/`` (source tree or
+    editable install)."""
+    here = Path(__file__).resolve().parent
+    installed = here / "configs"
+    return installed if installed.is_dir() else here.parent / "configs"
 
 
 def to_dict(cfg: Any) -> Any:
@@ -356,4 +450,12 @@ def to_dict(cfg: Any) -> Any:
 
 
 def dump_yaml(cfg: RunConfig, path: Path) -> None:
-    path.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    """Write the resolved config atomically (a temporary file, then ``os.replace``)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
