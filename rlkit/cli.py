@@ -1,17 +1,22 @@
 """``rlkit`` command line: train | eval | list | plot.
 
-User mistakes (missing file, bad YAML, unknown key or id, a directory that is not a run) print one
-line — what, where, how to fix — and exit with code 2, without a traceback.
+User mistakes (missing file, bad YAML, unknown key or id, a directory that is not a run, a run in
+use by another process, a checkpoint that is not one) and a full disk print one line — what, where,
+how to fix — and exit with code 2, without a traceback. A run whose loss goes non-finite stops with
+code 2 too (its last good checkpoint kept). A run stopped by SIGINT (Ctrl-C) or SIGTERM checkpoints
+and exits with 130 or 143 (128 + the signal), as shells do; a second Ctrl-C stops at once with 130.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import os
 import sys
 from pathlib import Path
 
-from rlkit.checkpoint import CheckpointError
+from rlkit.checkpoint import CheckpointError, disk_full_cause, disk_full_message
 from rlkit.config import ConfigError, configs_dir
 
 USAGE_ERROR = 2
@@ -26,7 +31,7 @@ def _split_config_and_overrides(args: list[str]) -> tuple[str | None, list[str]]
 def cmd_train(ns: argparse.Namespace) -> int:
     from rlkit.config import build_run_config, load_config, read_yaml
     from rlkit.loops import train_online
-    from rlkit.runs import CONFIG_FILE, check_run_dir, new_run_dir
+    from rlkit.runs import CONFIG_FILE, RunLock, check_new_run_dir, check_run_dir, new_run_dir
 
     config_path, overrides = _split_config_and_overrides(ns.args)
     for text in overrides:
@@ -40,28 +45,25 @@ def cmd_train(ns: argparse.Namespace) -> int:
     if ns.resume is not None:
         if config_path is not None:
             raise ConfigError("--resume takes the run's own config.yaml; pass overrides only (no CONFIG)")
+        if ns.run_dir is not None:
+            raise ConfigError("--resume continues the run in its own directory; --run-dir cannot be combined with "
+                              "it (copy the run directory first to resume a copy)")
         run_dir = check_run_dir(ns.resume)
-        cfg = build_run_config(read_yaml(run_dir / CONFIG_FILE), overrides, source=str(run_dir / CONFIG_FILE))
-        if overrides:
-            from rlkit.config import dump_yaml
-
-            dump_yaml(cfg, run_dir / CONFIG_FILE)  # e.g. a longer train.total_steps
+        # the lock first (a running process may be writing this run), then the overrides are checked
+        # against the checkpoint before anything is written (rlkit.loops.resume_changes)
+        with RunLock(run_dir):
+            cfg = build_run_config(read_yaml(run_dir / CONFIG_FILE), overrides, source=str(run_dir / CONFIG_FILE))
         summary = train_online(cfg, run_dir, resume=True)
     else:
         cfg = load_config(config_path, overrides)
         stem = Path(config_path).stem if config_path else "dqn_cartpole"
         if ns.run_dir is not None:
-            run_dir = Path(ns.run_dir)
-            if (run_dir / CONFIG_FILE).exists():
-                raise ConfigError(f"--run-dir '{run_dir}' already holds a run; pick a new directory or resume it "
-                                  f"with `rlkit train --resume {run_dir}`")
+            run_dir = check_new_run_dir(ns.run_dir)  # before building: refuse a directory of other files
         else:
             run_dir = new_run_dir(cfg.log.root, cfg.log.name, stem, cfg.agent.name, cfg.seed)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "source.txt").write_text(stem + "\n")
-        summary = train_online(cfg, run_dir)
+        summary = train_online(cfg, run_dir, source=stem)  # creates run_dir once env and agent are built
     _print_summary(summary)
-    return 0
+    return 128 + summary["interrupted"] if summary.get("interrupted") else 0
 
 
 def _print_summary(summary: dict) -> None:
@@ -69,7 +71,11 @@ def _print_summary(summary: dict) -> None:
     line = (f"steps {summary['steps']}  wall time {summary['wall_time']:.1f}s  "
             f"({summary['steps'] / max(summary['wall_time'], 1e-9):.0f} env steps/s incl. evaluation)")
     if final:
-        line += f"  eval return {final['return_mean']:.1f} ± {final['return_std']:.1f}"
+        line += f"  eval return {final['return_mean']:.1f} ± {final['return_std']:.1f} (last)"
+    if summary.get("best_eval") is not None:
+        line += f", best {summary['best_eval']:.1f} at step {summary['best_step']}"
+    if summary.get("interrupted"):
+        line += "  (stopped early; resume to finish)"
     print(line)
     if summary.get("plot"):
         print(f"learning curve: {summary['plot']}")
@@ -79,7 +85,7 @@ def _print_summary(summary: dict) -> None:
 def cmd_eval(ns: argparse.Namespace) -> int:
     from rlkit.checkpoint import load_checkpoint
     from rlkit.config import build_run_config, read_yaml
-    from rlkit.loops import build_agent, evaluate, make_vector_env, resolve_device
+    from rlkit.loops import build_agent, evaluate, load_agent_weights, make_vector_env, resolve_device
     from rlkit.runs import BEST, CONFIG_FILE, LATEST, check_run_dir
 
     run_dir = check_run_dir(ns.run_dir)
@@ -90,7 +96,7 @@ def cmd_eval(ns: argparse.Namespace) -> int:
     device = resolve_device(cfg.device)
     envs = make_vector_env(cfg.env, num_envs=min(ns.episodes, 8))
     agent = build_agent(cfg, envs.single_observation_space, envs.single_action_space, device)
-    agent.load_state_dict(load_checkpoint(ckpt_path, map_location=device)["agent"])
+    load_agent_weights(agent, ckpt_path, device)
     result = evaluate(agent, cfg.env, ns.episodes, ns.epsilon, seed=ns.seed, envs=envs)
     envs.close()
     print(f"{cfg.env.id} {cfg.agent.name} ({ckpt_path.name}): return {result['return_mean']:.2f} ± "
@@ -160,15 +166,21 @@ def cmd_dataset(ns: argparse.Namespace) -> int:
 
     from rlkit.envs.mocap import DEEPMIMIC_CLIPS, build_mocap_dataset, residual_summary, resolve_clip_name
 
+    out = Path(ns.out)
+    _check_output_file(out, "--out")  # before the computation, not after it
     clips = ns.clips or list(DEEPMIMIC_CLIPS)
     for clip in clips:  # unknown names fail before any work, with the closest valid name
         if not str(clip).endswith((".txt", ".npz")):
             resolve_clip_name(clip)
     data = build_mocap_dataset(clips, contacts=not ns.no_contacts)
-    out = Path(ns.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "wb") as f:
-        np.savez_compressed(f, **data)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with open(out, "wb") as f:
+            np.savez_compressed(f, **data)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise ConfigError(f"--out '{out}' cannot be written: {exc.strerror or exc}") from None
     print(f"root residual per clip (|qfrc_inverse[:6]|, contacts {'off' if ns.no_contacts else 'on'}):")
     print(f"  {'clip':<16}{'frames':>7}{'mean':>10}{'median':>10}{'max':>11}{'force/mg':>10}")
     for row in residual_summary(data):
@@ -177,6 +189,19 @@ def cmd_dataset(ns: argparse.Namespace) -> int:
     print(f"wrote {out}: {len(data['actions'])} transitions, observations {data['observations'].shape[1]}, "
           f"actions {data['actions'].shape[1]}")
     return 0
+
+
+def _check_output_file(path: Path, option: str) -> None:
+    """A file we may create or replace: not a directory, in a directory we can create and write."""
+    if path.is_dir():
+        raise ConfigError(f"{option} '{path}' is a directory; give a file name (e.g. {path / 'dataset.npz'})")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ConfigError(f"{option} '{path}' cannot be created: '{parent}' is a file, not a directory")
+    if not os.access(parent if not path.exists() else path, os.W_OK):
+        raise ConfigError(f"{option} '{path}' cannot be written: no write permission")
 
 
 def cmd_bench(ns: argparse.Namespace) -> int:
@@ -265,13 +290,32 @@ def main(argv: list[str] | None = None) -> int:
         ns.args = list(ns.args) + extra
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    if getattr(ns, "episodes", 1) is not None and getattr(ns, "episodes", 1) < 1:
-        parser.error("--episodes must be >= 1")
+    from rlkit.loops import TrainingDiverged
+
     try:
+        if ns.command == "eval":
+            if ns.episodes < 1:
+                raise ConfigError(f"--episodes must be >= 1, got {ns.episodes}")
+            if not 0.0 <= ns.epsilon <= 1.0:  # also rejects nan
+                raise ConfigError(f"--epsilon must lie in [0, 1] (a probability of acting at random), got {ns.epsilon}")
         return ns.func(ns)
-    except (ConfigError, RunDirError, CheckpointError) as exc:
-        print(f"rlkit: error: {exc}", file=sys.stderr)
-        return USAGE_ERROR
+    except (ConfigError, RunDirError, CheckpointError, TrainingDiverged) as exc:
+        return _error(exc)
+    except KeyboardInterrupt:  # a second Ctrl-C: stop now, without a checkpoint
+        print("rlkit: interrupted", file=sys.stderr)
+        return 130
+    except (OSError, RuntimeError) as exc:
+        cause = disk_full_cause(exc)
+        if cause is None:
+            raise
+        return _error(disk_full_message(Path(cause.filename) if cause.filename else None, cause)
+                      + "; nothing checkpointed is lost: free some space, then `rlkit train --resume RUN` "
+                      "continues from the last checkpoint")
+
+
+def _error(exc: BaseException | str) -> int:
+    print(f"rlkit: error: {' '.join(str(exc).split())}", file=sys.stderr)  # always one line
+    return USAGE_ERROR
 
 
 if __name__ == "__main__":

@@ -5,7 +5,9 @@
 resumes). TensorBoard and the plots are views of the same numbers. On resume, records written after
 the checkpoint (by a run that was killed) are moved to ``metrics.orphaned.jsonl`` — never deleted —
 and TensorBoard purges its events past the checkpoint step, so the resumed run's records replace them.
-The checkpoint stores how many records had been written (steps are not unique), so the cut is exact.
+The checkpoint stores how many records had been written (steps are not unique), so the cut is exact;
+a line inside the kept part that is not a JSON record (corrupted on disk) goes to the orphan file too.
+Non-finite numbers are written as ``null``: every line is strict JSON.
 """
 
 from __future__ import annotations
@@ -29,8 +31,7 @@ class RunLogger:
         self.metrics_path = self.run_dir / METRICS_FILE
         self.records = 0
         if keep_records is not None:
-            self._keep_first(keep_records)
-            self.records = keep_records
+            self.records = self._keep_first(keep_records)
         self._file = open(self.metrics_path, "a", buffering=1)
         self.recent_returns: deque[float] = deque(maxlen=20)
         self.last_eval: float | None = None
@@ -47,21 +48,27 @@ class RunLogger:
                              dynamic_ncols=True, smoothing=0.05)
         self._bar_step = start_step
 
-    def _keep_first(self, count: int) -> None:
+    def _keep_first(self, count: int) -> int:
+        """Keep the first ``count`` lines (the checkpointed records); returns how many were kept."""
         if not self.metrics_path.exists():
-            return
-        lines = self.metrics_path.read_text().splitlines()
+            return 0
+        lines = self.metrics_path.read_bytes().decode("utf-8", errors="replace").splitlines()
         keep, orphaned = lines[:count], lines[count:]  # a line cut by a kill mid-write is among the orphans
+        corrupt = [line for line in keep if not _is_record(line)]
+        if corrupt:  # damaged on disk inside the checkpointed part: moved aside, not silently kept
+            keep = [line for line in keep if _is_record(line)]
+            orphaned = corrupt + orphaned
         if orphaned:
             with open(self.run_dir / "metrics.orphaned.jsonl", "a") as f:
                 f.write("\n".join(orphaned) + "\n")
         tmp = self.metrics_path.with_suffix(".tmp")
         tmp.write_text("".join(line + "\n" for line in keep))
         tmp.replace(self.metrics_path)
+        return len(keep)
 
     def log(self, kind: str, step: int, time: float, values: dict[str, Any]) -> None:
-        record = {"kind": kind, "step": int(step), "time": round(float(time), 3), **values}
-        self._file.write(json.dumps(record) + "\n")
+        record = _finite_or_null({"kind": kind, "step": int(step), "time": round(float(time), 3), **values})
+        self._file.write(json.dumps(record, allow_nan=False) + "\n")
         self.records += 1
         if kind == "episode":
             self.recent_returns.append(float(values["return"]))
@@ -71,18 +78,34 @@ class RunLogger:
             for key, value in values.items():
                 if isinstance(value, (int, float)) and not isinstance(value, bool):
                     self._tb.add_scalar(f"{kind}/{key}", value, step)
+        if kind in ("episode", "eval"):
+            self._postfix()
+
+    def advance(self, step: int) -> None:
+        """Move the bar to ``step``; cheap enough for every collect step (tqdm redraws at most ~10/s)."""
+        if self._bar is not None and step != self._bar_step:
+            self._bar.update(step - self._bar_step)
+            self._bar_step = step
 
     def progress(self, step: int) -> None:
+        self.advance(step)
+        self._postfix(refresh=True)
+
+    def evaluating(self, done: int, total: int) -> None:
+        """Show that an evaluation is running (``eval 3/10 episodes``): it may take a while."""
+        self._postfix(evaluating=f"{done}/{total} episodes", refresh=True)
+
+    def _postfix(self, evaluating: str | None = None, refresh: bool = False) -> None:
         if self._bar is None:
             return
-        self._bar.update(step - self._bar_step)
-        self._bar_step = step
         postfix = {}
         if self.recent_returns:
             postfix["return"] = f"{np.mean(self.recent_returns):.1f}"
         if self.last_eval is not None:
             postfix["eval"] = f"{self.last_eval:.1f}"
-        self._bar.set_postfix(postfix, refresh=False)
+        if evaluating is not None:
+            postfix["evaluating"] = evaluating
+        self._bar.set_postfix(postfix, refresh=refresh)
 
     def message(self, text: str) -> None:
         if self._bar is not None:
@@ -103,14 +126,37 @@ class RunLogger:
 # --------------------------------------------------------------------------------------
 
 
+def _is_record(line: str) -> bool:
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return False
+    return isinstance(record, dict) and "kind" in record and "step" in record
+
+
+def _finite_or_null(value: Any) -> Any:
+    """NaN and infinities become None (JSON ``null``): ``json.dumps`` would write bare ``NaN``."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, np.floating):
+        return float(value) if np.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_null(v) for v in value]
+    return value
+
+
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     path = Path(run_dir) / METRICS_FILE
     records = []
     for line in path.read_text().splitlines():
         try:
-            records.append(json.loads(line))
+            record = json.loads(line)
         except json.JSONDecodeError:
             continue
+        if isinstance(record, dict) and "kind" in record and "step" in record:
+            records.append(record)
     return records
 
 
@@ -119,9 +165,9 @@ def _curves(records: list[dict[str, Any]]) -> tuple[str, np.ndarray, np.ndarray,
     evals = [r for r in records if r["kind"] == "eval"]
     if evals:
         return ("evaluation return", np.array([r["step"] for r in evals]), np.array([r["time"] for r in evals]),
-                np.array([r["return_mean"] for r in evals]))
+                np.array([r["return_mean"] for r in evals], dtype=float))  # null (no episode) -> NaN
     episodes = [r for r in records if r["kind"] == "episode"]
-    returns = np.array([r["return"] for r in episodes], dtype=float)
+    returns = np.array([r.get("return") for r in episodes], dtype=float)
     if len(returns):
         window = max(1, min(20, len(returns) // 5))
         returns = np.convolve(returns, np.ones(window) / window, mode="full")[: len(returns)]
@@ -131,8 +177,25 @@ def _curves(records: list[dict[str, Any]]) -> tuple[str, np.ndarray, np.ndarray,
 
 
 def plot_runs(run_dirs: list[Path], out_path: Path, labels: list[str] | None = None) -> Path:
-    """Learning curves vs env steps and vs wall time. Runs with the same label (by default the
-    run's config without its seed) are aggregated: mean line, shaded band = min..max over seeds."""
+    """Learning curves vs env steps and vs wall time into a PNG (see :func:`learning_curve_figure`)."""
+    import matplotlib.pyplot as plt
+
+    fig = learning_curve_figure(run_dirs, labels)
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_path, dpi=100)
+    plt.close(fig)
+    return out_path
+
+
+MARKERS_BELOW = 50
+"""Curves with fewer points than this are drawn with markers: a single evaluation is then a dot,
+not an invisible zero-length line."""
+
+
+def learning_curve_figure(run_dirs: list[Path], labels: list[str] | None = None):
+    """Runs with the same label (by default the run's config without its seed) are aggregated:
+    mean line, shaded band = min..max over seeds."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -155,8 +218,9 @@ def plot_runs(run_dirs: list[Path], out_path: Path, labels: list[str] | None = N
         n = len(curves)
         if n == 1:
             _, steps, times, values = curves[0]
-            line = ax_steps.plot(steps, values, label=label)[0]
-            ax_time.plot(times, values, color=line.get_color(), label=label)
+            marker = "o" if len(steps) < MARKERS_BELOW else None
+            line = ax_steps.plot(steps, values, label=label, marker=marker, markersize=4)[0]
+            ax_time.plot(times, values, color=line.get_color(), label=label, marker=marker, markersize=4)
             continue
         # seeds: interpolate on a common grid, then mean and min..max band
         for ax, x_index in ((ax_steps, 1), (ax_time, 2)):
@@ -165,7 +229,13 @@ def plot_runs(run_dirs: list[Path], out_path: Path, labels: list[str] | None = N
             grid = np.linspace(x_min, max(x_max, x_min), 200)
             stacked = np.stack([np.interp(grid, c[x_index], c[3]) for c in curves])
             mean = stacked.mean(0)
-            line = ax.plot(grid, mean, label=f"{label} (n={n})")[0]
+            few = max(len(c[x_index]) for c in curves) < MARKERS_BELOW
+            if few and x_max <= x_min:  # one shared point: the grid collapses, draw it as a dot
+                grid = grid[:1]
+                stacked = stacked[:, :1]
+                mean = mean[:1]
+            line = ax.plot(grid, mean, label=f"{label} (n={n})", marker="o" if len(grid) == 1 else None,
+                           markersize=4)[0]
             ax.fill_between(grid, stacked.min(0), stacked.max(0), color=line.get_color(), alpha=0.2)
     ax_steps.set_xlabel("env steps")
     ax_time.set_xlabel("wall time (s)")
@@ -174,11 +244,7 @@ def plot_runs(run_dirs: list[Path], out_path: Path, labels: list[str] | None = N
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_path, dpi=100)
-    plt.close(fig)
-    return out_path
+    return fig
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 import random
 import signal
 import time
@@ -30,12 +31,12 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from rlkit.checkpoint import load_checkpoint, save_checkpoint
-from rlkit.config import ConfigError, EnvConfig, RunConfig, _closest, dump_yaml
+from rlkit.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from rlkit.config import ConfigError, EnvConfig, RunConfig, _closest, build_run_config, dump_yaml, read_yaml, to_dict
 from rlkit.logging import CURVE_FILE, RunLogger, mean_std, plot_runs
 from rlkit.networks import linear_schedule
 from rlkit.replay import ReplayBuffer
-from rlkit.runs import BEST, CONFIG_FILE, LATEST
+from rlkit.runs import (BEST, CONFIG_FILE, LATEST, RunLock, check_new_run_dir, check_run_dir, create_run_dir)
 
 # --------------------------------------------------------------------------------------
 # Construction
@@ -75,15 +76,38 @@ def make_vector_env(env_cfg: EnvConfig, num_envs: int | None = None, **extra: An
     try:
         return gym.make_vec(env_cfg.id, num_envs=num_envs or env_cfg.num_envs, vectorization_mode=mode,
                             **{**env_cfg.kwargs, **extra})
-    except TypeError as exc:  # unknown env kwargs
-        raise ConfigError(f"env.kwargs for '{env_cfg.id}' were not accepted: {exc}") from None
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as exc:  # unknown kwargs, or values the env's constructor rejects
+        text = " ".join(str(exc).split())[:300] or type(exc).__name__
+        raise ConfigError(f"env.kwargs: '{env_cfg.id}' could not be built with kwargs {env_cfg.kwargs}: {text}"
+                          ) from None
 
 
 def build_agent(cfg: RunConfig, observation_space: gym.Space, action_space: gym.Space, device: torch.device):
     from rlkit.agents import AGENTS
 
     _, agent_cls = AGENTS[cfg.agent.name]
-    return agent_cls(cfg.agent, observation_space, action_space, device=device, seed=cfg.seed)
+    try:
+        return agent_cls(cfg.agent, observation_space, action_space, device=device, seed=cfg.seed)
+    except ConfigError:
+        raise
+    except ValueError as exc:  # e.g. torch rejecting an optimizer setting the config did not range-check
+        raise ConfigError(f"agent: '{cfg.agent.name}' could not be built with this config: "
+                          f"{' '.join(str(exc).split())[:300]}") from None
+
+
+def load_agent_weights(agent, path: Path, device: torch.device) -> dict[str, Any]:
+    """Load a checkpoint's agent state into ``agent``; a file that is not a checkpoint of this agent is a
+    one-line :class:`CheckpointError`. Returns the checkpoint."""
+    state = load_checkpoint(path, map_location=device, required=("agent",))
+    try:
+        agent.load_state_dict(state["agent"])
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
+        text = " ".join(str(exc).split())[:200]
+        raise CheckpointError(f"'{path}' does not fit this run's agent ({type(exc).__name__}: {text}); it is not an "
+                              "rlkit checkpoint of this run") from None
+    return state
 
 
 def seed_everything(seed: int, torch_threads: int = 0) -> None:
@@ -178,10 +202,11 @@ class EnvReplay:
 
 
 def evaluate(agent, env_cfg: EnvConfig, episodes: int, epsilon: float, seed: int,
-             envs: gym.vector.VectorEnv | None = None) -> dict[str, Any]:
+             envs: gym.vector.VectorEnv | None = None, on_episode=None) -> dict[str, Any]:
     """Run ``episodes`` full episodes with ``epsilon``-greedy (0: deterministic) actions.
 
     Each sub-env runs a fixed quota of episodes so short episodes are not over-represented.
+    ``on_episode(done, episodes)`` is called after each counted episode (progress display).
     """
     if epsilon > 0 and "epsilon" not in inspect.signature(agent.act).parameters:
         raise ConfigError(f"evaluation epsilon {epsilon} was asked for, but {type(agent).__name__} evaluates its "
@@ -207,6 +232,8 @@ def evaluate(agent, env_cfg: EnvConfig, episodes: int, epsilon: float, seed: int
                 returns.append(ret)
                 lengths.append(length)
                 done_count[e] += 1
+                if on_episode is not None:
+                    on_episode(len(returns), episodes)
         autoreset = terminated | truncated
     if own_envs:
         envs.close()
@@ -224,6 +251,7 @@ class _StopRequest:
 
     def __init__(self) -> None:
         self.requested = False
+        self.signum = 0  # the signal that asked (the CLI exits with 128 + signum: 130, 143)
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> "_StopRequest":
@@ -238,6 +266,7 @@ class _StopRequest:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
+        self.signum = signum
 
     def __exit__(self, *exc) -> None:
         for sig, handler in self._previous.items():
@@ -249,12 +278,115 @@ def _crossed(before: int, after: int, every: int) -> int:
     return 0 if every <= 0 else after // every - before // every
 
 
-def train_online(cfg: RunConfig, run_dir: Path, resume: bool = False) -> dict[str, Any]:
-    """Train an off-policy agent on vectorized envs. Returns a summary (final evaluation, steps, time)."""
+class TrainingDiverged(RuntimeError):
+    """A loss or a weight went non-finite; the run stopped without checkpointing the broken state."""
+
+
+# What a resume may change. Everything else in the config is baked into the checkpoint (env state,
+# networks, replay layout, seeds) or read only when a run starts, so changing it on resume would
+# either break the load or be recorded in config.yaml without taking effect: both are refused.
+RESUMABLE_KEYS = frozenset({
+    "train.total_steps", "train.train_every", "train.gradient_steps", "train.batch_size", "train.eval_every",
+    "train.eval_episodes", "train.eval_epsilon", "train.checkpoint_every", "train.save_buffer",
+    "train.stop_at_solve", "train.replay.beta_start", "log.progress", "log.tensorboard", "log.log_every",
+    "log.plot", "device", "torch_threads",
+})
+# Per agent: config fields the agent reads at use time (so a rebuilt agent honours a new value).
+AGENT_RESUMABLE_KEYS: dict[str, frozenset[str]] = {
+    "dqn": frozenset({"double", "target_update_every", "tau", "max_grad_norm", "huber_delta", "eps_start",
+                      "eps_end", "eps_decay_steps"}),
+    "mpo": frozenset({"epsilon", "epsilon_mean", "epsilon_stddev", "num_samples", "target_update_every",
+                      "max_grad_norm", "action_penalization", "epsilon_penalty"}),
+}
+# Per agent: optimizer hyperparameters, which the checkpoint's optimizer state would otherwise restore
+# to their old values; on resume a changed value is written into the optimizer's param groups.
+AGENT_OPTIMIZER_KEYS: dict[str, dict[str, tuple[tuple[str, str], ...]]] = {
+    "dqn": {"lr": (("optimizer", "lr"),), "adam_eps": (("optimizer", "eps"),)},
+    "mpo": {"policy_lr": (("policy_optimizer", "lr"),), "critic_lr": (("critic_optimizer", "lr"),),
+            "dual_lr": (("dual_optimizer", "lr"),)},
+}
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(tree, dict) and (tree or not prefix):
+        out: dict[str, Any] = {}
+        for key, value in tree.items():
+            out.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    return {prefix: tree}
+
+
+def resume_changes(old: RunConfig, new: RunConfig) -> dict[str, tuple[Any, Any]]:
+    """Dotted keys whose value differs between the run's config and the resumed one, as (old, new).
+
+    Raises :class:`ConfigError` naming every change a resume cannot honour."""
+    before, after = _flatten(to_dict(old)), _flatten(to_dict(new))
+    changes = {k: (before.get(k), after.get(k)) for k in sorted(set(before) | set(after))
+               if before.get(k) != after.get(k)}
+    agent = old.agent.name
+    allowed = set(RESUMABLE_KEYS)
+    if new.agent.name == agent:
+        allowed |= {f"agent.{k}" for k in AGENT_RESUMABLE_KEYS.get(agent, ())}
+        allowed |= {f"agent.{k}" for k in AGENT_OPTIMIZER_KEYS.get(agent, {})}
+    refused = [k for k in changes if k not in allowed]
+    if refused:
+        shown = "; ".join(f"{k} {changes[k][0]!r} -> {changes[k][1]!r}" for k in refused[:6])
+        more = f" (and {len(refused) - 6} more)" if len(refused) > 6 else ""
+        raise ConfigError(f"cannot change on resume: {shown}{more}. The checkpoint holds what they shape (env "
+                          "state, networks, replay layout, seeds), or they are read only when a run starts; start "
+                          "a new run instead (nothing was written)")
+    return changes
+
+
+def _apply_optimizer_changes(agent, agent_name: str, changes: dict[str, tuple[Any, Any]]) -> None:
+    for key, targets in AGENT_OPTIMIZER_KEYS.get(agent_name, {}).items():
+        if f"agent.{key}" not in changes:
+            continue
+        value = changes[f"agent.{key}"][1]
+        for optimizer_name, group_key in targets:
+            for group in getattr(agent, optimizer_name).param_groups:
+                group[group_key] = value
+
+
+def _nonfinite(state: Any, prefix: str = "") -> str | None:
+    """The name of the first floating tensor in a state dict holding NaN or inf, else None."""
+    if isinstance(state, torch.Tensor):
+        return prefix if state.is_floating_point() and not bool(torch.isfinite(state).all()) else None
+    if isinstance(state, dict):
+        for key, value in state.items():
+            found = _nonfinite(value, f"{prefix}.{key}" if prefix else str(key))
+            if found is not None:
+                return found
+    return None
+
+
+def train_online(cfg: RunConfig, run_dir: Path, resume: bool = False, source: str | None = None) -> dict[str, Any]:
+    """Train an off-policy agent on vectorized envs. Returns a summary (final evaluation, steps, time).
+
+    A new run's directory is created only once everything is built (a failed start leaves nothing);
+    it must be absent or empty. The run holds an exclusive lock on its directory while it runs.
+    On resume, config changes are checked (:func:`resume_changes`) before anything is built or
+    written, and ``config.yaml`` is rewritten only once the checkpoint has loaded.
+    ``source`` (the config file's stem) is recorded in ``source.txt`` for plot labels.
+    """
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if not resume:
-        dump_yaml(cfg, run_dir / CONFIG_FILE)
+    lock = RunLock(run_dir)
+    if resume:
+        check_run_dir(run_dir)
+        lock.acquire()
+    else:
+        check_new_run_dir(run_dir)
+    try:
+        return _train_online(cfg, run_dir, resume, source, lock)
+    finally:
+        lock.release()
+
+
+def _train_online(cfg: RunConfig, run_dir: Path, resume: bool, source: str | None, lock: RunLock) -> dict[str, Any]:
+    changes: dict[str, tuple[Any, Any]] = {}
+    if resume:
+        changes = resume_changes(build_run_config(read_yaml(run_dir / CONFIG_FILE), [],
+                                                  source=str(run_dir / CONFIG_FILE)), cfg)
     seed_everything(cfg.seed, cfg.torch_threads)
     device = resolve_device(cfg.device)
     train = cfg.train
@@ -264,14 +396,19 @@ def train_online(cfg: RunConfig, run_dir: Path, resume: bool = False) -> dict[st
     obs_space, act_space = envs.single_observation_space, envs.single_action_space
     agent = build_agent(cfg, obs_space, act_space, device)
     replay_cfg = train.replay
-    if replay_cfg.frame_stack > 1 and (len(obs_space.shape) < 1 or obs_space.shape[0] != replay_cfg.frame_stack):
+    if replay_cfg.frame_stack > 1 and (len(obs_space.shape) < 2 or obs_space.shape[0] != replay_cfg.frame_stack):
         raise ConfigError(f"train.replay.frame_stack={replay_cfg.frame_stack} but observations have shape "
                           f"{obs_space.shape}; set it to the env's frame stack (axis 0) or 1")
-    buffer = ReplayBuffer.from_spaces(
-        obs_space, act_space, capacity=replay_cfg.capacity, num_envs=envs.num_envs, device=device,
-        gamma=cfg.agent.gamma, n_step=replay_cfg.n_step, frame_stack=replay_cfg.frame_stack,
-        prioritized=replay_cfg.prioritized, alpha=replay_cfg.alpha, seed=cfg.seed,
-    )
+    try:
+        buffer = ReplayBuffer.from_spaces(
+            obs_space, act_space, capacity=replay_cfg.capacity, num_envs=envs.num_envs, device=device,
+            gamma=cfg.agent.gamma, n_step=replay_cfg.n_step, frame_stack=replay_cfg.frame_stack,
+            prioritized=replay_cfg.prioritized, alpha=replay_cfg.alpha, seed=cfg.seed,
+        )
+    except ConfigError:
+        raise
+    except ValueError as exc:  # e.g. capacity < num_envs, a frame stack the observations do not have
+        raise ConfigError(f"train.replay: {' '.join(str(exc).split())}") from None
     n = envs.num_envs
     tracker = EpisodeTracker(n)
     env_replay = EnvReplay(envs)
@@ -280,28 +417,40 @@ def train_online(cfg: RunConfig, run_dir: Path, resume: bool = False) -> dict[st
     step = 0  # real env transitions
     updates_from = train.learning_starts  # a resume without a saved buffer refills before updating again
     elapsed = 0.0  # training wall time, cumulative over resumes
-    best_eval = -np.inf
+    best_eval, best_step = -np.inf, None
     train_sums: dict[str, float] = {}
     train_count = 0
     last_eval: dict[str, Any] | None = None
     obs, _ = envs.reset(seed=cfg.seed)
     autoreset = np.zeros(n, dtype=bool)
+    checkpoint_step: int | None = None  # step of the latest checkpoint on disk (None: none yet)
 
     if resume:
-        state = load_checkpoint(run_dir / LATEST, map_location=device)
-        agent.load_state_dict(state["agent"])
-        loop = state["loop"]
-        step, elapsed, best_eval = int(loop["step"]), float(loop["elapsed"]), float(loop["best_eval"])
-        train_sums, train_count = json.loads(loop["train_sums"]), int(loop["train_count"])
-        autoreset = loop["autoreset"].numpy().astype(bool)
-        tracker.returns[:] = loop["episode_returns"].numpy()
-        tracker.lengths[:] = loop["episode_lengths"].numpy()
-        updates_from = int(loop["updates_from"])
-        if state.get("buffer") is not None:
-            buffer.load_state_dict(state["buffer"])
-        else:
-            updates_from = step + train.learning_starts
-        restored = env_replay.restore(state["env_replay"], cfg.seed, autoreset)
+        latest = run_dir / LATEST
+        state = load_checkpoint(latest, map_location=device, required=("agent", "loop", "rng", "env_replay"))
+        try:
+            agent.load_state_dict(state["agent"])
+            loop = state["loop"]
+            step, elapsed, best_eval = int(loop["step"]), float(loop["elapsed"]), float(loop["best_eval"])
+            best_step = loop.get("best_step")
+            train_sums, train_count = json.loads(loop["train_sums"]), int(loop["train_count"])
+            autoreset = loop["autoreset"].numpy().astype(bool)
+            tracker.returns[:] = loop["episode_returns"].numpy()
+            tracker.lengths[:] = loop["episode_lengths"].numpy()
+            updates_from = int(loop["updates_from"])
+            if state.get("buffer") is not None:
+                buffer.load_state_dict(state["buffer"])
+            else:
+                updates_from = step + train.learning_starts
+            restored = env_replay.restore(state["env_replay"], cfg.seed, autoreset)
+            rng_state = state["rng"]
+            torch_rng = rng_state["torch"]
+            np_rng, py_rng = _np_state_from_json(rng_state["numpy"]), _py_state_from_json(rng_state["python"])
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as exc:
+            text = " ".join(str(exc).split())[:200]
+            raise CheckpointError(f"'{latest}' does not fit this run ({type(exc).__name__}: {text}); it is not an "
+                                  "rlkit checkpoint of this run's agent, env and replay buffer") from None
+        checkpoint_step = step
         if restored is None:
             obs, _ = envs.reset(seed=cfg.seed + step)
             autoreset[:] = False
@@ -312,28 +461,52 @@ def train_online(cfg: RunConfig, run_dir: Path, resume: bool = False) -> dict[st
                 print("rlkit: warning: env replay did not reproduce the checkpoint's observations; "
                       "continuing from the replayed state", flush=True)
             obs = restored
-        torch.set_rng_state(state["rng"]["torch"])
-        np.random.set_state(_np_state_from_json(state["rng"]["numpy"]))
-        random.setstate(_py_state_from_json(state["rng"]["python"]))
+        torch.set_rng_state(torch_rng)
+        np.random.set_state(np_rng)
+        random.setstate(py_rng)
+        _apply_optimizer_changes(agent, cfg.agent.name, changes)
+        if changes:  # only now: every change is allowed and the checkpoint loaded
+            dump_yaml(cfg, run_dir / CONFIG_FILE)
+    else:
+        # everything is built: only now does the run directory appear
+        create_run_dir(run_dir)
+        lock.acquire()
+        check_new_run_dir(run_dir)  # again, under the lock: another process may have started here meanwhile
+        dump_yaml(cfg, run_dir / CONFIG_FILE)
+        if source is not None:
+            (run_dir / "source.txt").write_text(source + "\n")
 
     logger = RunLogger(run_dir, train.total_steps, start_step=step, progress=cfg.log.progress,
                        tensorboard=cfg.log.tensorboard, description=f"{cfg.agent.name} {cfg.env.id}",
                        keep_records=int(state["loop"]["records"]) if resume else None)
     if resume:
+        applied = f"; applied {', '.join(changes)}" if changes else ""
         logger.message(f"resumed {run_dir} at step {step}"
-                       + ("" if env_replay.supported else " (envs re-seeded: this env cannot restore its exact state)"))
+                       + ("" if env_replay.supported else " (envs re-seeded: this env cannot restore its exact state)")
+                       + applied)
     else:
         logger.message(f"run directory: {run_dir}")
+    if train.total_steps <= updates_from and step < train.total_steps:
+        what = ("no update will happen" if train.total_steps < updates_from else
+                f"only the updates of that last step ({train.gradient_steps}) will happen")
+        logger.message(f"rlkit: warning: train.total_steps ({train.total_steps}) <= the step updates start at "
+                       f"({updates_from}, train.learning_starts): {what} and the agent stays (almost) as "
+                       "initialised; raise train.total_steps or lower train.learning_starts")
 
     def checkpoint() -> None:
+        nonlocal checkpoint_step
+        agent_state = agent.state_dict()
+        broken = _nonfinite(agent_state)
+        if broken is not None:  # never overwrite the last good checkpoint with NaN weights
+            raise TrainingDiverged(f"agent state '{broken}' is not finite")
         save_checkpoint(run_dir / LATEST, {
             "step": step,
-            "agent": agent.state_dict(),
+            "agent": agent_state,
             "buffer": buffer.state_dict() if train.save_buffer else None,
             "env_replay": env_replay.state_dict(),
             "loop": {
-                "step": step, "elapsed": elapsed, "best_eval": float(best_eval), "records": logger.records,
-                "updates_from": updates_from,
+                "step": step, "elapsed": elapsed, "best_eval": float(best_eval), "best_step": best_step,
+                "records": logger.records, "updates_from": updates_from,
                 "train_sums": json.dumps(train_sums), "train_count": train_count,
                 "obs": torch.as_tensor(np.asarray(obs)),
                 "autoreset": torch.as_tensor(autoreset), "episode_returns": torch.as_tensor(tracker.returns),
@@ -342,6 +515,17 @@ def train_online(cfg: RunConfig, run_dir: Path, resume: bool = False) -> dict[st
             "rng": {"torch": torch.get_rng_state(), "numpy": _np_state_to_json(np.random.get_state()),
                     "python": json.dumps(random.getstate())},
         })
+        checkpoint_step = step
+
+    def diverged(reason: str) -> TrainingDiverged:
+        logger.close()
+        envs.close()
+        eval_envs.close()
+        kept = (f"the last good checkpoint (step {checkpoint_step}) is kept in {run_dir / LATEST}"
+                if checkpoint_step is not None else "no checkpoint had been written yet")
+        return TrainingDiverged(f"training diverged at step {step}: {reason}; stopped without saving the broken "
+                                f"state, {kept}. Lower the learning rate (agent.lr or its kin) and start again, or "
+                                "resume with a lower one")
 
     solved = False
     # agents that count env steps (DQN's epsilon schedule) are told which actions autoreset ignores
@@ -363,14 +547,22 @@ def train_online(cfg: RunConfig, run_dir: Path, resume: bool = False) -> dict[st
             step += int((~autoreset).sum())
             autoreset = terminated | truncated
             obs = next_obs
+            logger.advance(step)
 
             # update
             phases = _crossed(max(before, updates_from - 1), step, train.train_every) if step >= updates_from else 0
             if phases and buffer.num_sampleable() > 0:
+                if checkpoint_step is None:  # a good state to fall back on if the very first updates diverge
+                    elapsed = time.perf_counter() - started
+                    checkpoint()
                 for _ in range(phases * train.gradient_steps):
                     beta = linear_schedule(replay_cfg.beta_start, 1.0, train.total_steps, step)
                     batch = buffer.sample(train.batch_size, beta=beta)
                     metrics, priorities = agent.update(batch)
+                    bad = [k for k, v in metrics.items() if not math.isfinite(v)]
+                    if bad:
+                        raise diverged(f"{bad[0]} is {metrics[bad[0]]} after update {train_count + 1} of this "
+                                       "logging window")
                     if replay_cfg.prioritized and priorities is not None:
                         buffer.update_priorities(batch.indices, priorities)
                     for key, value in metrics.items():
@@ -385,15 +577,15 @@ def train_online(cfg: RunConfig, run_dir: Path, resume: bool = False) -> dict[st
                 values = {k: v / train_count for k, v in train_sums.items()} if train_count else {}
                 logger.log("train", step, now - started, {**values, "updates": train_count, "sps": sps})
                 train_sums, train_count = {}, 0
-                logger.progress(step)
 
             # evaluate
             if _crossed(before, step, train.eval_every) or (step >= train.total_steps):
+                logger.evaluating(0, train.eval_episodes)
                 last_eval = evaluate(agent, cfg.env, train.eval_episodes, train.eval_epsilon,
-                                     seed=cfg.seed + 100_000 + step, envs=eval_envs)
+                                     seed=cfg.seed + 100_000 + step, envs=eval_envs, on_episode=logger.evaluating)
                 logger.log("eval", step, time.perf_counter() - started, last_eval)
                 if last_eval["return_mean"] > best_eval:
-                    best_eval = last_eval["return_mean"]
+                    best_eval, best_step = last_eval["return_mean"], step
                     save_checkpoint(run_dir / BEST, {"step": step, "agent": agent.state_dict()})
                 if train.stop_at_solve is not None and last_eval["return_mean"] >= train.stop_at_solve:
                     solved = True
@@ -402,20 +594,28 @@ def train_online(cfg: RunConfig, run_dir: Path, resume: bool = False) -> dict[st
             # checkpoint
             elapsed = time.perf_counter() - started
             if _crossed(before, step, train.checkpoint_every) or stop.requested:
-                checkpoint()
+                try:
+                    checkpoint()
+                except TrainingDiverged as exc:
+                    raise diverged(str(exc)) from None
             if stop.requested:
-                logger.message(f"stopped at step {step}; checkpoint saved. Resume with: rlkit train --resume {run_dir}")
+                logger.message(f"stopped at step {step} by {signal.Signals(stop.signum).name}; checkpoint saved. "
+                               f"Resume with: rlkit train --resume {run_dir}")
                 break
 
     elapsed = time.perf_counter() - started
     if not stop.requested:
-        checkpoint()
+        try:
+            checkpoint()
+        except TrainingDiverged as exc:
+            raise diverged(str(exc)) from None
     logger.progress(step)
     logger.close()
     envs.close()
     eval_envs.close()
-    summary = {"run_dir": str(run_dir), "steps": step, "wall_time": elapsed, "interrupted": stop.requested,
-               "solved": solved, "final_eval": last_eval}
+    summary = {"run_dir": str(run_dir), "steps": step, "wall_time": elapsed,
+               "interrupted": stop.signum if stop.requested else 0, "solved": solved, "final_eval": last_eval,
+               "best_eval": float(best_eval) if best_step is not None else None, "best_step": best_step}
     if cfg.log.plot and not stop.requested:
         summary["plot"] = str(plot_runs([run_dir], run_dir / CURVE_FILE))
     return summary

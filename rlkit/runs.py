@@ -7,10 +7,17 @@
         checkpoints/latest.pt   atomic, for --resume
         checkpoints/best.pt     weights of the best evaluation, for `rlkit eval`
         learning_curve.png
+        .rlkit.lock          held (flock) by the process writing the run; released when it exits
+
+A run directory is created only once the run is built (env, agent, replay buffer), so a failed start
+leaves nothing behind, and rlkit writes only into a new or empty directory, or into its own run.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
+import os
 import time
 from pathlib import Path
 
@@ -19,6 +26,7 @@ import yaml
 CONFIG_FILE = "config.yaml"
 LATEST = Path("checkpoints") / "latest.pt"
 BEST = Path("checkpoints") / "best.pt"
+LOCK_FILE = ".rlkit.lock"
 
 
 class RunDirError(ValueError):
@@ -48,6 +56,88 @@ def check_run_dir(run_dir: str | Path, need_checkpoint: bool = True) -> Path:
         raise RunDirError(f"run '{run_dir}' has no checkpoint yet ({LATEST}); it was stopped before its first "
                           "checkpoint — start it again with `rlkit train`")
     return run_dir
+
+
+def check_new_run_dir(run_dir: str | Path) -> Path:
+    """A path where a new run may be written: absent, or an empty directory, in a writable place.
+
+    Never a directory holding anything else: rlkit would overwrite or append to the user's files.
+    """
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunDirError(f"--run-dir '{run_dir}' is a file, not a directory; pick a new directory")
+    if run_dir.is_dir():
+        if (run_dir / CONFIG_FILE).exists():
+            raise RunDirError(f"--run-dir '{run_dir}' already holds a run; pick a new directory or resume it "
+                              f"with `rlkit train --resume {run_dir}`")
+        try:
+            others = sorted(p.name for p in run_dir.iterdir() if p.name != LOCK_FILE)
+        except OSError as exc:
+            raise RunDirError(f"--run-dir '{run_dir}' cannot be read: {exc.strerror}") from None
+        if others:
+            raise RunDirError(f"--run-dir '{run_dir}' is not empty ({len(others)} entries, e.g. '{others[0]}') and is "
+                              "not an rlkit run; rlkit writes only into a new or empty directory — pick another")
+        writable = run_dir
+    else:
+        writable = run_dir.parent
+        while not writable.exists() and writable != writable.parent:
+            writable = writable.parent
+        if not writable.is_dir():
+            raise RunDirError(f"--run-dir '{run_dir}' cannot be created: '{writable}' is a file, not a directory")
+    if not os.access(writable, os.W_OK | os.X_OK):
+        raise RunDirError(f"--run-dir '{run_dir}' cannot be written: no write permission in '{writable}'")
+    return run_dir
+
+
+def create_run_dir(run_dir: Path) -> None:
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunDirError(f"cannot create run directory '{run_dir}': {exc.strerror or exc}") from None
+
+
+class RunLock:
+    """An exclusive ``flock`` on ``RUN_DIR/.rlkit.lock`` while a process writes the run.
+
+    The kernel releases it when the process exits, however it exits (even SIGKILL), so a lock file
+    left behind by a dead process is stale by construction and never blocks anyone.
+    """
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.path = Path(run_dir) / LOCK_FILE
+        self._fd: int | None = None
+
+    def acquire(self) -> "RunLock":
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise RunDirError(f"cannot lock run '{self.path.parent}': {exc.strerror or exc}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            os.close(fd)
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise RunDirError(f"cannot lock run '{self.path.parent}': {exc.strerror or exc}") from None
+            by = f" (pid {holder})" if holder.isdigit() else ""
+            raise RunDirError(f"run '{self.path.parent}' is in use by another rlkit process{by}; wait for it to "
+                              "finish, or stop it (Ctrl-C checkpoints) and then resume") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> "RunLock":
+        return self.acquire() if self._fd is None else self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
 
 
 def run_label(run_dir: Path) -> str:
