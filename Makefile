@@ -14,12 +14,18 @@ PYTEST_ARGS ?=
 setup: $(STAMP)
 
 $(STAMP): setup.cfg pyproject.toml
+	@echo "==> setting up $(VENV) (first run only; a few minutes on a fresh machine)"
+	@echo "==> creating the virtual environment $(VENV) with $(PYTHON)"
 	$(PYTHON) -m venv $(VENV)
-	@if $(BIN)/python -c "import torch" 2>/dev/null; then echo "torch already installed"; \
-	elif command -v nvidia-smi >/dev/null 2>&1; then echo "NVIDIA GPU found: torch comes from setup.cfg's range"; \
-	else $(BIN)/python -m pip install --disable-pip-version-check -q "$(CPU_TORCH)"; fi
+	@if $(BIN)/python -c "import torch" 2>/dev/null; then echo "==> torch already installed"; \
+	elif command -v nvidia-smi >/dev/null 2>&1; then echo "==> NVIDIA GPU found: torch comes from setup.cfg's range"; \
+	else echo "==> installing the CPU build of $(CPU_TORCH) (~200 MB download)"; \
+	$(BIN)/python -m pip install --disable-pip-version-check -q "$(CPU_TORCH)"; fi
+	@echo "==> installing rlkit (editable) and its dependencies: gymnasium, mujoco, ale-py, stable-baselines3,"
+	@echo "    tensorboard, matplotlib, opencv, imageio, pytest (pip install -e '.[dev]'; ~1 minute)"
 	$(BIN)/python -m pip install --disable-pip-version-check -q -e ".[dev]"
 	touch $(STAMP)
+	@echo "==> set-up done: $(VENV)"
 
 train: $(STAMP)
 	$(BIN)/rlkit train $(ARGS)
