@@ -59,6 +59,11 @@ class DQNConfig:
     eps_end: float = 0.05
     eps_decay_steps: int = 10_000
     """Env steps over which epsilon decays linearly from eps_start to eps_end."""
+    lr_end: float | None = None
+    """Learning rate reached after ``lr_decay_steps`` env steps, decaying linearly from ``lr``; None keeps
+    ``lr`` constant. Annealing the step size lets a solved task stay solved (configs/dqn_cartpole.yaml)."""
+    lr_decay_steps: int = 0
+    """Env steps over which the learning rate decays from ``lr`` to ``lr_end`` (same clock as epsilon)."""
 
     def __post_init__(self) -> None:
         for name in ("lr", "adam_eps", "huber_delta"):  # `not 0 < x < inf` also rejects NaN
@@ -79,6 +84,10 @@ class DQNConfig:
                 raise ConfigError(f"agent.{name} must lie in [0, 1], got {getattr(self, name)}")
         if any(w < 1 for w in self.hidden):
             raise ConfigError(f"agent.hidden widths must be >= 1, got {self.hidden}")
+        if self.lr_end is not None and not 0.0 <= self.lr_end <= self.lr:
+            raise ConfigError(f"agent.lr_end must lie in [0, agent.lr={self.lr}] or be null, got {self.lr_end}")
+        if self.lr_decay_steps < 0:
+            raise ConfigError(f"agent.lr_decay_steps must be >= 0, got {self.lr_decay_steps}")
 
 
 class QNetwork(nn.Module):
@@ -135,6 +144,12 @@ class DQN:
     def epsilon(self) -> float:
         return linear_schedule(self.cfg.eps_start, self.cfg.eps_end, self.cfg.eps_decay_steps, self.env_steps)
 
+    @property
+    def lr(self) -> float:
+        if self.cfg.lr_end is None:
+            return self.cfg.lr
+        return linear_schedule(self.cfg.lr, self.cfg.lr_end, self.cfg.lr_decay_steps, self.env_steps)
+
     @torch.no_grad()
     def greedy(self, obs: np.ndarray) -> np.ndarray:
         q = self.q_net(torch.as_tensor(obs, device=self.device))
@@ -179,6 +194,9 @@ class DQN:
         loss = (batch.weights * F.huber_loss(q, target, reduction="none", delta=self.cfg.huber_delta)).mean()
 
         self.optimizer.zero_grad(set_to_none=True)
+        if self.cfg.lr_end is not None:
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.lr
         loss.backward()
         if self.cfg.max_grad_norm is not None:
             grad_norm = nn.utils.clip_grad_norm_(self.q_net.parameters(), self.cfg.max_grad_norm)
@@ -192,7 +210,7 @@ class DQN:
             polyak_update(self.q_net, self.target_net, self.cfg.tau)
 
         metrics = {"loss": loss.item(), "q_mean": q.mean().item(), "grad_norm": float(grad_norm),
-                   "epsilon": self.epsilon}
+                   "epsilon": self.epsilon, **({"lr": self.lr} if self.cfg.lr_end is not None else {})}
         return metrics, td_error.detach().abs()
 
     def state_dict(self) -> dict:

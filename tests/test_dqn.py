@@ -108,6 +108,32 @@ def test_epsilon_schedule_counts_the_loops_env_steps(tmp_path, cartpole_data):
     assert state["agent"]["env_steps"] == state["loop"]["step"] == summary["steps"]
 
 
+def test_learning_rate_schedule_follows_env_steps():
+    agent = DQN(DQNConfig(hidden=[8], lr=1e-2, lr_end=1e-3, lr_decay_steps=100), BOX, ACTIONS, seed=0)
+    obs = np.zeros((10, 4), dtype=np.float32)
+    metrics, _ = agent.update(_batch())
+    assert agent.optimizer.param_groups[0]["lr"] == pytest.approx(1e-2) and metrics["lr"] == pytest.approx(1e-2)
+    for _ in range(5):
+        agent.act(obs, explore=True)
+    agent.update(_batch())
+    assert agent.optimizer.param_groups[0]["lr"] == pytest.approx(0.5 * (1e-2 + 1e-3))
+    for _ in range(10):
+        agent.act(obs, explore=True)
+    agent.update(_batch())
+    assert agent.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3)  # stays at lr_end
+    constant = DQN(DQNConfig(hidden=[8], lr=1e-2), BOX, ACTIONS)
+    constant.act(obs, explore=True)
+    metrics, _ = constant.update(_batch())
+    assert constant.optimizer.param_groups[0]["lr"] == 1e-2 and "lr" not in metrics
+
+
+@pytest.mark.parametrize("override", ["lr_end=0.1", "lr_end=-1e-4", "lr_decay_steps=-1"])
+def test_learning_rate_schedule_is_validated(override):
+    key, value = override.split("=")
+    with pytest.raises(ConfigError, match=f"agent.{key}"):
+        DQNConfig(lr=1e-3, **{key: float(value) if key == "lr_end" else int(value)})
+
+
 def test_dqn_rejects_continuous_actions():
     with pytest.raises(ConfigError, match="Discrete action space"):
         DQN(DQNConfig(), BOX, gym.spaces.Box(-1, 1, (2,)))
