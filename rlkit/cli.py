@@ -151,10 +151,13 @@ def cmd_list(ns: argparse.Namespace) -> int:
 
 
 def cmd_plot(ns: argparse.Namespace) -> int:
-    from rlkit.logging import plot_runs
-    from rlkit.runs import check_run_dir
+    from rlkit.logging import METRICS_FILE, plot_runs
+    from rlkit.runs import RunDirError, check_run_dir
 
     runs = [check_run_dir(d, need_checkpoint=False) for d in ns.run_dirs]
+    for run in runs:
+        if not (run / METRICS_FILE).is_file():
+            raise RunDirError(f"run '{run}' has no {METRICS_FILE} yet: nothing to plot")
     out = Path(ns.out) if ns.out else (runs[0] / "learning_curve.png" if len(runs) == 1 else Path("learning_curves.png"))
     print(f"wrote {plot_runs(runs, out, ns.labels)}")
     return 0

@@ -201,6 +201,12 @@ class EnvReplay:
 # --------------------------------------------------------------------------------------
 
 
+def check_eval_epsilon(agent, epsilon: float) -> None:
+    if epsilon > 0 and "epsilon" not in inspect.signature(agent.act).parameters:
+        raise ConfigError(f"evaluation epsilon {epsilon} was asked for, but {type(agent).__name__} evaluates its "
+                          "own deterministic policy and takes no epsilon; set train.eval_epsilon=0 (or --epsilon 0)")
+
+
 def evaluate(agent, env_cfg: EnvConfig, episodes: int, epsilon: float, seed: int,
              envs: gym.vector.VectorEnv | None = None, on_episode=None) -> dict[str, Any]:
     """Run ``episodes`` full episodes with ``epsilon``-greedy (0: deterministic) actions.
@@ -208,9 +214,7 @@ def evaluate(agent, env_cfg: EnvConfig, episodes: int, epsilon: float, seed: int
     Each sub-env runs a fixed quota of episodes so short episodes are not over-represented.
     ``on_episode(done, episodes)`` is called after each counted episode (progress display).
     """
-    if epsilon > 0 and "epsilon" not in inspect.signature(agent.act).parameters:
-        raise ConfigError(f"evaluation epsilon {epsilon} was asked for, but {type(agent).__name__} evaluates its "
-                          "own deterministic policy and takes no epsilon; set train.eval_epsilon=0 (or --epsilon 0)")
+    check_eval_epsilon(agent, epsilon)
     own_envs = envs is None
     if envs is None:
         envs = make_vector_env(env_cfg, num_envs=min(episodes, 8))
@@ -395,6 +399,7 @@ def _train_online(cfg: RunConfig, run_dir: Path, resume: bool, source: str | Non
     eval_envs = make_vector_env(cfg.env, num_envs=min(train.eval_episodes, 8))
     obs_space, act_space = envs.single_observation_space, envs.single_action_space
     agent = build_agent(cfg, obs_space, act_space, device)
+    check_eval_epsilon(agent, train.eval_epsilon)  # now, not at the first evaluation after the run dir exists
     replay_cfg = train.replay
     if replay_cfg.frame_stack > 1 and (len(obs_space.shape) < 2 or obs_space.shape[0] != replay_cfg.frame_stack):
         raise ConfigError(f"train.replay.frame_stack={replay_cfg.frame_stack} but observations have shape "

@@ -53,8 +53,8 @@ def check_run_dir(run_dir: str | Path, need_checkpoint: bool = True) -> Path:
         raise RunDirError(f"'{run_dir}' is not an rlkit run: it has no {CONFIG_FILE}. Pass the directory "
                           "that `rlkit train` created (it prints it at the start)")
     if need_checkpoint and not (run_dir / LATEST).is_file():
-        raise RunDirError(f"run '{run_dir}' has no checkpoint yet ({LATEST}); it was stopped before its first "
-                          "checkpoint — start it again with `rlkit train`")
+        raise RunDirError(f"run '{run_dir}' has no checkpoint yet ({LATEST}); it stopped before its first "
+                          "checkpoint, so there is nothing to resume — remove it and start again with `rlkit train`")
     return run_dir
 
 

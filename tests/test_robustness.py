@@ -468,3 +468,16 @@ def test_dataset_out_is_checked_before_computing(capsys, tmp_path):
     _fails(capsys, ["dataset", "from-mocap", "--clips", "walk", "--out", tmp_path], "is a directory")
     _fails(capsys, ["dataset", "from-mocap", "--clips", "walk", "--out", afile / "d.npz"], "is a file")
     assert time.perf_counter() - start < 5 and afile.read_text() == "x"
+
+
+def test_agent_without_eval_epsilon_fails_before_the_run_dir_exists(capsys, tmp_path):
+    config = Path(__file__).resolve().parent.parent / "configs" / "mpo_pendulum.yaml"
+    _fails(capsys, ["train", config, "train.eval_epsilon=0.1", f"--run-dir={tmp_path / 'r'}"], "takes no epsilon")
+    assert not (tmp_path / "r").exists()
+
+
+def test_run_without_checkpoint_or_metrics(capsys, run):
+    (run / LATEST).unlink()
+    (run / "metrics.jsonl").unlink()
+    _fails(capsys, ["train", "--resume", run], "no checkpoint yet", "nothing to resume")
+    _fails(capsys, ["plot", run], "no metrics.jsonl")
