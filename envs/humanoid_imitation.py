@@ -37,10 +37,12 @@ With walker features ``w`` and reference features ``r`` at the current reference
 with the ``comic`` defaults ``w_term = w_pose = 0.5, e_max = 0.3, (w, k)_com = (0.1, 10),
 (w, k)_jvel = (1.0, 0.1), (w, k)_app = (0.15, 40), (w, k)_quat = (0.65, 2)``. ``Δjoints`` is the
 joint-space difference ``mj_differentiatePos(q_r, q_w)[6:]`` (radians per DOF; dm_control's
-walkers only have hinges, where this is the plain angle difference). ``Z`` normalises the pose term:
-``Z = w_com + w_jvel + w_app + w_quat = 1.9`` with ``normalize=True`` (default), so that perfect
-tracking earns exactly 1.0 per step; ``normalize=False`` gives dm_control's unnormalised reward
-(maximum 0.5 + 0.5 * 1.9 = 1.45). ``e > e_max`` terminates the episode, so the termination term lies
+walkers only have hinges, where this is the plain angle difference). By default ``Z = 1``: the reward
+is dm_control's ``comic`` reward exactly (maximum 0.5 + 0.5 * 1.9 = 1.45 per step, the termination and
+pose terms in CoMic's balance). ``reward={"normalize": True}`` divides the pose term by
+``Z = w_com + w_jvel + w_app + w_quat = 1.9`` so that perfect tracking earns 1.0 per step; note that this
+shifts weight from the pose term to the termination term (for the same errors CoMic gives 0.961 where
+the normalised variant gives 0.664), so it is a variant, not CoMic. ``e > e_max`` terminates the episode, so the termination term lies
 in [0, 0.5] on every non-terminal step. Override any constant with ``reward={"com_scale": 5, ...}``
 (keys: :class:`TrackingReward`). ``info`` carries every weighted term (``reward_center_of_mass``,
 ``reward_joints_velocity``, ``reward_appendages``, ``reward_body_quaternions``,
@@ -133,8 +135,9 @@ class TrackingReward:
     appendages_scale: float = 40.0
     body_quaternions_weight: float = 0.65
     body_quaternions_scale: float = 2.0
-    normalize: bool = True
-    """Divide the pose term by the sum of its weights so that perfect tracking earns 1.0."""
+    normalize: bool = False
+    """Divide the pose term by the sum of its weights so that perfect tracking earns 1.0 (not CoMic's
+    balance of termination and pose terms; off by default, i.e. dm_control's ``comic`` reward)."""
 
     @classmethod
     def from_kwargs(cls, kwargs: dict | None) -> "TrackingReward":
@@ -177,12 +180,15 @@ class HumanoidImitationEnv(gym.Env):
                  action_mode: str = "pd", control_dt: float = 1.0 / 30.0, physics_substeps: int = 8,
                  termination_error_threshold: float = 0.3, body_error_multiplier: float = 1.0,
                  reward: dict[str, Any] | None = None, max_episode_steps: int = 1000, min_steps: int = 10,
-                 init_at_start: bool = False, residual_scale: float = 0.3, render_mode: str | None = None,
+                 init_at_start: bool = False, residual_scale: float = 0.3, pd_damping: str = "implicit",
+                 render_mode: str | None = None,
                  width: int = 480, height: int = 360, model_path: str | Path = HUMANOID_XML):
         if isinstance(clips, (str, Path, MotionClip)):
             clips = [clips]
         if action_mode not in ("pd", "pd_residual", "torque"):
             raise ConfigError(f"action_mode must be 'pd', 'pd_residual' or 'torque', got '{action_mode}'")
+        if pd_damping not in ("implicit", "explicit"):
+            raise ConfigError(f"pd_damping must be 'implicit' or 'explicit', got '{pd_damping}'")
         if not residual_scale > 0:
             raise ConfigError(f"residual_scale must be > 0, got {residual_scale}")
         if render_mode not in (None, "rgb_array"):
@@ -216,6 +222,10 @@ class HumanoidImitationEnv(gym.Env):
         self._kp = np.asarray(m.numeric("pd_kp").data, dtype=float)
         self._kd = np.asarray(m.numeric("pd_kd").data, dtype=float)
         self._pd_map = self._build_pd_map()
+        self._pd_arrays()
+        self.pd_damping = pd_damping
+        if action_mode != "torque" and pd_damping == "implicit":
+            self._make_servos_implicit()
 
         # reference features of every clip frame (root-frame quantities are invariant to the loop offset)
         self._ref = [self._clip_features(i) for i in range(len(self.library))]
@@ -294,24 +304,70 @@ class HumanoidImitationEnv(gym.Env):
                 a += 1
         return out
 
+    def _pd_arrays(self) -> None:
+        """Index arrays for a vectorised :meth:`pd_target` (one numpy op per joint kind, not per joint)."""
+        balls = [(adr, a, p0) for kind, adr, a, p0, _ in self._pd_map if kind == "ball"]
+        hinges = [(adr, a, p0, p1) for kind, adr, a, p0, p1 in self._pd_map if kind == "hinge"]
+        self._ball_qidx = np.array([adr + np.arange(4) for adr, _, _ in balls], dtype=int).reshape(-1, 4)  # [J, 4]
+        self._ball_act = np.array([a + np.arange(3) for _, a, _ in balls], dtype=int).reshape(-1, 3)      # [J, 3]
+        self._ball_scale = np.array([p0 for _, _, p0 in balls], dtype=float).reshape(-1, 1)              # [J, 1]
+        self._hinge_qadr = np.array([h[0] for h in hinges], dtype=int)                                    # [H]
+        self._hinge_act = np.array([h[1] for h in hinges], dtype=int)
+        self._hinge_low = np.array([h[2] for h in hinges], dtype=float)
+        self._hinge_high = np.array([h[3] for h in hinges], dtype=float)
+
+    def _make_servos_implicit(self) -> None:
+        """Turn the torque motors into PD servos whose damping MuJoCo integrates implicitly.
+
+        Explicit PD, tau = kp diff(q, q*) - kd qdot evaluated once per substep, is stable only while
+        kd dt (M^-1)_ii < 2; with DeepMimic's gains at 240 Hz that product reaches 6.1 on the walk clip
+        and the servos chatter between their torque limits. Here every actuator becomes a ``<general>``
+        one whose force is ``ctrl - kd * qdot`` (gain 1, affine bias -kd on the actuator velocity), clamped
+        to the torque limit (``forcerange`` = the motor's gear), acting along one unit DOF axis; ``ctrl`` =
+        kp diff(q, q*) is computed per substep by :meth:`_pd_ctrl`. With the ``implicitfast`` integrator
+        the velocity derivative -kd enters the implicit update, so the damping is unconditionally
+        stable while the control law (error through ``mj_differentiatePos``, clip on the total torque)
+        stays DeepMimic's. MuJoCo's native ``<position>`` servos are not used: on a ball joint their
+        spring acts on the rotation vector (rotvec(q*) - rotvec(q)), not on log(q^-1 q*).
+        """
+        m = self.model
+        for i in range(m.nu):
+            axis = int(np.argmax(np.abs(m.actuator_gear[i, :3])))
+            m.actuator_gear[i, :] = 0.0
+            m.actuator_gear[i, axis] = 1.0
+            m.actuator_gaintype[i] = mujoco.mjtGain.mjGAIN_FIXED
+            m.actuator_gainprm[i, :] = 0.0
+            m.actuator_gainprm[i, 0] = 1.0
+            m.actuator_biastype[i] = mujoco.mjtBias.mjBIAS_AFFINE
+            m.actuator_biasprm[i, :] = 0.0
+            m.actuator_biasprm[i, 2] = -self._kd[i]
+            m.actuator_ctrllimited[i] = 0  # the XML's <motor ctrlrange="-1 1"> default would clamp kp * error
+            m.actuator_forcelimited[i] = 1
+            m.actuator_forcerange[i] = (-self._gear[i], self._gear[i])
+        m.opt.integrator = mujoco.mjtIntegrator.mjINT_IMPLICITFAST
+
     def pd_target(self, action: np.ndarray) -> np.ndarray:
         """The full ``qpos`` PD target of an action (root entries copied from the current state).
 
         ``action_mode="pd_residual"``: relative to the reference pose of the next frame; else absolute."""
+        action = np.asarray(action, dtype=float)
         target = self.data.qpos.copy()
         residual = self.action_mode == "pd_residual"
-        ref = self.library.qpos(self._clip, self._k + 1) if residual else None
-        for kind, adr, a, p0, p1 in self._pd_map:
-            if kind == "ball":
-                rotvec = np.asarray(action[a:a + 3], dtype=float) * p0 * (self.residual_scale if residual else 1.0)
-                angle = np.linalg.norm(rotvec)
-                axis = rotvec / angle if angle > 1e-12 else np.array([1.0, 0.0, 0.0])
-                quat = np.concatenate([[np.cos(angle / 2)], np.sin(angle / 2) * axis])
-                target[adr:adr + 4] = quat_mul(ref[adr:adr + 4], quat) if residual else quat
-            elif residual:
-                target[adr] = np.clip(ref[adr] + float(action[a]) * self.residual_scale * 0.5 * (p1 - p0), p0, p1)
-            else:
-                target[adr] = p0 + (float(action[a]) + 1.0) * 0.5 * (p1 - p0)
+        scale = self.residual_scale if residual else 1.0
+        # ball joints: q = exp(rotvec) = [cos(|v|/2), sin(|v|/2) v / |v|]
+        rotvec = action[self._ball_act] * self._ball_scale * scale                       # [J, 3]
+        angle = np.linalg.norm(rotvec, axis=-1, keepdims=True)                           # [J, 1]
+        sinc = np.where(angle > 1e-12, np.sin(angle / 2) / np.maximum(angle, 1e-12), 0.5)
+        quat = np.concatenate([np.cos(angle / 2), sinc * rotvec], axis=-1)               # [J, 4]
+        lo, hi = self._hinge_low, self._hinge_high
+        hinge = action[self._hinge_act]                                                  # [H]
+        if residual:
+            ref = self.library.qpos(self._clip, self._k + 1)
+            quat = quat_mul(ref[self._ball_qidx], quat)
+            target[self._hinge_qadr] = np.clip(ref[self._hinge_qadr] + hinge * scale * 0.5 * (hi - lo), lo, hi)
+        else:
+            target[self._hinge_qadr] = lo + (hinge + 1.0) * 0.5 * (hi - lo)
+        target[self._ball_qidx] = quat
         return target
 
     def pd_action(self, qpos: np.ndarray) -> np.ndarray:
@@ -332,9 +388,38 @@ class HumanoidImitationEnv(gym.Env):
         return np.clip(action, -1.0, 1.0).astype(np.float32)
 
     def _pd_ctrl(self, target: np.ndarray) -> np.ndarray:
+        """``ctrl`` for one physics substep towards ``target``.
+
+        ``pd_damping="implicit"``: kp diff(q, q*) [N m]; the servo adds -kd qdot implicitly and clamps
+        the sum (see :meth:`_make_servos_implicit`). ``"explicit"``: DeepMimic's explicit torque
+        clip(kp diff(q, q*) - kd qdot) in units of the motor's gear (stable only at ~1.2 kHz)."""
         mujoco.mj_differentiatePos(self.model, self._dq, 1.0, self.data.qpos, target)
+        if self.pd_damping == "implicit":
+            return self._kp * self._dq[6:]
         tau = self._kp * self._dq[6:] - self._kd * self.data.qvel[6:]
         return np.clip(tau / self._gear, -1.0, 1.0)
+
+    def simulate(self, action: np.ndarray, on_substep=None) -> None:
+        """Apply ``action`` for ``physics_substeps`` physics steps (the physics of :meth:`step`, without
+        the reference, reward or termination); ``on_substep(data)`` is called after each (diagnostics:
+        ``data.actuator_force`` is the torque applied along each DOF in PD modes)."""
+        m, d = self.model, self.data
+        action = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
+        if self.action_mode in ("pd", "pd_residual"):
+            target = self.pd_target(action)
+            for _ in range(self.physics_substeps):
+                d.ctrl[:] = self._pd_ctrl(target)
+                mujoco.mj_step(m, d)
+                if on_substep is not None:
+                    on_substep(d)
+        elif on_substep is None:
+            d.ctrl[:] = action
+            mujoco.mj_step(m, d, nstep=self.physics_substeps)
+        else:
+            d.ctrl[:] = action
+            for _ in range(self.physics_substeps):
+                mujoco.mj_step(m, d)
+                on_substep(d)
 
     # ---------------------------------------------------------------- gym API
 
@@ -355,16 +440,8 @@ class HumanoidImitationEnv(gym.Env):
         mujoco.mj_forward(self.model, self.data)
 
     def step(self, action):
-        action = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
         m, d = self.model, self.data
-        if self.action_mode in ("pd", "pd_residual"):
-            target = self.pd_target(action)
-            for _ in range(self.physics_substeps):
-                d.ctrl[:] = self._pd_ctrl(target)
-                mujoco.mj_step(m, d)
-        else:
-            d.ctrl[:] = action
-            mujoco.mj_step(m, d, nstep=self.physics_substeps)
+        self.simulate(action)
         self._k += 1
         self._steps += 1
         # MuJoCo resets the data itself on a bad acceleration (and counts a warning): treat both as divergence

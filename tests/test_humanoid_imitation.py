@@ -33,13 +33,12 @@ def test_reference_state_gives_maximal_reward_and_terms_decrease():
         assert info[f"error_{key}"] < 1e-20
     total = sum(info[f"reward_{k}"] for k in ("center_of_mass", "joints_velocity", "appendages",
                                                "body_quaternions", "termination"))
-    assert total == pytest.approx(1.0, abs=1e-12)
-    # dm_control's unnormalised comic reward peaks at 0.5 + 0.5 * 1.9
-    fn = TrackingReward(normalize=False)
+    # the default is dm_control's comic reward, which peaks at 0.5 + 0.5 * 1.9
+    assert total == pytest.approx(1.45, abs=1e-12)
+    fn = TrackingReward()
     zero = {"center_of_mass": 0.0, "joints_velocity": 0.0, "appendages": 0.0, "body_quaternions": 0.0}
     assert fn(zero, 0.0, 0.3)[0] == pytest.approx(1.45)
-    fn = TrackingReward()
-    assert fn(zero, 0.0, 0.3)[0] == pytest.approx(1.0)
+    assert TrackingReward(normalize=True)(zero, 0.0, 0.3)[0] == pytest.approx(1.0)
     for key in zero:
         values = [fn({**zero, key: err}, 0.0, 0.3)[1][key] for err in (0.0, 0.01, 0.1, 1.0)]
         assert all(a > b for a, b in zip(values, values[1:])), key
@@ -198,3 +197,99 @@ def test_plot_imitation_script_curves(tmp_path):
         assert done.returncode == 2 and "Traceback" not in done.stderr and str(bad) in done.stderr, done.stderr
     done = subprocess.run([sys.executable, str(script), str(run), "--labels", "a", "b"], capture_output=True, text=True)
     assert done.returncode == 2 and "one label per run" in done.stderr
+
+
+def test_default_reward_is_dm_control_comic_formula():
+    """dm_control ``rewards.py`` (comic), written out by hand for arbitrary errors."""
+    sq = {"center_of_mass": 0.02, "joints_velocity": 3.0, "appendages": 0.01, "body_quaternions": 0.2}
+    e = 0.05
+    comic = 0.5 * (1 - e / 0.3) + 0.5 * (0.1 * np.exp(-10 * 0.02) + 1.0 * np.exp(-0.1 * 3.0)
+                                          + 0.15 * np.exp(-40 * 0.01) + 0.65 * np.exp(-2 * 0.2))
+    assert TrackingReward()(sq, e, 0.3)[0] == pytest.approx(comic, rel=1e-12)
+    normalised = TrackingReward(normalize=True)(sq, e, 0.3)[0]
+    assert normalised == pytest.approx(0.5 * (1 - e / 0.3) + (comic - 0.5 * (1 - e / 0.3)) / 1.9, rel=1e-12)
+
+
+def _servo_torques(env: HumanoidImitationEnv, steps: int) -> np.ndarray:
+    """Per-substep joint torques [T, 28] with action 0 (open-loop replay of the clip in residual mode)."""
+    env.reset(seed=0)
+    limit, forces = env._gear, []
+    record = (lambda d: forces.append(d.actuator_force.copy())) if env.pd_damping == "implicit" else \
+        (lambda d: forces.append(d.actuator_force * limit))
+    zero = np.zeros(28, dtype=np.float32)
+    for _ in range(steps):
+        env.simulate(zero, on_substep=record)
+        env._k += 1
+    return np.array(forces)
+
+
+def _chatter(tau: np.ndarray, limit: np.ndarray) -> tuple[float, float]:
+    """(median over joints of the fraction of substeps whose torque flips sign while above 5% of the
+    limit, fraction of torques at the limit)."""
+    big = np.abs(tau) > 0.05 * limit
+    both = big[1:] & big[:-1]
+    flips = (np.sign(tau[1:]) != np.sign(tau[:-1])) & both
+    return float(np.median(flips.sum(0) / np.maximum(1, both.sum(0)))), float(np.mean(np.abs(tau) >= 0.99 * limit))
+
+
+def test_pd_servos_do_not_chatter_on_the_walk_clip():
+    env = HumanoidImitationEnv(clips=["walk"], action_mode="pd_residual")
+    flips, saturated = _chatter(_servo_torques(env, 30), env._gear)
+    assert flips < 0.1 and saturated < 0.05, (flips, saturated)
+    # the test has teeth: DeepMimic's explicit PD at 240 Hz chatters between the torque limits
+    explicit = HumanoidImitationEnv(clips=["walk"], action_mode="pd_residual", pd_damping="explicit")
+    flips, saturated = _chatter(_servo_torques(explicit, 30), explicit._gear)
+    assert flips > 0.5 and saturated > 0.3, (flips, saturated)
+
+
+def test_implicit_servo_applies_the_clipped_pd_law():
+    """The servo's torque is clip(kp diff(q, q*) - kd qdot, +-limit), along one DOF, ctrl unclamped."""
+    env = HumanoidImitationEnv(clips=["walk"], action_mode="pd")
+    env.reset(seed=1)
+    m, d = env.model, env.data
+    assert m.opt.integrator == mujoco.mjtIntegrator.mjINT_IMPLICITFAST
+    rng = np.random.default_rng(0)
+    target = env.pd_target(rng.uniform(-1, 1, 28))
+    d.qvel[6:] = rng.normal(0, 5, m.nv - 6)
+    d.ctrl[:] = env._pd_ctrl(target)
+    mujoco.mj_forward(m, d)
+    dq = np.zeros(m.nv)
+    mujoco.mj_differentiatePos(m, dq, 1.0, d.qpos, target)
+    expected = np.clip(env._kp * dq[6:] - env._kd * d.qvel[6:], -env._gear, env._gear)
+    np.testing.assert_allclose(d.actuator_force, expected, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(d.qfrc_actuator[6:], expected, rtol=1e-9, atol=1e-9)
+    assert np.any(np.abs(expected) == env._gear) and np.any(np.abs(d.ctrl) > 1.0)  # clip on the sum, not on ctrl
+
+
+def test_torque_mode_keeps_its_motors():
+    env = HumanoidImitationEnv(clips=["walk"], action_mode="torque")
+    env.reset(seed=0)
+    action = np.linspace(-1, 1, 28)
+    env.data.ctrl[:] = action
+    mujoco.mj_forward(env.model, env.data)
+    np.testing.assert_allclose(env.data.qfrc_actuator[6:], action * env._gear, rtol=1e-9)
+    assert not np.any(env.model.actuator_biasprm)  # no built-in damping in torque mode
+
+
+def test_pd_target_matches_the_per_joint_formula():
+    """The vectorised pd_target equals the per-joint definition in the docstring."""
+    from rlkit.envs.mocap import quat_mul
+    rng = np.random.default_rng(3)
+    for mode in ("pd", "pd_residual"):
+        env = HumanoidImitationEnv(clips=["walk"], action_mode=mode)
+        env.reset(seed=2)
+        action = rng.uniform(-1, 1, 28)
+        target = env.pd_target(action)
+        ref = env.library.qpos(env._clip, env._k + 1)
+        scale = env.residual_scale if mode == "pd_residual" else 1.0
+        for kind, adr, a, p0, p1 in env._pd_map:
+            if kind == "ball":
+                v = action[a:a + 3] * p0 * scale
+                angle = np.linalg.norm(v)
+                q = np.concatenate([[np.cos(angle / 2)], np.sin(angle / 2) * v / angle])
+                np.testing.assert_allclose(target[adr:adr + 4], quat_mul(ref[adr:adr + 4], q) if mode == "pd_residual"
+                                           else q, atol=1e-12)
+            elif mode == "pd_residual":
+                assert target[adr] == pytest.approx(np.clip(ref[adr] + action[a] * scale * 0.5 * (p1 - p0), p0, p1))
+            else:
+                assert target[adr] == pytest.approx(p0 + (action[a] + 1) * 0.5 * (p1 - p0))
