@@ -231,3 +231,52 @@ def test_eval_epsilon_is_rejected_for_agents_without_it(tmp_path):
             "log": {"progress": False, "tensorboard": False, "plot": False}}
     with pytest.raises(ConfigError, match="takes no epsilon"):
         train_online(build_run_config(data), tmp_path)
+
+
+class BoundedQ(nn.Module):
+    """The exact Q of a one-step bandit with reward = action in [-1, 1]: flat outside the bounds."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.zero = nn.Parameter(torch.zeros(()))  # something for the (unused) critic optimizer to hold
+
+    def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        return action[..., 0].clamp(-1.0, 1.0) + 0.0 * self.zero
+
+
+def _bandit_mean(action_penalization: bool, updates: int = 800) -> float:
+    """Policy mean after ``updates`` MPO steps on the bandit, std held at 0.7 by its KL bound."""
+    space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+    agent = MPO(MPOConfig(policy_hidden=[16], critic_hidden=[8], init_std=0.7, init_temperature=0.1,
+                          epsilon_mean=0.05, target_update_every=25, policy_lr=1e-3,
+                          action_penalization=action_penalization), space, space, seed=0)
+    agent.critic, agent.target_critic = BoundedQ(), BoundedQ()
+    agent.critic_optimizer = torch.optim.SGD(agent.critic.parameters(), lr=0.0)
+    obs = torch.zeros(16, 1)
+    batch = Transitions(obs=obs, actions=torch.zeros(16, 1), rewards=torch.zeros(16), next_obs=obs,
+                        discounts=torch.zeros(16), weights=torch.ones(16), indices=torch.arange(16))
+    for _ in range(updates):
+        agent.update(batch)
+    with torch.no_grad():
+        mean, std = agent.policy(obs[:1])
+    assert std.item() == pytest.approx(0.7, abs=0.02)
+    return mean.item()
+
+
+def test_action_penalty_keeps_the_bandit_mean_in_bounds():
+    """Q = clip(a) is flat beyond the bound: without the out-of-bounds penalty the mean walks past 1
+    (where every sample clips to the same action and exploration dies); with it, it stays inside."""
+    assert _bandit_mean(action_penalization=True) < 1.0
+    assert _bandit_mean(action_penalization=False) > 1.4
+
+
+def test_action_penalty_weights_are_a_second_e_step():
+    """With every sample in bounds the cost is constant, so the penalty's weights are uniform; out of
+    bounds they favour the samples nearest the box (E-step of c = -||a - clip(a)||)."""
+    cost_in = torch.zeros(20, 4)
+    weights, _ = temperature_dual(cost_in, 0.1, torch.tensor([1.0]))
+    torch.testing.assert_close(weights, torch.full((20, 4), 1 / 20))
+    actions = torch.linspace(0.0, 3.0, 20)[:, None, None].expand(20, 4, 1)  # [N, B, 1]
+    cost = -torch.linalg.vector_norm(actions - actions.clamp(-1, 1), dim=-1)
+    weights, _ = temperature_dual(cost, 0.1, torch.tensor([0.5]))
+    assert torch.all(weights[:7] > weights[-1]) and torch.all(weights[1:] <= weights[:-1] + 1e-7)
