@@ -195,16 +195,30 @@ class MotionClip:
     joint_types: tuple[str, ...]
 
     def __post_init__(self) -> None:
-        self.qpos = np.asarray(self.qpos, dtype=np.float64)
+        try:
+            self.qpos = np.asarray(self.qpos, dtype=np.float64)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"clip '{self.name}': qpos must be an array of numbers ({e})") from None
         self.joint_names, self.joint_types = tuple(self.joint_names), tuple(self.joint_types)
+        unknown = [k for k in self.joint_types if k not in _QPOS_WIDTH]
+        if unknown:
+            raise ConfigError(f"clip '{self.name}': unknown joint types {unknown} (known: {sorted(_QPOS_WIDTH)})")
         nq = sum(_QPOS_WIDTH[k] for k in self.joint_types)
         if self.qpos.ndim != 2 or self.qpos.shape[1] != nq or len(self.qpos) < 2:
             raise ConfigError(f"clip '{self.name}': qpos must have shape (T >= 2, {nq}), got {self.qpos.shape}")
         if not self.joint_types or self.joint_types[0] != "free":
             raise ConfigError(f"clip '{self.name}': the first joint must be the free root joint")
-        if not self.dt > 0:
-            raise ConfigError(f"clip '{self.name}': dt must be > 0, got {self.dt}")
+        if not (np.isfinite(self.dt) and self.dt > 0):
+            raise ConfigError(f"clip '{self.name}': dt must be a finite number > 0, got {self.dt}")
+        bad = np.argwhere(~np.isfinite(self.qpos))
+        if len(bad):
+            raise ConfigError(f"clip '{self.name}': qpos holds {len(bad)} NaN or infinite values (first at frame "
+                              f"{bad[0][0]}, column {bad[0][1]}); fix or drop those frames")
         for c in _quat_columns(self.joint_types):
+            norms = np.linalg.norm(self.qpos[:, c:c + 4], axis=-1)
+            if np.any(norms < 1e-8):
+                raise ConfigError(f"clip '{self.name}': a zero quaternion in qpos columns {c}..{c + 3} (frame "
+                                  f"{int(np.argmax(norms < 1e-8))}); rotations must be non-zero quaternions")
             self.qpos[:, c:c + 4] = quat_normalize(self.qpos[:, c:c + 4])
 
     # -- time ---------------------------------------------------------------------------
@@ -293,14 +307,29 @@ class MotionClip:
     @classmethod
     def load_npz(cls, path: str | Path) -> "MotionClip":
         path = Path(path)
-        with np.load(path, allow_pickle=False) as z:
-            missing = {"qpos", "dt", "loop", "joint_names", "joint_types"} - set(z.files)
-            if missing:
-                raise ConfigError(f"{path}: not an rlkit clip, missing {sorted(missing)}")
-            name = str(z["name"]) if "name" in z.files else path.stem
-            return cls(name=name, qpos=z["qpos"], dt=float(z["dt"]), loop=bool(z["loop"]),
-                       joint_names=tuple(str(s) for s in z["joint_names"]),
-                       joint_types=tuple(str(s) for s in z["joint_types"]))
+        try:  # allow_pickle=False: a clip file never runs code; object arrays are refused by numpy
+            with np.load(path, allow_pickle=False) as z:
+                missing = {"qpos", "dt", "loop", "joint_names", "joint_types"} - set(z.files)
+                if missing:
+                    raise ConfigError(f"{path}: not an rlkit clip, missing {sorted(missing)}")
+                fields = {k: z[k] for k in ("qpos", "dt", "loop", "joint_names", "joint_types")}
+                name = str(z["name"]) if "name" in z.files else path.stem
+        except ConfigError:
+            raise
+        except Exception as e:  # zipfile.BadZipFile, EOFError, ValueError (object arrays), OSError, ...
+            raise ConfigError(f"{path}: not a readable .npz clip ({type(e).__name__}: {e})") from None
+        for key in ("dt", "loop"):
+            if fields[key].shape != () or fields[key].dtype.kind not in "biuf":
+                raise ConfigError(f"{path}: '{key}' must be a scalar number, got {fields[key].dtype} "
+                                  f"{fields[key].shape}")
+        for key in ("joint_names", "joint_types"):
+            if fields[key].ndim != 1 or fields[key].dtype.kind != "U":
+                raise ConfigError(f"{path}: '{key}' must be a 1-D array of strings, got {fields[key].dtype}")
+        if fields["qpos"].dtype.kind not in "iuf":
+            raise ConfigError(f"{path}: 'qpos' must hold numbers, got dtype {fields['qpos'].dtype}")
+        return cls(name=name, qpos=fields["qpos"], dt=float(fields["dt"]), loop=bool(fields["loop"]),
+                   joint_names=tuple(str(s) for s in fields["joint_names"]),
+                   joint_types=tuple(str(s) for s in fields["joint_types"]))
 
     def check_model(self, model: mujoco.MjModel) -> None:
         names, types = _model_joints(model)
@@ -313,8 +342,14 @@ def read_deepmimic(path: str | Path) -> tuple[bool, np.ndarray, np.ndarray]:
     """Raw DeepMimic file: (loop, frame times (T,), values (T, 43)) with quaternions normalised, Y-up."""
     import json
 
-    data = json.loads(Path(path).read_text())
-    frames = np.asarray(data["Frames"], dtype=np.float64)
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        frames = np.asarray(data["Frames"], dtype=np.float64)
+    except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError) as e:
+        raise ConfigError(f"{path}: not a DeepMimic clip (a JSON object with numeric 'Frames'): "
+                          f"{type(e).__name__}: {e}") from None
+    if not np.all(np.isfinite(frames)):
+        raise ConfigError(f"{path}: 'Frames' holds NaN or infinite values")
     if frames.ndim != 2 or frames.shape[1] != 1 + sum(w for _, w in DEEPMIMIC_LAYOUT):
         raise ConfigError(f"{path}: expected DeepMimic humanoid3d frames of 44 values, got shape {frames.shape}")
     times = np.concatenate([[0.0], np.cumsum(frames[:-1, 0])])

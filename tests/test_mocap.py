@@ -212,3 +212,64 @@ def test_cli_dataset_from_mocap(tmp_path, capsys):
     assert main(["dataset", "from-mocap", "--clips", "wlak", "--out", str(tmp_path / "x.npz")]) == 2
     assert "did you mean 'walk'" in capsys.readouterr().err
     assert not (tmp_path / "x.npz").exists()
+
+
+def _write_clip(path, **fields):
+    with open(path, "wb") as f:
+        np.savez(f, **fields)
+    return path
+
+
+@pytest.mark.parametrize("case", ["garbage", "truncated", "object", "nan", "inf", "zero_quat", "text_qpos",
+                                  "array_dt", "nan_dt", "unknown_joint"])
+def test_malformed_npz_clips_are_clear_errors(model, tmp_path, capsys, case):
+    """Bad clip files never run code (allow_pickle=False) and never yield NaN datasets: one clear error."""
+    clip = load_clip("walk", model)
+    good = dict(qpos=clip.qpos, dt=np.float64(clip.dt), loop=np.bool_(True), joint_names=np.array(clip.joint_names),
+                joint_types=np.array(clip.joint_types), name=np.array("walk"))
+    path = tmp_path / f"{case}.npz"
+    if case == "garbage":
+        path.write_bytes(b"\x00\x01 definitely not a zip file" * 10)
+    elif case == "truncated":
+        _write_clip(path, **good)
+        path.write_bytes(path.read_bytes()[:300])
+    elif case == "object":
+        with open(path, "wb") as f:
+            np.savez(f, **{**good, "qpos": np.array([{"a": 1}, None], dtype=object)})
+    elif case in ("nan", "inf", "zero_quat"):
+        qpos = clip.qpos.copy()
+        if case == "zero_quat":
+            qpos[5, 3:7] = 0.0
+        else:
+            qpos[5, 9] = np.nan if case == "nan" else np.inf
+        _write_clip(path, **{**good, "qpos": qpos})
+    elif case == "text_qpos":
+        _write_clip(path, **{**good, "qpos": np.array([["a"] * 43] * 3)})
+    elif case == "array_dt":
+        _write_clip(path, **{**good, "dt": np.array([0.1, 0.2])})
+    elif case == "nan_dt":
+        _write_clip(path, **{**good, "dt": np.float64(np.nan)})
+    elif case == "unknown_joint":
+        _write_clip(path, **{**good, "joint_types": np.array(["free"] + ["weird"] * (len(clip.joint_types) - 1))})
+    with pytest.raises(ConfigError) as excinfo:
+        load_clip(path, model)
+    message = str(excinfo.value)
+    assert "\n" not in message and str(path) in message or "clip" in message
+    out = tmp_path / f"{case}_dataset.npz"
+    assert main(["dataset", "from-mocap", "--clips", str(path), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_deepmimic_text_clip_errors(model, tmp_path):
+    bad_json = tmp_path / "bad.txt"
+    bad_json.write_text("{not json")
+    with pytest.raises(ConfigError, match="not a DeepMimic clip"):
+        load_clip(bad_json, model)
+    nan_frames = tmp_path / "nan.txt"
+    frames = json.loads((DEEPMIMIC_DIR / "humanoid3d_walk.txt").read_text())
+    frames["Frames"][3][5] = float("nan")
+    nan_frames.write_text(json.dumps(frames))
+    with pytest.raises(ConfigError, match="NaN"):
+        load_clip(nan_frames, model)
