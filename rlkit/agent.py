@@ -1,4 +1,4 @@
-"""The agent interface: a Protocol, not a base class that owns the loop (see DESIGN.md).
+"""The agent interface: a Protocol, not a base class that owns the loop (see docs/design.md).
 
 An agent owns its networks and optimizers only — never the env, the buffer or the logger —
 so the loops in :mod:`rlkit.loops` can drive any agent, and an agent with an unusual schedule
