@@ -298,7 +298,7 @@ RESUMABLE_KEYS = frozenset({
 # Per agent: config fields the agent reads at use time (so a rebuilt agent honours a new value).
 AGENT_RESUMABLE_KEYS: dict[str, frozenset[str]] = {
     "dqn": frozenset({"double", "target_update_every", "tau", "max_grad_norm", "huber_delta", "eps_start",
-                      "eps_end", "eps_decay_steps"}),
+                      "eps_end", "eps_decay_steps", "lr_end", "lr_decay_steps"}),
     "mpo": frozenset({"epsilon", "epsilon_mean", "epsilon_stddev", "num_samples", "target_update_every",
                       "max_grad_norm", "action_penalization", "epsilon_penalty"}),
 }

@@ -196,6 +196,12 @@ def test_resume_applies_lr_to_the_optimizer_and_records_it(run):
     assert saved["agent"]["lr"] == 0.5 and saved["agent"]["eps_end"] == 0.2 and saved["train"]["total_steps"] == 500
 
 
+def test_resume_applies_an_lr_schedule(run):
+    assert main(["train", "--resume", str(run), "agent.lr_end=1e-4", "agent.lr_decay_steps=50",
+                 "train.total_steps=500"]) == 0
+    assert load_checkpoint(run / LATEST)["agent"]["optimizer"]["param_groups"][0]["lr"] == pytest.approx(1e-4)
+
+
 def test_resume_override_changes_nothing_if_the_value_is_the_same(run):
     assert main(["train", "--resume", str(run), "agent.hidden=[16]", "seed=3", "train.total_steps=450"]) == 0
 
