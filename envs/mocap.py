@@ -547,7 +547,7 @@ def build_mocap_dataset(clips: Sequence[str | Path], env_kwargs: dict | None = N
 
     env = HumanoidImitationEnv(clips=list(clips), **(env_kwargs or {}))
     model = env.model
-    dofs, gears = actuated_dofs(model)
+    dofs, gears = env._dofs, env._gear  # the torque limits (the env's PD servos act along unit axes)
     rows: dict[str, list] = {k: [] for k in ("observations", "qpos", "qvel", "qacc", "actions", "root_residual",
                                              "clip_index", "frame", "episode_starts")}
     for i, clip in enumerate(env.library.clips):
