@@ -120,6 +120,9 @@ class QNetwork(nn.Module):
 class DQN:
     """DQN agent: ``act`` is epsilon-greedy, ``update`` is one gradient step on a replay batch."""
 
+    acting_modules = ("q_net",)
+    """The modules ``act`` needs: what ``rlkit export`` writes to safetensors (no optimizer, no target)."""
+
     def __init__(self, cfg: DQNConfig, observation_space: gym.Space, action_space: gym.Space,
                  device: torch.device | str = "cpu", seed: int = 0) -> None:
         if not isinstance(action_space, gym.spaces.Discrete):

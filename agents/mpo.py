@@ -253,6 +253,9 @@ class MPO:
     """MPO agent: ``act`` samples the Gaussian policy (or takes its mean); ``update`` is one step of
     critic, E-step, M-step and dual variables on a replay batch."""
 
+    acting_modules = ("policy",)
+    """The modules ``act`` needs: what ``rlkit export`` writes to safetensors (no critic, no optimizers)."""
+
     def __init__(self, cfg: MPOConfig, observation_space: gym.Space, action_space: gym.Space,
                  device: torch.device | str = "cpu", seed: int = 0) -> None:
         if not isinstance(action_space, gym.spaces.Box):

@@ -86,17 +86,26 @@ def cmd_eval(ns: argparse.Namespace) -> int:
     from rlkit.checkpoint import load_checkpoint
     from rlkit.config import build_run_config, read_yaml
     from rlkit.loops import build_agent, evaluate, load_agent_weights, make_vector_env, resolve_device
+    from rlkit.export import WEIGHTS_FILE, is_exported, load_exported
     from rlkit.runs import BEST, CONFIG_FILE, LATEST, check_run_dir
 
-    run_dir = check_run_dir(ns.run_dir)
+    # a run directory (checkpoints/) or an exported policy (model.safetensors + config.yaml, `rlkit export`)
+    exported = Path(ns.run_dir).is_dir() and is_exported(ns.run_dir) and not (Path(ns.run_dir) / LATEST).exists()
+    run_dir = check_run_dir(ns.run_dir, need_checkpoint=not exported)
     cfg = build_run_config(read_yaml(run_dir / CONFIG_FILE), [], source=str(run_dir / CONFIG_FILE))
     if ns.device:
         cfg.device = ns.device
-    ckpt_path = run_dir / (BEST if ns.checkpoint == "best" and (run_dir / BEST).exists() else LATEST)
+    if exported:
+        ckpt_path = run_dir / WEIGHTS_FILE
+    else:
+        ckpt_path = run_dir / (BEST if ns.checkpoint == "best" and (run_dir / BEST).exists() else LATEST)
     device = resolve_device(cfg.device)
     envs = make_vector_env(cfg.env, num_envs=min(ns.episodes, 8))
     agent = build_agent(cfg, envs.single_observation_space, envs.single_action_space, device)
-    load_agent_weights(agent, ckpt_path, device)
+    if exported:
+        load_exported(agent, run_dir, cfg.agent.name, device)
+    else:
+        load_agent_weights(agent, ckpt_path, device)
     result = evaluate(agent, cfg.env, ns.episodes, ns.epsilon, seed=ns.seed, envs=envs)
     envs.close()
     print(f"{cfg.env.id} {cfg.agent.name} ({ckpt_path.name}): return {result['return_mean']:.2f} ± "
@@ -106,6 +115,37 @@ def cmd_eval(ns: argparse.Namespace) -> int:
         print(f"video: {path}")
     (run_dir / "eval.json").write_text(json.dumps({"checkpoint": str(ckpt_path), **result}, indent=1))
     return 0
+
+
+def cmd_export(ns: argparse.Namespace) -> int:
+    """Write a run's acting weights (safetensors) and resolved config into a new directory."""
+    from rlkit.config import build_run_config, read_yaml
+    from rlkit.export import export_agent
+    from rlkit.loops import build_agent, load_agent_weights, make_vector_env
+    from rlkit.runs import BEST, CONFIG_FILE, LATEST, check_new_run_dir, check_run_dir
+
+    run_dir = check_run_dir(ns.run_dir)
+    out_dir = check_new_run_dir(ns.out_dir)
+    config_text = (run_dir / CONFIG_FILE).read_text()
+    cfg = build_run_config(read_yaml(run_dir / CONFIG_FILE), [], source=str(run_dir / CONFIG_FILE))
+    ckpt_path = run_dir / (BEST if ns.checkpoint == "best" and (run_dir / BEST).exists() else LATEST)
+    envs = make_vector_env(cfg.env, num_envs=1)
+    agent = build_agent(cfg, envs.single_observation_space, envs.single_action_space, torch_device("cpu"))
+    envs.close()
+    state = load_agent_weights(agent, ckpt_path, torch_device("cpu"))
+    step = state.get("step", "")
+    export_agent(agent, config_text, out_dir, {"agent": cfg.agent.name, "env": cfg.env.id,
+                                               "checkpoint": ckpt_path.name, "step": step})
+    size = sum(f.stat().st_size for f in out_dir.iterdir()) / 2**20
+    print(f"exported {cfg.agent.name} on {cfg.env.id} ({ckpt_path.name}) to {out_dir} ({size:.1f} MiB); "
+          f"check it with `rlkit eval {out_dir} --episodes 100`")
+    return 0
+
+
+def torch_device(name: str):
+    import torch
+
+    return torch.device(name)
 
 
 def record_video(agent, cfg, path: Path, seed: int, epsilon: float, max_steps: int = 10_000) -> Path:
@@ -236,7 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(func=cmd_train)
 
     ev = sub.add_parser("eval", help="evaluate a trained run")
-    ev.add_argument("run_dir")
+    ev.add_argument("run_dir", help="a run directory, or a directory written by `rlkit export`")
     ev.add_argument("--episodes", type=int, default=10)
     ev.add_argument("--epsilon", type=float, default=0.0, help="exploration during evaluation (default greedy)")
     ev.add_argument("--checkpoint", choices=["best", "latest"], default="best")
@@ -244,6 +284,15 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--device", choices=["auto", "cpu", "cuda"])
     ev.add_argument("--video", action="store_true", help="also record one episode to RUN_DIR/videos/*.mp4")
     ev.set_defaults(func=cmd_eval)
+
+    export = sub.add_parser("export", help="a run's policy weights (safetensors) + config, for sharing",
+                            description="Writes OUT_DIR/model.safetensors (only what the agent needs to act: no "
+                                        "critic, optimizer or replay) and OUT_DIR/config.yaml; `rlkit eval OUT_DIR` "
+                                        "evaluates it.")
+    export.add_argument("run_dir")
+    export.add_argument("out_dir", help="a new or empty directory")
+    export.add_argument("--checkpoint", choices=["best", "latest"], default="best")
+    export.set_defaults(func=cmd_export)
 
     ls = sub.add_parser("list", help="registered environments, agents and shipped configs")
     ls.set_defaults(func=cmd_list)
