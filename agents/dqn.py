@@ -120,6 +120,8 @@ class QNetwork(nn.Module):
 class DQN:
     """DQN agent: ``act`` is epsilon-greedy, ``update`` is one gradient step on a replay batch."""
 
+    supports_prioritized_replay = True
+    """``update`` returns new priorities (|TD error|) for prioritized replay."""
     acting_modules = ("q_net",)
     """The modules ``act`` needs: what ``rlkit export`` writes to safetensors (no optimizer, no target)."""
 

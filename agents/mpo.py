@@ -253,6 +253,8 @@ class MPO:
     """MPO agent: ``act`` samples the Gaussian policy (or takes its mean); ``update`` is one step of
     critic, E-step, M-step and dual variables on a replay batch."""
 
+    supports_prioritized_replay = False
+    """``update`` returns no priorities: the config refuses ``train.replay.prioritized: true``."""
     acting_modules = ("policy",)
     """The modules ``act`` needs: what ``rlkit export`` writes to safetensors (no critic, no optimizers)."""
 

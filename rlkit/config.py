@@ -414,6 +414,10 @@ def build_run_config(data: dict[str, Any], overrides: list[str] = (), source: st
         seed = _coerce(data.get("seed", 0), int, "seed")
         device = _coerce(data.get("device", "auto"), typing.get_type_hints(RunConfig)["device"], "device")
         threads = _coerce(data.get("torch_threads", 1), int, "torch_threads")
+        if train.replay.prioritized and not getattr(registry[name][1], "supports_prioritized_replay", False):
+            raise ConfigError(f"train.replay.prioritized: true, but agent '{name}' returns no TD errors to "
+                              "prioritize by (it would silently sample uniformly); set "
+                              "train.replay.prioritized: false, or use an agent that supports it (dqn)")
         return RunConfig(env=env, agent=agent, train=train, log=log, seed=seed, device=device, torch_threads=threads)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None

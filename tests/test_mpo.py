@@ -280,3 +280,13 @@ def test_action_penalty_weights_are_a_second_e_step():
     cost = -torch.linalg.vector_norm(actions - actions.clamp(-1, 1), dim=-1)
     weights, _ = temperature_dual(cost, 0.1, torch.tensor([0.5]))
     assert torch.all(weights[:7] > weights[-1]) and torch.all(weights[1:] <= weights[:-1] + 1e-7)
+
+
+def test_prioritized_replay_is_refused_for_mpo():
+    """MPO returns no priorities: prioritized replay would silently sample uniformly, so the config refuses it."""
+    data = {"env": {"id": "Pendulum-v1"}, "agent": {"name": "mpo"}, "train": {"replay": {"prioritized": True}}}
+    with pytest.raises(ConfigError, match="prioritized.*mpo"):
+        build_run_config(data, [])
+    data["agent"] = {"name": "dqn"}
+    data["env"] = {"id": "CartPole-v1"}
+    assert build_run_config(data, []).train.replay.prioritized
