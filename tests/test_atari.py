@@ -9,13 +9,19 @@ import numpy as np
 import pytest
 
 import rlkit.envs  # noqa: F401  (registers rlkit/... ids)
+from ale_py import Action
 from rlkit.envs.atari import (
     ATARI_GAMES,
     INFO_KEYS,
+    PROTOCOLS,
+    atari_env_name,
     atari_game_ids,
     make_atari_env,
     make_atari_vector_env,
+    minimal_action_set,
     resolve_game,
+    resolve_protocol,
+    start_frames,
 )
 
 
@@ -258,6 +264,173 @@ def test_life_loss_info_without_episode_end(flag):
         seen += lost
         lives_before, frame_before = info["lives"], info["episode_frame_number"]
     env.close()
+
+
+# ------------------------------------------------------------------- no-op starts and protocols
+
+
+def _vector_reset_frames(game: str, n: int, resets: int, **kwargs) -> np.ndarray:
+    """episode_frame_number right after explicit resets, then after automatic ones (a 1-step
+    time limit makes every other step an autoreset step)."""
+    envs = make_atari_vector_env(game, n, max_episode_steps=1, **kwargs)
+    _, info = envs.reset(seed=0)
+    frames = [info["episode_frame_number"].copy()]
+    for _ in range(resets):
+        _, info = envs.reset()
+        frames.append(info["episode_frame_number"].copy())
+    for _ in range(resets):
+        _, _, _, truncated, _ = envs.step(np.zeros(n, dtype=np.int64))
+        assert truncated.all()
+        _, reward, _, truncated, info = envs.step(np.zeros(n, dtype=np.int64))
+        assert not truncated.any() and (reward == 0).all()  # the autoreset step
+        frames.append(info["episode_frame_number"].copy())
+    envs.close()
+    return np.concatenate(frames)
+
+
+def _single_reset_frames(game: str, resets: int, **kwargs) -> np.ndarray:
+    env = make_atari_env(game, **kwargs)
+    frames = [env.reset(seed=0)[1]["episode_frame_number"]]
+    frames += [env.reset()[1]["episode_frame_number"] for _ in range(resets)]
+    env.close()
+    return np.array(frames)
+
+
+@pytest.mark.parametrize("fire", [False, True])
+def test_noop_starts_are_1_to_noop_max_in_both_paths(fire):
+    """Mnih et al.: 1..noop_max no-ops.  ALE's native reset draws 0..noop_max-1 (measured before the
+    fix: frame numbers 0..29 for noop_max=30; 1..29 with the FIRE frame, i.e. 0..28 no-ops)."""
+    offset = int(fire)  # Breakout has FIRE: one FIRE frame before the no-ops
+    # every value of 1..30 (~250 draws a path), or, with FIRE, the range (~80 draws) and 1..3 exactly
+    for noop_max, resets, exact in ((30, 30, True), (3, 6, True)) if not fire else ((30, 10, False), (3, 6, True)):
+        vec = _vector_reset_frames("breakout", 4, resets, noop_max=noop_max, use_fire_reset=fire) - offset
+        single = _single_reset_frames("breakout", 8 * resets, noop_max=noop_max, use_fire_reset=fire) - offset
+        for frames in (vec, single):
+            drawn = set(frames.tolist())
+            assert drawn == set(range(1, noop_max + 1)) if exact else drawn <= set(range(1, noop_max + 1)), drawn
+    # roughly uniform, 0 never drawn (noop_max=3: ALE's raw draw is 0 one time in 4 without FIRE)
+    counts = np.bincount(vec, minlength=4)
+    assert counts[0] == 0 and counts[1:].min() > 0.5 * counts[1:].mean()
+
+
+def test_noop_max_zero_plays_no_noops():
+    assert set(_vector_reset_frames("pong", 2, 3, noop_max=0).tolist()) == {0}
+    assert set(_single_reset_frames("pong", 5, noop_max=0).tolist()) == {0}
+
+
+def test_noop_redraw_keeps_other_envs_and_autoreset_intact():
+    """Envs reset at different steps: a redrawn reset leaves the other envs' frames and pending
+    autoresets alone (frame numbers advance by exactly frame_skip; the step after a done resets)."""
+    n, frame_skip, noop_max = 3, 4, 2  # redraw on 1 reset in 3
+    envs = make_atari_vector_env("breakout", n, noop_max=noop_max, max_episode_steps=3)
+    _, info = envs.reset(seed=0)
+    envs.step(np.zeros(n, dtype=np.int64))
+    obs, info = envs.reset(options={"reset_mask": np.array([True, False, False])})  # desynchronise
+    envs.step(np.zeros(n, dtype=np.int64))
+    obs, info = envs.reset(options={"reset_mask": np.array([False, True, False])})
+    frames, done_before, redraws = info["episode_frame_number"].copy(), np.zeros(n, bool), 0
+    for _ in range(40):
+        obs, reward, terminated, truncated, info = envs.step(np.ones(n, dtype=np.int64))
+        now = info["episode_frame_number"]
+        for e in range(n):
+            if done_before[e]:
+                assert 1 <= now[e] <= noop_max and reward[e] == 0
+                redraws += 1
+            else:
+                assert now[e] == frames[e] + frame_skip
+        frames, done_before = now.copy(), terminated | truncated
+    assert redraws >= 20
+    envs.close()
+
+
+def test_games_without_noop_in_their_action_set_make_and_play_noop_starts():
+    """Backgammon and Video Checkers: minimal action sets without NOOP.  Gymnasium's
+    AtariPreprocessing refuses them ('first action meaning must be NOOP'); rlkit presses ALE's NOOP."""
+    # the only two of ALE 0.12's 104 games (tests/test_registry.py's slow sweep checks them all)
+    without = ["backgammon", "video_checkers"]
+    for game in without:
+        assert Action.NOOP not in minimal_action_set(game)
+        start = start_frames(game)  # Backgammon's own reset plays 2 frames
+        env = gym.make(f"rlkit/{atari_env_name(game)}-v0")
+        assert env.action_space.n == len(minimal_action_set(game))
+        env.reset(seed=0)
+        frames = {env.reset()[1]["episode_frame_number"] - start for _ in range(60)}
+        assert frames <= set(range(1, 31)) and len(frames) > 15
+        env.step(env.action_space.sample())
+        env.close()
+        frames = _vector_reset_frames(game, 2, 5, noop_max=3) - start
+        assert set(frames.tolist()) == {1, 2, 3}
+
+
+def test_start_frames_are_not_counted_as_noops():
+    """Games whose ROM start-up plays frames in ALE's own reset (Name This Game: 134): the vector
+    env's redraw must not mistake them for no-ops."""
+    assert start_frames("pong") == 0 and start_frames("name_this_game") == 134
+    frames = _vector_reset_frames("name_this_game", 4, 3, noop_max=3) - 134
+    assert set(frames.tolist()) == {1, 2, 3}
+    frames = _single_reset_frames("name_this_game", 15, noop_max=3) - 134
+    assert set(frames.tolist()) == {1, 2, 3}
+
+
+def test_protocol_resolution_and_explicit_overrides():
+    assert resolve_protocol("nature") == PROTOCOLS["nature"]
+    assert resolve_protocol("machado") == dict(noop_max=0, sticky_actions=True, full_action_space=True,
+                                               terminal_on_life_loss=False, use_fire_reset=False)
+    assert resolve_protocol("machado", noop_max=7, full_action_space=None)["noop_max"] == 7
+    assert resolve_protocol("machado", full_action_space=None)["full_action_space"] is True
+    with pytest.raises(ValueError, match="protocol must be one of.*'machado'.*'nature'"):
+        make_atari_env("pong", protocol="revisited")
+    with pytest.raises(ValueError, match="protocol"):
+        make_atari_vector_env("pong", 2, protocol="Nature")
+
+
+def test_machado_protocol_in_both_paths():
+    env = gym.make("rlkit/Pong-v0", protocol="machado")
+    envs = make_vec("rlkit/Pong-v0", 2, protocol="machado")
+    assert env.action_space == envs.single_action_space == gym.spaces.Discrete(18)
+    ale = env.unwrapped.ale
+    assert ale.getFloat("repeat_action_probability") == pytest.approx(0.25)
+    _, info = env.reset(seed=0)
+    assert info["episode_frame_number"] == 0  # no no-op starts
+    _, info = envs.reset(seed=0)
+    assert (info["episode_frame_number"] == 0).all()
+    env.close()
+    envs.close()
+    nature = gym.make("rlkit/Pong-v0")
+    assert nature.action_space == gym.spaces.Discrete(6)
+    assert nature.unwrapped.ale.getFloat("repeat_action_probability") == 0.0
+    nature.close()
+    # explicit keywords win over the protocol's
+    env = gym.make("rlkit/Pong-v0", protocol="machado", noop_max=4, full_action_space=False)
+    assert env.action_space == gym.spaces.Discrete(6)
+    assert 1 <= env.reset(seed=0)[1]["episode_frame_number"] <= 4
+    env.close()
+
+
+def _frames_after(seed: int, vector: bool, **kwargs) -> np.ndarray:
+    actions = np.random.default_rng(0).integers(0, 4, size=60)
+    if vector:
+        envs = make_atari_vector_env("breakout", 1, **kwargs)
+        envs.reset(seed=seed)
+        obs = [envs.step(np.array([a]))[0][0].copy() for a in actions]
+        envs.close()
+    else:
+        env = make_atari_env("breakout", **kwargs)
+        env.reset(seed=seed)
+        obs = [env.step(int(a))[0] for a in actions]
+        env.close()
+    return np.array(obs)
+
+
+@pytest.mark.parametrize("vector", [False, True])
+def test_machado_stochasticity_comes_from_sticky_actions(vector):
+    """Without no-ops or sticky actions Breakout is deterministic whatever the seed; the Machado
+    protocol's sticky actions make seeds matter (and the same seed repeats)."""
+    deterministic = dict(protocol="machado", sticky_actions=False, full_action_space=False)
+    np.testing.assert_array_equal(_frames_after(1, vector, **deterministic), _frames_after(2, vector, **deterministic))
+    machado = dict(protocol="machado", full_action_space=False)  # 4 actions, so the same action ids
+    np.testing.assert_array_equal(_frames_after(1, vector, **machado), _frames_after(1, vector, **machado))
+    assert not np.array_equal(_frames_after(1, vector, **machado), _frames_after(2, vector, **machado))
 
 
 # ------------------------------------------------------------------- seeding, validation
