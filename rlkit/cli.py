@@ -99,6 +99,10 @@ def cmd_eval(ns: argparse.Namespace) -> int:
         ckpt_path = run_dir / WEIGHTS_FILE
     else:
         ckpt_path = run_dir / (BEST if ns.checkpoint == "best" and (run_dir / BEST).exists() else LATEST)
+    if ns.video:  # before any episode runs: pick MuJoCo's offscreen backend, render one frame (exit 2 if none)
+        from rlkit.rendering import prepare_video
+
+        prepare_video(cfg.env.id, cfg.env.kwargs, seed=ns.seed)
     device = resolve_device(cfg.device)
     envs = make_vector_env(cfg.env, num_envs=min(ns.episodes, 8))
     agent = build_agent(cfg, envs.single_observation_space, envs.single_action_space, device)
@@ -149,7 +153,7 @@ def torch_device(name: str):
 
 
 def record_video(agent, cfg, path: Path, seed: int, epsilon: float, max_steps: int = 10_000) -> Path:
-    """One episode rendered to mp4 (rgb_array rendering; MuJoCo envs need MUJOCO_GL=egl or osmesa headless)."""
+    """One episode rendered to mp4 (rgb_array rendering, set up by rlkit.rendering.prepare_video)."""
     import gymnasium as gym
     import imageio.v2 as imageio
     import numpy as np
