@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import time
 from pathlib import Path
 
@@ -39,6 +40,7 @@ def run_mpo(args, seed: int, out: Path) -> dict:
                  "log.tensorboard=false", "log.plot=false"]
     cfg = load_config(args.config, overrides)
     run_dir = out / f"mpo-s{seed}"
+    shutil.rmtree(run_dir, ignore_errors=True)  # this script's own output: each run starts from an empty dir
     summary = train_online(cfg, run_dir)
     evals = [(r["step"], r["time"], r["return_mean"]) for r in read_metrics(run_dir) if r["kind"] == "eval"]
     updates = int(load_checkpoint(run_dir / LATEST)["agent"]["updates"])
