@@ -348,7 +348,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     from rlkit.loops import TrainingDiverged
 
+    from rlkit.rendering import check_mujoco_gl
+
     try:
+        bad_gl = check_mujoco_gl()  # else `import mujoco` raises from deep inside, whatever the command
+        if bad_gl is not None:
+            raise ConfigError(bad_gl)
         if ns.command == "eval":
             if ns.episodes < 1:
                 raise ConfigError(f"--episodes must be >= 1, got {ns.episodes}")

@@ -158,3 +158,19 @@ def _failure_message(env_id: str, reason: str, failures: dict[str, str], mujoco:
     if mujoco_involved:
         return f"{text}; MuJoCo was imported before a backend could be chosen: set MUJOCO_GL=egl (or osmesa)"
     return text
+
+
+MUJOCO_GL_VALUES = ("", "enable", "enabled", "on", "true", "1", "glfw", "glx", "egl", "osmesa", "wgl", "cgl",
+                    "disable", "disabled", "off", "false", "0")
+"""What ``mujoco/rendering/classic/gl_context.py`` accepts (glx/egl/osmesa on Linux, wgl/cgl elsewhere)."""
+
+
+def check_mujoco_gl(environ: MutableMapping[str, str] | None = None) -> str | None:
+    """A one-line complaint when ``MUJOCO_GL`` holds a value MuJoCo refuses at import (it raises a
+    RuntimeError from inside ``import mujoco``, whatever the command), else None."""
+    environ = os.environ if environ is None else environ
+    value = environ.get("MUJOCO_GL")
+    if value is None or value.lower().strip() in MUJOCO_GL_VALUES:
+        return None
+    return (f"MUJOCO_GL={value!r} is not a MuJoCo OpenGL backend (glfw, egl, osmesa, or disable); unset it "
+            "(rlkit picks one for videos) or set it to one that works here")

@@ -176,3 +176,17 @@ def test_eval_video_of_classic_control_prints_nothing_on_stderr(cartpole_run):
     assert result.returncode == 0, result.stderr
     assert result.stderr.strip() == ""
     assert list((cartpole_run / "videos").glob("*.mp4"))
+
+
+def test_invalid_mujoco_gl_is_one_line_for_every_command(monkeypatch, capsys):
+    """MuJoCo raises from inside `import mujoco` on an unknown MUJOCO_GL: rlkit says so in one line first."""
+    from rlkit.cli import main
+    from rlkit.rendering import check_mujoco_gl
+
+    assert check_mujoco_gl({"MUJOCO_GL": "egl"}) is None and check_mujoco_gl({}) is None
+    assert check_mujoco_gl({"MUJOCO_GL": " EGL "}) is None and check_mujoco_gl({"MUJOCO_GL": "disable"}) is None
+    monkeypatch.setenv("MUJOCO_GL", "bogus")
+    for argv in (["eval", "pretrained/mpo_humanoid_walk", "--episodes", "1"], ["list"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and "MUJOCO_GL='bogus'" in err
