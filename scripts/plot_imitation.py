@@ -1,12 +1,13 @@
 """Learning curves of motion-imitation runs: normalised episode length and per-step tracking reward.
 
-    python scripts/plot_imitation.py RUN_DIR [RUN_DIR ...] [--labels A B ...] [--clip-frames 38]
+    python scripts/plot_imitation.py RUN_DIR [RUN_DIR ...] [--labels A B ...] [--clip-frames N]
                                      [--out imitation_curves.png]
 
-Normalised episode length = episode length / ``--clip-frames`` (the episode's full length: one walk
-cycle in ``configs/mpo_humanoid_walk.yaml``), MoCapAct's criterion for "tracks the whole clip" being
->= 0.98. Tracking reward per step = episode return / episode length (the CoMic reward is 1.0 per step at
-perfect tracking with the env's default normalisation). Solid lines: evaluations (deterministic policy,
+Normalised episode length = episode length / the episode's full length: each run's
+``env.kwargs.max_episode_steps`` (one cycle: 38 for the walk config, 24 for the run config), or
+``--clip-frames`` for all runs; MoCapAct's criterion for "tracks the whole clip" is >= 0.98. Tracking
+reward per step = episode return / episode length (the CoMic reward is at most 1.45 per step, 1.0 with
+``reward={"normalize": True}``). Solid lines: evaluations (deterministic policy,
 ``kind == "eval"`` records); faint lines: training episodes (exploring policy), averaged over windows of
 ``--window`` env steps. Prints the evaluation table as markdown.
 """
@@ -14,6 +15,7 @@ perfect tracking with the env's default normalisation). Solid lines: evaluations
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -44,11 +46,24 @@ def curves(run_dir: Path, clip_frames: int, window: int) -> dict[str, np.ndarray
     return out
 
 
+def full_length(run_dir: Path) -> int:
+    """The run's full episode length: ``env.kwargs.max_episode_steps`` of its config."""
+    import yaml
+
+    kwargs = ((yaml.safe_load((run_dir / "config.yaml").read_text()) or {}).get("env") or {}).get("kwargs") or {}
+    if "max_episode_steps" not in kwargs:
+        print(f"plot_imitation: error: run '{run_dir}' sets no env.kwargs.max_episode_steps (the full episode "
+              "length); pass --clip-frames N", file=sys.stderr)
+        raise SystemExit(2)
+    return int(kwargs["max_episode_steps"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dirs", nargs="+", type=Path)
     parser.add_argument("--labels", nargs="+")
-    parser.add_argument("--clip-frames", type=int, default=38, help="full episode length (walk cycle: 38)")
+    parser.add_argument("--clip-frames", type=int, help="full episode length for every run (default: each "
+                        "run's env.kwargs.max_episode_steps)")
     parser.add_argument("--window", type=int, default=2500, help="env steps per training-episode average")
     parser.add_argument("--out", type=Path, default=Path("imitation_curves.png"))
     args = parser.parse_args()
@@ -70,7 +85,7 @@ def main() -> None:
 
     fig, (ax_len, ax_rew) = plt.subplots(1, 2, figsize=(12, 4.5))
     for run_dir, label in zip(args.run_dirs, labels):
-        c = curves(run_dir, args.clip_frames, args.window)
+        c = curves(run_dir, args.clip_frames or full_length(run_dir), args.window)
         line = ax_len.plot(c["eval_step"], c["eval_length"], marker="o", label=f"{label} (eval)")[0]
         ax_len.plot(c["train_step"], c["train_length"], color=line.get_color(), alpha=0.35, label=f"{label} (train)")
         ax_rew.plot(c["eval_step"], c["eval_reward"], marker="o", color=line.get_color(), label=f"{label} (eval)")
@@ -80,7 +95,7 @@ def main() -> None:
         print("| tracking reward per step | " + " | ".join(f"{v:.3f}" for v in c["eval_reward"]) + " |")
     ax_len.axhline(0.98, color="k", linestyle="--", linewidth=0.8, label="goal 0.98")
     ax_len.set(xlabel="env steps", ylabel="normalised episode length", ylim=(0, 1.05))
-    ax_rew.set(xlabel="env steps", ylabel="tracking reward per step", ylim=(0, 1.0))
+    ax_rew.set(xlabel="env steps", ylabel="tracking reward per step", ylim=(0, 1.5))
     ax_len.legend(fontsize=8)
     ax_rew.legend(fontsize=8)
     fig.tight_layout()

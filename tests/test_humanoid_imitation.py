@@ -179,7 +179,7 @@ def test_plot_imitation_script_curves(tmp_path):
                {"kind": "episode", "step": 150, "return": 3.8, "length": 38},
                {"kind": "eval", "step": 200, "return_mean": 30.4, "length_mean": 38.0}]
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-    (run / "config.yaml").write_text("seed: 0\n")
+    (run / "config.yaml").write_text("seed: 0\nenv: {kwargs: {max_episode_steps: 38}}\n")
     c = module.curves(run, clip_frames=38, window=100)
     np.testing.assert_allclose(c["eval_length"], [0.5, 1.0])
     np.testing.assert_allclose(c["eval_reward"], [0.6, 0.8])
@@ -197,6 +197,12 @@ def test_plot_imitation_script_curves(tmp_path):
         assert done.returncode == 2 and "Traceback" not in done.stderr and str(bad) in done.stderr, done.stderr
     done = subprocess.run([sys.executable, str(script), str(run), "--labels", "a", "b"], capture_output=True, text=True)
     assert done.returncode == 2 and "one label per run" in done.stderr
+    (run / "config.yaml").write_text("seed: 0\n")  # no full length in the config: --clip-frames is needed
+    done = subprocess.run([sys.executable, str(script), str(run), "--out", str(out)], capture_output=True, text=True)
+    assert done.returncode == 2 and "--clip-frames" in done.stderr and "Traceback" not in done.stderr
+    done = subprocess.run([sys.executable, str(script), str(run), "--clip-frames", "38", "--out", str(out)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0 and "| normalised length | 0.50 | 1.00 |" in done.stdout
 
 
 def test_default_reward_is_dm_control_comic_formula():
