@@ -14,6 +14,7 @@ controller variant this prints:
 * ``steps_per_s``: env steps per second with uniformly random actions (same process, interleaved).
 
     python scripts/measure_pd_servos.py --clip walk --starts 30 --cap 380
+    python scripts/measure_pd_servos.py --speed-rounds 5     # env steps/s only, variants interleaved, as ratios
 """
 
 from __future__ import annotations
@@ -100,7 +101,20 @@ def main() -> None:
     parser.add_argument("--stat-steps", type=int, default=200, help="control steps for the servo statistics")
     parser.add_argument("--speed-steps", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--speed-rounds", type=int, default=0,
+                        help="only measure env steps/s: this many interleaved rounds of every variant, as ratios")
     args = parser.parse_args()
+    if args.speed_rounds:
+        speeds: dict[str, list[float]] = {name: [] for name in VARIANTS}
+        for _ in range(args.speed_rounds):
+            for name, kwargs in VARIANTS.items():
+                speeds[name].append(steps_per_second(kwargs, args.clip, args.speed_steps, args.seed))
+        base = np.array(speeds[next(iter(VARIANTS))])
+        for name, values in speeds.items():
+            ratio = np.array(values) / base
+            print(f"{name:40s} steps_per_s {np.median(values):6.0f} (min {min(values):.0f}, max {max(values):.0f})"
+                  f"  ratio to the first, per round: median {np.median(ratio):.2f} ({ratio.min():.2f}..{ratio.max():.2f})")
+        return
     print(f"clip {args.clip}: {args.starts} open-loop starts capped at {args.cap} steps")
     for name, kwargs in VARIANTS.items():
         env = HumanoidImitationEnv(clips=[args.clip], action_mode="pd_residual", **kwargs)
