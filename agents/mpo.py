@@ -406,13 +406,15 @@ class MPO:
             kl_q = (weights * torch.log(weights * N + 1e-12)).sum(dim=0).mean()
         metrics = {
             "critic_loss": critic_loss.item(), "q_mean": q.mean().item(), "policy_loss": loss_policy.item(),
-            "temperature": temperature.item(), "penalty_temperature": penalty_temperature.item(),
+            "temperature": temperature.item(),
             "alpha_mean": alpha_mean.mean().item(),
             "alpha_stddev": alpha_stddev.mean().item(), "kl_q": kl_q.item(),
             "kl_mean": kl_mean.mean(dim=0).mean().item(), "kl_stddev": kl_stddev.mean(dim=0).mean().item(),
             "policy_std": online_std.mean().item(), "critic_grad_norm": critic_grad_norm,
             "policy_grad_norm": policy_grad_norm,
         }
+        if cfg.action_penalization:
+            metrics["penalty_temperature"] = penalty_temperature.item()
         return metrics, None
 
     def _clip(self, net: nn.Module) -> float:

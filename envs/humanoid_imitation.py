@@ -328,9 +328,12 @@ class HumanoidImitationEnv(gym.Env):
         one whose force is ``ctrl - kd * qdot`` (gain 1, affine bias -kd on the actuator velocity), clamped
         to the torque limit (``forcerange`` = the motor's gear), acting along one unit DOF axis; ``ctrl`` =
         kp diff(q, q*) is computed per substep by :meth:`_pd_ctrl`. With the ``implicitfast`` integrator
-        the velocity derivative -kd enters the implicit update, so the damping is unconditionally
-        stable while the control law (error through ``mj_differentiatePos``, clip on the total torque)
-        stays DeepMimic's. MuJoCo's native ``<position>`` servos are not used: on a ball joint their
+        the velocity derivative -kd enters the implicit update, so the damping is stable at any gain while
+        the servo is not saturated, and the control law (error through ``mj_differentiatePos``, clip on
+        the total torque) stays DeepMimic's. (MuJoCo drops the derivative of an actuator whose force is
+        clamped by ``forcerange``, so a saturated servo is stepped explicitly; with random absolute PD
+        targets 6.8% of substeps saturate and 0.2% flip from one limit to the other, against 66% and 40%
+        with explicit damping.) MuJoCo's native ``<position>`` servos are not used: on a ball joint their
         spring acts on the rotation vector (rotvec(q*) - rotvec(q)), not on log(q^-1 q*).
         """
         m = self.model
@@ -405,7 +408,9 @@ class HumanoidImitationEnv(gym.Env):
     def simulate(self, action: np.ndarray, on_substep=None) -> None:
         """Apply ``action`` for ``physics_substeps`` physics steps (the physics of :meth:`step`, without
         the reference, reward or termination); ``on_substep(data)`` is called after each (diagnostics:
-        ``data.actuator_force`` is the torque applied along each DOF in PD modes)."""
+        with ``pd_damping="implicit"`` ``data.actuator_force`` is the torque along each DOF, evaluated at
+        the start of the substep; with ``"explicit"`` and in torque mode it is the normalised command, the
+        torque being ``actuator_force * env._gear``)."""
         m, d = self.model, self.data
         action = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
         if self.action_mode in ("pd", "pd_residual"):
