@@ -123,7 +123,7 @@ class MPOConfig:
     action (std 0.7, learned critic; ``scripts/mpo_action_penalty_bandit.py``) Acme's 1e-3 only slows the
     mean's drift out of bounds (2.30 after 6,000 updates, 2.58 without the penalty) while 0.1 settles it
     at the bound (1.02); but on HalfCheetah-v5 (30k steps, 3 seeds) 0.1 ended at 371 / 1124 / 923 where
-    no penalty gave 927 / 976 / 1311 and 1e-3 gave 1135 / 1675 (seeds 0 / 1): a strong penalty also pulls
+    no penalty gave 927 / 976 / 1311 and 1e-3 gave 1135 / 1675 / 1591: a strong penalty also pulls
     in-bounds means toward the centre, since with std 0.7 many samples fall outside. The default is
     Acme's; configs/mpo_humanoid_*.yaml use 0.1 (measured there)."""
 
