@@ -386,6 +386,36 @@ def train_online(cfg: RunConfig, run_dir: Path, resume: bool = False, source: st
         lock.release()
 
 
+def build_replay(cfg: RunConfig, obs_space: gym.Space, act_space: gym.Space, num_envs: int,
+                 device: torch.device) -> ReplayBuffer:
+    """The run's replay buffer; a layout the spaces do not allow is a one-line ConfigError."""
+    replay_cfg = cfg.train.replay
+    if replay_cfg.frame_stack > 1 and (len(obs_space.shape) < 2 or obs_space.shape[0] != replay_cfg.frame_stack):
+        raise ConfigError(f"train.replay.frame_stack={replay_cfg.frame_stack} but observations have shape "
+                          f"{obs_space.shape}; set it to the env's frame stack (axis 0) or 1")
+    try:
+        return ReplayBuffer.from_spaces(
+            obs_space, act_space, capacity=replay_cfg.capacity, num_envs=num_envs, device=device,
+            gamma=cfg.agent.gamma, n_step=replay_cfg.n_step, frame_stack=replay_cfg.frame_stack,
+            prioritized=replay_cfg.prioritized, alpha=replay_cfg.alpha, seed=cfg.seed,
+        )
+    except ConfigError:
+        raise
+    except ValueError as exc:  # e.g. capacity < num_envs, a frame stack the observations do not have
+        raise ConfigError(f"train.replay: {' '.join(str(exc).split())}") from None
+
+
+def no_update_warning(train, updates_from: int, step: int) -> str | None:
+    """A warning when the run ends before (or right at) the step its updates start at, else None."""
+    if not (train.total_steps <= updates_from and step < train.total_steps):
+        return None
+    what = ("no update will happen" if train.total_steps < updates_from else
+            f"only the updates of that last step ({train.gradient_steps}) will happen")
+    return (f"rlkit: warning: train.total_steps ({train.total_steps}) <= the step updates start at "
+            f"({updates_from}, train.learning_starts): {what} and the agent stays (almost) as "
+            "initialised; raise train.total_steps or lower train.learning_starts")
+
+
 def _train_online(cfg: RunConfig, run_dir: Path, resume: bool, source: str | None, lock: RunLock) -> dict[str, Any]:
     changes: dict[str, tuple[Any, Any]] = {}
     if resume:
@@ -401,19 +431,7 @@ def _train_online(cfg: RunConfig, run_dir: Path, resume: bool, source: str | Non
     agent = build_agent(cfg, obs_space, act_space, device)
     check_eval_epsilon(agent, train.eval_epsilon)  # now, not at the first evaluation after the run dir exists
     replay_cfg = train.replay
-    if replay_cfg.frame_stack > 1 and (len(obs_space.shape) < 2 or obs_space.shape[0] != replay_cfg.frame_stack):
-        raise ConfigError(f"train.replay.frame_stack={replay_cfg.frame_stack} but observations have shape "
-                          f"{obs_space.shape}; set it to the env's frame stack (axis 0) or 1")
-    try:
-        buffer = ReplayBuffer.from_spaces(
-            obs_space, act_space, capacity=replay_cfg.capacity, num_envs=envs.num_envs, device=device,
-            gamma=cfg.agent.gamma, n_step=replay_cfg.n_step, frame_stack=replay_cfg.frame_stack,
-            prioritized=replay_cfg.prioritized, alpha=replay_cfg.alpha, seed=cfg.seed,
-        )
-    except ConfigError:
-        raise
-    except ValueError as exc:  # e.g. capacity < num_envs, a frame stack the observations do not have
-        raise ConfigError(f"train.replay: {' '.join(str(exc).split())}") from None
+    buffer = build_replay(cfg, obs_space, act_space, envs.num_envs, device)
     n = envs.num_envs
     tracker = EpisodeTracker(n)
     env_replay = EnvReplay(envs)
@@ -491,12 +509,9 @@ def _train_online(cfg: RunConfig, run_dir: Path, resume: bool, source: str | Non
                        + applied)
     else:
         logger.message(f"run directory: {run_dir}")
-    if train.total_steps <= updates_from and step < train.total_steps:
-        what = ("no update will happen" if train.total_steps < updates_from else
-                f"only the updates of that last step ({train.gradient_steps}) will happen")
-        logger.message(f"rlkit: warning: train.total_steps ({train.total_steps}) <= the step updates start at "
-                       f"({updates_from}, train.learning_starts): {what} and the agent stays (almost) as "
-                       "initialised; raise train.total_steps or lower train.learning_starts")
+    warning = no_update_warning(train, updates_from, step)
+    if warning:
+        logger.message(warning)
 
     def checkpoint() -> None:
         nonlocal checkpoint_step
