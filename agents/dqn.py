@@ -28,13 +28,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rlkit.config import ConfigError
-from rlkit.networks import FlatEncoder, NatureCNN, is_image_space, linear_schedule, mlp, polyak_update
+from rlkit.agent import AgentConfig
+from rlkit.errors import ConfigError
+from rlkit.networks import NatureCNN, index_obs, make_encoder, mlp, obs_batch_size, obs_to_tensor, polyak_update
+from rlkit.schedules import linear_schedule
 from rlkit.replay import Transitions
 
 
 @dataclass
-class DQNConfig:
+class DQNConfig(AgentConfig):
     name: str = "dqn"
     lr: float = 1e-4
     """Adam learning rate."""
@@ -66,22 +68,12 @@ class DQNConfig:
     """Env steps over which the learning rate decays from ``lr`` to ``lr_end`` (same clock as epsilon)."""
 
     def __post_init__(self) -> None:
-        for name in ("lr", "adam_eps", "huber_delta"):  # `not 0 < x < inf` also rejects NaN
-            if not 0.0 < getattr(self, name) < float("inf"):
-                raise ConfigError(f"agent.{name} must be a finite number > 0, got {getattr(self, name)}")
-        if self.max_grad_norm is not None and not 0.0 < self.max_grad_norm < float("inf"):
-            raise ConfigError(f"agent.max_grad_norm must be a finite number > 0 or null, got {self.max_grad_norm}")
-        if self.eps_decay_steps < 0:
-            raise ConfigError(f"agent.eps_decay_steps must be >= 0, got {self.eps_decay_steps}")
-        if not 0.0 < self.gamma <= 1.0:
-            raise ConfigError(f"agent.gamma must lie in (0, 1], got {self.gamma}")
-        if not 0.0 < self.tau <= 1.0:
-            raise ConfigError(f"agent.tau must lie in (0, 1], got {self.tau}")
-        if self.target_update_every < 1:
-            raise ConfigError(f"agent.target_update_every must be >= 1, got {self.target_update_every}")
-        for name in ("eps_start", "eps_end"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ConfigError(f"agent.{name} must lie in [0, 1], got {getattr(self, name)}")
+        super().__post_init__()
+        self.check_positive("lr", "adam_eps", "huber_delta", "max_grad_norm")
+        self.check_at_least(0, "eps_decay_steps")
+        self.check_unit_interval("tau", open_low=True)
+        self.check_at_least(1, "target_update_every")
+        self.check_unit_interval("eps_start", "eps_end")
         if any(w < 1 for w in self.hidden):
             raise ConfigError(f"agent.hidden widths must be >= 1, got {self.hidden}")
         if self.lr_end is not None and not 0.0 <= self.lr_end <= self.lr:
@@ -91,16 +83,13 @@ class DQNConfig:
 
 
 class QNetwork(nn.Module):
-    """obs ``[B, *obs_shape]`` -> Q-values ``[B, n_actions]``; dueling heads as an option."""
+    """obs ``[B, *obs_shape]`` (or a dict of such) -> Q-values ``[B, n_actions]``; dueling heads as an option."""
 
-    def __init__(self, obs_shape: tuple[int, ...], obs_dtype, n_actions: int, hidden: list[int], dueling: bool) -> None:
+    def __init__(self, observation_space: gym.Space, n_actions: int, hidden: list[int], dueling: bool) -> None:
         super().__init__()
-        if is_image_space(obs_shape, obs_dtype):
-            self.encoder: nn.Module = NatureCNN(obs_shape[0], obs_shape[1], obs_shape[2])
-            head_hidden: list[int] = []  # the Nature CNN already ends in its 512-unit layer
-        else:
-            self.encoder = FlatEncoder(obs_shape)
-            head_hidden = list(hidden)
+        self.encoder = make_encoder(observation_space)
+        # the Nature CNN already ends in its 512-unit layer: no hidden layers after it
+        head_hidden = [] if isinstance(self.encoder, NatureCNN) else list(hidden)
         features = self.encoder.out_dim
         self.dueling = dueling
         if dueling:
@@ -109,7 +98,7 @@ class QNetwork(nn.Module):
         else:
             self.q = mlp(features, head_hidden, n_actions)        # [B, A]
 
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+    def forward(self, obs: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
         z = self.encoder(obs)
         if self.dueling:
             advantage = self.advantage(z)
@@ -121,7 +110,7 @@ class DQN:
     """DQN agent: ``act`` is epsilon-greedy, ``update`` is one gradient step on a replay batch."""
 
     supports_prioritized_replay = True
-    """``update`` returns new priorities (|TD error|) for prioritized replay."""
+    """``update`` reports new priorities (|TD error|) through ``update_priorities`` for prioritized replay."""
     acting_modules = ("q_net",)
     """The modules ``act`` needs: what ``rlkit export`` writes to safetensors (no optimizer, no target)."""
 
@@ -133,9 +122,8 @@ class DQN:
         self.cfg = cfg
         self.device = torch.device(device)
         self.n_actions = int(action_space.n)
-        obs_shape = tuple(observation_space.shape)
-        self.q_net = QNetwork(obs_shape, observation_space.dtype, self.n_actions, cfg.hidden, cfg.dueling).to(self.device)
-        self.target_net = QNetwork(obs_shape, observation_space.dtype, self.n_actions, cfg.hidden, cfg.dueling).to(self.device)
+        self.q_net = QNetwork(observation_space, self.n_actions, cfg.hidden, cfg.dueling).to(self.device)
+        self.target_net = QNetwork(observation_space, self.n_actions, cfg.hidden, cfg.dueling).to(self.device)
         self.target_net.load_state_dict(self.q_net.state_dict())
         self.target_net.requires_grad_(False)
         # fused Adam: one kernel for all parameters instead of ~6 ops per tensor (10% of a CartPole update)
@@ -143,6 +131,7 @@ class DQN:
         self.optimizer = torch.optim.Adam(self.q_net.parameters(), lr=cfg.lr, eps=cfg.adam_eps, fused=fused)
         self.rng = np.random.default_rng(seed)
         self.env_steps = 0  # real env transitions taken while exploring: drives the epsilon schedule
+        self.uncounted_autoresets = False  # True after an exploring act(): its ignored actions are not known yet
         self.updates = 0
 
     @property
@@ -157,34 +146,42 @@ class DQN:
 
     @torch.no_grad()
     def greedy(self, obs: np.ndarray) -> np.ndarray:
-        q = self.q_net(torch.as_tensor(obs, device=self.device))
+        q = self.q_net(obs_to_tensor(obs, self.device))
         return q.argmax(dim=1).cpu().numpy()
 
-    def act(self, obs: np.ndarray, explore: bool, epsilon: float | None = None,
-            autoreset: np.ndarray | None = None) -> np.ndarray:
+    def act(self, obs: np.ndarray, explore: bool, episode_start: np.ndarray | None = None,
+            epsilon: float | None = None) -> np.ndarray:
         """Epsilon-greedy over a batch; ``explore`` uses the schedule, else ``epsilon`` (default 0).
 
-        ``autoreset`` (bool ``[N]``, optional): the sub-envs whose next step is gymnasium's NEXT_STEP
-        autoreset, which ignores the action. Those steps are not transitions, so they do not advance
-        the epsilon schedule: it counts env steps as the loop does (real transitions only).
+        The schedule counts env steps as the loop does (real transitions only). Each exploring call
+        counts its ``N`` actions; gymnasium's NEXT_STEP autoreset ignores the action of a sub-env whose
+        previous step ended its episode, which the next call learns from ``episode_start`` (True exactly
+        there, after the first call) and subtracts before it computes epsilon. So epsilon is always that
+        of the real steps taken before, and the learning rate in ``update`` that of the real steps
+        including this call's (exactly so whenever the loop updates: after a real step).
 
         The network runs only on the observations that act greedily: early in training, when epsilon
         is near 1, collection costs no forward pass at all (the dominant cost of CPU Atari collection).
         """
-        n = len(obs)
-        eps = self.epsilon if explore else (epsilon or 0.0)
+        n = obs_batch_size(obs)
         if explore:
-            self.env_steps += n if autoreset is None else n - int(np.count_nonzero(autoreset))
+            if self.uncounted_autoresets and episode_start is not None:
+                self.env_steps -= int(np.count_nonzero(episode_start))
+            eps = self.epsilon
+            self.env_steps += n
+            self.uncounted_autoresets = True
+        else:
+            eps = epsilon or 0.0
         if eps <= 0.0:
             return self.greedy(obs)
         random_mask = self.rng.random(n) < eps
         actions = self.rng.integers(self.n_actions, size=n)
         if not random_mask.all():
             greedy_mask = ~random_mask
-            actions[greedy_mask] = self.greedy(obs[greedy_mask])
+            actions[greedy_mask] = self.greedy(index_obs(obs, greedy_mask))
         return actions
 
-    def update(self, batch: Transitions) -> tuple[dict[str, float], torch.Tensor]:
+    def update(self, batch: Transitions, update_priorities=None) -> dict[str, torch.Tensor | float]:
         # targets: y = R + gamma^k * Q_target(s', argmax_a Q_select(s', a))
         with torch.no_grad():
             next_q_target = self.target_net(batch.next_obs)                       # [B, A]
@@ -206,7 +203,7 @@ class DQN:
         if self.cfg.max_grad_norm is not None:
             grad_norm = nn.utils.clip_grad_norm_(self.q_net.parameters(), self.cfg.max_grad_norm)
         else:
-            grad_norm = torch.zeros(())
+            grad_norm = torch.zeros((), device=self.device)
         self.optimizer.step()
 
         # target network
@@ -214,9 +211,10 @@ class DQN:
         if self.updates % self.cfg.target_update_every == 0:
             polyak_update(self.q_net, self.target_net, self.cfg.tau)
 
-        metrics = {"loss": loss.item(), "q_mean": q.mean().item(), "grad_norm": float(grad_norm),
-                   "epsilon": self.epsilon, **({"lr": self.lr} if self.cfg.lr_end is not None else {})}
-        return metrics, td_error.detach().abs()
+        if update_priorities is not None:
+            update_priorities(batch.indices, td_error.detach().abs())
+        return {"loss": loss.detach(), "q_mean": q.detach().mean(), "grad_norm": grad_norm.detach(),
+                "epsilon": self.epsilon, **({"lr": self.lr} if self.cfg.lr_end is not None else {})}
 
     def state_dict(self) -> dict:
         return {
@@ -224,6 +222,7 @@ class DQN:
             "target_net": self.target_net.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "env_steps": self.env_steps,
+            "uncounted_autoresets": self.uncounted_autoresets,
             "updates": self.updates,
             "rng": json.dumps(self.rng.bit_generator.state),
         }
@@ -233,5 +232,6 @@ class DQN:
         self.target_net.load_state_dict(state["target_net"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.env_steps = int(state["env_steps"])
+        self.uncounted_autoresets = bool(state.get("uncounted_autoresets", False))
         self.updates = int(state["updates"])
         self.rng.bit_generator.state = json.loads(state["rng"])

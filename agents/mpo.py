@@ -65,7 +65,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rlkit.config import ConfigError
+from rlkit.agent import AgentConfig, epsilon_mix
+from rlkit.errors import ConfigError
 from rlkit.networks import mlp, polyak_update
 from rlkit.replay import Transitions
 
@@ -74,7 +75,7 @@ _MIN_DUAL_PARAM = -18.0  # projection of the softplus parameters (Acme's _MIN_LO
 
 
 @dataclass
-class MPOConfig:
+class MPOConfig(AgentConfig):
     name: str = "mpo"
     gamma: float = 0.99
     """Discount; used by the replay buffer for n-step sums (``train.replay.n_step``, Acme: 5)."""
@@ -128,25 +129,17 @@ class MPOConfig:
     Acme's; configs/mpo_humanoid_*.yaml use 0.1 (measured there)."""
 
     def __post_init__(self) -> None:
-        for name in ("policy_lr", "critic_lr", "dual_lr", "epsilon", "epsilon_mean", "epsilon_stddev",
-                     "init_temperature", "init_alpha_mean", "init_alpha_stddev", "init_std", "epsilon_penalty"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"agent.{name} must be > 0, got {getattr(self, name)}")
-        if not 0.0 < self.gamma <= 1.0:
-            raise ConfigError(f"agent.gamma must lie in (0, 1], got {self.gamma}")
+        super().__post_init__()
+        self.check_positive("policy_lr", "critic_lr", "dual_lr", "epsilon", "epsilon_mean", "epsilon_stddev",
+                            "init_temperature", "init_alpha_mean", "init_alpha_stddev", "init_std", "epsilon_penalty")
         if self.min_std < 0:
             raise ConfigError(f"agent.min_std must be >= 0, got {self.min_std}")
         if self.num_samples < 2:
             raise ConfigError(f"agent.num_samples must be >= 2 (the E-step compares sampled actions), "
                               f"got {self.num_samples}")
-        if self.target_update_every < 1:
-            raise ConfigError(f"agent.target_update_every must be >= 1, got {self.target_update_every}")
-        if self.max_grad_norm is not None and self.max_grad_norm <= 0:
-            raise ConfigError(f"agent.max_grad_norm must be > 0 or null, got {self.max_grad_norm}")
-        for name in ("policy_hidden", "critic_hidden"):
-            widths = getattr(self, name)
-            if not widths or any(w < 1 for w in widths):
-                raise ConfigError(f"agent.{name} must be a non-empty list of widths >= 1, got {widths}")
+        self.check_at_least(1, "target_update_every")
+        self.check_positive("max_grad_norm")
+        self.check_widths("policy_hidden", "critic_hidden")
 
 
 # --------------------------------------------------------------------------------------
@@ -257,7 +250,7 @@ class MPO:
     critic, E-step, M-step and dual variables on a replay batch."""
 
     supports_prioritized_replay = False
-    """``update`` returns no priorities: the config refuses ``train.replay.prioritized: true``."""
+    """``update`` computes no priorities: the config refuses ``train.replay.prioritized: true``."""
     acting_modules = ("policy",)
     """The modules ``act`` needs: what ``rlkit export`` writes to safetensors (no critic, no optimizers)."""
 
@@ -276,6 +269,7 @@ class MPO:
         self.act_dim = act_dim = int(np.prod(action_space.shape))
         self.action_shape = tuple(action_space.shape)
         self.action_dtype = action_space.dtype
+        self.action_space = action_space
         low = torch.as_tensor(action_space.low, dtype=torch.float32, device=self.device).flatten()
         high = torch.as_tensor(action_space.high, dtype=torch.float32, device=self.device).flatten()
         self.action_center, self.action_half_range = (high + low) / 2, (high - low) / 2
@@ -329,9 +323,10 @@ class MPO:
         return (actions.reshape(actions.shape[0], -1).float() - self.action_center) / self.action_half_range
 
     @torch.no_grad()
-    def act(self, obs: np.ndarray, explore: bool) -> np.ndarray:
+    def act(self, obs: np.ndarray, explore: bool, episode_start: np.ndarray | None = None,
+            epsilon: float | None = None) -> np.ndarray:
         """Env-scale actions ``[n, *action_shape]``: a ~ pi(.|s) if ``explore`` else its mean,
-        clipped to [-1, 1] and rescaled to the Box bounds."""
+        clipped to [-1, 1] and rescaled to the Box bounds; with probability ``epsilon`` a uniform one."""
         mean, std = self.policy(torch.as_tensor(np.asarray(obs), dtype=torch.float32, device=self.device))
         action = mean
         if explore:
@@ -339,10 +334,11 @@ class MPO:
             noise = torch.as_tensor(self.rng.standard_normal(mean.shape), dtype=torch.float32, device=self.device)
             action = mean + std * noise
         env_action = self.action_center + self.action_half_range * action.clamp(-1.0, 1.0)
-        return env_action.cpu().numpy().astype(self.action_dtype).reshape(len(obs), *self.action_shape)
+        actions = env_action.cpu().numpy().astype(self.action_dtype).reshape(len(obs), *self.action_shape)
+        return epsilon_mix(actions, epsilon, self.action_space, self.rng)
 
     # ------------------------------------------------------------------ learning
-    def update(self, batch: Transitions) -> tuple[dict[str, float], None]:
+    def update(self, batch: Transitions) -> dict[str, torch.Tensor]:
         cfg = self.cfg
         obs, next_obs = batch.obs.float(), batch.next_obs.float()       # [B, D]
         actions = self._normalize(batch.actions)                        # [B, A] in [-1, 1]
@@ -407,23 +403,22 @@ class MPO:
 
         with torch.no_grad():  # KL(q_b || uniform over the N samples): eps at the dual's optimum
             kl_q = (weights * torch.log(weights * N + 1e-12)).sum(dim=0).mean()
-        metrics = {
-            "critic_loss": critic_loss.item(), "q_mean": q.mean().item(), "policy_loss": loss_policy.item(),
-            "temperature": temperature.item(),
-            "alpha_mean": alpha_mean.mean().item(),
-            "alpha_stddev": alpha_stddev.mean().item(), "kl_q": kl_q.item(),
-            "kl_mean": kl_mean.mean(dim=0).mean().item(), "kl_stddev": kl_stddev.mean(dim=0).mean().item(),
-            "policy_std": online_std.mean().item(), "critic_grad_norm": critic_grad_norm,
-            "policy_grad_norm": policy_grad_norm,
-        }
-        if cfg.action_penalization:
-            metrics["penalty_temperature"] = penalty_temperature.item()
-        return metrics, None
+            metrics = {  # 0-dim tensors, read at log time (no host sync per update)
+                "critic_loss": critic_loss.detach(), "q_mean": q.mean(), "policy_loss": loss_policy.detach(),
+                "temperature": temperature.detach().reshape(()),
+                "alpha_mean": alpha_mean.mean(), "alpha_stddev": alpha_stddev.mean(), "kl_q": kl_q,
+                "kl_mean": kl_mean.mean(), "kl_stddev": kl_stddev.mean(),
+                "policy_std": online_std.mean(), "critic_grad_norm": critic_grad_norm,
+                "policy_grad_norm": policy_grad_norm,
+            }
+            if cfg.action_penalization:
+                metrics["penalty_temperature"] = penalty_temperature.detach().reshape(())
+        return metrics
 
-    def _clip(self, net: nn.Module) -> float:
+    def _clip(self, net: nn.Module) -> torch.Tensor:
         if self.cfg.max_grad_norm is None:
-            return 0.0
-        return float(nn.utils.clip_grad_norm_(net.parameters(), self.cfg.max_grad_norm))
+            return torch.zeros((), device=self.device)
+        return nn.utils.clip_grad_norm_(net.parameters(), self.cfg.max_grad_norm).detach()
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict:

@@ -113,7 +113,7 @@ import gymnasium as gym
 import mujoco
 import numpy as np
 
-from rlkit.config import ConfigError
+from rlkit.errors import ConfigError
 from rlkit.envs.mocap import (HUMANOID_XML, MotionClip, MotionLibrary, actuated_dofs, load_model, quat_conj,
                               quat_mul)
 

@@ -81,7 +81,7 @@ from typing import Iterable, Sequence
 import mujoco
 import numpy as np
 
-from rlkit.config import ConfigError
+from rlkit.errors import ConfigError
 
 ASSETS_DIR = Path(__file__).resolve().parent / "assets"
 DEEPMIMIC_DIR = ASSETS_DIR / "mocap" / "deepmimic"

@@ -134,7 +134,7 @@ def _rlkit_run(config: str, overrides: list[str], run_dir: Path, eval_times: lis
     each evaluation, in order (so that callers can time training alone)."""
     from rlkit import loops
     from rlkit.config import load_config
-    from rlkit.logging import read_metrics
+    from rlkit.logger import read_metrics
 
     cfg = load_config(config, overrides)
     if run_dir.exists():  # a bench run owns its directory: never read records of an earlier run
@@ -605,7 +605,7 @@ def report(name: str, out: Path, docs: Path | None) -> dict[str, Any]:
     """Re-render a suite's PNG and docs section from its saved JSON (raw values), without running it."""
     path = Path(out) / f"{name}.json"
     if not path.is_file():
-        from rlkit.config import ConfigError
+        from rlkit.errors import ConfigError
 
         raise ConfigError(f"no results at '{path}': run `rlkit bench {name}` first")
     result = json.loads(path.read_text())

@@ -19,13 +19,7 @@ from typing import Any
 
 import torch
 
-
-class CheckpointError(RuntimeError):
-    """A checkpoint is missing, truncated or not an rlkit checkpoint."""
-
-
-class DiskFullError(OSError):
-    """The disk filled up while rlkit wrote a file; what was there before is intact."""
+from rlkit.errors import CheckpointError, DiskFullError
 
 
 FORMAT_VERSION = 1

@@ -16,8 +16,9 @@ import os
 import sys
 from pathlib import Path
 
-from rlkit.checkpoint import CheckpointError, disk_full_cause, disk_full_message
-from rlkit.config import ConfigError, configs_dir
+from rlkit.checkpoint import disk_full_cause, disk_full_message
+from rlkit.config import configs_dir
+from rlkit.errors import USER_ERRORS, CheckpointError, ConfigError, RunDirError, TrainingDiverged
 
 USAGE_ERROR = 2
 
@@ -161,8 +162,8 @@ def record_video(agent, cfg, path: Path, seed: int, epsilon: float, max_steps: i
     env = gym.make(cfg.env.id, render_mode="rgb_array", **cfg.env.kwargs)
     obs, _ = env.reset(seed=seed)
     frames = [env.render()]
-    for _ in range(max_steps):
-        action = agent.act(obs[None], explore=False, epsilon=epsilon)[0] if epsilon else agent.act(obs[None], explore=False)[0]
+    for t in range(max_steps):
+        action = agent.act(obs[None], explore=False, episode_start=np.array([t == 0]), epsilon=epsilon)[0]
         obs, _, terminated, truncated, _ = env.step(action)
         frames.append(env.render())
         if terminated or truncated:
@@ -195,8 +196,8 @@ def cmd_list(ns: argparse.Namespace) -> int:
 
 
 def cmd_plot(ns: argparse.Namespace) -> int:
-    from rlkit.logging import METRICS_FILE, plot_runs
-    from rlkit.runs import RunDirError, check_run_dir
+    from rlkit.logger import METRICS_FILE, plot_runs
+    from rlkit.runs import check_run_dir
 
     runs = [check_run_dir(d, need_checkpoint=False) for d in ns.run_dirs]
     for run in runs:
@@ -337,8 +338,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from rlkit.runs import RunDirError
-
     parser = build_parser()
     ns, extra = parser.parse_known_args(argv)
     # overrides may come after options (`rlkit train --seed 1 train.total_steps=5`)
@@ -346,8 +345,6 @@ def main(argv: list[str] | None = None) -> int:
         ns.args = list(ns.args) + extra
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    from rlkit.loops import TrainingDiverged
-
     from rlkit.rendering import check_mujoco_gl
 
     try:
@@ -360,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
             if not 0.0 <= ns.epsilon <= 1.0:  # also rejects nan
                 raise ConfigError(f"--epsilon must lie in [0, 1] (a probability of acting at random), got {ns.epsilon}")
         return ns.func(ns)
-    except (ConfigError, RunDirError, CheckpointError, TrainingDiverged) as exc:
+    except (*USER_ERRORS, TrainingDiverged) as exc:
         return _error(exc)
     except KeyboardInterrupt:  # a second Ctrl-C: stop now, without a checkpoint
         print("rlkit: interrupted", file=sys.stderr)

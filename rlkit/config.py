@@ -26,9 +26,7 @@ from typing import Any, Literal, Union
 
 import yaml
 
-
-class ConfigError(ValueError):
-    """A user mistake in a config file or override: the message says what, where and how to fix."""
+from rlkit.errors import ConfigError
 
 
 MAX_CONFIG_BYTES = 1 << 20

@@ -17,7 +17,6 @@ Env steps count real transitions only (autoreset steps are not counted), like SB
 
 from __future__ import annotations
 
-import inspect
 import json
 import math
 import random
@@ -31,10 +30,12 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from rlkit.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from rlkit.config import ConfigError, EnvConfig, RunConfig, _closest, build_run_config, dump_yaml, read_yaml, to_dict
-from rlkit.logging import CURVE_FILE, RunLogger, mean_std, plot_runs
-from rlkit.networks import linear_schedule
+from rlkit.agent import metric_values
+from rlkit.checkpoint import load_checkpoint, save_checkpoint
+from rlkit.errors import CheckpointError, ConfigError, TrainingDiverged
+from rlkit.config import EnvConfig, RunConfig, _closest, build_run_config, dump_yaml, read_yaml, to_dict
+from rlkit.logger import CURVE_FILE, RunLogger, mean_std, plot_runs
+from rlkit.schedules import linear_schedule
 from rlkit.replay import ReplayBuffer
 from rlkit.runs import (BEST, CONFIG_FILE, LATEST, RunLock, check_new_run_dir, check_run_dir, create_run_dir)
 
@@ -201,12 +202,6 @@ class EnvReplay:
 # --------------------------------------------------------------------------------------
 
 
-def check_eval_epsilon(agent, epsilon: float) -> None:
-    if epsilon > 0 and "epsilon" not in inspect.signature(agent.act).parameters:
-        raise ConfigError(f"evaluation epsilon {epsilon} was asked for, but {type(agent).__name__} evaluates its "
-                          "own deterministic policy and takes no epsilon; set train.eval_epsilon=0 (or --epsilon 0)")
-
-
 def evaluate(agent, env_cfg: EnvConfig, episodes: int, epsilon: float, seed: int,
              envs: gym.vector.VectorEnv | None = None, on_episode=None) -> dict[str, Any]:
     """Run ``episodes`` full episodes with ``epsilon``-greedy (0: deterministic) actions.
@@ -214,7 +209,6 @@ def evaluate(agent, env_cfg: EnvConfig, episodes: int, epsilon: float, seed: int
     Each sub-env runs a fixed quota of episodes so short episodes are not over-represented.
     ``on_episode(done, episodes)`` is called after each counted episode (progress display).
     """
-    check_eval_epsilon(agent, epsilon)
     own_envs = envs is None
     if envs is None:
         envs = make_vector_env(env_cfg, num_envs=min(episodes, 8))
@@ -226,8 +220,9 @@ def evaluate(agent, env_cfg: EnvConfig, episodes: int, epsilon: float, seed: int
     lengths: list[int] = []
     obs, _ = envs.reset(seed=seed)
     autoreset = np.zeros(n, dtype=bool)
+    episode_start = np.ones(n, dtype=bool)
     while (done_count < quota).any():
-        actions = agent.act(obs, explore=False, epsilon=epsilon) if epsilon > 0 else agent.act(obs, explore=False)
+        actions = agent.act(obs, explore=False, episode_start=episode_start, epsilon=epsilon)
         obs, rewards, terminated, truncated, infos = envs.step(actions)
         real = ~autoreset
         finished_mask = (terminated | truncated) & real
@@ -238,6 +233,7 @@ def evaluate(agent, env_cfg: EnvConfig, episodes: int, epsilon: float, seed: int
                 done_count[e] += 1
                 if on_episode is not None:
                     on_episode(len(returns), episodes)
+        episode_start = autoreset
         autoreset = terminated | truncated
     if own_envs:
         envs.close()
@@ -280,10 +276,6 @@ class _StopRequest:
 def _crossed(before: int, after: int, every: int) -> int:
     """How many multiples of ``every`` lie in (before, after]."""
     return 0 if every <= 0 else after // every - before // every
-
-
-class TrainingDiverged(RuntimeError):
-    """A loss or a weight went non-finite; the run stopped without checkpointing the broken state."""
 
 
 # What a resume may change. Everything else in the config is baked into the checkpoint (env state,
@@ -429,7 +421,6 @@ def _train_online(cfg: RunConfig, run_dir: Path, resume: bool, source: str | Non
     eval_envs = make_vector_env(cfg.env, num_envs=min(train.eval_episodes, 8))
     obs_space, act_space = envs.single_observation_space, envs.single_action_space
     agent = build_agent(cfg, obs_space, act_space, device)
-    check_eval_epsilon(agent, train.eval_epsilon)  # now, not at the first evaluation after the run dir exists
     replay_cfg = train.replay
     buffer = build_replay(cfg, obs_space, act_space, envs.num_envs, device)
     n = envs.num_envs
@@ -446,6 +437,7 @@ def _train_online(cfg: RunConfig, run_dir: Path, resume: bool, source: str | Non
     last_eval: dict[str, Any] | None = None
     obs, _ = envs.reset(seed=cfg.seed)
     autoreset = np.zeros(n, dtype=bool)
+    episode_start = np.ones(n, dtype=bool)  # obs[e] is the first observation of an episode
     checkpoint_step: int | None = None  # step of the latest checkpoint on disk (None: none yet)
 
     if resume:
@@ -458,6 +450,7 @@ def _train_online(cfg: RunConfig, run_dir: Path, resume: bool, source: str | Non
             best_step = loop.get("best_step")
             train_sums, train_count = json.loads(loop["train_sums"]), int(loop["train_count"])
             autoreset = loop["autoreset"].numpy().astype(bool)
+            episode_start = loop["episode_start"].numpy().astype(bool)
             tracker.returns[:] = loop["episode_returns"].numpy()
             tracker.lengths[:] = loop["episode_lengths"].numpy()
             updates_from = int(loop["updates_from"])
@@ -477,6 +470,7 @@ def _train_online(cfg: RunConfig, run_dir: Path, resume: bool, source: str | Non
         if restored is None:
             obs, _ = envs.reset(seed=cfg.seed + step)
             autoreset[:] = False
+            episode_start[:] = True
             tracker.returns[:] = 0.0
             tracker.lengths[:] = 0
         else:
@@ -527,9 +521,9 @@ def _train_online(cfg: RunConfig, run_dir: Path, resume: bool, source: str | Non
             "loop": {
                 "step": step, "elapsed": elapsed, "best_eval": float(best_eval), "best_step": best_step,
                 "records": logger.records, "updates_from": updates_from,
-                "train_sums": json.dumps(train_sums), "train_count": train_count,
+                "train_sums": json.dumps(metric_values(train_sums)), "train_count": train_count,
                 "obs": torch.as_tensor(np.asarray(obs)),
-                "autoreset": torch.as_tensor(autoreset), "episode_returns": torch.as_tensor(tracker.returns),
+                "autoreset": torch.as_tensor(autoreset), "episode_start": torch.as_tensor(episode_start), "episode_returns": torch.as_tensor(tracker.returns),
                 "episode_lengths": torch.as_tensor(tracker.lengths),
             },
             "rng": {"torch": torch.get_rng_state(), "numpy": _np_state_to_json(np.random.get_state()),
@@ -548,15 +542,12 @@ def _train_online(cfg: RunConfig, run_dir: Path, resume: bool, source: str | Non
                                 "resume with a lower one")
 
     solved = False
-    # agents that count env steps (DQN's epsilon schedule) are told which actions autoreset ignores
-    takes_autoreset = "autoreset" in inspect.signature(agent.act).parameters
     started = time.perf_counter() - elapsed
     sps_mark = (step, time.perf_counter())
     with _StopRequest() as stop:
         while step < train.total_steps and not solved:
             # collect one vector step
-            actions = (agent.act(obs, explore=True, autoreset=autoreset) if takes_autoreset
-                       else agent.act(obs, explore=True))
+            actions = agent.act(obs, explore=True, episode_start=episode_start)
             env_replay.before_step(actions, autoreset)
             next_obs, rewards, terminated, truncated, infos = envs.step(actions)
             life_loss = np.asarray(infos.get("life_loss", np.zeros(n, dtype=bool)), dtype=bool)
@@ -565,6 +556,7 @@ def _train_online(cfg: RunConfig, run_dir: Path, resume: bool, source: str | Non
                 logger.log("episode", step, time.perf_counter() - started, {"return": ret, "length": length})
             before = step
             step += int((~autoreset).sum())
+            episode_start = autoreset
             autoreset = terminated | truncated
             obs = next_obs
             logger.advance(step)
@@ -578,13 +570,8 @@ def _train_online(cfg: RunConfig, run_dir: Path, resume: bool, source: str | Non
                 for _ in range(phases * train.gradient_steps):
                     beta = linear_schedule(replay_cfg.beta_start, 1.0, train.total_steps, step)
                     batch = buffer.sample(train.batch_size, beta=beta)
-                    metrics, priorities = agent.update(batch)
-                    bad = [k for k, v in metrics.items() if not math.isfinite(v)]
-                    if bad:
-                        raise diverged(f"{bad[0]} is {metrics[bad[0]]} after update {train_count + 1} of this "
-                                       "logging window")
-                    if replay_cfg.prioritized and priorities is not None:
-                        buffer.update_priorities(batch.indices, priorities)
+                    metrics = (agent.update(batch, update_priorities=buffer.update_priorities)
+                               if replay_cfg.prioritized else agent.update(batch))
                     for key, value in metrics.items():
                         train_sums[key] = train_sums.get(key, 0.0) + value
                     train_count += 1
@@ -594,7 +581,11 @@ def _train_online(cfg: RunConfig, run_dir: Path, resume: bool, source: str | Non
                 now = time.perf_counter()
                 sps = (step - sps_mark[0]) / max(now - sps_mark[1], 1e-9)
                 sps_mark = (step, now)
-                values = {k: v / train_count for k, v in train_sums.items()} if train_count else {}
+                values = {k: v / train_count for k, v in metric_values(train_sums).items()} if train_count else {}
+                bad = [k for k, v in values.items() if not math.isfinite(v)]
+                if bad:
+                    raise diverged(f"{bad[0]} is {values[bad[0]]} (mean over the updates of the logging window "
+                                   f"ending at step {step})")
                 logger.log("train", step, now - started, {**values, "updates": train_count, "sps": sps})
                 train_sums, train_count = {}, 0
 

@@ -1,12 +1,16 @@
-"""Small shared building blocks: MLP, the Nature DQN CNN, Polyak averaging, linear schedules.
+"""Small shared building blocks: MLP, the Nature DQN CNN, observation encoders (Box and Dict
+spaces), Polyak averaging.
 
 Agents import these instead of re-declaring them, so every agent file stays about its algorithm.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
+import gymnasium as gym
+import numpy as np
 import torch
 from torch import nn
 
@@ -63,9 +67,68 @@ class FlatEncoder(nn.Module):
 
 def is_image_space(shape: Sequence[int], dtype) -> bool:
     """Images: uint8 with 3 dims (C, H, W) — the convention of the Atari envs and SB3."""
-    import numpy as np
-
     return len(shape) == 3 and np.dtype(dtype) == np.uint8
+
+
+class DictEncoder(nn.Module):
+    """Dict observations (goal-conditioned envs: ``observation``, ``achieved_goal``, ``desired_goal``):
+    vector keys are flattened and concatenated in sorted key order, each image key (uint8 C×H×W) goes
+    through its own Nature CNN; the features are concatenated to ``[B, out_dim]``."""
+
+    def __init__(self, space: gym.spaces.Dict) -> None:
+        super().__init__()
+        self.vector_keys: list[str] = []
+        self.cnns = nn.ModuleDict()
+        dim = 0
+        for key in sorted(space.spaces):
+            sub = space.spaces[key]
+            if not isinstance(sub, gym.spaces.Box):
+                raise ValueError(f"Dict observation key '{key}' is {sub}; rlkit's encoders take Box entries only")
+            if is_image_space(sub.shape, sub.dtype):
+                self.cnns[key] = NatureCNN(sub.shape[0], sub.shape[1], sub.shape[2])
+                dim += self.cnns[key].out_dim
+            else:
+                self.vector_keys.append(key)
+                dim += int(np.prod(sub.shape)) if sub.shape else 1
+        self.out_dim = dim
+
+    def forward(self, obs: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        first = next(iter(obs.values()))
+        parts = [obs[key].reshape(first.shape[0], -1).float() for key in self.vector_keys]
+        parts += [cnn(obs[key]) for key, cnn in self.cnns.items()]
+        return torch.cat(parts, dim=1)
+
+
+def make_encoder(observation_space: gym.Space) -> nn.Module:
+    """The encoder for an observation space (``out_dim`` features): Nature CNN for images, flattening
+    for vectors, :class:`DictEncoder` for Dict spaces."""
+    if isinstance(observation_space, gym.spaces.Dict):
+        return DictEncoder(observation_space)
+    shape = tuple(observation_space.shape)
+    if is_image_space(shape, observation_space.dtype):
+        return NatureCNN(shape[0], shape[1], shape[2])
+    return FlatEncoder(shape)
+
+
+def obs_to_tensor(obs: Any, device: torch.device) -> torch.Tensor | dict[str, torch.Tensor]:
+    """A batch of observations (array, or dict of arrays for Dict spaces) as tensors on ``device``."""
+    if isinstance(obs, Mapping):
+        return {key: torch.as_tensor(np.asarray(value), device=device) for key, value in obs.items()}
+    return torch.as_tensor(np.asarray(obs), device=device)
+
+
+def index_obs(obs: Any, index: Any) -> Any:
+    """``obs[index]`` for an array or a dict of arrays."""
+    if isinstance(obs, Mapping):
+        return {key: value[index] for key, value in obs.items()}
+    return obs[index]
+
+
+def obs_batch_size(obs: Any) -> int:
+    """Number of observations in a batch (array or dict of arrays)."""
+    if isinstance(obs, Mapping):
+        return len(next(iter(obs.values())))
+    return len(obs)
 
 
 @torch.no_grad()
@@ -76,11 +139,3 @@ def polyak_update(source: nn.Module, target: nn.Module, tau: float) -> None:
         return
     for p_target, p in zip(target.parameters(), source.parameters()):
         p_target.lerp_(p, tau)
-
-
-def linear_schedule(start: float, end: float, duration: int, step: int) -> float:
-    """Linear interpolation from ``start`` to ``end`` over ``duration`` steps, then ``end``."""
-    if duration <= 0:
-        return end
-    fraction = min(max(step / duration, 0.0), 1.0)
-    return start + fraction * (end - start)

@@ -29,7 +29,7 @@ import warnings
 from collections.abc import MutableMapping
 from typing import Any
 
-from rlkit.config import ConfigError
+from rlkit.errors import ConfigError
 
 #: Offscreen backends tried, in order, when there is no display.
 OFFSCREEN_BACKENDS = ("egl", "osmesa")

@@ -2,7 +2,7 @@
 
     runs/<name>/
         config.yaml          resolved config: enough to rebuild the run (`rlkit train config.yaml`)
-        metrics.jsonl        every record (see rlkit.logging)
+        metrics.jsonl        every record (see rlkit.logger)
         tb/                  TensorBoard events
         checkpoints/latest.pt   atomic, for --resume
         checkpoints/best.pt     weights of the best evaluation, for `rlkit eval`
@@ -23,14 +23,12 @@ from pathlib import Path
 
 import yaml
 
+from rlkit.errors import RunDirError
+
 CONFIG_FILE = "config.yaml"
 LATEST = Path("checkpoints") / "latest.pt"
 BEST = Path("checkpoints") / "best.pt"
 LOCK_FILE = ".rlkit.lock"
-
-
-class RunDirError(ValueError):
-    """A directory that should be a run is not one."""
 
 
 def new_run_dir(root: str | Path, name: str | None, config_name: str, agent: str, seed: int) -> Path:

@@ -28,7 +28,7 @@ import torch
 
 from rlkit.checkpoint import load_checkpoint
 from rlkit.config import EnvConfig, load_config
-from rlkit.logging import read_metrics
+from rlkit.logger import read_metrics
 from rlkit.loops import evaluate, train_online
 from rlkit.runs import LATEST
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rlkit.logging import METRICS_FILE, read_metrics
+from rlkit.logger import METRICS_FILE, read_metrics
 from rlkit.runs import RunDirError, check_run_dir
 
 

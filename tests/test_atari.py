@@ -537,7 +537,7 @@ def test_dqn_trains_on_pong_smoke(tmp_path):
     """The Pong config end to end on a tiny budget: native vector env, Nature CNN, frame-stack replay,
     evaluation and checkpoint."""
     from rlkit.config import configs_dir, load_config
-    from rlkit.logging import read_metrics
+    from rlkit.logger import read_metrics
     from rlkit.loops import train_online
 
     cfg = load_config(configs_dir() / "dqn_pong.yaml", [

@@ -24,14 +24,14 @@ def _batch(b=8, seed=0):
 
 
 def test_q_network_shapes_mlp_and_nature_cnn():
-    mlp = QNetwork((4,), np.float32, 3, [16, 16], dueling=False)
+    mlp = QNetwork(gym.spaces.Box(-1, 1, (4,), np.float32), 3, [16, 16], dueling=False)
     assert mlp(torch.randn(5, 4)).shape == (5, 3)
-    cnn = QNetwork((4, 84, 84), np.uint8, 6, [16], dueling=True)
+    cnn = QNetwork(gym.spaces.Box(0, 255, (4, 84, 84), np.uint8), 6, [16], dueling=True)
     assert cnn(torch.randint(0, 255, (2, 4, 84, 84), dtype=torch.uint8)).shape == (2, 6)
 
 
 def test_dueling_head_is_value_plus_centred_advantage():
-    net = QNetwork((4,), np.float32, 3, [16], dueling=True)
+    net = QNetwork(gym.spaces.Box(-1, 1, (4,), np.float32), 3, [16], dueling=True)
     obs = torch.randn(7, 4)
     z = net.encoder(obs)
     q = net(obs)
@@ -52,9 +52,12 @@ def test_loss_matches_hand_computed_target(double):
         q = agent.q_net(batch.obs)[torch.arange(8), batch.actions]
         expected = (batch.weights * F.huber_loss(q, y, reduction="none")).mean()
         expected_td = (q - y).abs()
-    metrics, priorities = agent.update(batch)
-    assert metrics["loss"] == pytest.approx(expected.item(), rel=1e-5)
-    torch.testing.assert_close(priorities, expected_td)
+    reported = {}
+    metrics = agent.update(batch, update_priorities=lambda indices, priorities: reported.update(
+        indices=indices, priorities=priorities))
+    assert float(metrics["loss"]) == pytest.approx(expected.item(), rel=1e-5)
+    torch.testing.assert_close(reported["priorities"], expected_td)
+    torch.testing.assert_close(reported["indices"], batch.indices)
 
 
 def test_target_network_hard_and_soft_updates():
@@ -88,12 +91,16 @@ def test_epsilon_schedule_skips_autoreset_steps():
     """gymnasium's NEXT_STEP autoreset ignores the action of the step after an episode ends: not a transition."""
     agent = DQN(DQNConfig(hidden=[8], eps_start=1.0, eps_end=0.0, eps_decay_steps=100), BOX, ACTIONS, seed=1)
     obs = np.zeros((4, 4), dtype=np.float32)
-    agent.act(obs, explore=True, autoreset=np.array([True, False, True, False]))
-    assert agent.env_steps == 2 and agent.epsilon == pytest.approx(0.98)
-    agent.act(obs, explore=True, autoreset=np.zeros(4, dtype=bool))
+    first = np.ones(4, dtype=bool)  # the first call: every obs starts an episode, nothing to correct
+    agent.act(obs, explore=True, episode_start=first)
+    assert agent.env_steps == 4 and agent.epsilon == pytest.approx(0.96)
+    # envs 0 and 2 had ended their episodes: the previous call's actions there were autoreset steps
+    agent.act(obs, explore=True, episode_start=np.array([True, False, True, False]))
     assert agent.env_steps == 6
-    agent.act(obs, explore=False, autoreset=np.zeros(4, dtype=bool))
-    assert agent.env_steps == 6
+    agent.act(obs, explore=False, episode_start=np.zeros(4, dtype=bool))
+    assert agent.env_steps == 6  # evaluation does not count
+    agent.act(obs, explore=True, episode_start=np.zeros(4, dtype=bool))
+    assert agent.env_steps == 10
 
 
 def test_epsilon_schedule_counts_the_loops_env_steps(tmp_path, cartpole_data):
@@ -111,7 +118,7 @@ def test_epsilon_schedule_counts_the_loops_env_steps(tmp_path, cartpole_data):
 def test_learning_rate_schedule_follows_env_steps():
     agent = DQN(DQNConfig(hidden=[8], lr=1e-2, lr_end=1e-3, lr_decay_steps=100), BOX, ACTIONS, seed=0)
     obs = np.zeros((10, 4), dtype=np.float32)
-    metrics, _ = agent.update(_batch())
+    metrics = agent.update(_batch())
     assert agent.optimizer.param_groups[0]["lr"] == pytest.approx(1e-2) and metrics["lr"] == pytest.approx(1e-2)
     for _ in range(5):
         agent.act(obs, explore=True)
@@ -123,7 +130,7 @@ def test_learning_rate_schedule_follows_env_steps():
     assert agent.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3)  # stays at lr_end
     constant = DQN(DQNConfig(hidden=[8], lr=1e-2), BOX, ACTIONS)
     constant.act(obs, explore=True)
-    metrics, _ = constant.update(_batch())
+    metrics = constant.update(_batch())
     assert constant.optimizer.param_groups[0]["lr"] == 1e-2 and "lr" not in metrics
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from rlkit.bench import SOLVED, Outcome
 from rlkit.config import configs_dir, load_config
-from rlkit.logging import read_metrics
+from rlkit.logger import read_metrics
 from rlkit.loops import train_online
 
 

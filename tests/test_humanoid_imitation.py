@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import rlkit.envs  # noqa: F401
-from rlkit.config import ConfigError
+from rlkit.errors import ConfigError
 from rlkit.envs.humanoid_imitation import HumanoidImitationEnv, TrackingReward
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from rlkit.cli import main
-from rlkit.config import ConfigError
+from rlkit.errors import ConfigError
 from rlkit.envs.mocap import (DEEPMIMIC_CLIPS, DEEPMIMIC_DIR, MotionClip, actuated_dofs, inverse_dynamics, load_clip,
                               load_model, quat_mul, quat_slerp, read_deepmimic)
 

@@ -27,7 +27,7 @@ import yaml
 from rlkit.checkpoint import load_checkpoint
 from rlkit.cli import main
 from rlkit.config import ConfigError, build_run_config
-from rlkit.logging import RunLogger
+from rlkit.logger import RunLogger
 from rlkit.runs import BEST, LATEST, LOCK_FILE, RunLock
 
 

@@ -14,7 +14,7 @@ import yaml
 from rlkit.checkpoint import load_checkpoint
 from rlkit.cli import _print_summary, main
 from rlkit.config import build_run_config
-from rlkit.logging import learning_curve_figure
+from rlkit.logger import learning_curve_figure
 from rlkit.loops import train_online
 from rlkit.runs import LATEST
 
