@@ -6,10 +6,12 @@ An agent class is built as ``AgentClass(cfg, observation_space, action_space, de
 
 from rlkit.agents.dqn import DQN, DQNConfig
 from rlkit.agents.mpo import MPO, MPOConfig
+from rlkit.agents.sac import SAC, SACConfig
 
 AGENTS: dict[str, tuple[type, type]] = {
     "dqn": (DQNConfig, DQN),
     "mpo": (MPOConfig, MPO),
+    "sac": (SACConfig, SAC),
 }
 
-__all__ = ["AGENTS", "DQN", "DQNConfig", "MPO", "MPOConfig"]
+__all__ = ["AGENTS", "DQN", "DQNConfig", "MPO", "MPOConfig", "SAC", "SACConfig"]

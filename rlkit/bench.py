@@ -10,7 +10,8 @@ reported as median with min..max spread.
 
 Suites: ``dqn-cartpole`` (learning: time and env steps to solve), ``dqn-throughput`` (training env
 steps/s after learning starts, CartPole and Pong), ``atari-collect`` (collection path vs raw ALE vector
-env), ``replay`` (sampling rate and memory vs SB3's ReplayBuffer). ``all`` runs every suite.
+env), ``replay`` (sampling rate and memory vs SB3's ReplayBuffer), ``sac`` (SAC learning outcome and
+update throughput vs SB3's SAC, Pendulum and HalfCheetah). ``all`` runs every suite.
 Results: ``DIR/<suite>.json``, ``DIR/<suite>.png`` and the suite's section of ``docs/benchmarks.md``.
 """
 
@@ -516,6 +517,194 @@ def suite_replay(seeds: list[int], out: Path, quick: bool, threads: int) -> list
 
 
 # --------------------------------------------------------------------------------------
+# Suite: sac (learning outcome and update throughput vs SB3's SAC)
+# --------------------------------------------------------------------------------------
+
+# rl-baselines3-zoo's SAC hyperparameters (hyperparams/sac.yml); everything else is SB3's SAC default
+# (batch 256, buffer 1e6, tau 0.005, gamma 0.99, train_freq 1, gradient_steps 1, ent_coef auto, 256x256)
+ZOO_SAC = {"Pendulum-v1": dict(learning_rate=1e-3, learning_starts=100),
+           "HalfCheetah-v5": dict(learning_rate=3e-4, learning_starts=10_000)}
+SAC_CONFIGS = {"Pendulum-v1": "sac_pendulum.yaml", "HalfCheetah-v5": "sac_halfcheetah.yaml"}
+# env steps (total, learning_starts, eval_every, eval_episodes) per env: full runs, --quick
+SAC_BUDGETS = {False: {"Pendulum-v1": (8_000, 100, 2_000, 10), "HalfCheetah-v5": (25_000, 10_000, 5_000, 10)},
+               True: {"Pendulum-v1": (600, 100, 300, 1), "HalfCheetah-v5": (600, 300, 300, 1)}}
+
+
+def _window_rate(marks: list[tuple[int, float, int]], evals: list[tuple[float, float]], start_step: int
+                 ) -> float | None:
+    """Updates/s between the first mark at or after ``start_step`` and the last mark, less the time of the
+    evaluations that ended inside. ``marks``: (env step, time, updates so far); ``evals``: (end time, duration)."""
+    inside = [m for m in marks if m[0] >= start_step]
+    if len(inside) < 2:
+        return None
+    (_, t0, u0), (_, t1, u1) = inside[0], inside[-1]
+    spent = sum(duration for end, duration in evals if t0 < end <= t1)
+    return (u1 - u0) / max(t1 - t0 - spent, 1e-9)
+
+
+def _rlkit_sac_run(config: str, overrides: list[str], run_dir: Path, start_step: int
+                   ) -> tuple[list[tuple[int, float]], float | None]:
+    """rlkit's own loop: ([(step, eval mean)], training updates/s after ``start_step``)."""
+    eval_times: list[float] = []
+    records = _rlkit_run(config, overrides, run_dir, eval_times)
+    marks, updates = [], 0
+    for r in records:
+        if r["kind"] == "train":
+            updates += r.get("updates", 0)
+            marks.append((r["step"], r["time"], updates))
+    evals = [r for r in records if r["kind"] == "eval"]
+    rate = _window_rate(marks, [(r["time"], t) for r, t in zip(evals, eval_times)], start_step)
+    return [(r["step"], r["return_mean"]) for r in evals], rate
+
+
+def _sb3_sac(env_id: str, seed: int, learning_starts: int):
+    import gymnasium as gym
+    from stable_baselines3 import SAC as SB3SAC
+
+    hyper = {**ZOO_SAC[env_id], "learning_starts": learning_starts}
+    return SB3SAC("MlpPolicy", gym.make(env_id), seed=seed, device="cpu", verbose=0, **hyper)
+
+
+def _sb3_sac_run(env_id: str, seed: int, total: int, learning_starts: int, eval_every: int, episodes: int,
+                 log_every: int, start_step: int) -> tuple[list[tuple[int, float]], float | None]:
+    """SB3's SAC with the zoo hyperparameters, deterministic evaluations every ``eval_every`` env steps
+    (timed and left out of the rate): ([(step, eval mean)], training updates/s after ``start_step``)."""
+    import gymnasium as gym
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.evaluation import evaluate_policy
+    from stable_baselines3.common.monitor import Monitor
+
+    model = _sb3_sac(env_id, seed, learning_starts)
+    eval_env = Monitor(gym.make(env_id))
+    eval_env.reset(seed=seed + 100_000)
+    marks: list[tuple[int, float, int]] = []
+    evals: list[tuple[int, float]] = []
+    eval_times: list[tuple[float, float]] = []
+
+    class Clock(BaseCallback):
+        def _on_step(self) -> bool:
+            step = self.num_timesteps
+            if step % log_every == 0:
+                marks.append((step, time.perf_counter(), model._n_updates))
+            if step % eval_every == 0 or step == total:  # rlkit's loop also evaluates at the end
+                t0 = time.perf_counter()
+                mean, _ = evaluate_policy(model, eval_env, n_eval_episodes=episodes, deterministic=True)
+                evals.append((step, float(mean)))
+                eval_times.append((time.perf_counter(), time.perf_counter() - t0))
+            return True
+
+    model.learn(total_timesteps=total, callback=Clock())
+    return evals, _window_rate(marks, eval_times, start_step)
+
+
+def _synthetic_rate(update: Callable[[], Any], seconds: float) -> float:
+    """Calls per second of ``update`` after a warm-up (the same process, the same threads)."""
+    for _ in range(10):
+        update()
+    calls, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        update()
+        calls += 1
+    return calls / (time.perf_counter() - start)
+
+
+def _rlkit_sac_limit(config: str, env_id: str, seed: int, batch_size: int, seconds: float) -> float:
+    """rlkit's ``SAC.update`` alone on a fixed synthetic batch: the compute limit of training."""
+    import gymnasium as gym
+
+    from rlkit.agents import SAC
+    from rlkit.config import load_config
+    from rlkit.replay import Transitions
+
+    cfg = load_config(config, [f"seed={seed}"])
+    env = gym.make(env_id)
+    agent = SAC(cfg.agent, env.observation_space, env.action_space, seed=seed)
+    g = torch.Generator().manual_seed(seed)
+    obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
+    low, high = torch.as_tensor(env.action_space.low), torch.as_tensor(env.action_space.high)
+    batch = Transitions(obs=torch.randn(batch_size, obs_dim, generator=g),
+                        actions=low + (high - low) * torch.rand(batch_size, act_dim, generator=g),
+                        rewards=torch.randn(batch_size, generator=g), next_obs=torch.randn(batch_size, obs_dim, generator=g),
+                        discounts=torch.full((batch_size,), cfg.agent.gamma), weights=torch.ones(batch_size),
+                        indices=torch.arange(batch_size))
+    env.close()
+    return _synthetic_rate(lambda: agent.update(batch), seconds)
+
+
+def _sb3_sac_limit(env_id: str, seed: int, seconds: float) -> float:
+    """SB3's ``SAC.train(gradient_steps=1)`` alone (its train step: replay sample + update) on a buffer of
+    random transitions."""
+    from stable_baselines3.common.logger import configure
+
+    model = _sb3_sac(env_id, seed, learning_starts=0)
+    model.set_logger(configure(None, []))
+    rng = np.random.default_rng(seed)
+    obs_space, act_space = model.observation_space, model.action_space
+    for _ in range(1_000):
+        obs = rng.standard_normal((1, *obs_space.shape)).astype(np.float32)
+        action = rng.uniform(act_space.low, act_space.high, size=(1, *act_space.shape)).astype(np.float32)
+        model.replay_buffer.add(obs, obs + 0.1, action, rng.standard_normal(1).astype(np.float32),
+                                np.zeros(1, dtype=bool), [{}])
+    return _synthetic_rate(lambda: model.train(gradient_steps=1, batch_size=model.batch_size), seconds)
+
+
+def suite_sac(seeds: list[int], out: Path, quick: bool, threads: int) -> list[Figure]:
+    budgets = SAC_BUDGETS[quick]
+    log_every = 100 if quick else 1_000
+    limit_seconds = 0.5 if quick else 10.0
+    log = ["log.progress=false", "log.tensorboard=false", "log.plot=false", "train.save_buffer=false",
+           "train.checkpoint_every=0", f"torch_threads={threads}", f"log.log_every={log_every}"]
+    figures: dict[str, list[Figure]] = {}
+    for env_id, (total, starts, _, _) in budgets.items():
+        short = env_id.split("-")[0]
+        # Pendulum's returns are negative: compare its cost (-return), lower is better
+        final = (Figure(f"{short}: final evaluation cost (-return) after {total:,} env steps", "cost",
+                        higher_is_better=False, paired=False) if short == "Pendulum" else
+                 Figure(f"{short}: final evaluation return after {total:,} env steps", "return", paired=False))
+        figures[env_id] = [
+            final,
+            Figure(f"{short}: training updates/s after learning starts, evaluations excluded", "updates/s",
+                   goal=">= 1.0"),
+            Figure(f"{short}: update alone on a synthetic batch (SAC.update vs SB3 train step)", "updates/s"),
+            Figure(f"{short}: rlkit training updates/s / rlkit update alone (share of the compute limit)",
+                   "updates/s", goal=">= 0.9"),
+            Figure(f"{short}: SB3 training updates/s / SB3 train step alone (columns: SB3, SB3)", "updates/s"),
+        ]
+    for seed in seeds:
+        for env_id, (total, starts, eval_every, episodes) in budgets.items():
+            final, train_rate, alone, share, sb3_share = figures[env_id]
+            start_step = starts + log_every  # the first full logging window of updates
+            overrides = [*log, f"seed={seed}", f"train.total_steps={total}", f"train.learning_starts={starts}",
+                         f"agent.random_steps={starts}", f"train.eval_every={eval_every}",
+                         f"train.eval_episodes={episodes}"]
+            ours_evals, ours_rate = _rlkit_sac_run(str(configs_dir() / SAC_CONFIGS[env_id]), overrides,
+                                                   out / "runs" / f"sac-{env_id}-rlkit-s{seed}", start_step)
+            theirs_evals, theirs_rate = _sb3_sac_run(env_id, seed, total, starts, eval_every, episodes, log_every,
+                                                     start_step)
+            ours_limit = _rlkit_sac_limit(str(configs_dir() / SAC_CONFIGS[env_id]), env_id, seed, 256, limit_seconds)
+            theirs_limit = _sb3_sac_limit(env_id, seed, limit_seconds)
+            sign = -1.0 if final.unit == "cost" else 1.0
+            final.rlkit.append(sign * ours_evals[-1][1] if ours_evals else None)
+            final.reference.append(sign * theirs_evals[-1][1] if theirs_evals else None)
+            train_rate.rlkit.append(ours_rate)
+            train_rate.reference.append(theirs_rate)
+            alone.rlkit.append(ours_limit)
+            alone.reference.append(theirs_limit)
+            share.rlkit.append(ours_rate)
+            share.reference.append(ours_limit)
+            sb3_share.rlkit.append(theirs_rate)
+            sb3_share.reference.append(theirs_limit)
+            print(f"  seed {seed} {env_id}: evaluations rlkit {[round(m) for _, m in ours_evals]}, "
+                  f"SB3 {[round(m) for _, m in theirs_evals]}; training updates/s rlkit {ours_rate or 0:.1f} vs SB3 "
+                  f"{theirs_rate or 0:.1f}; update alone rlkit {ours_limit:.1f} vs SB3 {theirs_limit:.1f}", flush=True)
+            gc.collect()
+        partial = {"suite": "sac", "seeds_done": seeds[: seeds.index(seed) + 1],
+                   "figures": [f.summary() for figs in figures.values() for f in figs]}
+        (out / "sac.partial.json").write_text(json.dumps(partial, indent=1))
+    return [f for figs in figures.values() for f in figs]
+
+
+# --------------------------------------------------------------------------------------
 # Running, reporting
 # --------------------------------------------------------------------------------------
 
@@ -524,9 +713,20 @@ SUITES: dict[str, Callable[..., list[Figure]]] = {
     "dqn-throughput": suite_dqn_throughput,
     "atari-collect": suite_atari_collect,
     "replay": suite_replay,
+    "sac": suite_sac,
 }
 
 DOC_NOTES = {
+    "sac": "rlkit SAC (configs/sac_pendulum.yaml, configs/sac_halfcheetah.yaml) vs SB3 SAC, both with "
+           "rl-baselines3-zoo's hyperparameters (Pendulum-v1: lr 1e-3; HalfCheetah-v5: learning_starts 10,000; the rest "
+           "SB3's defaults: batch 256, 256x256 nets, tau 0.005, auto entropy, one update per env step, uniform random "
+           "actions until learning starts) at the same env-step budget, seeds interleaved in one process. Final "
+           "return: the last deterministic evaluation (10 episodes; Pendulum as cost = -return, lower is better). "
+           "Training updates/s: over the run after the first logging window of updates, each side's evaluation "
+           "time subtracted (includes acting, env steps, replay writes and sampling). Update alone: rlkit's "
+           "SAC.update on a fixed synthetic batch of 256, and SB3's train(gradient_steps=1) (which also samples its "
+           "replay buffer), each timed for 10 s in the same process right after the runs; the share of the compute "
+           "limit is training updates/s over update-alone updates/s.",
     "dqn-cartpole": "rlkit DQN vs SB3 DQN, both with rl-baselines3-zoo's CartPole-v1 hyperparameters, and rlkit's "
                     "tuned config (configs/dqn_cartpole.yaml) against the same SB3 runs. Evaluation every 2,500 env "
                     "steps, 10 deterministic episodes; 'solved' = first evaluation mean >= 475. rlkit's zoo run stops "
