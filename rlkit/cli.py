@@ -208,48 +208,203 @@ def cmd_plot(ns: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_dataset(ns: argparse.Namespace) -> int:
-    """``rlkit dataset from-mocap``: a state-action dataset of mocap clips by inverse dynamics."""
+def cmd_collect(ns: argparse.Namespace) -> int:
+    """``rlkit collect RUN_DIR|random``: record whole episodes of a trained policy (or uniform random
+    actions) into a Minari dataset."""
     import numpy as np
 
-    from rlkit.envs.mocap import DEEPMIMIC_CLIPS, build_mocap_dataset, residual_summary, resolve_clip_name
+    from rlkit.config import EnvConfig
+    from rlkit.datasets import check_dataset_id, dataset_path, episode_stats, record_episodes, write_dataset
+    from rlkit.errors import DatasetError
+    from rlkit.loops import make_vector_env
 
-    out = Path(ns.out)
-    _check_output_file(out, "--out")  # before the computation, not after it
+    if ns.episodes < 1:
+        raise ConfigError(f"--episodes must be >= 1, got {ns.episodes}")
+    if ns.num_envs < 1:
+        raise ConfigError(f"--num-envs must be >= 1, got {ns.num_envs}")
+    if not 0.0 <= ns.epsilon <= 1.0:  # also rejects nan
+        raise ConfigError(f"--epsilon must lie in [0, 1] (a probability of acting at random), got {ns.epsilon}")
+    if not 0.0 <= ns.noise < float("inf"):
+        raise ConfigError(f"--noise must be a finite std >= 0 (relative to the action half-range), got {ns.noise}")
+    check_dataset_id(ns.out)
+    if dataset_path(ns.out).exists() and not ns.overwrite:  # before any episode runs
+        raise DatasetError(f"dataset '{ns.out}' already exists ({dataset_path(ns.out)}); pick another --out (e.g. "
+                           "bump -vN) or pass --overwrite")
+    num_envs = min(ns.num_envs, ns.episodes)
+    if ns.source == "random":
+        if ns.env is None:
+            raise ConfigError("rlkit collect random needs --env ID (e.g. --env CartPole-v1)")
+        env_cfg = EnvConfig(id=ns.env, num_envs=num_envs)
+        envs = make_vector_env(env_cfg, num_envs=num_envs)
+        act_space = envs.single_action_space
+        act_space.seed(ns.seed)
+
+        def act(obs, episode_start):
+            return np.stack([act_space.sample() for _ in range(envs.num_envs)])
+
+        source = {"source": "random"}
+        algorithm = "uniform random policy"
+    else:
+        env_cfg, envs, act, source = _collect_policy(ns, num_envs)
+        algorithm = f"{source['agent']} ({source['checkpoint']})"
+    act_space = envs.single_action_space
+    if ns.noise > 0:
+        if not hasattr(act_space, "low") or act_space.dtype.kind != "f":
+            envs.close()
+            raise ConfigError(f"--noise adds Gaussian noise to continuous (Box) actions; {env_cfg.id}'s action "
+                              f"space is {act_space}: use --epsilon instead")
+        rng = np.random.default_rng(ns.seed + 1)
+        half = (act_space.high - act_space.low) / 2.0
+        base_act = act
+
+        def act(obs, episode_start):
+            a = np.asarray(base_act(obs, episode_start), dtype=act_space.dtype)
+            noisy = a + rng.normal(size=a.shape) * ns.noise * half
+            return np.clip(noisy, act_space.low, act_space.high).astype(act_space.dtype)
+
+    try:
+        episodes = record_episodes(envs, act, ns.episodes, seed=ns.seed)
+        obs_space = envs.single_observation_space
+    finally:
+        envs.close()
+    meta = {**source, "epsilon": ns.epsilon, "noise": ns.noise, "seed": ns.seed, "num_envs": num_envs}
+    path = write_dataset(ns.out, episodes, obs_space, act_space, env_id=env_cfg.id, env_kwargs=env_cfg.kwargs,
+                         algorithm_name=algorithm, metadata=meta, overwrite=ns.overwrite,
+                         description=f"{len(episodes)} episodes of {env_cfg.id} recorded by `rlkit collect` "
+                                     f"({algorithm}, epsilon {ns.epsilon}, noise {ns.noise}, seed {ns.seed})")
+    stats = episode_stats(episodes)
+    print(f"wrote dataset {ns.out} ({path}): {stats['total_episodes']} episodes, {stats['total_steps']} steps, "
+          f"return {stats['return_mean']:.2f} ± {stats['return_std']:.2f} on {env_cfg.id}")
+    return 0
+
+
+def _collect_policy(ns: argparse.Namespace, num_envs: int):
+    """(env config, vector env, policy, metadata) for ``rlkit collect RUN_DIR``, loaded as `rlkit eval` does."""
+    from rlkit.config import build_run_config, read_yaml
+    from rlkit.export import WEIGHTS_FILE, is_exported, load_exported
+    from rlkit.loops import build_agent, load_agent_weights, make_vector_env, resolve_device
+    from rlkit.runs import BEST, CONFIG_FILE, LATEST, check_run_dir
+
+    exported = Path(ns.source).is_dir() and is_exported(ns.source) and not (Path(ns.source) / LATEST).exists()
+    run_dir = check_run_dir(ns.source, need_checkpoint=not exported)
+    cfg = build_run_config(read_yaml(run_dir / CONFIG_FILE), [], source=str(run_dir / CONFIG_FILE))
+    if ns.device:
+        cfg.device = ns.device
+    env_cfg = cfg.env
+    if ns.env is not None and ns.env != cfg.env.id:  # another env: the run's kwargs belong to its own env
+        from rlkit.config import EnvConfig
+
+        env_cfg = EnvConfig(id=ns.env, vectorization=cfg.env.vectorization)
+    env_cfg = type(env_cfg)(id=env_cfg.id, num_envs=num_envs, kwargs=dict(env_cfg.kwargs),
+                            vectorization=env_cfg.vectorization)
+    if exported:
+        ckpt_path = run_dir / WEIGHTS_FILE
+    else:
+        ckpt_path = run_dir / (BEST if ns.checkpoint == "best" and (run_dir / BEST).exists() else LATEST)
+    device = resolve_device(cfg.device)
+    envs = make_vector_env(env_cfg, num_envs=num_envs)
+    try:
+        agent = build_agent(cfg, envs.single_observation_space, envs.single_action_space, device)
+        if exported:
+            load_exported(agent, run_dir, cfg.agent.name, device)
+        else:
+            load_agent_weights(agent, ckpt_path, device)
+    except BaseException:
+        envs.close()
+        raise
+
+    def act(obs, episode_start):
+        return agent.act(obs, explore=False, episode_start=episode_start, epsilon=ns.epsilon)
+
+    meta = {"source": "policy", "run_dir": str(run_dir.resolve()), "agent": cfg.agent.name,
+            "checkpoint": ckpt_path.name, "run_env_id": cfg.env.id}
+    return env_cfg, envs, act, meta
+
+
+def cmd_dataset(ns: argparse.Namespace) -> int:
+    """``rlkit dataset list | info ID | from-run RUN_DIR --out ID | from-mocap``."""
+    return {"list": _dataset_list, "info": _dataset_info, "from-run": _dataset_from_run,
+            "from-mocap": _dataset_from_mocap}[ns.source](ns)
+
+
+def _dataset_list(ns: argparse.Namespace) -> int:
+    from rlkit.datasets import datasets_root, list_datasets
+
+    rows = list_datasets()
+    root = datasets_root()
+    if not rows:
+        print(f"no datasets under {root} (MINARI_DATASETS_PATH); `rlkit collect` or `rlkit dataset from-run` "
+              "write one")
+        return 0
+    width = max(24, *(len(r["id"]) for r in rows)) + 2
+    print(f"{'id':<{width}}{'episodes':>9}{'steps':>11}  {'env':<28}{'size':>10}")
+    for r in rows:
+        if "error" in r:
+            print(f"{r['id']:<{width}}{'?':>9}{'?':>11}  {'(unreadable: see rlkit dataset info)':<28}"
+                  f"{r['size_mb']:>8.1f}MB")
+            continue
+        print(f"{r['id']:<{width}}{r['episodes']:>9}{r['steps']:>11}  {str(r['env'] or '-'):<28}{r['size_mb']:>8.1f}MB")
+    print(f"{len(rows)} dataset{'s' if len(rows) != 1 else ''} under {root}")
+    return 0
+
+
+def _dataset_info(ns: argparse.Namespace) -> int:
+    from rlkit.datasets import dataset_info
+
+    info = dataset_info(ns.dataset)
+    ret, length = info["return"], info["length"]
+    print(f"dataset      {info['id']}")
+    print(f"path         {info['path']}")
+    print(f"env          {info['env_id'] or '-'}")
+    print(f"observations {info['observation_space']}")
+    print(f"actions      {info['action_space']}")
+    print(f"episodes     {info['episodes']} ({info['terminated']} terminated, {info['truncated']} truncated)")
+    print(f"steps        {info['steps']} (episode length mean {length['mean']:.1f}, min {length['min']}, "
+          f"max {length['max']})")
+    print(f"return       mean {ret['mean']:.3f}  std {ret['std']:.3f}  min {ret['min']:.3f}  max {ret['max']:.3f}")
+    extra = {**info["minari"], **{f"rlkit.{k}": v for k, v in info["rlkit"].items()}}
+    for key, value in extra.items():
+        print(f"{key:<{max([12, *map(len, extra)])}} {json.dumps(value) if not isinstance(value, str) else value}")
+    return 0
+
+
+def _dataset_from_run(ns: argparse.Namespace) -> int:
+    from rlkit.datasets import dataset_from_run
+
+    path, counts = dataset_from_run(ns.run_dir, ns.out, overwrite=ns.overwrite)
+    print(f"wrote dataset {ns.out} ({path}): {counts['total_episodes']} episodes, {counts['total_steps']} steps of "
+          f"the {counts['transitions']} transitions in the replay buffer (dropped: {counts['dropped_leading']} of "
+          f"episodes whose start the ring overwrote, {counts['dropped_trailing']} unfinished), return "
+          f"{counts['return_mean']:.2f} ± {counts['return_std']:.2f}")
+    return 0
+
+
+def _dataset_from_mocap(ns: argparse.Namespace) -> int:
+    """A state-action dataset of mocap clips by inverse dynamics, written as a Minari dataset."""
+    from rlkit.datasets import check_dataset_id, dataset_path
+    from rlkit.envs.mocap import DEEPMIMIC_CLIPS, build_mocap_dataset, residual_summary, resolve_clip_name, \
+        write_mocap_dataset
+    from rlkit.errors import DatasetError
+
+    check_dataset_id(ns.out)
+    if dataset_path(ns.out).exists() and not ns.overwrite:  # before the computation, not after it
+        raise DatasetError(f"dataset '{ns.out}' already exists ({dataset_path(ns.out)}); pick another --out (e.g. "
+                           "bump -vN) or pass --overwrite")
     clips = ns.clips or list(DEEPMIMIC_CLIPS)
     for clip in clips:  # unknown names fail before any work, with the closest valid name
         if not str(clip).endswith((".txt", ".npz")):
             resolve_clip_name(clip)
     data = build_mocap_dataset(clips, contacts=not ns.no_contacts)
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with open(out, "wb") as f:
-            np.savez_compressed(f, **data)
-    except OSError as exc:
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise
-        raise ConfigError(f"--out '{out}' cannot be written: {exc.strerror or exc}") from None
+    path = write_mocap_dataset(data, ns.out, overwrite=ns.overwrite)
     print(f"root residual per clip (|qfrc_inverse[:6]|, contacts {'off' if ns.no_contacts else 'on'}):")
     print(f"  {'clip':<16}{'frames':>7}{'mean':>10}{'median':>10}{'max':>11}{'force/mg':>10}")
     for row in residual_summary(data):
         print(f"  {row['clip']:<16}{row['frames']:>7}{row['mean']:>10.1f}{row['median']:>10.1f}{row['max']:>11.1f}"
               f"{row.get('force_over_weight', float('nan')):>10.2f}")
-    print(f"wrote {out}: {len(data['actions'])} transitions, observations {data['observations'].shape[1]}, "
+    print(f"wrote dataset {ns.out} ({path}): {len(data['clip_names'])} episodes (one per clip), "
+          f"{len(data['actions'])} transitions, observations {data['observations'].shape[1]}, "
           f"actions {data['actions'].shape[1]}")
     return 0
-
-
-def _check_output_file(path: Path, option: str) -> None:
-    """A file we may create or replace: not a directory, in a directory we can create and write."""
-    if path.is_dir():
-        raise ConfigError(f"{option} '{path}' is a directory; give a file name (e.g. {path / 'dataset.npz'})")
-    parent = path.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir():
-        raise ConfigError(f"{option} '{path}' cannot be created: '{parent}' is a file, not a directory")
-    if not os.access(parent if not path.exists() else path, os.W_OK):
-        raise ConfigError(f"{option} '{path}' cannot be written: no write permission")
 
 
 def cmd_bench(ns: argparse.Namespace) -> int:
@@ -308,17 +463,52 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--labels", nargs="+", help="one label per run (runs with equal labels aggregate)")
     plot.set_defaults(func=cmd_plot)
 
-    dataset = sub.add_parser("dataset", help="build offline datasets")
+    collect = sub.add_parser(
+        "collect", help="record episodes of a trained policy or random actions into a Minari dataset",
+        description="Steps the env with the policy of RUN_DIR (a run, or an `rlkit export` directory) or uniform "
+                    "random actions, and writes whole episodes (true final observations included) as the Minari "
+                    "dataset --out under MINARI_DATASETS_PATH (default ~/.minari/datasets).")
+    collect.add_argument("source", metavar="RUN_DIR|random")
+    collect.add_argument("--env", help="env id (default: the run's; required for random)")
+    collect.add_argument("--episodes", type=int, required=True)
+    collect.add_argument("--out", required=True, metavar="ID", help="dataset id, namespace/name-v0")
+    collect.add_argument("--epsilon", type=float, default=0.0, help="act uniformly at random with this probability")
+    collect.add_argument("--noise", type=float, default=0.0,
+                         help="Gaussian noise std on Box actions, relative to the half-range, clipped to the bounds")
+    collect.add_argument("--seed", type=int, default=0)
+    collect.add_argument("--checkpoint", choices=["best", "latest"], default="best")
+    collect.add_argument("--num-envs", type=int, default=8, help="sub-envs stepped together (at most --episodes)")
+    collect.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    collect.add_argument("--overwrite", action="store_true", help="replace an existing dataset --out")
+    collect.set_defaults(func=cmd_collect)
+
+    dataset = sub.add_parser("dataset", help="offline datasets (Minari format): list, inspect, build",
+                             description="Datasets live under MINARI_DATASETS_PATH (default ~/.minari/datasets); "
+                                         "`minari` reads them too.")
     dataset_sub = dataset.add_subparsers(dest="source", required=True)
+    dataset_sub.add_parser("list", help="datasets: id, episodes, steps, env, size").set_defaults(func=cmd_dataset)
+    info = dataset_sub.add_parser("info", help="spaces, counts, return statistics and metadata of a dataset")
+    info.add_argument("dataset", metavar="ID|PATH")
+    info.set_defaults(func=cmd_dataset)
+    from_run = dataset_sub.add_parser(
+        "from-run", help="a run's saved replay buffer as a dataset",
+        description="Rebuilds whole episodes from the replay buffer in RUN_DIR's latest checkpoint: episodes whose "
+                    "start the ring buffer overwrote are dropped, the unfinished one at the end is kept as truncated.")
+    from_run.add_argument("run_dir")
+    from_run.add_argument("--out", required=True, metavar="ID", help="dataset id, namespace/name-v0")
+    from_run.add_argument("--overwrite", action="store_true", help="replace an existing dataset --out")
+    from_run.set_defaults(func=cmd_dataset)
     mocap = dataset_sub.add_parser(
         "from-mocap", help="state-action dataset of motion-capture clips by inverse dynamics (mj_inverse)",
-        description="Writes observations, qpos/qvel/qacc, actions (actuator forces) and the root residual of "
-                    "each clip frame to an .npz and prints the root residual per clip.")
+        description="Writes one episode per clip (observations, actions = actuator torques / gear for "
+                    "action_mode=torque; qpos/qvel/qacc, forces and the root residual as infos) as a Minari "
+                    "dataset and prints the root residual per clip.")
     mocap.add_argument("--clips", nargs="+", metavar="CLIP",
                        help="DeepMimic clip names or .txt/.npz clip files (default: all 15 DeepMimic clips)")
-    mocap.add_argument("--out", default="mocap_dataset.npz", help="output .npz (default: mocap_dataset.npz)")
+    mocap.add_argument("--out", default="rlkit/mocap-v0", metavar="ID", help="dataset id (default: rlkit/mocap-v0)")
     mocap.add_argument("--no-contacts", action="store_true",
                        help="inverse dynamics without floor contacts (residual includes gravity support)")
+    mocap.add_argument("--overwrite", action="store_true", help="replace an existing dataset --out")
     mocap.set_defaults(func=cmd_dataset)
     bench = sub.add_parser("bench", help="rlkit vs the reference (SB3, raw ALE), side by side, as ratios",
                            description="Runs rlkit and the reference interleaved in one process with the same env, "

@@ -197,21 +197,31 @@ def test_npz_round_trip_and_errors(model, tmp_path):
         load_clip(tmp_path / "missing.npz", model)
 
 
-def test_cli_dataset_from_mocap(tmp_path, capsys):
-    out = tmp_path / "walk.npz"
-    assert main(["dataset", "from-mocap", "--clips", "walk", "--out", str(out)]) == 0
+def test_cli_dataset_from_mocap(tmp_path, capsys, monkeypatch):
+    from rlkit.datasets import dataset_path, load_dataset
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
+    assert main(["dataset", "from-mocap", "--clips", "walk", "--out", "test/walk-v0"]) == 0
     printed = capsys.readouterr().out
-    assert "walk" in printed and "root residual" in printed
-    with np.load(out) as z:
-        n = len(z["actions"])
-        assert n == 37 and z["actions"].shape == (n, 28) and z["observations"].shape == (n, 501)
-        assert z["observations"].dtype == np.float32 and z["qpos"].shape == (n, 43) and z["root_residual"].shape == (n, 6)
-        assert list(z["clip_names"]) == ["walk"] and z["episode_starts"][0] and not z["episode_starts"][1:].any()
-        gears = actuated_dofs(load_model())[1]
-        np.testing.assert_allclose(z["actions_normalized"] * gears, z["actions"])
-    assert main(["dataset", "from-mocap", "--clips", "wlak", "--out", str(tmp_path / "x.npz")]) == 2
+    assert "walk" in printed and "root residual" in printed and "test/walk-v0" in printed
+    data = load_dataset("test/walk-v0")  # a Minari dataset: one episode per clip
+    assert len(data) == 1 and data.env_id == "rlkit/HumanoidImitation-v0"
+    assert data.metadata["rlkit"]["env_kwargs"] == {"clips": ["walk"], "action_mode": "torque"}
+    ep = data.episodes[0]
+    n = len(ep)
+    assert n == 37 and ep.actions.shape == (n, 28) and ep.observations.shape == (n + 1, 501)
+    assert ep.observations.dtype == np.float32 and ep.infos["qpos"].shape == (n, 43)
+    assert ep.infos["root_residual"].shape == (n, 6) and ep.truncations[-1] and not ep.terminations.any()
+    gears = actuated_dofs(load_model())[1]
+    np.testing.assert_allclose(ep.infos["actions_normalized"] * gears, ep.infos["actuator_forces"], rtol=1e-6)
+    np.testing.assert_array_equal(ep.actions, np.clip(ep.infos["actions_normalized"], -1, 1).astype(np.float32))
+    # the walk loops: the final observation is the reference state one cycle on, the first frame's pose
+    np.testing.assert_allclose(ep.observations[-1][:10], ep.observations[0][:10], atol=1e-4)
+    assert main(["dataset", "from-mocap", "--clips", "walk", "--out", "test/walk-v0"]) == 2  # exists
+    assert "already exists" in capsys.readouterr().err
+    assert main(["dataset", "from-mocap", "--clips", "wlak", "--out", "test/x-v0"]) == 2
     assert "did you mean 'walk'" in capsys.readouterr().err
-    assert not (tmp_path / "x.npz").exists()
+    assert not dataset_path("test/x-v0").exists()
 
 
 def _write_clip(path, **fields):
@@ -222,8 +232,9 @@ def _write_clip(path, **fields):
 
 @pytest.mark.parametrize("case", ["garbage", "truncated", "object", "nan", "inf", "zero_quat", "text_qpos",
                                   "array_dt", "nan_dt", "unknown_joint"])
-def test_malformed_npz_clips_are_clear_errors(model, tmp_path, capsys, case):
+def test_malformed_npz_clips_are_clear_errors(model, tmp_path, capsys, monkeypatch, case):
     """Bad clip files never run code (allow_pickle=False) and never yield NaN datasets: one clear error."""
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
     clip = load_clip("walk", model)
     good = dict(qpos=clip.qpos, dt=np.float64(clip.dt), loop=np.bool_(True), joint_names=np.array(clip.joint_names),
                 joint_types=np.array(clip.joint_types), name=np.array("walk"))
@@ -255,11 +266,10 @@ def test_malformed_npz_clips_are_clear_errors(model, tmp_path, capsys, case):
         load_clip(path, model)
     message = str(excinfo.value)
     assert "\n" not in message and str(path) in message or "clip" in message
-    out = tmp_path / f"{case}_dataset.npz"
-    assert main(["dataset", "from-mocap", "--clips", str(path), "--out", str(out)]) == 2
+    assert main(["dataset", "from-mocap", "--clips", str(path), "--out", f"test/{case}-v0"]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
-    assert not out.exists()
+    assert not (tmp_path / "minari" / "test" / f"{case}-v0").exists()
 
 
 def test_deepmimic_text_clip_errors(model, tmp_path):

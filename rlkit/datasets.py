@@ -1,0 +1,869 @@
+"""Offline datasets in Minari's format (the standard that replaced D4RL), local only.
+
+A dataset is a Minari dataset directory (``$MINARI_DATASETS_PATH/<namespace>/<name>-v<N>/data/``,
+default root ``~/.minari/datasets``) holding ``metadata.json`` (spaces serialised as JSON, counts,
+author, rlkit's own metadata under ``"rlkit"``) and ``main_data.hdf5`` (one group per episode:
+``observations`` with ``T + 1`` entries, the final one included; ``actions``, ``rewards``,
+``terminations``, ``truncations`` with ``T``; optional ``infos``). Everything is read and written through
+the ``minari`` package, so ``minari.load_dataset(id)`` reads what rlkit writes and vice versa.
+
+    write_dataset("rlkit/cartpole-random-v0", episodes, obs_space, act_space, env_id="CartPole-v1")
+    data = load_dataset("rlkit/cartpole-random-v0")      # or a path to a dataset directory
+    for ep in data.episodes: ep.observations, ep.actions, ep.rewards, ...
+    stream = replay_stream(data)                          # rows in ReplayBuffer.add's layout
+
+Safety: loading never runs code from a file. Spaces are rebuilt from JSON by Minari's deserialiser;
+rlkit refuses a dataset whose metadata lacks its spaces (Minari would then ``gym.make`` the env named
+in the file, importing its entry point) and reads only the ``hdf5`` format (h5py never unpickles).
+Every problem — unknown id, corrupt or truncated HDF5, missing keys, arrays of the wrong length, arrays
+that do not fit the spaces, NaN — is a one-line :class:`~rlkit.errors.DatasetError`.
+
+Writing is atomic enough: the dataset is built in a hidden directory beside its final place and
+renamed into it, so a failure never leaves a half dataset under the final id.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import re
+import shutil
+import uuid
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+import gymnasium as gym
+import numpy as np
+
+from rlkit.errors import DatasetError
+
+__all__ = ["Episode", "LoadedDataset", "EpisodeTransitions", "ReplayStream", "write_dataset", "load_dataset",
+           "list_datasets", "dataset_info", "check_dataset_fits", "check_dataset_id", "dataset_path",
+           "datasets_root", "iter_transitions", "replay_stream", "episode_stats"]
+
+DATA_DIR = "data"
+METADATA_FILE = "metadata.json"
+HDF5_FILE = "main_data.hdf5"
+MAX_METADATA_BYTES = 64 * 2**20
+_ID_RE = re.compile(r"^(?:[-_\w][-_\w/]*[-_\w]/)?[-_\w]+?-v\d+$")
+
+Obs = Any  # np.ndarray, or a dict of arrays for Dict observation spaces
+
+
+@dataclass(frozen=True)
+class Episode:
+    """One whole episode as numpy arrays.
+
+    ``observations``: ``[T + 1, ...]`` (the final observation included), or a dict of such arrays for a
+    Dict observation space; ``actions`` ``[T, ...]``; ``rewards`` ``[T]`` float; ``terminations`` /
+    ``truncations`` ``[T]`` bool (at most the last step sets one); ``infos``: optional per-step extras
+    (dict of arrays, stored as Minari ``infos``).
+    """
+
+    observations: Obs
+    actions: np.ndarray
+    rewards: np.ndarray
+    terminations: np.ndarray
+    truncations: np.ndarray
+    infos: Mapping[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.rewards)
+
+    @property
+    def total_return(self) -> float:
+        return float(np.sum(self.rewards, dtype=np.float64))
+
+
+@dataclass(frozen=True)
+class LoadedDataset:
+    """A dataset read into memory: its spaces, episodes (numpy) and metadata.
+
+    ``metadata`` holds Minari's metadata (spaces as JSON strings) plus ``env_id``, ``total_steps``,
+    ``total_episodes`` and ``return_mean`` / ``return_std`` / ``return_min`` / ``return_max``.
+    """
+
+    dataset_id: str
+    path: Path
+    observation_space: gym.Space
+    action_space: gym.Space
+    episodes: list[Episode]
+    metadata: dict[str, Any]
+
+    @property
+    def env_id(self) -> str | None:
+        return self.metadata.get("env_id")
+
+    @property
+    def total_steps(self) -> int:
+        return sum(len(ep) for ep in self.episodes)
+
+    def __len__(self) -> int:
+        return len(self.episodes)
+
+
+@dataclass(frozen=True)
+class EpisodeTransitions:
+    """One episode as aligned one-step transitions (numpy): ``obs[t]``, ``actions[t]``, ``rewards[t]``,
+    ``next_obs[t]`` (= ``obs[t + 1]``; the true final observation at the end), ``terminated[t]``,
+    ``truncated[t]``. Dict observations are dicts of arrays."""
+
+    obs: Obs
+    actions: np.ndarray
+    rewards: np.ndarray
+    next_obs: Obs
+    terminated: np.ndarray
+    truncated: np.ndarray
+
+
+@dataclass(frozen=True)
+class ReplayStream:
+    """All episodes as ONE time-ordered stream in ``rlkit.replay.ReplayBuffer.add``'s layout (one sub-env):
+    row ``i`` holds ``obs[i]`` and the action, reward and flags of the step taken from it; after each
+    episode's last step comes an *autoreset* row (``autoreset[i]`` True) holding its final observation,
+    whose action (zeros) and reward (0) are never used. Feed it with
+    ``buffer.add(obs[i:i+1], actions[i:i+1], rewards[i:i+1], terminated[i:i+1], truncated[i:i+1],
+    autoreset[i:i+1])`` per row (``num_envs=1``), or write the arrays into storage directly. The number
+    of real transitions is ``(~autoreset).sum()`` = the dataset's total steps."""
+
+    obs: Obs
+    actions: np.ndarray
+    rewards: np.ndarray
+    terminated: np.ndarray
+    truncated: np.ndarray
+    autoreset: np.ndarray
+
+
+# --------------------------------------------------------------------------------------
+# Small helpers over "array or dict of arrays"
+# --------------------------------------------------------------------------------------
+
+
+def _map(fn, obs: Obs) -> Obs:
+    return {k: fn(v) for k, v in obs.items()} if isinstance(obs, Mapping) else fn(obs)
+
+
+def _obs_len(obs: Obs) -> int:
+    if isinstance(obs, Mapping):
+        lengths = {len(v) for v in obs.values()}
+        return lengths.pop() if len(lengths) == 1 else -1
+    return len(obs)
+
+
+def _concat(parts: list[Obs]) -> Obs:
+    if parts and isinstance(parts[0], Mapping):
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    return np.concatenate(parts)
+
+
+def _one_line(text: Any, limit: int = 200) -> str:
+    return " ".join(str(text).split())[:limit]
+
+
+# --------------------------------------------------------------------------------------
+# Ids and paths
+# --------------------------------------------------------------------------------------
+
+
+def datasets_root() -> Path:
+    """``$MINARI_DATASETS_PATH`` or ``~/.minari/datasets`` (Minari's rule)."""
+    root = os.environ.get("MINARI_DATASETS_PATH")
+    return Path(root) if root else Path.home() / ".minari" / "datasets"
+
+
+def check_dataset_id(dataset_id: str) -> str:
+    """A valid Minari id ``namespace/name-vN`` (namespace optional), else a one-line DatasetError."""
+    if not isinstance(dataset_id, str) or not _ID_RE.match(dataset_id) or "//" in dataset_id \
+            or any(part.startswith(".") for part in dataset_id.split("/")):
+        raise DatasetError(f"'{dataset_id}' is not a dataset id: ids look like namespace/name-v0 (letters, digits, "
+                           f"'-', '_'), e.g. 'rlkit/cartpole-random-v0'")
+    return dataset_id
+
+
+def dataset_path(dataset_id: str) -> Path:
+    """Where the dataset ``dataset_id`` lives (it may not exist)."""
+    return datasets_root() / check_dataset_id(dataset_id)
+
+
+def _data_dir(path: Path) -> Path | None:
+    """The Minari ``data`` directory of a dataset directory (``X/data`` or ``X`` itself), or None."""
+    for candidate in (path / DATA_DIR, path):
+        if (candidate / METADATA_FILE).is_file():
+            return candidate
+    return None
+
+
+def _resolve(dataset: str | os.PathLike) -> tuple[str, Path]:
+    """(id or path text, data dir) of a dataset id under the root or a filesystem path."""
+    text = os.fspath(dataset)
+    root = datasets_root()
+    if _ID_RE.match(text) and ".." not in text.split("/"):
+        data = _data_dir(root / text) if (root / text).is_dir() else None
+        if data is not None:
+            return text, data
+    path = Path(text).expanduser()
+    if path.exists():
+        data = _data_dir(path) if path.is_dir() else None
+        if data is None:
+            raise DatasetError(f"'{path}' is not a Minari dataset: no {DATA_DIR}/{METADATA_FILE} in it. Pass a dataset "
+                               f"id (`rlkit dataset list`) or the directory `rlkit collect` wrote")
+        return text, data
+    known = list(_scan_ids(root))
+    close = difflib.get_close_matches(text, known, n=3, cutoff=0.5)
+    hint = (f" Did you mean {', '.join(repr(c) for c in close)}?" if close else
+            f" {len(known)} datasets there; `rlkit dataset list` shows them." if known else
+            " There are none yet: `rlkit collect` or `rlkit dataset from-run` write one.")
+    raise DatasetError(f"unknown dataset '{text}': no such id under {root} (MINARI_DATASETS_PATH) and no such "
+                       f"path.{hint}")
+
+
+def _scan_ids(root: Path) -> Iterator[str]:
+    """Dataset ids under ``root``: directories holding ``data/`` (hidden ones skipped), as Minari lists them."""
+    if not root.is_dir():
+        return
+    stack = [root]
+    while stack:
+        current = stack.pop()
+        try:
+            children = sorted(p for p in current.iterdir() if p.is_dir() and not p.name.startswith("."))
+        except OSError:
+            continue
+        for child in children:
+            if (child / DATA_DIR).is_dir():
+                yield child.relative_to(root).as_posix()
+            else:
+                stack.append(child)
+
+
+# --------------------------------------------------------------------------------------
+# Validation
+# --------------------------------------------------------------------------------------
+
+
+def _space_text(space: gym.Space) -> str:
+    return _one_line(space, 160)
+
+
+def _check_leaf(name: str, array: Any, space: gym.Space, length: int, where: str) -> np.ndarray:
+    """``array`` as numpy ``[length, *space.shape]`` fitting ``space`` (shape, dtype kind, Discrete range,
+    finite floats), else a one-line DatasetError."""
+    try:
+        array = np.asarray(array)
+    except Exception as exc:  # ragged lists, objects
+        raise DatasetError(f"{where}: {name} is not an array ({_one_line(exc, 80)})") from None
+    if array.ndim == 0 or len(array) != length:
+        got = "a scalar" if array.ndim == 0 else f"{len(array)} entries"
+        raise DatasetError(f"{where}: {name} has {got} but the episode needs {length} (observations have one more "
+                           "entry than actions: the final observation); the file is truncated or mismatched")
+    if isinstance(space, gym.spaces.Discrete):
+        if array.shape[1:] != () or array.dtype.kind not in "iu":
+            raise DatasetError(f"{where}: {name} has shape {array.shape[1:]} and dtype {array.dtype} but the space is "
+                               f"{_space_text(space)} (integer scalars)")
+        if length and (array.min() < space.start or array.max() >= space.start + space.n):
+            raise DatasetError(f"{where}: {name} lie in [{array.min()}, {array.max()}], outside {_space_text(space)}")
+        return array.astype(np.int64, copy=False)
+    if isinstance(space, (gym.spaces.Box, gym.spaces.MultiBinary, gym.spaces.MultiDiscrete)):
+        if array.shape[1:] != tuple(space.shape):
+            raise DatasetError(f"{where}: {name} have shape {array.shape[1:]} per step but the space is "
+                               f"{_space_text(space)}; the dataset does not match its own spaces")
+        if array.dtype.kind not in "biuf":
+            raise DatasetError(f"{where}: {name} have dtype {array.dtype}, not numbers ({_space_text(space)})")
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            bad = np.argwhere(~np.isfinite(array.reshape(len(array), -1)))[0][0]
+            raise DatasetError(f"{where}: {name} hold NaN or inf (first at step {bad}); clean the data or drop "
+                               "that episode")
+        if array.dtype.kind == "f" and np.dtype(space.dtype).kind in "iub":
+            raise DatasetError(f"{where}: {name} are floats but the space is {_space_text(space)}")
+        return array.astype(space.dtype, copy=False)
+    raise DatasetError(f"{where}: {name}: space {_space_text(space)} is not supported (Box, Discrete, MultiBinary, "
+                       "MultiDiscrete, or a Dict of them)")
+
+
+def _check_values(name: str, values: Any, space: gym.Space, length: int, where: str) -> Obs:
+    if isinstance(space, gym.spaces.Dict):
+        if not isinstance(values, Mapping):
+            raise DatasetError(f"{where}: {name} are not a dict of arrays but the space is {_space_text(space)}")
+        if set(values) != set(space.spaces):
+            raise DatasetError(f"{where}: {name} have keys {sorted(values)} but the space has {sorted(space.spaces)}")
+        return {k: _check_leaf(f"{name}['{k}']", values[k], sub, length, where) for k, sub in space.spaces.items()}
+    if isinstance(values, Mapping):
+        raise DatasetError(f"{where}: {name} are a dict ({sorted(values)}) but the space is {_space_text(space)}")
+    return _check_leaf(name, values, space, length, where)
+
+
+def _check_flags(name: str, values: Any, length: int, where: str, kind: str = "b") -> np.ndarray:
+    array = np.asarray(values)
+    if array.shape != (length,):
+        raise DatasetError(f"{where}: {name} have shape {array.shape}, expected ({length},) like the actions; the "
+                           "file is truncated or mismatched")
+    if kind == "b":
+        if array.dtype.kind not in "biu" or not np.isin(array, (0, 1)).all():
+            raise DatasetError(f"{where}: {name} are not booleans")
+        return array.astype(bool)
+    if array.dtype.kind not in "biuf":
+        raise DatasetError(f"{where}: {name} have dtype {array.dtype}, not numbers")
+    if not np.isfinite(array).all():
+        raise DatasetError(f"{where}: {name} hold NaN or inf (first at step {int(np.argmax(~np.isfinite(array)))})")
+    return array.astype(np.float64 if array.dtype == np.float64 else np.float32)
+
+
+def _check_episode(ep: Episode, observation_space: gym.Space, action_space: gym.Space, where: str) -> Episode:
+    length = len(np.asarray(ep.rewards).reshape(-1))
+    if np.asarray(ep.rewards).ndim != 1:
+        raise DatasetError(f"{where}: rewards must be one number per step, got shape {np.asarray(ep.rewards).shape}")
+    if length < 1:
+        raise DatasetError(f"{where}: the episode has no steps")
+    obs = _check_values("observations", ep.observations, observation_space, length + 1, where)
+    actions = _check_values("actions", ep.actions, action_space, length, where)
+    rewards = _check_flags("rewards", ep.rewards, length, where, kind="f")
+    terms = _check_flags("terminations", ep.terminations, length, where)
+    truncs = _check_flags("truncations", ep.truncations, length, where)
+    infos = dict(ep.infos or {})
+    for key, value in infos.items():
+        if isinstance(value, Mapping):
+            raise DatasetError(f"{where}: infos['{key}'] is nested; rlkit stores flat infos (a dict of arrays)")
+        array = np.asarray(value)
+        if array.dtype.kind not in "biuf" or array.ndim == 0:
+            raise DatasetError(f"{where}: infos['{key}'] is not an array of numbers")
+        infos[key] = array
+    return Episode(obs, actions, rewards, terms, truncs, infos)
+
+
+def _spaces_equal(a: gym.Space, b: gym.Space) -> bool:
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, gym.spaces.Dict):
+        return set(a.spaces) == set(b.spaces) and all(_spaces_equal(a[k], b[k]) for k in a.spaces)
+    if isinstance(a, gym.spaces.Box):
+        return (a.shape == b.shape and np.dtype(a.dtype) == np.dtype(b.dtype)
+                and np.array_equal(a.low, b.low) and np.array_equal(a.high, b.high))
+    return a == b
+
+
+def check_dataset_fits(dataset: LoadedDataset, observation_space: gym.Space, action_space: gym.Space,
+                       where: str | None = None) -> None:
+    """A DatasetError naming both spaces when the dataset's spaces are not the env's (an agent built for
+    the env could not learn from it). ``where`` prefixes the message (e.g. the config keys involved)."""
+    for what, mine, theirs in (("observation", dataset.observation_space, observation_space),
+                               ("action", dataset.action_space, action_space)):
+        if not _spaces_equal(mine, theirs):
+            env = f" (made with {dataset.env_id})" if dataset.env_id else ""
+            prefix = f"{where}: " if where else ""
+            raise DatasetError(f"{prefix}dataset '{dataset.dataset_id}'{env} does not fit this env: its {what} "
+                               f"space is {_space_text(mine)} but the env's is {_space_text(theirs)}; use a dataset "
+                               "recorded on this env (and env.kwargs)")
+
+
+# --------------------------------------------------------------------------------------
+# Writing
+# --------------------------------------------------------------------------------------
+
+
+def episode_stats(episodes: Sequence[Episode]) -> dict[str, float | int]:
+    returns = np.array([ep.total_return for ep in episodes], dtype=np.float64)
+    stats: dict[str, float | int] = {"total_episodes": len(episodes), "total_steps": int(sum(len(e) for e in episodes))}
+    if len(returns):
+        stats.update(return_mean=float(returns.mean()), return_std=float(returns.std()),
+                     return_min=float(returns.min()), return_max=float(returns.max()))
+    return stats
+
+
+def write_dataset(dataset_id: str, episodes: Sequence[Episode], observation_space: gym.Space,
+                  action_space: gym.Space, *, env_id: str | None = None, env_kwargs: Mapping[str, Any] | None = None,
+                  algorithm_name: str | None = None, author: str = "rlkit", description: str | None = None,
+                  metadata: Mapping[str, Any] | None = None, overwrite: bool = False) -> Path:
+    """Write ``episodes`` as the Minari dataset ``dataset_id`` under :func:`datasets_root`; returns its
+    directory. Refuses an existing id unless ``overwrite``. ``metadata`` (JSON-serialisable) is stored
+    with ``env_id`` and ``env_kwargs`` under the ``"rlkit"`` key of Minari's metadata. Observations and
+    actions are stored losslessly (no JPEG encoding of images)."""
+    from minari.data_collector import EpisodeBuffer
+    from minari.dataset.minari_storage import MinariStorage
+
+    final = dataset_path(dataset_id)
+    if final.exists() and not overwrite:
+        raise DatasetError(f"dataset '{dataset_id}' already exists ({final}); pick another id (e.g. bump -vN) or pass "
+                           "--overwrite")
+    if not episodes:
+        raise DatasetError(f"dataset '{dataset_id}': no episodes to write")
+    checked = [_check_episode(ep, observation_space, action_space, f"episode {i}") for i, ep in enumerate(episodes)]
+    extra = {"env_id": env_id, "env_kwargs": dict(env_kwargs or {}), **dict(metadata or {})}
+    try:
+        extra = json.loads(json.dumps(extra))
+    except (TypeError, ValueError) as exc:
+        raise DatasetError(f"dataset '{dataset_id}': metadata is not JSON-serialisable ({_one_line(exc, 100)})"
+                           ) from None
+    env_spec = None
+    if env_id is not None:
+        try:
+            spec = gym.spec(env_id)
+            env_spec = gym.envs.registration.EnvSpec(**{**{k: getattr(spec, k) for k in (
+                "id", "entry_point", "reward_threshold", "nondeterministic", "max_episode_steps",
+                "order_enforce", "disable_env_checker")}, "kwargs": {**spec.kwargs, **dict(env_kwargs or {})}})
+            env_spec.to_json()
+        except Exception:  # unregistered id or kwargs JSON cannot hold: the env id stays in rlkit's metadata
+            env_spec = None
+
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".tmp-{final.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        tmp.mkdir()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            storage = MinariStorage.new(tmp / DATA_DIR, observation_space=observation_space, action_space=action_space,
+                                        env_spec=env_spec, data_format="hdf5", jpeg_encoding=False)
+            import minari
+
+            storage.update_metadata({
+                "dataset_id": dataset_id, "minari_version": minari.__version__, "author": {author},
+                "algorithm_name": algorithm_name or "unknown", "description": description or "",
+                "rlkit": extra,
+            })
+            storage.update_episodes([EpisodeBuffer(observations=ep.observations, actions=ep.actions, rewards=ep.rewards,
+                                                   terminations=ep.terminations, truncations=ep.truncations,
+                                                   infos=dict(ep.infos)) for ep in checked])
+        _ensure_namespace(dataset_id)
+        if final.exists():  # overwrite: swap, then drop the old one
+            old = final.parent / f".old-{final.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+            os.replace(final, old)
+            os.replace(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
+    except OSError as exc:
+        import errno
+
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise DatasetError(f"dataset '{dataset_id}' cannot be written under {final.parent}: "
+                           f"{exc.strerror or _one_line(exc, 120)}") from None
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def _ensure_namespace(dataset_id: str) -> None:
+    """Minari's namespace metadata for ``ns/...`` ids, so ``minari list local`` shows the namespace."""
+    if "/" not in dataset_id:
+        return
+    namespace = dataset_id.rsplit("/", 1)[0]
+    try:
+        from minari.namespace import NAMESPACE_METADATA_FILENAME, create_namespace
+
+        if not (datasets_root() / namespace / NAMESPACE_METADATA_FILENAME).exists():
+            create_namespace(namespace)
+    except Exception:  # cosmetic: the dataset itself is complete without it
+        pass
+
+
+# --------------------------------------------------------------------------------------
+# Reading
+# --------------------------------------------------------------------------------------
+
+
+def _read_metadata(data_dir: Path, name: str) -> dict[str, Any]:
+    meta_file = data_dir / METADATA_FILE
+    try:
+        if meta_file.stat().st_size > MAX_METADATA_BYTES:
+            raise DatasetError(f"dataset '{name}': {meta_file} is larger than {MAX_METADATA_BYTES >> 20} MiB; not a "
+                               "Minari metadata file")
+        metadata = json.loads(meta_file.read_text(encoding="utf-8"))
+    except DatasetError:
+        raise
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise DatasetError(f"dataset '{name}': {meta_file} is corrupt ({_one_line(exc, 100)}); re-create the "
+                           "dataset") from None
+    if not isinstance(metadata, dict):
+        raise DatasetError(f"dataset '{name}': {meta_file} is not a JSON object; re-create the dataset")
+    for key in ("observation_space", "action_space"):
+        if not isinstance(metadata.get(key), str):
+            raise DatasetError(f"dataset '{name}': {meta_file} has no {key}; rlkit does not build the env named in a "
+                               "file to guess it (that would run its code). Re-create the dataset with its spaces")
+    if metadata.get("data_format", "hdf5") != "hdf5":
+        raise DatasetError(f"dataset '{name}' is stored as '{metadata.get('data_format')}'; rlkit reads the hdf5 "
+                           "format (Minari's default)")
+    for key in ("total_episodes", "total_steps"):
+        if not isinstance(metadata.get(key), int) or isinstance(metadata.get(key), bool) or metadata[key] < 0:
+            raise DatasetError(f"dataset '{name}': {meta_file} has no valid {key} (got {metadata.get(key)!r})")
+    if not (data_dir / HDF5_FILE).is_file():
+        raise DatasetError(f"dataset '{name}': {data_dir / HDF5_FILE} is missing; the dataset is incomplete")
+    return metadata
+
+
+def _deserialize(metadata: dict[str, Any], key: str, name: str) -> gym.Space:
+    from minari.serialization import deserialize_space
+
+    try:
+        return deserialize_space(metadata[key])
+    except Exception as exc:  # JSON only: bad JSON, unknown type, bad bounds
+        raise DatasetError(f"dataset '{name}': its {key} cannot be read ({type(exc).__name__}: {_one_line(exc, 100)})"
+                           ) from None
+
+
+def load_dataset(dataset: str | os.PathLike) -> LoadedDataset:
+    """Read a dataset (an id under :func:`datasets_root`, or a path to a dataset directory) into memory,
+    checking every episode against the spaces. Any problem is a one-line :class:`DatasetError`."""
+    import h5py
+
+    name, data_dir = _resolve(dataset)
+    metadata = _read_metadata(data_dir, name)
+    obs_space = _deserialize(metadata, "observation_space", name)
+    act_space = _deserialize(metadata, "action_space", name)
+    expected = metadata["total_episodes"]
+    h5 = data_dir / HDF5_FILE
+    episodes: list[Episode] = []
+    try:
+        with h5py.File(h5, "r") as f:
+            groups = [k for k in f.keys() if k.startswith("episode_")]
+            if len(groups) < expected:
+                raise DatasetError(f"dataset '{name}': {h5} holds {len(groups)} episodes but its metadata says "
+                                   f"{expected}; the file is truncated — re-create the dataset")
+            for i in range(expected):
+                where = f"dataset '{name}', episode {i}"
+                if f"episode_{i}" not in f:
+                    raise DatasetError(f"{where}: missing from {h5}; the file is truncated or mismatched")
+                group = f[f"episode_{i}"]
+                if not isinstance(group, h5py.Group):
+                    raise DatasetError(f"{where}: not an HDF5 group in {h5}")
+                missing = [k for k in ("observations", "actions", "rewards", "terminations", "truncations")
+                           if k not in group]
+                if missing:
+                    raise DatasetError(f"{where}: no {', '.join(missing)} in {h5}; not a complete Minari episode")
+                raw = {k: _read_node(group[k], f"{where}: {k}") for k in
+                       ("observations", "actions", "rewards", "terminations", "truncations")}
+                infos = {}
+                if "infos" in group and isinstance(group["infos"], h5py.Group):
+                    infos = {k: v[()] for k, v in group["infos"].items() if isinstance(v, h5py.Dataset)}
+                episodes.append(_check_episode(Episode(raw["observations"], raw["actions"], raw["rewards"],
+                                                       raw["terminations"], raw["truncations"], infos),
+                                               obs_space, act_space, where))
+    except DatasetError:
+        raise
+    except Exception as exc:  # h5py: truncated/corrupt file (OSError), bad datasets (KeyError, TypeError ...)
+        reason = "truncated or corrupt" if h5.stat().st_size else "empty"
+        raise DatasetError(f"dataset '{name}': {h5} is not readable HDF5 ({reason}: {type(exc).__name__}: "
+                           f"{_one_line(exc, 100)}); re-create the dataset") from None
+    steps = sum(len(ep) for ep in episodes)
+    if steps != metadata["total_steps"]:
+        raise DatasetError(f"dataset '{name}': its episodes hold {steps} steps but its metadata says "
+                           f"{metadata['total_steps']}; the dataset is inconsistent — re-create it")
+    rlkit_meta = metadata.get("rlkit") if isinstance(metadata.get("rlkit"), dict) else {}
+    env_id = rlkit_meta.get("env_id") or _env_id_from_spec(metadata.get("env_spec"))
+    info = {**metadata, **episode_stats(episodes), "env_id": env_id}
+    dataset_id = metadata.get("dataset_id") if isinstance(metadata.get("dataset_id"), str) else name
+    return LoadedDataset(dataset_id, data_dir.parent if data_dir.name == DATA_DIR else data_dir, obs_space, act_space,
+                         episodes, info)
+
+
+def _read_node(node: Any, where: str) -> Any:
+    """An HDF5 dataset as numpy, or a group (Dict space) as a dict of numpy arrays."""
+    import h5py
+
+    if isinstance(node, h5py.Group):
+        return {k: _read_node(v, f"{where}['{k}']") for k, v in node.items()}
+    if isinstance(node, h5py.Dataset):
+        if node.dtype.kind not in "biuf":
+            raise DatasetError(f"{where} has dtype {node.dtype}, not numbers (rlkit reads numeric arrays only)")
+        return node[()]
+    raise DatasetError(f"{where} is not an HDF5 dataset")
+
+
+def _env_id_from_spec(spec: Any) -> str | None:
+    if isinstance(spec, str):
+        try:
+            value = json.loads(spec).get("id")
+            return value if isinstance(value, str) else None
+        except (ValueError, AttributeError):
+            return None
+    return None
+
+
+def list_datasets() -> list[dict[str, Any]]:
+    """One row per dataset under :func:`datasets_root` (metadata only, no episodes read): ``id``, ``episodes``,
+    ``steps``, ``env``, ``size_mb``, ``path``; an unreadable one has ``error`` instead of the counts."""
+    root = datasets_root()
+    rows = []
+    for dataset_id in _scan_ids(root):
+        data_dir = root / dataset_id / DATA_DIR
+        size = sum(p.stat().st_size for p in data_dir.rglob("*") if p.is_file()) / 1e6
+        row: dict[str, Any] = {"id": dataset_id, "path": str(root / dataset_id), "size_mb": size}
+        try:
+            meta = _read_metadata(data_dir, dataset_id)
+            rlkit_meta = meta.get("rlkit") if isinstance(meta.get("rlkit"), dict) else {}
+            row.update(episodes=meta["total_episodes"], steps=meta["total_steps"],
+                       env=rlkit_meta.get("env_id") or _env_id_from_spec(meta.get("env_spec")))
+        except DatasetError as exc:
+            row["error"] = str(exc)
+        rows.append(row)
+    return rows
+
+
+def dataset_info(dataset: str | os.PathLike) -> dict[str, Any]:
+    """Everything ``rlkit dataset info`` shows: id, path, env id, spaces, counts, return statistics,
+    episode lengths, Minari's and rlkit's metadata. Reads (and so checks) the whole dataset."""
+    data = load_dataset(dataset)
+    meta = data.metadata
+    lengths = np.array([len(ep) for ep in data.episodes])
+    skip = {"observation_space", "action_space", "env_spec", "eval_env_spec", "rlkit", "env_id", "total_episodes",
+            "total_steps", "return_mean", "return_std", "return_min", "return_max"}
+    return {
+        "id": data.dataset_id, "path": str(data.path), "env_id": data.env_id,
+        "observation_space": _space_text(data.observation_space), "action_space": _space_text(data.action_space),
+        "episodes": len(data), "steps": data.total_steps,
+        "return": {k: meta[f"return_{k}"] for k in ("mean", "std", "min", "max")},
+        "length": {"mean": float(lengths.mean()), "min": int(lengths.min()), "max": int(lengths.max())},
+        "terminated": int(sum(bool(ep.terminations[-1]) for ep in data.episodes)),
+        "truncated": int(sum(bool(ep.truncations[-1]) for ep in data.episodes)),
+        "minari": {k: (sorted(v) if isinstance(v, (set, list)) else v) for k, v in meta.items() if k not in skip},
+        "rlkit": meta.get("rlkit") or {},
+    }
+
+
+# --------------------------------------------------------------------------------------
+# Accessors for the offline loop
+# --------------------------------------------------------------------------------------
+
+
+def iter_transitions(dataset: LoadedDataset) -> Iterator[EpisodeTransitions]:
+    """Per episode, aligned one-step transitions (``obs[t] -> next_obs[t]``); see :class:`EpisodeTransitions`."""
+    for ep in dataset.episodes:
+        yield EpisodeTransitions(obs=_map(lambda a: a[:-1], ep.observations), actions=ep.actions, rewards=ep.rewards,
+                                 next_obs=_map(lambda a: a[1:], ep.observations), terminated=ep.terminations,
+                                 truncated=ep.truncations)
+
+
+def replay_stream(dataset: LoadedDataset) -> ReplayStream:
+    """All episodes as one stream in ``ReplayBuffer.add``'s layout (see :class:`ReplayStream`)."""
+    obs, actions, rewards, terms, truncs, autoreset = [], [], [], [], [], []
+    for ep in dataset.episodes:
+        T = len(ep)
+        obs.append(ep.observations)
+        actions.append(np.concatenate([ep.actions, np.zeros_like(ep.actions[:1])]))
+        rewards.append(np.concatenate([ep.rewards.astype(np.float32), np.zeros(1, np.float32)]))
+        last_done = np.zeros(1, bool)
+        # the last step ends the episode for the buffer: a cut without either flag becomes a truncation
+        trunc = ep.truncations.copy()
+        if not (ep.terminations[-1] or trunc[-1]):
+            trunc[-1] = True
+        terms.append(np.concatenate([ep.terminations, last_done]))
+        truncs.append(np.concatenate([trunc, last_done]))
+        flags = np.zeros(T + 1, bool)
+        flags[-1] = True
+        autoreset.append(flags)
+    return ReplayStream(_concat(obs), np.concatenate(actions), np.concatenate(rewards), np.concatenate(terms),
+                        np.concatenate(truncs), np.concatenate(autoreset))
+
+
+# --------------------------------------------------------------------------------------
+# A run's replay buffer -> episodes (``rlkit dataset from-run``)
+# --------------------------------------------------------------------------------------
+
+
+def _np(x: Any) -> np.ndarray:
+    return x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
+
+
+def _replay_obs(state: Mapping[str, Any], observation_space: gym.Space) -> Obs:
+    """The stored observations: ``obs`` (Box / Discrete) or ``obs.<key>`` per Dict key."""
+    if isinstance(observation_space, gym.spaces.Dict):
+        missing = [k for k in observation_space.spaces if f"obs.{k}" not in state]
+        if missing:
+            raise DatasetError(f"the replay buffer holds no observations for Dict key(s) {missing}; it was not written "
+                               "for this env's observation space")
+        return {k: _np(state[f"obs.{k}"]) for k in observation_space.spaces}
+    if "obs" not in state:
+        raise DatasetError("the replay buffer holds no 'obs'; it was not written for this env's observation space")
+    return _np(state["obs"])
+
+
+def episodes_from_replay(state: Mapping[str, Any], observation_space: gym.Space, last_obs: Any = None
+                         ) -> tuple[list[Episode], dict[str, int]]:
+    """Whole episodes from a ``ReplayBuffer.state_dict()`` (``rlkit.replay``'s layout: one time-ordered
+    stream per sub-env, ``valid`` False on NEXT_STEP autoreset rows, which hold the final observation of
+    the episode before them; frame stacks stored as their newest frame).
+
+    Partial episodes: one whose start was overwritten by the ring (the rows of a stream before its first
+    reset row) is **dropped** — its start state and return are lost. The episode in progress at the end
+    of each stream is **kept as truncated** when ``last_obs`` (the loop's current observations, saved in
+    the checkpoint: the observation after the newest row) gives its final observation — every one of its
+    transitions is real, and truncation (cut, not terminal) is exactly what happened — else dropped. Rows
+    flagged ``terminated`` inside an episode (Atari's life losses) are not episode ends; only the last
+    step of an episode carries a flag. Frame stacks are rebuilt from the episode's own frames, padded at
+    its start with its first frame (the Atari wrappers' reset), as ``ReplayBuffer`` samples them.
+
+    Returns (episodes in stream order, counts: ``transitions`` real rows in the buffer, ``kept``,
+    ``dropped_leading``, ``dropped_trailing``).
+    """
+    R, N = int(state["rows_per_env"]), int(state["num_envs"])
+    S = int(state.get("frame_stack", 1))
+    pos, full = int(state["pos"]), bool(state["full"])
+    count = R if full else pos
+    order = np.r_[np.arange(pos, R), np.arange(0, pos)] if full else np.arange(count)
+    stored = _replay_obs(state, observation_space)
+    spaces = observation_space.spaces if isinstance(observation_space, gym.spaces.Dict) else None
+
+    def is_stacked(array: np.ndarray, key: str | None) -> bool:  # stored one frame per row
+        shape = tuple((spaces[key] if spaces is not None else observation_space).shape)
+        return S > 1 and len(shape) >= 2 and shape[0] == S and tuple(array.shape[2:]) == shape[1:]
+
+    stacked = ({k: is_stacked(v, k) for k, v in stored.items()} if spaces is not None
+               else is_stacked(stored, None))
+    obs = _map(lambda a: a[order], stored)
+    actions, rewards = _np(state["actions"])[order], _np(state["rewards"])[order]
+    terminated, truncated = _np(state["terminated"])[order].astype(bool), _np(state["truncated"])[order].astype(bool)
+    valid, first = _np(state["valid"])[order].astype(bool), _np(state["first"])[order].astype(bool)
+    tail = None
+    if last_obs is not None:
+        if spaces is not None:
+            tail = {k: _np(last_obs[k])[:, -1] if stacked[k] else _np(last_obs[k]) for k in spaces}
+        else:
+            tail = _np(last_obs)[:, -1] if stacked else _np(last_obs)
+    counts = {"transitions": int(valid.sum()), "kept": 0, "dropped_leading": 0, "dropped_trailing": 0}
+    episodes: list[Episode] = []
+
+    def stack(frames: np.ndarray, key: str | None = None) -> np.ndarray:
+        if not (stacked[key] if spaces is not None else stacked):
+            return frames
+        idx = np.maximum(np.arange(len(frames))[:, None] - np.arange(S - 1, -1, -1)[None, :], 0)
+        return frames[idx]  # [T+1, S, ...], padded with the episode's first frame
+
+    for e in range(N):
+        col = lambda a: a[:, e]  # noqa: E731
+        o = _map(col, obs)
+        start = None
+        for t in range(count + 1):
+            at_end = t == count
+            if at_end or not valid[t, e] or (first[t, e] and start is not None):
+                # rows [start, t) are an episode's steps; row t (autoreset row, or the tail) is its final obs
+                if start is not None and t > start:
+                    if not at_end and not valid[t, e]:
+                        final = _map(lambda a: a[t], o)
+                        cut = False
+                    elif at_end and tail is not None:
+                        final = _map(lambda a: a[e], tail)
+                        cut = True
+                    else:
+                        counts["dropped_trailing"] += t - start
+                        start = None
+                        continue
+                    steps = slice(start, t)
+                    if spaces is not None:
+                        episode_obs = {k: stack(np.concatenate([o[k][steps], np.asarray(final[k])[None]]), k)
+                                       for k in spaces}
+                    else:
+                        episode_obs = stack(np.concatenate([o[steps], np.asarray(final)[None]]))
+                    term = np.zeros(t - start, bool)
+                    trunc = np.zeros(t - start, bool)
+                    term[-1], trunc[-1] = terminated[t - 1, e], truncated[t - 1, e]
+                    if cut and not term[-1]:
+                        trunc[-1] = True
+                    episodes.append(Episode(episode_obs, actions[steps, e], rewards[steps, e], term, trunc))
+                    counts["kept"] += t - start
+                start = None
+            if at_end:
+                break
+            if valid[t, e]:
+                if start is None:
+                    if first[t, e]:
+                        start = t
+                    else:
+                        counts["dropped_leading"] += 1  # the ring overwrote this episode's start
+    return episodes, counts
+
+
+def _last_obs(checkpoint: Mapping[str, Any]) -> Any:
+    """The loop's current observations in a checkpoint (``collector.obs``; older runs: ``loop.obs``)."""
+    for section in ("collector", "loop"):
+        part = checkpoint.get(section)
+        if isinstance(part, Mapping) and part.get("obs") is not None:
+            return part["obs"]
+    return None
+
+
+def dataset_from_run(run_dir: str | os.PathLike, dataset_id: str, overwrite: bool = False
+                     ) -> tuple[Path, dict[str, Any]]:
+    """Write the replay buffer saved in a run's latest checkpoint as a dataset (episodes rebuilt by
+    :func:`episodes_from_replay`). Returns the dataset directory and the counts (plus ``episodes`` and
+    the return statistics)."""
+    from rlkit.checkpoint import load_checkpoint
+    from rlkit.config import build_run_config, read_yaml
+    from rlkit.loops import make_vector_env
+    from rlkit.runs import CONFIG_FILE, LATEST, check_run_dir
+
+    check_dataset_id(dataset_id)
+    if dataset_path(dataset_id).exists() and not overwrite:
+        raise DatasetError(f"dataset '{dataset_id}' already exists ({dataset_path(dataset_id)}); pick another id "
+                           "(e.g. bump -vN) or pass --overwrite")
+    run_dir = check_run_dir(run_dir)
+    cfg = build_run_config(read_yaml(run_dir / CONFIG_FILE), [], source=str(run_dir / CONFIG_FILE))
+    checkpoint = load_checkpoint(run_dir / LATEST, map_location="cpu", required=("agent",))
+    if checkpoint.get("buffer") is None:
+        raise DatasetError(f"run '{run_dir}' was saved without its replay buffer (train.save_buffer: false), so "
+                           f"{LATEST} holds no experience; train with train.save_buffer=true, or record episodes "
+                           f"with `rlkit collect {run_dir} --episodes N --out ID`")
+    envs = make_vector_env(cfg.env, num_envs=1)
+    obs_space, act_space = envs.single_observation_space, envs.single_action_space
+    envs.close()
+    try:
+        episodes, counts = episodes_from_replay(checkpoint["buffer"], obs_space, _last_obs(checkpoint))
+    except DatasetError as exc:
+        raise DatasetError(f"run '{run_dir}': {exc}") from None
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        raise DatasetError(f"run '{run_dir}': {LATEST} holds a replay buffer rlkit cannot read "
+                           f"({type(exc).__name__}: {_one_line(exc, 120)})") from None
+    if not episodes:
+        raise DatasetError(f"run '{run_dir}': its replay buffer holds no whole episode yet "
+                           f"({counts['transitions']} transitions); train longer first")
+    step = checkpoint.get("step")
+    path = write_dataset(dataset_id, episodes, obs_space, act_space, env_id=cfg.env.id, env_kwargs=cfg.env.kwargs,
+                         algorithm_name=f"{cfg.agent.name} replay buffer",
+                         description=f"The replay buffer of rlkit run {run_dir.name} at step {step}.",
+                         metadata={"source": "replay", "run_dir": str(run_dir.resolve()), "step": step,
+                                   "agent": cfg.agent.name, **counts}, overwrite=overwrite)
+    return path, {**counts, **episode_stats(episodes)}
+
+
+def record_episodes(envs: gym.vector.VectorEnv, policy, episodes: int, seed: int) -> list[Episode]:
+    """Run ``episodes`` whole episodes on a vector env (gymnasium's NEXT_STEP autoreset) and record them
+    with their true final observations. ``policy(obs, episode_start) -> actions`` for the batch.
+
+    As in evaluation, each sub-env runs a fixed quota of episodes (short episodes are not
+    over-represented). After a step that ends env ``e``'s episode, the next step resets ``e`` and its
+    action is ignored: that step's observation starts the next episode."""
+    n = envs.num_envs
+    quota = np.array([episodes // n + (1 if e < episodes % n else 0) for e in range(n)])
+    done = np.zeros(n, dtype=np.int64)
+    obs, _ = envs.reset(seed=seed)
+    pick = lambda x, e: _map(lambda a: np.asarray(a)[e], x)  # noqa: E731
+    current: list[dict[str, list]] = [{"obs": [pick(obs, e)], "act": [], "rew": [], "term": [], "trunc": []}
+                                      for e in range(n)]
+    finished: list[Episode] = []
+    autoreset = np.zeros(n, dtype=bool)
+    episode_start = np.ones(n, dtype=bool)
+    while (done < quota).any():
+        actions = policy(obs, episode_start)
+        next_obs, rewards, terminated, truncated, _ = envs.step(actions)
+        for e in range(n):
+            if autoreset[e]:  # a reset step: its action was ignored, next_obs[e] starts a new episode
+                current[e] = {"obs": [pick(next_obs, e)], "act": [], "rew": [], "term": [], "trunc": []}
+                continue
+            ep = current[e]
+            ep["act"].append(np.asarray(actions[e]))
+            ep["rew"].append(float(rewards[e]))
+            ep["term"].append(bool(terminated[e]))
+            ep["trunc"].append(bool(truncated[e]))
+            ep["obs"].append(pick(next_obs, e))
+            if (terminated[e] or truncated[e]) and done[e] < quota[e]:
+                first = ep["obs"][0]
+                stacked = ({k: np.stack([o[k] for o in ep["obs"]]) for k in first} if isinstance(first, Mapping)
+                           else np.stack(ep["obs"]))
+                finished.append(Episode(stacked, np.stack(ep["act"]), np.asarray(ep["rew"]),
+                                        np.asarray(ep["term"]), np.asarray(ep["trunc"])))
+                done[e] += 1
+        episode_start = autoreset
+        autoreset = terminated | truncated
+        obs = next_obs
+    return finished
