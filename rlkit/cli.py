@@ -280,6 +280,8 @@ def cmd_collect(ns: argparse.Namespace) -> int:
 
 def _collect_policy(ns: argparse.Namespace, num_envs: int):
     """(env config, vector env, policy, metadata) for ``rlkit collect RUN_DIR``, loaded as `rlkit eval` does."""
+    import dataclasses
+
     from rlkit.config import build_run_config, read_yaml
     from rlkit.export import WEIGHTS_FILE, is_exported, load_exported
     from rlkit.loops import build_agent, load_agent_weights, make_vector_env, resolve_device
@@ -290,13 +292,11 @@ def _collect_policy(ns: argparse.Namespace, num_envs: int):
     cfg = build_run_config(read_yaml(run_dir / CONFIG_FILE), [], source=str(run_dir / CONFIG_FILE))
     if ns.device:
         cfg.device = ns.device
-    env_cfg = cfg.env
+    if ns.env is None and cfg.env.id is None:
+        raise ConfigError(f"run '{run_dir}' names no env (env.id); pass --env ID")
+    env_cfg = dataclasses.replace(cfg.env, num_envs=num_envs)
     if ns.env is not None and ns.env != cfg.env.id:  # another env: the run's kwargs belong to its own env
-        from rlkit.config import EnvConfig
-
-        env_cfg = EnvConfig(id=ns.env, vectorization=cfg.env.vectorization)
-    env_cfg = type(env_cfg)(id=env_cfg.id, num_envs=num_envs, kwargs=dict(env_cfg.kwargs),
-                            vectorization=env_cfg.vectorization)
+        env_cfg = dataclasses.replace(env_cfg, id=ns.env, kwargs={})
     if exported:
         ckpt_path = run_dir / WEIGHTS_FILE
     else:
