@@ -253,7 +253,7 @@ def _check_kwargs(
 # --------------------------------------------------------------------------- single env
 
 
-class NoopStart(gym.Wrapper):
+class NoopStart(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """1..``noop_max`` (uniform) single-frame no-ops after each game reset (Mnih et al. 2015).
 
     Goes directly over ``AtariEnv(frameskip=1)`` (or :class:`FireOnReset`), under
@@ -266,6 +266,7 @@ class NoopStart(gym.Wrapper):
     """
 
     def __init__(self, env: gym.Env, noop_max: int):
+        gym.utils.RecordConstructorArgs.__init__(self, noop_max=noop_max)  # env.spec can rebuild the stack
         super().__init__(env)
         self.noop_max = int(noop_max)
 
@@ -284,7 +285,7 @@ class NoopStart(gym.Wrapper):
         return atari._get_obs(), info
 
 
-class FireOnReset(gym.Wrapper):
+class FireOnReset(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Play one FIRE frame after each game reset, like ALE's native ``use_fire_reset``.
 
     Goes directly over ``AtariEnv(frameskip=1)``, under ``AtariPreprocessing``, so that the
@@ -292,6 +293,7 @@ class FireOnReset(gym.Wrapper):
     """
 
     def __init__(self, env: gym.Env):
+        gym.utils.RecordConstructorArgs.__init__(self)
         super().__init__(env)
         meanings = env.unwrapped.get_action_meanings()
         self._fire = meanings.index("FIRE") if "FIRE" in meanings else None
@@ -305,10 +307,12 @@ class FireOnReset(gym.Wrapper):
         return obs, info
 
 
-class AtariInfo(gym.Wrapper):
+class AtariInfo(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Reward clipping with ``info["raw_reward"]``, and ``info["life_loss"]`` (module docstring)."""
 
     def __init__(self, env: gym.Env, *, clip_rewards: bool, terminal_on_life_loss: bool):
+        gym.utils.RecordConstructorArgs.__init__(self, clip_rewards=clip_rewards,
+                                                 terminal_on_life_loss=terminal_on_life_loss)
         super().__init__(env)
         self.clip_rewards = clip_rewards
         self.terminal_on_life_loss = terminal_on_life_loss
@@ -377,9 +381,31 @@ def make_atari_env(
         max_num_frames_per_episode=None,
         render_mode=render_mode,
     )
-    if p["use_fire_reset"]:
+    return preprocess(env, noop_max=p["noop_max"], use_fire_reset=p["use_fire_reset"],
+                      terminal_on_life_loss=p["terminal_on_life_loss"], frame_skip=frame_skip,
+                      screen_size=screen_size, frame_stack=frame_stack, clip_rewards=clip_rewards,
+                      max_episode_steps=max_episode_steps)
+
+
+def preprocess(
+    env: gym.Env,
+    *,
+    noop_max: int,
+    use_fire_reset: bool,
+    terminal_on_life_loss: bool,
+    frame_skip: int,
+    screen_size: int,
+    frame_stack: int,
+    clip_rewards: bool,
+    max_episode_steps: int | None,
+) -> gym.Env:
+    """The single-env wrapper stack over an ALE env made with ``frameskip=1`` (module docstring):
+    FIRE on reset (optional), no-op starts, frame skip with max-pool, grayscale resize, frame
+    stack, reward clipping and life-loss info, ``TimeLimit`` (optional).  Shared by
+    :func:`make_atari_env` and :func:`rlkit.envs.wrappers.atari_wrappers`."""
+    if use_fire_reset:
         env = FireOnReset(env)
-    env = NoopStart(env, p["noop_max"])
+    env = NoopStart(env, noop_max)
     env = AtariPreprocessing(
         env,
         noop_max=0,  # NoopStart does them (any game, ALE's NOOP)
@@ -390,7 +416,7 @@ def make_atari_env(
         scale_obs=False,
     )
     env = FrameStackObservation(env, frame_stack, padding_type="reset")
-    env = AtariInfo(env, clip_rewards=clip_rewards, terminal_on_life_loss=p["terminal_on_life_loss"])
+    env = AtariInfo(env, clip_rewards=clip_rewards, terminal_on_life_loss=terminal_on_life_loss)
     if max_episode_steps is not None:
         env = TimeLimit(env, max_episode_steps)
     return env
