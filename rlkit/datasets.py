@@ -42,7 +42,8 @@ from rlkit.errors import DatasetError
 
 __all__ = ["Episode", "LoadedDataset", "EpisodeTransitions", "ReplayStream", "write_dataset", "load_dataset",
            "list_datasets", "dataset_info", "check_dataset_fits", "check_dataset_id", "dataset_path",
-           "datasets_root", "iter_transitions", "replay_stream", "episode_stats"]
+           "datasets_root", "iter_transitions", "replay_stream", "episode_stats", "episodes_from_replay",
+           "dataset_from_run", "record_episodes"]
 
 DATA_DIR = "data"
 METADATA_FILE = "metadata.json"
@@ -144,13 +145,6 @@ class ReplayStream:
 
 def _map(fn, obs: Obs) -> Obs:
     return {k: fn(v) for k, v in obs.items()} if isinstance(obs, Mapping) else fn(obs)
-
-
-def _obs_len(obs: Obs) -> int:
-    if isinstance(obs, Mapping):
-        lengths = {len(v) for v in obs.values()}
-        return lengths.pop() if len(lengths) == 1 else -1
-    return len(obs)
 
 
 def _concat(parts: list[Obs]) -> Obs:
