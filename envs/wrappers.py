@@ -54,8 +54,10 @@ Usage::
                                      ToTorch, atari_wrappers)
 
     gym.register_envs(ale_py)
-    env = atari_wrappers(gym.make("ALE/Breakout-v5", frameskip=1), protocol="machado")
+    env = atari_wrappers(gym.make("ALE/Breakout-v5", frameskip=1, full_action_space=True),
+                         protocol="machado")          # sticky actions 0.25, 18 actions
     obs, info = env.reset(seed=0)                     # uint8 [4, 84, 84]
+    obs, reward, terminated, truncated, info = env.step(1)  # reward = sign(info["raw_reward"])
 
     obs_norm = NormalizeObservation(gym.make("Pendulum-v1"))
     env = NormalizeReward(obs_norm, gamma=0.99)
