@@ -130,6 +130,15 @@ def squashed_gaussian_sample(mean: torch.Tensor, log_std: torch.Tensor, noise: t
     return torch.tanh(pre_tanh), log_prob
 
 
+def soft_td_target(rewards: torch.Tensor, discounts: torch.Tensor, next_q: torch.Tensor,
+                   next_log_prob: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """y = R + gamma^k (min_i Qbar_i(s', a') - alpha log pi(a'|s')): ``next_q [2, B]``, the rest ``[B]`` -> ``[B]``.
+
+    ``discounts`` is the batch's gamma^k (0 at terminals): gamma is never applied again here.
+    """
+    return rewards + discounts * (next_q.min(dim=0).values - alpha * next_log_prob)
+
+
 # --------------------------------------------------------------------------------------
 # Networks
 # --------------------------------------------------------------------------------------
@@ -317,8 +326,8 @@ class SAC:
         # critic: y = R + gamma^k * (min_i Qbar_i(s', a') - alpha log pi(a'|s')),  a' ~ pi(.|s')
         with torch.no_grad():
             next_actions, next_log_prob = self._sample(batch.next_obs)           # [B, A], [B]
-            next_q = self.target_critic(batch.next_obs, next_actions).min(dim=0).values  # [B]
-            target = batch.rewards + batch.discounts * (next_q - alpha * next_log_prob)   # [B]
+            next_q = self.target_critic(batch.next_obs, next_actions)           # [2, B]
+            target = soft_td_target(batch.rewards, batch.discounts, next_q, next_log_prob, alpha)  # [B]
         q = self.critic(batch.obs, actions)                                      # [2, B]
         critic_loss = 0.5 * (batch.weights * (q - target).square()).mean(dim=1).sum()
         self.critic_optimizer.zero_grad(set_to_none=True)
