@@ -32,7 +32,7 @@ no target policy (a' comes from the current policy).
 
 Speed (the network math dominates on CPU; what is left is Python and dispatch overhead): both critics are
 ONE module whose layers hold stacked weights ``[2, in, out]``, so each layer of the twin evaluation is one
-``baddbmm``; fused Adam; the critic's weights are frozen (no weight gradients computed) while the policy
+``baddbmm``; ReLUs in place; fused Adam; the critic's weights are frozen (no weight gradients computed) while the policy
 loss backpropagates through it; the targets are averaged with one ``_foreach_lerp_``; metrics stay tensors.
 
 Actions: the policy lives in [-1, 1]^A; ``act`` rescales to the env's Box bounds. Replay holds env-scale
@@ -41,6 +41,7 @@ actions; the critic sees them normalised to [-1, 1].
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from dataclasses import dataclass, field
@@ -150,7 +151,8 @@ class Actor(nn.Module):
     def __init__(self, observation_space: gym.Space, act_dim: int, hidden: list[int]) -> None:
         super().__init__()
         self.encoder = make_encoder(observation_space)
-        self.torso = mlp(self.encoder.out_dim, hidden, None)   # [B, hidden[-1]]
+        inplace_relu = functools.partial(nn.ReLU, inplace=True)  # saves an allocation per layer; same values
+        self.torso = mlp(self.encoder.out_dim, hidden, None, activation=inplace_relu)  # [B, hidden[-1]]
         self.head = nn.Linear(hidden[-1], 2 * act_dim)           # [B, 2A]: mean and log std in one matmul
 
     def forward(self, obs: torch.Tensor | dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -194,7 +196,7 @@ class TwinCritic(nn.Module):
         x = torch.cat([self.encoder(obs), action], dim=-1)       # [B, D + A]
         x = x.unsqueeze(0).expand(self.members, *x.shape)         # [2, B, D + A] (a view)
         for layer in self.layers[:-1]:
-            x = F.relu(layer(x))                                  # [2, B, H]
+            x = F.relu(layer(x), inplace=True)                    # [2, B, H] (baddbmm's backward needs no output)
         return self.layers[-1](x).squeeze(-1)                    # [2, B]
 
 
