@@ -113,6 +113,11 @@ class DQN:
     """``update`` reports new priorities (|TD error|) through ``update_priorities`` for prioritized replay."""
     acting_modules = ("q_net",)
     """The modules ``act`` needs: what ``rlkit export`` writes to safetensors (no optimizer, no target)."""
+    resumable_keys = frozenset({"double", "target_update_every", "tau", "max_grad_norm", "huber_delta",
+                                "eps_start", "eps_end", "eps_decay_steps", "lr_end", "lr_decay_steps"})
+    """Config fields read at use time, so ``rlkit train --resume RUN agent.tau=...`` takes effect."""
+    optimizer_keys = {"lr": (("optimizer", "lr"),), "adam_eps": (("optimizer", "eps"),)}
+    """Config fields written into the optimizers' param groups on resume: (optimizer attribute, key)."""
 
     def __init__(self, cfg: DQNConfig, observation_space: gym.Space, action_space: gym.Space,
                  device: torch.device | str = "cpu", seed: int = 0) -> None:

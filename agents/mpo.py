@@ -253,6 +253,12 @@ class MPO:
     """``update`` computes no priorities: the config refuses ``train.replay.prioritized: true``."""
     acting_modules = ("policy",)
     """The modules ``act`` needs: what ``rlkit export`` writes to safetensors (no critic, no optimizers)."""
+    resumable_keys = frozenset({"epsilon", "epsilon_mean", "epsilon_stddev", "num_samples", "target_update_every",
+                                "max_grad_norm", "action_penalization", "epsilon_penalty"})
+    """Config fields read at use time, so ``rlkit train --resume RUN agent.epsilon=...`` takes effect."""
+    optimizer_keys = {"policy_lr": (("policy_optimizer", "lr"),), "critic_lr": (("critic_optimizer", "lr"),),
+                      "dual_lr": (("dual_optimizer", "lr"),)}
+    """Config fields written into the optimizers' param groups on resume: (optimizer attribute, key)."""
 
     def __init__(self, cfg: MPOConfig, observation_space: gym.Space, action_space: gym.Space,
                  device: torch.device | str = "cpu", seed: int = 0) -> None:

@@ -145,7 +145,7 @@ def prepare_train(config: ConfigLike, overrides: list[str], run_dir: str | Path 
     cfg, source = make_config(config, overrides)
     if run_dir is not None:
         return cfg, check_new_run_dir(run_dir), source  # before building: refuse a directory of other files
-    stem = source if source is not None else _slug(cfg.env.id)
+    stem = source if source is not None else _slug(cfg.env.id or Path(cfg.offline.dataset).name)
     return cfg, new_run_dir(cfg.log.root, cfg.log.name, stem, cfg.agent.name, cfg.seed), source
 
 
@@ -202,9 +202,7 @@ def train(config: ConfigLike = None, *, run_dir: str | Path | None = None, seed:
     ``resume=True``), as the CLI does. A run whose loss goes non-finite raises
     :class:`~rlkit.errors.TrainingDiverged`.
     """
-    # TODO(loops.train): call rlkit.loops.train (which picks train_online / train_offline from the config)
-    # once the core's dispatcher lands; train_online is today's only loop.
-    from rlkit.loops import train_online
+    from rlkit.loops import train as train_loop  # train_online, or train_offline for an `offline:` config
 
     texts = override_list(overrides, **kwargs)
     if seed is not None:
@@ -215,7 +213,7 @@ def train(config: ConfigLike = None, *, run_dir: str | Path | None = None, seed:
         raise ConfigError("train(resume=True) needs run_dir=, the run to continue")
     cfg, run_dir, source = prepare_train(config, texts, run_dir=run_dir if not resume else None,
                                          resume_dir=run_dir if resume else None)
-    summary = train_online(cfg, run_dir, resume=resume, source=source)
+    summary = train_loop(cfg, run_dir, resume=resume, source=source)
     return Run(run_dir=Path(run_dir), summary=summary, config=cfg,
                agent=load(run_dir, checkpoint="latest", device=cfg.device))
 

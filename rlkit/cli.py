@@ -30,9 +30,8 @@ def _split_config_and_overrides(args: list[str]) -> tuple[str | None, list[str]]
 
 
 def cmd_train(ns: argparse.Namespace) -> int:
-    from rlkit.config import build_run_config, load_config, read_yaml
-    from rlkit.loops import train_online
-    from rlkit.runs import CONFIG_FILE, RunLock, check_new_run_dir, check_run_dir, new_run_dir
+    from rlkit.api import prepare_train
+    from rlkit.loops import train
 
     config_path, overrides = _split_config_and_overrides(ns.args)
     for text in overrides:
@@ -42,27 +41,17 @@ def cmd_train(ns: argparse.Namespace) -> int:
         overrides.append(f"seed={ns.seed}")
     if ns.device is not None:
         overrides.append(f"device={ns.device}")
-
     if ns.resume is not None:
         if config_path is not None:
             raise ConfigError("--resume takes the run's own config.yaml; pass overrides only (no CONFIG)")
         if ns.run_dir is not None:
             raise ConfigError("--resume continues the run in its own directory; --run-dir cannot be combined with "
                               "it (copy the run directory first to resume a copy)")
-        run_dir = check_run_dir(ns.resume)
-        # the lock first (a running process may be writing this run), then the overrides are checked
-        # against the checkpoint before anything is written (rlkit.loops.resume_changes)
-        with RunLock(run_dir):
-            cfg = build_run_config(read_yaml(run_dir / CONFIG_FILE), overrides, source=str(run_dir / CONFIG_FILE))
-        summary = train_online(cfg, run_dir, resume=True)
-    else:
-        cfg = load_config(config_path, overrides)
-        stem = Path(config_path).stem if config_path else "dqn_cartpole"
-        if ns.run_dir is not None:
-            run_dir = check_new_run_dir(ns.run_dir)  # before building: refuse a directory of other files
-        else:
-            run_dir = new_run_dir(cfg.log.root, cfg.log.name, stem, cfg.agent.name, cfg.seed)
-        summary = train_online(cfg, run_dir, source=stem)  # creates run_dir once env and agent are built
+    # the same preparation as rlkit.train(): config + overrides, run directory checked before anything is
+    # built (on resume the config is read under the run's lock, and the loop checks the overrides against
+    # the checkpoint before anything is written)
+    cfg, run_dir, source = prepare_train(config_path, overrides, run_dir=ns.run_dir, resume_dir=ns.resume)
+    summary = train(cfg, run_dir, resume=ns.resume is not None, source=source)
     _print_summary(summary)
     return 128 + summary["interrupted"] if summary.get("interrupted") else 0
 

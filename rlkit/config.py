@@ -45,8 +45,9 @@ MAX_VALUES = 100_000
 
 @dataclass
 class EnvConfig:
-    id: str = "CartPole-v1"
-    """Gymnasium id (``CartPole-v1``, ``rlkit/Pong-v0``, …); ``rlkit list`` shows rlkit's own."""
+    id: str | None = "CartPole-v1"
+    """Gymnasium id (``CartPole-v1``, ``rlkit/Pong-v0``, …); ``rlkit list`` shows rlkit's own. Offline runs
+    may set ``null``: no evaluation in an env."""
     num_envs: int = 1
     """Sub-environments stepped together; ids with a native vector entry point (Atari) use it."""
     kwargs: dict[str, Any] = field(default_factory=dict)
@@ -142,6 +143,21 @@ class LogConfig:
 
 
 @dataclass
+class OfflineConfig:
+    """An ``offline:`` section makes ``rlkit train`` learn from a dataset (``rlkit.loops.train_offline``)
+    instead of from env interaction. ``train.total_steps``, ``eval_every``, ``checkpoint_every`` and
+    ``log.log_every`` then count gradient steps; the env (``env.id``; ``null`` for none) is used only to
+    evaluate the agent."""
+
+    dataset: str = ""
+    """A Minari dataset id under ``MINARI_DATASETS_PATH`` (``rlkit dataset list``) or a dataset directory."""
+
+    def __post_init__(self) -> None:
+        if not self.dataset:
+            raise ConfigError("offline.dataset must name a dataset (an id from `rlkit dataset list`, or a path)")
+
+
+@dataclass
 class RunConfig:
     env: EnvConfig
     agent: Any
@@ -155,6 +171,8 @@ class RunConfig:
     """CPU threads for torch ops (``torch.set_num_threads``). 1 is fastest for small networks and
     avoids spin-wait collapse when cores are shared; raise it for CNNs on an otherwise idle machine.
     0 leaves torch's default."""
+    offline: OfflineConfig | None = None
+    """Learn from a dataset instead of env interaction (see :class:`OfflineConfig`); None: online."""
 
     def __post_init__(self) -> None:
         if self.torch_threads < 0:
@@ -412,11 +430,15 @@ def build_run_config(data: dict[str, Any], overrides: list[str] = (), source: st
         seed = _coerce(data.get("seed", 0), int, "seed")
         device = _coerce(data.get("device", "auto"), typing.get_type_hints(RunConfig)["device"], "device")
         threads = _coerce(data.get("torch_threads", 1), int, "torch_threads")
+        offline = _coerce(data.get("offline"), OfflineConfig | None, "offline")
+        if env.id is None and offline is None:
+            raise ConfigError("env.id is null, but only offline runs (an `offline:` section) can train without an env")
         if train.replay.prioritized and not getattr(registry[name][1], "supports_prioritized_replay", False):
             raise ConfigError(f"train.replay.prioritized: true, but agent '{name}' returns no TD errors to "
                               "prioritize by (it would silently sample uniformly); set "
                               "train.replay.prioritized: false, or use an agent that supports it (dqn)")
-        return RunConfig(env=env, agent=agent, train=train, log=log, seed=seed, device=device, torch_threads=threads)
+        return RunConfig(env=env, agent=agent, train=train, log=log, seed=seed, device=device, torch_threads=threads,
+                         offline=offline)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
 

@@ -1,249 +1,315 @@
-"""The training loops. ``train_online`` is one visible function: collect, store, update, and plain
-``if`` blocks for logging, evaluation and checkpoints. No callbacks.
+"""The training loops: ``train_online`` (collect from vector envs) and ``train_offline`` (gradient steps
+from a dataset). Each reads top to bottom like CleanRL — collect, store, update, log, evaluate,
+checkpoint — with plain ``if`` blocks and no callbacks; ``train`` picks one from the config.
 
-Conventions every environment follows (gymnasium's own, plus two optional info keys):
-  - Vector envs use gymnasium's NEXT_STEP autoreset: after a step that returns ``terminated`` or
-    ``truncated`` for env e, the next ``step`` resets e and its action is ignored. The loop passes
-    ``autoreset`` to the replay buffer, which therefore holds each episode's true final observation
-    and bootstraps through truncations from it (terminations cut the bootstrap; truncations don't).
-  - ``info["raw_reward"]`` (optional): the unclipped reward, used for reported episode returns when
-    the env clips the reward it trains on (Atari).
-  - ``info["life_loss"]`` (optional): a life was lost on this step; stored as a termination for
-    bootstrapping (Nature DQN's "terminal on life loss") while the episode — and its reported return —
-    goes on to the end of the game.
+What both loops share lives in named pieces: :class:`rlkit.collector.Collector` (the collect step and
+the env side of a checkpoint), :func:`rlkit.evaluation.evaluate`, :class:`rlkit.run_state.RunState`
+(the whole checkpoint, saved and loaded in one place; exact resume) and :class:`_Run` below (the run
+directory, its lock, the logger, evaluation bookkeeping, Ctrl-C and divergence handling). Agents are the
+same objects in both loops: they only see ``act`` and ``update(batch)``.
 
-Env steps count real transitions only (autoreset steps are not counted), like SB3's ``num_timesteps``.
+Collection conventions (NEXT_STEP autoreset, ``info["raw_reward"]``, ``info["life_loss"]``) are in
+:mod:`rlkit.collector`'s docstring.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import random
 import signal
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import torch
 
-from rlkit.agent import metric_values
-from rlkit.checkpoint import load_checkpoint, save_checkpoint
-from rlkit.errors import CheckpointError, ConfigError, TrainingDiverged
-from rlkit.config import EnvConfig, RunConfig, _closest, build_run_config, dump_yaml, read_yaml, to_dict
-from rlkit.logger import CURVE_FILE, RunLogger, mean_std, plot_runs
+from rlkit.build import (build_agent, build_experience, build_replay, env_spec, load_agent_weights, make_vector_env,  # noqa: F401
+                         resolve_device, seed_everything)
+from rlkit.checkpoint import save_checkpoint
+from rlkit.collector import Collector, EnvReplay, EpisodeTracker  # noqa: F401  (re-exported)
+from rlkit.config import RunConfig, build_run_config, dump_yaml, read_yaml
+from rlkit.errors import ConfigError, TrainingDiverged
+from rlkit.evaluation import evaluate
+from rlkit.logger import CURVE_FILE, RunLogger, plot_runs
+from rlkit.run_state import RESUMABLE_KEYS, RunState, apply_optimizer_changes, resume_changes  # noqa: F401
+from rlkit.runs import BEST, CONFIG_FILE, LATEST, RunLock, check_new_run_dir, check_run_dir, create_run_dir
 from rlkit.schedules import linear_schedule
-from rlkit.replay import ReplayBuffer
-from rlkit.runs import (BEST, CONFIG_FILE, LATEST, RunLock, check_new_run_dir, check_run_dir, create_run_dir)
-
-# --------------------------------------------------------------------------------------
-# Construction
-# --------------------------------------------------------------------------------------
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' was asked for but torch sees no CUDA device; use --device cpu or auto")
-    return torch.device(name)
+def train(cfg: RunConfig, run_dir: Path, resume: bool = False, source: str | None = None) -> dict[str, Any]:
+    """Train as the config says: ``train_offline`` if it has an ``offline:`` section, else ``train_online``."""
+    loop = train_offline if cfg.offline is not None else train_online
+    return loop(cfg, run_dir, resume=resume, source=source)
 
 
-def env_spec(env_id: str) -> gym.envs.registration.EnvSpec:
-    import rlkit.envs  # noqa: F401  (registers rlkit/... ids)
+def train_online(cfg: RunConfig, run_dir: Path, resume: bool = False, source: str | None = None) -> dict[str, Any]:
+    """Train an off-policy agent on vectorized envs. Returns a summary (final evaluation, steps, time).
 
-    try:
-        return gym.spec(env_id)
-    except gym.error.Error:
-        ids = list(gym.registry.keys())
-        raise ConfigError(f"unknown environment id '{env_id}'." + _closest(env_id, ids).replace("keys", "ids")
-                          + " `rlkit list` shows rlkit's environments") from None
-
-
-def make_vector_env(env_cfg: EnvConfig, num_envs: int | None = None, **extra: Any) -> gym.vector.VectorEnv:
-    """A vector env from the config: the env's native vector entry point when it has one (Atari)."""
-    spec = env_spec(env_cfg.id)
-    mode = env_cfg.vectorization
-    if mode == "auto":
-        native = spec.vector_entry_point is not None and env_cfg.id.startswith("rlkit/")
-        mode = "native" if native else "sync"
-    if mode == "native":
-        if spec.vector_entry_point is None:
-            raise ConfigError(f"env.vectorization=native, but '{env_cfg.id}' has no native vector env; use sync or auto")
-        mode = "vector_entry_point"
-    try:
-        return gym.make_vec(env_cfg.id, num_envs=num_envs or env_cfg.num_envs, vectorization_mode=mode,
-                            **{**env_cfg.kwargs, **extra})
-    except ConfigError:
-        raise
-    except (TypeError, ValueError) as exc:  # unknown kwargs, or values the env's constructor rejects
-        text = " ".join(str(exc).split())[:300] or type(exc).__name__
-        raise ConfigError(f"env.kwargs: '{env_cfg.id}' could not be built with kwargs {env_cfg.kwargs}: {text}"
-                          ) from None
-
-
-def build_agent(cfg: RunConfig, observation_space: gym.Space, action_space: gym.Space, device: torch.device):
-    from rlkit.agents import AGENTS
-
-    _, agent_cls = AGENTS[cfg.agent.name]
-    try:
-        return agent_cls(cfg.agent, observation_space, action_space, device=device, seed=cfg.seed)
-    except ConfigError:
-        raise
-    except ValueError as exc:  # e.g. torch rejecting an optimizer setting the config did not range-check
-        raise ConfigError(f"agent: '{cfg.agent.name}' could not be built with this config: "
-                          f"{' '.join(str(exc).split())[:300]}") from None
-
-
-def load_agent_weights(agent, path: Path, device: torch.device) -> dict[str, Any]:
-    """Load a checkpoint's agent state into ``agent``; a file that is not a checkpoint of this agent is a
-    one-line :class:`CheckpointError`. Returns the checkpoint."""
-    state = load_checkpoint(path, map_location=device, required=("agent",))
-    try:
-        agent.load_state_dict(state["agent"])
-    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
-        text = " ".join(str(exc).split())[:200]
-        raise CheckpointError(f"'{path}' does not fit this run's agent ({type(exc).__name__}: {text}); it is not an "
-                              "rlkit checkpoint of this run") from None
-    return state
-
-
-def seed_everything(seed: int, torch_threads: int = 0) -> None:
-    if torch_threads > 0:
-        torch.set_num_threads(torch_threads)
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-# --------------------------------------------------------------------------------------
-# Episode statistics and exact env-state restore
-# --------------------------------------------------------------------------------------
-
-
-@dataclass
-class EpisodeTracker:
-    """Running return and length per sub-env; yields finished episodes (true game returns)."""
-
-    num_envs: int
-    returns: np.ndarray = field(init=False)
-    lengths: np.ndarray = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.returns = np.zeros(self.num_envs, dtype=np.float64)
-        self.lengths = np.zeros(self.num_envs, dtype=np.int64)
-
-    def step(self, rewards, terminated, truncated, infos, autoreset) -> list[tuple[float, int]]:
-        raw = np.asarray(infos.get("raw_reward", rewards), dtype=np.float64)
-        real = ~autoreset
-        self.returns[real] += raw[real]
-        self.lengths[real] += 1
-        done = (terminated | truncated) & real
-        finished = [(float(self.returns[e]), int(self.lengths[e])) for e in np.flatnonzero(done)]
-        self.returns[done] = 0.0
-        self.lengths[done] = 0
-        return finished
-
-
-class EnvReplay:
-    """Exact resume for gymnasium's ``SyncVectorEnv``: for each sub-env, remember the RNG state just
-    before its current episode's reset and the actions taken since. Restoring = set that RNG state,
-    reset, replay the actions — the env is then in exactly the state it had at the checkpoint,
-    without pickling any env object. Envs without Python-visible state (ALE's native vector env) are
-    re-seeded instead, and the resumed run is statistically — not bitwise — the same."""
-
-    def __init__(self, envs: gym.vector.VectorEnv) -> None:
-        self.supported = isinstance(envs, gym.vector.SyncVectorEnv)
-        self.envs = envs
-        n = envs.num_envs
-        self.start_rng: list[str | None] = [None] * n
-        self.actions: list[list[Any]] = [[] for _ in range(n)]
-
-    def before_step(self, actions: np.ndarray, autoreset: np.ndarray) -> None:
-        if not self.supported:
-            return
-        for e in range(self.envs.num_envs):
-            if autoreset[e]:  # this step resets env e: its next episode starts from this RNG state
-                self.start_rng[e] = json.dumps(self.envs.envs[e].unwrapped.np_random.bit_generator.state)
-                self.actions[e] = []
-            else:
-                self.actions[e].append(actions[e].tolist())
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"supported": self.supported, "start_rng": json.dumps(self.start_rng), "actions": json.dumps(self.actions)}
-
-    def restore(self, state: dict[str, Any], seed: int, autoreset: np.ndarray) -> np.ndarray | None:
-        """Bring the envs back to the checkpoint; returns the current observations (None: not exact)."""
-        if not (self.supported and state.get("supported")):
-            return None
-        self.start_rng = json.loads(state["start_rng"])
-        self.actions = json.loads(state["actions"])
-        obs_list = []
-        for e, env in enumerate(self.envs.envs):
-            if self.start_rng[e] is None:  # still in the first episode: reset(seed) started it
-                obs, _ = env.reset(seed=seed + e)
-            else:
-                env.unwrapped.np_random = np.random.default_rng()
-                env.unwrapped.np_random.bit_generator.state = json.loads(self.start_rng[e])
-                obs, _ = env.reset()
-            for action in self.actions[e]:
-                obs, *_ = env.step(np.asarray(action, dtype=self.envs.single_action_space.dtype)
-                                   if isinstance(action, list) else action)
-            obs_list.append(obs)
-        self.envs._autoreset_envs = autoreset.copy()  # SyncVectorEnv's NEXT_STEP bookkeeping
-        return np.stack(obs_list)
-
-
-# --------------------------------------------------------------------------------------
-# Evaluation
-# --------------------------------------------------------------------------------------
-
-
-def evaluate(agent, env_cfg: EnvConfig, episodes: int, epsilon: float, seed: int,
-             envs: gym.vector.VectorEnv | None = None, on_episode=None) -> dict[str, Any]:
-    """Run ``episodes`` full episodes with ``epsilon``-greedy (0: deterministic) actions.
-
-    Each sub-env runs a fixed quota of episodes so short episodes are not over-represented.
-    ``on_episode(done, episodes)`` is called after each counted episode (progress display).
+    A new run's directory is created only once everything is built (a failed start leaves nothing);
+    it must be absent or empty. The run holds an exclusive lock on its directory while it runs.
+    On resume, config changes are checked (:func:`resume_changes`) before anything is built or
+    written, and ``config.yaml`` is rewritten only once the checkpoint has loaded.
+    ``source`` (the config file's stem) is recorded in ``source.txt`` for plot labels.
     """
-    own_envs = envs is None
-    if envs is None:
-        envs = make_vector_env(env_cfg, num_envs=min(episodes, 8))
-    n = envs.num_envs
-    quota = np.array([episodes // n + (1 if e < episodes % n else 0) for e in range(n)])
-    done_count = np.zeros(n, dtype=np.int64)
-    tracker = EpisodeTracker(n)
-    returns: list[float] = []
-    lengths: list[int] = []
-    obs, _ = envs.reset(seed=seed)
-    autoreset = np.zeros(n, dtype=bool)
-    episode_start = np.ones(n, dtype=bool)
-    while (done_count < quota).any():
-        actions = agent.act(obs, explore=False, episode_start=episode_start, epsilon=epsilon)
-        obs, rewards, terminated, truncated, infos = envs.step(actions)
-        real = ~autoreset
-        finished_mask = (terminated | truncated) & real
-        for e, (ret, length) in zip(np.flatnonzero(finished_mask), tracker.step(rewards, terminated, truncated, infos, autoreset)):
-            if done_count[e] < quota[e]:
-                returns.append(ret)
-                lengths.append(length)
-                done_count[e] += 1
-                if on_episode is not None:
-                    on_episode(len(returns), episodes)
-        episode_start = autoreset
-        autoreset = terminated | truncated
-    if own_envs:
-        envs.close()
-    mean, std = mean_std(returns)
-    return {"return_mean": mean, "return_std": std, "length_mean": float(np.mean(lengths)), "returns": returns}
+    with _Run(cfg, run_dir, resume, source) as run:
+        seed_everything(cfg.seed, cfg.torch_threads)
+        device = resolve_device(cfg.device)
+        train = cfg.train
+        envs = run.own(make_vector_env(cfg.env))
+        eval_envs = run.own(make_vector_env(cfg.env, num_envs=min(train.eval_episodes, 8)))
+        agent = build_agent(cfg, envs.single_observation_space, envs.single_action_space, device)
+        replay = build_experience(cfg, envs.single_observation_space, envs.single_action_space, envs.num_envs, device)
+        collector = Collector(envs, cfg.seed)
+        state = run.start(agent, device, source=replay, collector=collector, updates_from=train.learning_starts)
+        if resume and not run.buffer_restored:  # refill before updating again
+            state.updates_from = state.step + train.learning_starts
+        warning = no_update_warning(train, state.updates_from, state.step)
+        if warning:
+            run.logger.message(warning)
+        update_priorities = replay.update_priorities if train.replay.prioritized else None
+
+        with _StopRequest() as stop:
+            while state.step < train.total_steps and not run.solved:
+                # collect one vector step and store it
+                step = collector.step(agent, explore=True)
+                replay.add(step.obs, step.actions, step.rewards, step.terminated, step.truncated, step.autoreset)
+                for _, ret, length in step.episodes:
+                    run.logger.log("episode", state.step, run.clock(), {"return": ret, "length": length})
+                before = state.step
+                state.step += step.real_steps
+                run.logger.advance(state.step)
+
+                # update
+                phases = (_crossed(max(before, state.updates_from - 1), state.step, train.train_every)
+                          if state.step >= state.updates_from else 0)
+                if phases and replay.num_sampleable() > 0:
+                    if state.checkpoint_step is None:  # a good state to fall back on if the first updates diverge
+                        run.checkpoint(agent, replay, collector)
+                    for _ in range(phases * train.gradient_steps):
+                        batch = replay.sample(train.batch_size, beta=linear_schedule(
+                            train.replay.beta_start, 1.0, train.total_steps, state.step))
+                        metrics = (agent.update(batch, update_priorities=update_priorities) if update_priorities
+                                   else agent.update(batch))
+                        state.add_metrics(metrics)
+
+                # log, evaluate, checkpoint
+                if _crossed(before, state.step, cfg.log.log_every):
+                    run.log_train()
+                if _crossed(before, state.step, train.eval_every) or state.step >= train.total_steps:
+                    run.evaluate(agent, eval_envs)
+                if _crossed(before, state.step, train.checkpoint_every) or stop.requested:
+                    run.checkpoint(agent, replay, collector)
+                if stop.requested:
+                    run.stopped_by(stop.signum)
+                    break
+            if not stop.requested:
+                run.checkpoint(agent, replay, collector)
+        return run.finish(agent)
+
+
+def train_offline(cfg: RunConfig, run_dir: Path, resume: bool = False, source: str | None = None) -> dict[str, Any]:
+    """Train an agent from a dataset (``offline.dataset``, Minari format): ``train.total_steps`` gradient
+    steps on batches from a read-only experience source, with the same logging, evaluation in the env
+    (when ``env.id`` is set), checkpoints, exact resume and Ctrl-C handling as online runs."""
+    from rlkit.experience import dataset_source
+
+    with _Run(cfg, run_dir, resume, source) as run:
+        seed_everything(cfg.seed, cfg.torch_threads)
+        device = resolve_device(cfg.device)
+        train = cfg.train
+        dataset, experience = dataset_source(cfg, device)
+        eval_envs = None
+        if cfg.env.id is not None:
+            eval_envs = run.own(make_vector_env(cfg.env, num_envs=min(train.eval_episodes, 8)))
+            _check_dataset_fits(dataset, eval_envs, cfg)
+        agent = build_agent(cfg, dataset.observation_space, dataset.action_space, device)
+        state = run.start(agent, device, source=experience)
+
+        with _StopRequest() as stop:
+            while state.step < train.total_steps:
+                # update
+                batch = experience.sample(train.batch_size)
+                state.add_metrics(agent.update(batch))
+                before = state.step
+                state.step += 1
+                run.logger.advance(state.step)
+
+                # log, evaluate, checkpoint
+                if _crossed(before, state.step, cfg.log.log_every):
+                    run.log_train()
+                if eval_envs is not None and (_crossed(before, state.step, train.eval_every)
+                                              or state.step >= train.total_steps):
+                    run.evaluate(agent, eval_envs)
+                if _crossed(before, state.step, train.checkpoint_every) or stop.requested:
+                    run.checkpoint(agent, experience)
+                if stop.requested:
+                    run.stopped_by(stop.signum)
+                    break
+                if run.solved:
+                    break
+            if not stop.requested:
+                run.checkpoint(agent, experience)
+        return run.finish(agent)
+
+
+def _check_dataset_fits(dataset, envs, cfg: RunConfig) -> None:
+    from rlkit.datasets import check_dataset_fits
+
+    check_dataset_fits(dataset, envs.single_observation_space, envs.single_action_space,
+                       where=f"offline.dataset '{cfg.offline.dataset}' vs env.id '{cfg.env.id}'")
 
 
 # --------------------------------------------------------------------------------------
-# Online training
+# The run: directory, lock, logger, evaluation bookkeeping, checkpoints (shared by both loops)
 # --------------------------------------------------------------------------------------
+
+
+class _Run:
+    """One training run's plumbing, so the loops above show only the algorithm's order of events.
+
+    Entering checks the run directory (and, on resume, the config changes) before anything is built;
+    :meth:`start` creates the directory (new runs) or loads the checkpoint (resume), then opens the
+    logger; :meth:`finish` writes the summary and the learning-curve plot. Leaving closes envs.
+    """
+
+    def __init__(self, cfg: RunConfig, run_dir: Path, resume: bool, source: str | None) -> None:
+        self.cfg, self.run_dir, self.resume, self.source = cfg, Path(run_dir), resume, source
+        self.lock = RunLock(self.run_dir)
+        self.changes: dict[str, tuple[Any, Any]] = {}
+        self.owned: list[Any] = []
+        self.logger: RunLogger | None = None
+        self.state = RunState()
+        self.solved = False
+        self.last_eval: dict[str, Any] | None = None
+        self.buffer_restored = False
+        self.stop_signum = 0
+        self._started = time.perf_counter()
+        self._sps_mark = (0, time.perf_counter())
+
+    def __enter__(self) -> "_Run":
+        if self.resume:
+            check_run_dir(self.run_dir)
+            self.lock.acquire()
+            try:
+                old = build_run_config(read_yaml(self.run_dir / CONFIG_FILE), [],
+                                       source=str(self.run_dir / CONFIG_FILE))
+                self.changes = resume_changes(old, self.cfg)
+            except BaseException:
+                self.lock.release()
+                raise
+        else:
+            check_new_run_dir(self.run_dir)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.logger is not None:
+            self.logger.close()
+        for thing in self.owned:
+            thing.close()
+        self.lock.release()
+
+    def own(self, closable):
+        """Close ``closable`` (an env) when the run ends, however it ends."""
+        self.owned.append(closable)
+        return closable
+
+    def clock(self) -> float:
+        """Training wall time, cumulative over resumes."""
+        return time.perf_counter() - self._started
+
+    def start(self, agent, device: torch.device, source=None, collector=None, updates_from: int = 0) -> RunState:
+        cfg, run_dir = self.cfg, self.run_dir
+        if self.resume:
+            self.state, info = RunState.load(run_dir / LATEST, agent, device, source=source, collector=collector,
+                                             seed=cfg.seed)
+            self.buffer_restored = info["buffer_restored"]
+            apply_optimizer_changes(agent, self.changes)
+            if self.changes:  # only now: every change is allowed and the checkpoint loaded
+                dump_yaml(cfg, run_dir / CONFIG_FILE)
+            envs_note = "" if info["envs_exact"] else " (envs re-seeded: this env cannot restore its exact state)"
+        else:
+            self.state = RunState(updates_from=updates_from)
+            # everything is built: only now does the run directory appear
+            create_run_dir(run_dir)
+            self.lock.acquire()
+            check_new_run_dir(run_dir)  # again, under the lock: another process may have started here meanwhile
+            dump_yaml(cfg, run_dir / CONFIG_FILE)
+            if self.source is not None:
+                (run_dir / "source.txt").write_text(self.source + "\n")
+        state = self.state
+        self._started = time.perf_counter() - state.elapsed
+        self._sps_mark = (state.step, time.perf_counter())
+        what = "offline " if cfg.offline is not None else ""
+        self.logger = RunLogger(run_dir, cfg.train.total_steps, start_step=state.step, progress=cfg.log.progress,
+                                tensorboard=cfg.log.tensorboard,
+                                description=f"{what}{cfg.agent.name} {cfg.env.id or cfg.offline.dataset}",
+                                keep_records=state.records if self.resume else None)
+        if self.resume:
+            applied = f"; applied {', '.join(self.changes)}" if self.changes else ""
+            self.logger.message(f"resumed {run_dir} at step {state.step}{envs_note}{applied}")
+        else:
+            self.logger.message(f"run directory: {run_dir}")
+        return state
+
+    def log_train(self) -> None:
+        """One ``train`` record: the means of the logging window's metrics, updates and steps/s."""
+        state, now = self.state, time.perf_counter()
+        sps = (state.step - self._sps_mark[0]) / max(now - self._sps_mark[1], 1e-9)
+        self._sps_mark = (state.step, now)
+        means, count = state.pop_means()
+        bad = [k for k, v in means.items() if not math.isfinite(v)]
+        if bad:
+            raise self.diverged(f"{bad[0]} is {means[bad[0]]} (mean over the {count} updates of the logging "
+                                f"window ending at step {state.step})")
+        self.logger.log("train", state.step, self.clock(), {**means, "updates": count, "sps": sps})
+
+    def evaluate(self, agent, eval_envs) -> None:
+        cfg, state = self.cfg, self.state
+        self.logger.evaluating(0, cfg.train.eval_episodes)
+        result = evaluate(agent, cfg.env, cfg.train.eval_episodes, cfg.train.eval_epsilon,
+                          seed=cfg.seed + 100_000 + state.step, envs=eval_envs, on_episode=self.logger.evaluating)
+        self.last_eval = result
+        self.logger.log("eval", state.step, self.clock(), result)
+        if result["return_mean"] > state.best_eval:
+            state.best_eval, state.best_step = result["return_mean"], state.step
+            save_checkpoint(self.run_dir / BEST, {"step": state.step, "agent": agent.state_dict()})
+        if cfg.train.stop_at_solve is not None and result["return_mean"] >= cfg.train.stop_at_solve:
+            self.solved = True
+        self.logger.progress(state.step)
+
+    def checkpoint(self, agent, source=None, collector=None) -> None:
+        state = self.state
+        state.elapsed = self.clock()
+        state.records = self.logger.records
+        try:
+            # an offline source saves only its sampling state (the data stays in the dataset): always kept
+            keep_source = self.cfg.train.save_buffer or self.cfg.offline is not None
+            state.save(self.run_dir / LATEST, agent, source if keep_source else None, collector)
+        except TrainingDiverged as exc:
+            raise self.diverged(str(exc)) from None
+
+    def diverged(self, reason: str) -> TrainingDiverged:
+        kept = (f"the last good checkpoint (step {self.state.checkpoint_step}) is kept in {self.run_dir / LATEST}"
+                if self.state.checkpoint_step is not None else "no checkpoint had been written yet")
+        return TrainingDiverged(f"training diverged at step {self.state.step}: {reason}; stopped without saving the "
+                                f"broken state, {kept}. Lower the learning rate (agent.lr or its kin) and start again, "
+                                "or resume with a lower one")
+
+    def stopped_by(self, signum: int) -> None:
+        self.stop_signum = signum
+        self.logger.message(f"stopped at step {self.state.step} by {signal.Signals(signum).name}; checkpoint saved. "
+                            f"Resume with: rlkit train --resume {self.run_dir}")
+
+    def finish(self, agent) -> dict[str, Any]:
+        state = self.state
+        self.logger.progress(state.step)
+        summary = {"run_dir": str(self.run_dir), "steps": state.step, "wall_time": state.elapsed,
+                   "interrupted": self.stop_signum, "solved": self.solved, "final_eval": self.last_eval,
+                   "best_eval": float(state.best_eval) if state.best_step is not None else None,
+                   "best_step": state.best_step}
+        if self.cfg.log.plot and not self.stop_signum:
+            summary["plot"] = str(plot_runs([self.run_dir], self.run_dir / CURVE_FILE))
+        return summary
 
 
 class _StopRequest:
@@ -278,125 +344,6 @@ def _crossed(before: int, after: int, every: int) -> int:
     return 0 if every <= 0 else after // every - before // every
 
 
-# What a resume may change. Everything else in the config is baked into the checkpoint (env state,
-# networks, replay layout, seeds) or read only when a run starts, so changing it on resume would
-# either break the load or be recorded in config.yaml without taking effect: both are refused.
-RESUMABLE_KEYS = frozenset({
-    "train.total_steps", "train.train_every", "train.gradient_steps", "train.batch_size", "train.eval_every",
-    "train.eval_episodes", "train.eval_epsilon", "train.checkpoint_every", "train.save_buffer",
-    "train.stop_at_solve", "train.replay.beta_start", "log.progress", "log.tensorboard", "log.log_every",
-    "log.plot", "device", "torch_threads",
-})
-# Per agent: config fields the agent reads at use time (so a rebuilt agent honours a new value).
-AGENT_RESUMABLE_KEYS: dict[str, frozenset[str]] = {
-    "dqn": frozenset({"double", "target_update_every", "tau", "max_grad_norm", "huber_delta", "eps_start",
-                      "eps_end", "eps_decay_steps", "lr_end", "lr_decay_steps"}),
-    "mpo": frozenset({"epsilon", "epsilon_mean", "epsilon_stddev", "num_samples", "target_update_every",
-                      "max_grad_norm", "action_penalization", "epsilon_penalty"}),
-}
-# Per agent: optimizer hyperparameters, which the checkpoint's optimizer state would otherwise restore
-# to their old values; on resume a changed value is written into the optimizer's param groups.
-AGENT_OPTIMIZER_KEYS: dict[str, dict[str, tuple[tuple[str, str], ...]]] = {
-    "dqn": {"lr": (("optimizer", "lr"),), "adam_eps": (("optimizer", "eps"),)},
-    "mpo": {"policy_lr": (("policy_optimizer", "lr"),), "critic_lr": (("critic_optimizer", "lr"),),
-            "dual_lr": (("dual_optimizer", "lr"),)},
-}
-
-
-def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(tree, dict) and (tree or not prefix):
-        out: dict[str, Any] = {}
-        for key, value in tree.items():
-            out.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
-        return out
-    return {prefix: tree}
-
-
-def resume_changes(old: RunConfig, new: RunConfig) -> dict[str, tuple[Any, Any]]:
-    """Dotted keys whose value differs between the run's config and the resumed one, as (old, new).
-
-    Raises :class:`ConfigError` naming every change a resume cannot honour."""
-    before, after = _flatten(to_dict(old)), _flatten(to_dict(new))
-    changes = {k: (before.get(k), after.get(k)) for k in sorted(set(before) | set(after))
-               if before.get(k) != after.get(k)}
-    agent = old.agent.name
-    allowed = set(RESUMABLE_KEYS)
-    if new.agent.name == agent:
-        allowed |= {f"agent.{k}" for k in AGENT_RESUMABLE_KEYS.get(agent, ())}
-        allowed |= {f"agent.{k}" for k in AGENT_OPTIMIZER_KEYS.get(agent, {})}
-    refused = [k for k in changes if k not in allowed]
-    if refused:
-        shown = "; ".join(f"{k} {changes[k][0]!r} -> {changes[k][1]!r}" for k in refused[:6])
-        more = f" (and {len(refused) - 6} more)" if len(refused) > 6 else ""
-        raise ConfigError(f"cannot change on resume: {shown}{more}. The checkpoint holds what they shape (env "
-                          "state, networks, replay layout, seeds), or they are read only when a run starts; start "
-                          "a new run instead (nothing was written)")
-    return changes
-
-
-def _apply_optimizer_changes(agent, agent_name: str, changes: dict[str, tuple[Any, Any]]) -> None:
-    for key, targets in AGENT_OPTIMIZER_KEYS.get(agent_name, {}).items():
-        if f"agent.{key}" not in changes:
-            continue
-        value = changes[f"agent.{key}"][1]
-        for optimizer_name, group_key in targets:
-            for group in getattr(agent, optimizer_name).param_groups:
-                group[group_key] = value
-
-
-def _nonfinite(state: Any, prefix: str = "") -> str | None:
-    """The name of the first floating tensor in a state dict holding NaN or inf, else None."""
-    if isinstance(state, torch.Tensor):
-        return prefix if state.is_floating_point() and not bool(torch.isfinite(state).all()) else None
-    if isinstance(state, dict):
-        for key, value in state.items():
-            found = _nonfinite(value, f"{prefix}.{key}" if prefix else str(key))
-            if found is not None:
-                return found
-    return None
-
-
-def train_online(cfg: RunConfig, run_dir: Path, resume: bool = False, source: str | None = None) -> dict[str, Any]:
-    """Train an off-policy agent on vectorized envs. Returns a summary (final evaluation, steps, time).
-
-    A new run's directory is created only once everything is built (a failed start leaves nothing);
-    it must be absent or empty. The run holds an exclusive lock on its directory while it runs.
-    On resume, config changes are checked (:func:`resume_changes`) before anything is built or
-    written, and ``config.yaml`` is rewritten only once the checkpoint has loaded.
-    ``source`` (the config file's stem) is recorded in ``source.txt`` for plot labels.
-    """
-    run_dir = Path(run_dir)
-    lock = RunLock(run_dir)
-    if resume:
-        check_run_dir(run_dir)
-        lock.acquire()
-    else:
-        check_new_run_dir(run_dir)
-    try:
-        return _train_online(cfg, run_dir, resume, source, lock)
-    finally:
-        lock.release()
-
-
-def build_replay(cfg: RunConfig, obs_space: gym.Space, act_space: gym.Space, num_envs: int,
-                 device: torch.device) -> ReplayBuffer:
-    """The run's replay buffer; a layout the spaces do not allow is a one-line ConfigError."""
-    replay_cfg = cfg.train.replay
-    if replay_cfg.frame_stack > 1 and (len(obs_space.shape) < 2 or obs_space.shape[0] != replay_cfg.frame_stack):
-        raise ConfigError(f"train.replay.frame_stack={replay_cfg.frame_stack} but observations have shape "
-                          f"{obs_space.shape}; set it to the env's frame stack (axis 0) or 1")
-    try:
-        return ReplayBuffer.from_spaces(
-            obs_space, act_space, capacity=replay_cfg.capacity, num_envs=num_envs, device=device,
-            gamma=cfg.agent.gamma, n_step=replay_cfg.n_step, frame_stack=replay_cfg.frame_stack,
-            prioritized=replay_cfg.prioritized, alpha=replay_cfg.alpha, seed=cfg.seed,
-        )
-    except ConfigError:
-        raise
-    except ValueError as exc:  # e.g. capacity < num_envs, a frame stack the observations do not have
-        raise ConfigError(f"train.replay: {' '.join(str(exc).split())}") from None
-
-
 def no_update_warning(train, updates_from: int, step: int) -> str | None:
     """A warning when the run ends before (or right at) the step its updates start at, else None."""
     if not (train.total_steps <= updates_from and step < train.total_steps):
@@ -406,242 +353,3 @@ def no_update_warning(train, updates_from: int, step: int) -> str | None:
     return (f"rlkit: warning: train.total_steps ({train.total_steps}) <= the step updates start at "
             f"({updates_from}, train.learning_starts): {what} and the agent stays (almost) as "
             "initialised; raise train.total_steps or lower train.learning_starts")
-
-
-def _train_online(cfg: RunConfig, run_dir: Path, resume: bool, source: str | None, lock: RunLock) -> dict[str, Any]:
-    changes: dict[str, tuple[Any, Any]] = {}
-    if resume:
-        changes = resume_changes(build_run_config(read_yaml(run_dir / CONFIG_FILE), [],
-                                                  source=str(run_dir / CONFIG_FILE)), cfg)
-    seed_everything(cfg.seed, cfg.torch_threads)
-    device = resolve_device(cfg.device)
-    train = cfg.train
-
-    envs = make_vector_env(cfg.env)
-    eval_envs = make_vector_env(cfg.env, num_envs=min(train.eval_episodes, 8))
-    obs_space, act_space = envs.single_observation_space, envs.single_action_space
-    agent = build_agent(cfg, obs_space, act_space, device)
-    replay_cfg = train.replay
-    buffer = build_replay(cfg, obs_space, act_space, envs.num_envs, device)
-    n = envs.num_envs
-    tracker = EpisodeTracker(n)
-    env_replay = EnvReplay(envs)
-
-    # loop state (all of it goes into checkpoints)
-    step = 0  # real env transitions
-    updates_from = train.learning_starts  # a resume without a saved buffer refills before updating again
-    elapsed = 0.0  # training wall time, cumulative over resumes
-    best_eval, best_step = -np.inf, None
-    train_sums: dict[str, float] = {}
-    train_count = 0
-    last_eval: dict[str, Any] | None = None
-    obs, _ = envs.reset(seed=cfg.seed)
-    autoreset = np.zeros(n, dtype=bool)
-    episode_start = np.ones(n, dtype=bool)  # obs[e] is the first observation of an episode
-    checkpoint_step: int | None = None  # step of the latest checkpoint on disk (None: none yet)
-
-    if resume:
-        latest = run_dir / LATEST
-        state = load_checkpoint(latest, map_location=device, required=("agent", "loop", "rng", "env_replay"))
-        try:
-            agent.load_state_dict(state["agent"])
-            loop = state["loop"]
-            step, elapsed, best_eval = int(loop["step"]), float(loop["elapsed"]), float(loop["best_eval"])
-            best_step = loop.get("best_step")
-            train_sums, train_count = json.loads(loop["train_sums"]), int(loop["train_count"])
-            autoreset = loop["autoreset"].numpy().astype(bool)
-            episode_start = loop["episode_start"].numpy().astype(bool)
-            tracker.returns[:] = loop["episode_returns"].numpy()
-            tracker.lengths[:] = loop["episode_lengths"].numpy()
-            updates_from = int(loop["updates_from"])
-            if state.get("buffer") is not None:
-                buffer.load_state_dict(state["buffer"])
-            else:
-                updates_from = step + train.learning_starts
-            restored = env_replay.restore(state["env_replay"], cfg.seed, autoreset)
-            rng_state = state["rng"]
-            torch_rng = rng_state["torch"]
-            np_rng, py_rng = _np_state_from_json(rng_state["numpy"]), _py_state_from_json(rng_state["python"])
-        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as exc:
-            text = " ".join(str(exc).split())[:200]
-            raise CheckpointError(f"'{latest}' does not fit this run ({type(exc).__name__}: {text}); it is not an "
-                                  "rlkit checkpoint of this run's agent, env and replay buffer") from None
-        checkpoint_step = step
-        if restored is None:
-            obs, _ = envs.reset(seed=cfg.seed + step)
-            autoreset[:] = False
-            episode_start[:] = True
-            tracker.returns[:] = 0.0
-            tracker.lengths[:] = 0
-        else:
-            if not np.allclose(restored, loop["obs"].numpy()):  # e.g. an env that is not deterministic given its RNG
-                print("rlkit: warning: env replay did not reproduce the checkpoint's observations; "
-                      "continuing from the replayed state", flush=True)
-            obs = restored
-        torch.set_rng_state(torch_rng)
-        np.random.set_state(np_rng)
-        random.setstate(py_rng)
-        _apply_optimizer_changes(agent, cfg.agent.name, changes)
-        if changes:  # only now: every change is allowed and the checkpoint loaded
-            dump_yaml(cfg, run_dir / CONFIG_FILE)
-    else:
-        # everything is built: only now does the run directory appear
-        create_run_dir(run_dir)
-        lock.acquire()
-        check_new_run_dir(run_dir)  # again, under the lock: another process may have started here meanwhile
-        dump_yaml(cfg, run_dir / CONFIG_FILE)
-        if source is not None:
-            (run_dir / "source.txt").write_text(source + "\n")
-
-    logger = RunLogger(run_dir, train.total_steps, start_step=step, progress=cfg.log.progress,
-                       tensorboard=cfg.log.tensorboard, description=f"{cfg.agent.name} {cfg.env.id}",
-                       keep_records=int(state["loop"]["records"]) if resume else None)
-    if resume:
-        applied = f"; applied {', '.join(changes)}" if changes else ""
-        logger.message(f"resumed {run_dir} at step {step}"
-                       + ("" if env_replay.supported else " (envs re-seeded: this env cannot restore its exact state)")
-                       + applied)
-    else:
-        logger.message(f"run directory: {run_dir}")
-    warning = no_update_warning(train, updates_from, step)
-    if warning:
-        logger.message(warning)
-
-    def checkpoint() -> None:
-        nonlocal checkpoint_step
-        agent_state = agent.state_dict()
-        broken = _nonfinite(agent_state)
-        if broken is not None:  # never overwrite the last good checkpoint with NaN weights
-            raise TrainingDiverged(f"agent state '{broken}' is not finite")
-        save_checkpoint(run_dir / LATEST, {
-            "step": step,
-            "agent": agent_state,
-            "buffer": buffer.state_dict() if train.save_buffer else None,
-            "env_replay": env_replay.state_dict(),
-            "loop": {
-                "step": step, "elapsed": elapsed, "best_eval": float(best_eval), "best_step": best_step,
-                "records": logger.records, "updates_from": updates_from,
-                "train_sums": json.dumps(metric_values(train_sums)), "train_count": train_count,
-                "obs": torch.as_tensor(np.asarray(obs)),
-                "autoreset": torch.as_tensor(autoreset), "episode_start": torch.as_tensor(episode_start), "episode_returns": torch.as_tensor(tracker.returns),
-                "episode_lengths": torch.as_tensor(tracker.lengths),
-            },
-            "rng": {"torch": torch.get_rng_state(), "numpy": _np_state_to_json(np.random.get_state()),
-                    "python": json.dumps(random.getstate())},
-        })
-        checkpoint_step = step
-
-    def diverged(reason: str) -> TrainingDiverged:
-        logger.close()
-        envs.close()
-        eval_envs.close()
-        kept = (f"the last good checkpoint (step {checkpoint_step}) is kept in {run_dir / LATEST}"
-                if checkpoint_step is not None else "no checkpoint had been written yet")
-        return TrainingDiverged(f"training diverged at step {step}: {reason}; stopped without saving the broken "
-                                f"state, {kept}. Lower the learning rate (agent.lr or its kin) and start again, or "
-                                "resume with a lower one")
-
-    solved = False
-    started = time.perf_counter() - elapsed
-    sps_mark = (step, time.perf_counter())
-    with _StopRequest() as stop:
-        while step < train.total_steps and not solved:
-            # collect one vector step
-            actions = agent.act(obs, explore=True, episode_start=episode_start)
-            env_replay.before_step(actions, autoreset)
-            next_obs, rewards, terminated, truncated, infos = envs.step(actions)
-            life_loss = np.asarray(infos.get("life_loss", np.zeros(n, dtype=bool)), dtype=bool)
-            buffer.add(obs, actions, rewards, terminated | life_loss, truncated, autoreset)
-            for ret, length in tracker.step(rewards, terminated, truncated, infos, autoreset):
-                logger.log("episode", step, time.perf_counter() - started, {"return": ret, "length": length})
-            before = step
-            step += int((~autoreset).sum())
-            episode_start = autoreset
-            autoreset = terminated | truncated
-            obs = next_obs
-            logger.advance(step)
-
-            # update
-            phases = _crossed(max(before, updates_from - 1), step, train.train_every) if step >= updates_from else 0
-            if phases and buffer.num_sampleable() > 0:
-                if checkpoint_step is None:  # a good state to fall back on if the very first updates diverge
-                    elapsed = time.perf_counter() - started
-                    checkpoint()
-                for _ in range(phases * train.gradient_steps):
-                    beta = linear_schedule(replay_cfg.beta_start, 1.0, train.total_steps, step)
-                    batch = buffer.sample(train.batch_size, beta=beta)
-                    metrics = (agent.update(batch, update_priorities=buffer.update_priorities)
-                               if replay_cfg.prioritized else agent.update(batch))
-                    for key, value in metrics.items():
-                        train_sums[key] = train_sums.get(key, 0.0) + value
-                    train_count += 1
-
-            # log
-            if _crossed(before, step, cfg.log.log_every):
-                now = time.perf_counter()
-                sps = (step - sps_mark[0]) / max(now - sps_mark[1], 1e-9)
-                sps_mark = (step, now)
-                values = {k: v / train_count for k, v in metric_values(train_sums).items()} if train_count else {}
-                bad = [k for k, v in values.items() if not math.isfinite(v)]
-                if bad:
-                    raise diverged(f"{bad[0]} is {values[bad[0]]} (mean over the updates of the logging window "
-                                   f"ending at step {step})")
-                logger.log("train", step, now - started, {**values, "updates": train_count, "sps": sps})
-                train_sums, train_count = {}, 0
-
-            # evaluate
-            if _crossed(before, step, train.eval_every) or (step >= train.total_steps):
-                logger.evaluating(0, train.eval_episodes)
-                last_eval = evaluate(agent, cfg.env, train.eval_episodes, train.eval_epsilon,
-                                     seed=cfg.seed + 100_000 + step, envs=eval_envs, on_episode=logger.evaluating)
-                logger.log("eval", step, time.perf_counter() - started, last_eval)
-                if last_eval["return_mean"] > best_eval:
-                    best_eval, best_step = last_eval["return_mean"], step
-                    save_checkpoint(run_dir / BEST, {"step": step, "agent": agent.state_dict()})
-                if train.stop_at_solve is not None and last_eval["return_mean"] >= train.stop_at_solve:
-                    solved = True
-                logger.progress(step)
-
-            # checkpoint
-            elapsed = time.perf_counter() - started
-            if _crossed(before, step, train.checkpoint_every) or stop.requested:
-                try:
-                    checkpoint()
-                except TrainingDiverged as exc:
-                    raise diverged(str(exc)) from None
-            if stop.requested:
-                logger.message(f"stopped at step {step} by {signal.Signals(stop.signum).name}; checkpoint saved. "
-                               f"Resume with: rlkit train --resume {run_dir}")
-                break
-
-    elapsed = time.perf_counter() - started
-    if not stop.requested:
-        try:
-            checkpoint()
-        except TrainingDiverged as exc:
-            raise diverged(str(exc)) from None
-    logger.progress(step)
-    logger.close()
-    envs.close()
-    eval_envs.close()
-    summary = {"run_dir": str(run_dir), "steps": step, "wall_time": elapsed,
-               "interrupted": stop.signum if stop.requested else 0, "solved": solved, "final_eval": last_eval,
-               "best_eval": float(best_eval) if best_step is not None else None, "best_step": best_step}
-    if cfg.log.plot and not stop.requested:
-        summary["plot"] = str(plot_runs([run_dir], run_dir / CURVE_FILE))
-    return summary
-
-
-def _np_state_to_json(state: tuple) -> str:
-    name, keys, pos, has_gauss, cached = state
-    return json.dumps([name, keys.tolist(), pos, has_gauss, cached])
-
-
-def _np_state_from_json(text: str) -> tuple:
-    name, keys, pos, has_gauss, cached = json.loads(text)
-    return name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached
-
-
-def _py_state_from_json(text: str) -> tuple:
-    version, internal, gauss = json.loads(text)
-    return version, tuple(internal), gauss

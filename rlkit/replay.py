@@ -1,4 +1,4 @@
-"""Replay store for off-policy agents (DQN now; SAC and MPO later).
+"""Replay store for off-policy agents (DQN, MPO, SAC, and offline agents through rlkit.datasets).
 
 Design, and why
 ---------------
@@ -47,6 +47,20 @@ Design, and why
   so choosing a batch needs no device round trips; only the final gathers touch the device and the
   returned ``Transitions`` are all on ``device``.
 
+* **Dict observations** (goal-conditioned envs) are stored key by key, each key once per row like a
+  Box observation; batches carry ``obs`` / ``next_obs`` as dicts of tensors. With ``frame_stack > 1``
+  the image keys whose first axis is the stack are stored one frame per row (the others as they are).
+
+* **A sample-time hook** (``sample_hook``; Tianshou's ``process_fn``) may rewrite each batch before the
+  agent sees it: HER relabels goals there. It gets the batch and a :class:`SampleContext` (the sampled
+  rows and sub-env streams, and the buffer to read more rows of the same episodes from) and returns a
+  batch, e.g. a new reward computed from the stored observations::
+
+      def reward_from_next_obs(batch, ctx):           # toy: reward = first feature of the next obs
+          return dataclasses.replace(batch, rewards=batch.next_obs[:, 0].float())
+
+      buffer = ReplayBuffer.from_spaces(obs_space, act_space, 10_000, 1, sample_hook=reward_from_next_obs)
+
 * **Exact resume.** ``state_dict`` holds only tensors and Python scalars (safe for
   ``torch.load(weights_only=True)``), including the generator state, so a loaded buffer returns the
   same batches as the original would have.
@@ -54,6 +68,7 @@ Design, and why
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -61,7 +76,9 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-__all__ = ["Transitions", "ReplayBuffer", "SumTree"]
+__all__ = ["Transitions", "ReplayBuffer", "SampleContext", "SumTree"]
+
+Obs = Any  # a tensor / array, or a dict of them for Dict observation spaces
 
 
 @dataclass(frozen=True)
@@ -81,13 +98,26 @@ class Transitions:
         indices: ``[B]`` int64 flat storage indices (``row * num_envs + env``) for ``update_priorities``.
     """
 
-    obs: torch.Tensor
+    obs: torch.Tensor | dict[str, torch.Tensor]
     actions: torch.Tensor
     rewards: torch.Tensor
-    next_obs: torch.Tensor
+    next_obs: torch.Tensor | dict[str, torch.Tensor]
     discounts: torch.Tensor
     weights: torch.Tensor
     indices: torch.Tensor
+
+
+@dataclass(frozen=True)
+class SampleContext:
+    """What a sample-time hook may read besides the batch: the sampled ``rows`` and sub-env ``envs``
+    (CPU int64 ``[B]``), the bootstrap rows ``next_rows``, and the ``buffer`` itself (read-only use:
+    :meth:`ReplayBuffer.obs_at`, :meth:`ReplayBuffer.episode_end_rows`) and a seeded ``generator``."""
+
+    rows: torch.Tensor
+    envs: torch.Tensor
+    next_rows: torch.Tensor
+    buffer: "ReplayBuffer"
+    generator: torch.Generator
 
 
 class SumTree:
@@ -140,6 +170,11 @@ class SumTree:
         return node - self.num_leaves
 
 
+def _obs_state_key(key: str) -> str:
+    """``obs`` for Box observations, ``obs.<key>`` per Dict key, in ``state_dict``."""
+    return f"obs.{key}" if key else "obs"
+
+
 def _as_numpy(x: Any) -> np.ndarray:
     return x.detach().cpu().numpy() if torch.is_tensor(x) else np.asarray(x)
 
@@ -173,8 +208,8 @@ class ReplayBuffer:
         *,
         capacity: int,
         num_envs: int,
-        obs_shape: tuple[int, ...],
-        obs_dtype: torch.dtype,
+        obs_shape: tuple[int, ...] | dict[str, tuple[int, ...]],
+        obs_dtype: torch.dtype | dict[str, torch.dtype],
         action_shape: tuple[int, ...],
         action_dtype: torch.dtype,
         device: str | torch.device = "cpu",
@@ -186,8 +221,15 @@ class ReplayBuffer:
         alpha: float = 0.6,
         eps: float = 1e-6,
         seed: int = 0,
+        sample_hook: Callable[[Transitions, SampleContext], Transitions] | None = None,
     ) -> None:
-        obs_shape, action_shape = tuple(int(d) for d in obs_shape), tuple(int(d) for d in action_shape)
+        self.is_dict = isinstance(obs_shape, dict)
+        shapes = ({k: tuple(int(d) for d in s) for k, s in obs_shape.items()} if self.is_dict
+                  else {"": tuple(int(d) for d in obs_shape)})
+        dtypes = obs_dtype if self.is_dict else {"": obs_dtype}
+        if self.is_dict and (not shapes or set(dtypes) != set(shapes)):
+            raise ValueError(f"Dict observations need a shape and a dtype per key, got {obs_shape} / {obs_dtype}")
+        action_shape = tuple(int(d) for d in action_shape)
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
         if capacity < num_envs:
@@ -196,7 +238,11 @@ class ReplayBuffer:
             raise ValueError(f"n_step must be >= 1, got {n_step}")
         if frame_stack < 1:
             raise ValueError(f"frame_stack must be >= 1, got {frame_stack}")
-        if frame_stack > 1 and (len(obs_shape) < 2 or obs_shape[0] != frame_stack):
+        # keys stored one frame per row: the stacked keys (Box: the observation; Dict: image keys)
+        self._stacked = {k for k, s in shapes.items()
+                         if frame_stack > 1 and len(s) >= 2 and s[0] == frame_stack
+                         and (not self.is_dict or (len(s) == 3 and dtypes[k] == torch.uint8))}
+        if frame_stack > 1 and not self._stacked:
             raise ValueError(f"frame_stack={frame_stack} needs obs_shape (frame_stack, ...) with the "
                              f"stack first, got obs_shape={obs_shape}")
         if stack_padding not in ("repeat", "zero"):
@@ -216,15 +262,16 @@ class ReplayBuffer:
         self.rows_per_env, self.num_envs = rows_per_env, num_envs
         self.capacity = rows_per_env * num_envs  # effective capacity
         self.obs_shape, self.action_shape = obs_shape, action_shape
+        self._obs_shapes = shapes
         self.device = torch.device(device)
         self.gamma, self.n_step, self.frame_stack = float(gamma), int(n_step), int(frame_stack)
         self.stack_padding = stack_padding
         self.prioritized, self.alpha, self.eps = bool(prioritized), float(alpha), float(eps)
 
-        frame_shape = obs_shape[1:] if frame_stack > 1 else obs_shape
         R, N = rows_per_env, num_envs
         # payload on the device; torch.empty so untouched pages are never allocated
-        self._obs = torch.empty((R, N, *frame_shape), dtype=obs_dtype, device=self.device)
+        self._obs = {k: torch.empty((R, N, *(s[1:] if k in self._stacked else s)), dtype=dtypes[k], device=self.device)
+                     for k, s in shapes.items()}
         self._actions = torch.empty((R, N, *action_shape), dtype=action_dtype, device=self.device)
         # bookkeeping on the CPU
         self._rewards = torch.zeros((R, N), dtype=torch.float32)
@@ -239,6 +286,7 @@ class ReplayBuffer:
         self._max_priority = 1.0
         self._generator = torch.Generator(device="cpu")
         self._generator.manual_seed(seed)
+        self.sample_hook = sample_hook
 
     @classmethod
     def from_spaces(cls, observation_space: gym.Space, action_space: gym.Space, capacity: int,
@@ -246,16 +294,24 @@ class ReplayBuffer:
         """Build from single-env gymnasium spaces (Box or Discrete). ``frame_stack`` and the other
         constructor arguments pass through ``kwargs``; with ``frame_stack > 1`` the observation space
         must be the stacked ``(S, H, W)`` box."""
-        if not isinstance(observation_space, (gym.spaces.Box, gym.spaces.Discrete)):
-            raise ValueError(f"observation space must be Box or Discrete, got {observation_space}")
+        if isinstance(observation_space, gym.spaces.Dict):
+            for key, sub in observation_space.spaces.items():
+                if not isinstance(sub, gym.spaces.Box):
+                    raise ValueError(f"Dict observation key '{key}' must be a Box, got {sub}")
+            obs_shape: Any = {k: tuple(s.shape) for k, s in observation_space.spaces.items()}
+            obs_dtype: Any = {k: _torch_dtype(s.dtype) for k, s in observation_space.spaces.items()}
+        elif isinstance(observation_space, (gym.spaces.Box, gym.spaces.Discrete)):
+            obs_shape, obs_dtype = tuple(observation_space.shape), _torch_dtype(observation_space.dtype)
+        else:
+            raise ValueError(f"observation space must be Box, Discrete or a Dict of Boxes, got {observation_space}")
         if isinstance(action_space, gym.spaces.Discrete):
             action_shape, action_dtype = (), torch.int64
         elif isinstance(action_space, gym.spaces.Box):
             action_shape, action_dtype = tuple(action_space.shape), torch.float32
         else:
             raise ValueError(f"action space must be Box or Discrete, got {action_space}")
-        return cls(capacity=capacity, num_envs=num_envs, obs_shape=tuple(observation_space.shape),
-                   obs_dtype=_torch_dtype(observation_space.dtype), action_shape=action_shape,
+        return cls(capacity=capacity, num_envs=num_envs, obs_shape=obs_shape, obs_dtype=obs_dtype,
+                   action_shape=action_shape,
                    action_dtype=action_dtype, **kwargs)
 
     # ------------------------------------------------------------------ sizes
@@ -290,7 +346,7 @@ class ReplayBuffer:
 
     def nbytes(self) -> int:
         """Bytes of all preallocated storage (payload and bookkeeping)."""
-        tensors = [self._obs, self._actions, self._rewards, self._terminated, self._truncated,
+        tensors = [*self._obs.values(), self._actions, self._rewards, self._terminated, self._truncated,
                    self._valid, self._first]
         if self._tree is not None:
             tensors.append(self._tree.tree)
@@ -301,17 +357,22 @@ class ReplayBuffer:
             autoreset: Any) -> None:
         """Write one row for all envs: ``obs`` ``[N, *obs_shape]``, ``actions`` ``[N, *action_shape]``,
         ``rewards``/``terminated``/``truncated``/``autoreset`` ``[N]`` (numpy arrays or tensors)."""
-        N = self.num_envs
         row = self._pos
-        if self._obs.device.type == "cpu":  # write through numpy views: ~1 us per array, not ~8 us per op
-            obs_np, actions_np = _as_numpy(obs), _as_numpy(actions)
-            self._check_shapes(obs_np.shape, actions_np.shape)
-            self._obs.numpy()[row] = obs_np[:, -1] if self.frame_stack > 1 else obs_np
+        obs_by_key = self._split_obs(obs)
+        if self.device.type == "cpu":  # write through numpy views: ~1 us per array, not ~8 us per op
+            actions_np = _as_numpy(actions)
+            self._check_shapes({k: _as_numpy(v).shape for k, v in obs_by_key.items()}, actions_np.shape)
+            for key, value in obs_by_key.items():
+                value = _as_numpy(value)
+                self._obs[key].numpy()[row] = value[:, -1] if key in self._stacked else value
             self._actions.numpy()[row] = actions_np
         else:
-            obs_t, actions_t = torch.as_tensor(obs), torch.as_tensor(actions)
-            self._check_shapes(tuple(obs_t.shape), tuple(actions_t.shape))
-            self._obs[row].copy_(obs_t[:, -1] if self.frame_stack > 1 else obs_t, non_blocking=True)
+            actions_t = torch.as_tensor(actions)
+            self._check_shapes({k: tuple(torch.as_tensor(v).shape) for k, v in obs_by_key.items()},
+                               tuple(actions_t.shape))
+            for key, value in obs_by_key.items():
+                value = torch.as_tensor(value)
+                self._obs[key][row].copy_(value[:, -1] if key in self._stacked else value, non_blocking=True)
             self._actions[row].copy_(actions_t, non_blocking=True)
         autoreset_np = _as_numpy(autoreset).astype(bool, copy=False)
         self._rewards.numpy()[row] = _as_numpy(rewards)
@@ -327,10 +388,24 @@ class ReplayBuffer:
         if self._tree is not None:
             self._refresh_priorities(row)
 
-    def _check_shapes(self, obs_shape: tuple, actions_shape: tuple) -> None:
+    def _split_obs(self, obs: Obs) -> dict[str, Any]:
+        if not self.is_dict:
+            return {"": obs}
+        if not isinstance(obs, Mapping) or set(obs) != set(self._obs):
+            keys = sorted(obs) if isinstance(obs, Mapping) else type(obs).__name__
+            raise ValueError(f"obs must be a dict with keys {sorted(self._obs)}, got {keys}")
+        return dict(obs)
+
+    def _join_obs(self, by_key: dict[str, torch.Tensor]) -> Obs:
+        return by_key if self.is_dict else by_key[""]
+
+    def _check_shapes(self, obs_shapes: dict[str, tuple], actions_shape: tuple) -> None:
         N = self.num_envs
-        if tuple(obs_shape) != (N, *self.obs_shape):
-            raise ValueError(f"obs has shape {tuple(obs_shape)}, expected {(N, *self.obs_shape)}")
+        for key, shape in obs_shapes.items():
+            expected = (N, *self._obs_shapes[key])
+            if tuple(shape) != expected:
+                where = f"obs['{key}']" if self.is_dict else "obs"
+                raise ValueError(f"{where} has shape {tuple(shape)}, expected {expected}")
         if tuple(actions_shape) != (N, *self.action_shape):
             raise ValueError(f"actions have shape {tuple(actions_shape)}, expected {(N, *self.action_shape)}")
 
@@ -382,19 +457,55 @@ class ReplayBuffer:
 
         next_rows, rewards, discounts = self._n_step_targets(rows, envs)
         to_device = dict(device=self.device, non_blocking=True)
-        if self.frame_stack > 1:
-            obs, next_obs = self._gather_stacks(rows, envs, (next_rows - rows) % self.rows_per_env)
-        else:
-            obs, next_obs = self._gather(self._obs, rows, envs), self._gather(self._obs, next_rows, envs)
-        return Transitions(
-            obs=obs,
+        obs, next_obs = {}, {}
+        for key, storage in self._obs.items():
+            if key in self._stacked:
+                obs[key], next_obs[key] = self._gather_stacks(storage, rows, envs,
+                                                              (next_rows - rows) % self.rows_per_env)
+            else:
+                obs[key], next_obs[key] = self._gather(storage, rows, envs), self._gather(storage, next_rows, envs)
+        batch = Transitions(
+            obs=self._join_obs(obs),
             actions=self._gather(self._actions, rows, envs),
             rewards=rewards.to(**to_device),
-            next_obs=next_obs,
+            next_obs=self._join_obs(next_obs),
             discounts=discounts.to(**to_device),
             weights=weights.to(**to_device),
             indices=(rows * self.num_envs + envs).to(**to_device),
         )
+        if self.sample_hook is not None:
+            batch = self.sample_hook(batch, SampleContext(rows, envs, next_rows, self, self._generator))
+        return batch
+
+    def obs_at(self, rows: torch.Tensor, envs: torch.Tensor) -> Obs:
+        """Stored observations at CPU ``rows``/``envs`` (frame stacks rebuilt), for sample hooks."""
+        out = {}
+        for key, storage in self._obs.items():
+            if key in self._stacked:
+                out[key] = self._gather_stacks(storage, rows, envs, torch.ones_like(rows))[0]
+            else:
+                out[key] = self._gather(storage, rows, envs)
+        return self._join_obs(out)
+
+    def episode_end_rows(self, rows: torch.Tensor, envs: torch.Tensor) -> torch.Tensor:
+        """For each (row, env), the last written row of its episode in that stream: the final-observation
+        row of a finished episode, or the newest row of one still running. HER's "future" strategy draws
+        its goals from rows ``(row, end]``. Vectorized walk over the stored done flags (CPU)."""
+        R = self.rows_per_env
+        rows_np, envs_np = rows.numpy().copy(), envs.numpy()
+        done = self._terminated.numpy() | self._truncated.numpy()
+        newest = (self._pos - 1) % R
+        end = rows_np.copy()
+        active = np.ones(len(rows_np), dtype=bool)
+        for _ in range(R):
+            if not active.any():
+                break
+            at_newest = end == newest
+            stop_done = done[end, envs_np]
+            active &= ~at_newest
+            end = np.where(active, (end + 1) % R, end)
+            active &= ~stop_done  # the row after a done row is the final-observation row: stop there
+        return torch.from_numpy(end)
 
     def _sample_uniform(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
         lo, hi = self._sampleable_offsets()
@@ -466,7 +577,7 @@ class ReplayBuffer:
         discounts = np.where(terminal, np.float32(0.0), gamma_powers[steps]).astype(np.float32)
         return torch.from_numpy(next_rows), torch.from_numpy(reward_sum), torch.from_numpy(discounts)
 
-    def _gather_stacks(self, rows: torch.Tensor, envs: torch.Tensor, steps: torch.Tensor
+    def _gather_stacks(self, storage: torch.Tensor, rows: torch.Tensor, envs: torch.Tensor, steps: torch.Tensor
                        ) -> tuple[torch.Tensor, torch.Tensor]:
         """Frame stacks of obs (row t) and next_obs (row t+k), rebuilt from one gather.
 
@@ -486,7 +597,7 @@ class ReplayBuffer:
             padded.append(hit_first)
         ahead = [(rows_np + i) % R for i in range(1, n + 1)]
         block_rows = torch.from_numpy(np.stack(back[::-1] + ahead, axis=1))     # [B, S+n], oldest first
-        block = self._gather(self._obs, block_rows, envs[:, None])             # [B, S+n, H, W]
+        block = self._gather(storage, block_rows, envs[:, None])               # [B, S+n, H, W]
         obs = block[:, :S]
         if n == 1:
             next_obs = block[:, 1:]  # k == 1 always
@@ -528,7 +639,8 @@ class ReplayBuffer:
         state: dict[str, torch.Tensor | int | float] = {k: getattr(self, k) for k in self._LAYOUT_KEYS}
         state.update(
             pos=self._pos, full=self._full, max_priority=self._max_priority,
-            obs=written(self._obs), actions=written(self._actions), rewards=written(self._rewards),
+            **{_obs_state_key(k): written(v) for k, v in self._obs.items()},
+            actions=written(self._actions), rewards=written(self._rewards),
             terminated=written(self._terminated), truncated=written(self._truncated),
             valid=written(self._valid), first=written(self._first),
             next_first=self._next_first.clone(), rng_state=self._generator.get_state(),
@@ -545,7 +657,12 @@ class ReplayBuffer:
             raise ValueError("replay state does not match this buffer: " + "; ".join(mismatched))
         self._pos, self._full = int(state["pos"]), bool(state["full"])
         count = self._rows_written()
-        for name in ("obs", "actions", "rewards", "terminated", "truncated", "valid", "first"):
+        for key, storage in self._obs.items():
+            if _obs_state_key(key) not in state:
+                raise ValueError(f"replay state has no observations '{_obs_state_key(key)}' "
+                                 f"(it holds {sorted(k for k in state if k.startswith('obs'))})")
+            storage[:count].copy_(state[_obs_state_key(key)])
+        for name in ("actions", "rewards", "terminated", "truncated", "valid", "first"):
             getattr(self, f"_{name}")[:count].copy_(state[name])
         self._next_first = state["next_first"].to("cpu", torch.bool).clone()
         self._max_priority = float(state["max_priority"])

@@ -249,7 +249,7 @@ def test_frame_stack_reconstruction(padding, n_step):
                           action_shape=(), action_dtype=torch.int64, gamma=0.9, n_step=n_step,
                           frame_stack=4, stack_padding=padding)
     records = run_protocol(buffer, env, steps=60)
-    assert buffer._obs.shape == (200, 2, 2, 3), "only the newest frame is stored"
+    assert buffer._obs[""].shape == (200, 2, 2, 3), "only the newest frame is stored"
     batch = buffer.sample(3000)
     assert batch.obs.shape == (3000, 4, 2, 3) and batch.obs.dtype == torch.uint8
     drawn = check_batch_against_records(batch, records, frame_index(records), n_step, 0.9)
@@ -399,11 +399,11 @@ def test_from_spaces():
     obs_space = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
     buffer = ReplayBuffer.from_spaces(obs_space, gym.spaces.Discrete(6), capacity=1000, num_envs=4,
                                       frame_stack=4)
-    assert buffer._obs.shape == (250, 4, 84, 84) and buffer._obs.dtype == torch.uint8
+    assert buffer._obs[""].shape == (250, 4, 84, 84) and buffer._obs[""].dtype == torch.uint8
     assert buffer._actions.shape == (250, 4) and buffer._actions.dtype == torch.int64
     box = ReplayBuffer.from_spaces(gym.spaces.Box(-1, 1, (3,), np.float32),
                                    gym.spaces.Box(-1, 1, (2,), np.float32), capacity=100, num_envs=2)
-    assert box._obs.dtype == torch.float32 and box._actions.shape == (50, 2, 2)
+    assert box._obs[""].dtype == torch.float32 and box._actions.shape == (50, 2, 2)
     with pytest.raises(ValueError, match="action space"):
         ReplayBuffer.from_spaces(obs_space, gym.spaces.MultiBinary(3), capacity=100, num_envs=2)
 

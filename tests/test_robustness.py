@@ -467,19 +467,16 @@ def test_corrupt_line_in_checkpointed_metrics_moves_to_orphans(run):
 # --------------------------------------------------------------------------------------
 
 
-def test_dataset_out_is_checked_before_computing(capsys, tmp_path):
-    afile = tmp_path / "afile"
-    afile.write_text("x")
+def test_dataset_out_is_checked_before_computing(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
+    existing = tmp_path / "rlkit" / "mocap-v0"
+    existing.mkdir(parents=True)
+    (existing / "keep").write_text("x")
     start = time.perf_counter()
-    _fails(capsys, ["dataset", "from-mocap", "--clips", "walk", "--out", tmp_path], "is a directory")
-    _fails(capsys, ["dataset", "from-mocap", "--clips", "walk", "--out", afile / "d.npz"], "is a file")
-    assert time.perf_counter() - start < 5 and afile.read_text() == "x"
-
-
-def test_agent_without_eval_epsilon_fails_before_the_run_dir_exists(capsys, tmp_path):
-    config = Path(__file__).resolve().parent.parent / "configs" / "mpo_pendulum.yaml"
-    _fails(capsys, ["train", config, "train.eval_epsilon=0.1", f"--run-dir={tmp_path / 'r'}"], "takes no epsilon")
-    assert not (tmp_path / "r").exists()
+    _fails(capsys, ["dataset", "from-mocap", "--clips", "walk", "--out", "mocap.npz"], "mocap.npz")
+    _fails(capsys, ["dataset", "from-mocap", "--clips", "walk", "--out", "rlkit/mocap-v0"], "already exists",
+           "--overwrite")
+    assert time.perf_counter() - start < 5 and (existing / "keep").read_text() == "x"
 
 
 def test_run_without_checkpoint_or_metrics(capsys, run):

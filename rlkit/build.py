@@ -1,0 +1,131 @@
+"""Building a run's parts from its config: device, vector envs, agent, experience source.
+
+Every failure a user can cause (an unknown env id, kwargs the env rejects, an agent that cannot take
+the env's spaces, a replay layout the observations do not allow) is a one-line ConfigError here, before
+any run directory exists.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from rlkit.checkpoint import load_checkpoint
+from rlkit.config import EnvConfig, RunConfig, _closest
+from rlkit.errors import CheckpointError, ConfigError
+from rlkit.replay import ReplayBuffer
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' was asked for but torch sees no CUDA device; use --device cpu or auto")
+    return torch.device(name)
+
+
+def env_spec(env_id: str) -> gym.envs.registration.EnvSpec:
+    import rlkit.envs  # noqa: F401  (registers rlkit/... ids)
+
+    try:
+        return gym.spec(env_id)
+    except gym.error.Error:
+        ids = list(gym.registry.keys())
+        raise ConfigError(f"unknown environment id '{env_id}'." + _closest(env_id, ids).replace("keys", "ids")
+                          + " `rlkit list` shows rlkit's environments") from None
+
+
+def make_vector_env(env_cfg: EnvConfig, num_envs: int | None = None, **extra: Any) -> gym.vector.VectorEnv:
+    """A vector env from the config: the env's native vector entry point when it has one (Atari)."""
+    spec = env_spec(env_cfg.id)
+    mode = env_cfg.vectorization
+    if mode == "auto":
+        native = spec.vector_entry_point is not None and env_cfg.id.startswith("rlkit/")
+        mode = "native" if native else "sync"
+    if mode == "native":
+        if spec.vector_entry_point is None:
+            raise ConfigError(f"env.vectorization=native, but '{env_cfg.id}' has no native vector env; use sync or auto")
+        mode = "vector_entry_point"
+    try:
+        return gym.make_vec(env_cfg.id, num_envs=num_envs or env_cfg.num_envs, vectorization_mode=mode,
+                            **{**env_cfg.kwargs, **extra})
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as exc:  # unknown kwargs, or values the env's constructor rejects
+        text = " ".join(str(exc).split())[:300] or type(exc).__name__
+        raise ConfigError(f"env.kwargs: '{env_cfg.id}' could not be built with kwargs {env_cfg.kwargs}: {text}"
+                          ) from None
+
+
+def build_agent(cfg: RunConfig, observation_space: gym.Space, action_space: gym.Space, device: torch.device):
+    from rlkit.agents import AGENTS
+
+    _, agent_cls = AGENTS[cfg.agent.name]
+    try:
+        return agent_cls(cfg.agent, observation_space, action_space, device=device, seed=cfg.seed)
+    except ConfigError:
+        raise
+    except ValueError as exc:  # e.g. torch rejecting an optimizer setting the config did not range-check
+        raise ConfigError(f"agent: '{cfg.agent.name}' could not be built with this config: "
+                          f"{' '.join(str(exc).split())[:300]}") from None
+
+
+def load_agent_weights(agent, path: Path, device: torch.device) -> dict[str, Any]:
+    """Load a checkpoint's agent state into ``agent``; a file that is not a checkpoint of this agent is a
+    one-line :class:`CheckpointError`. Returns the checkpoint."""
+    state = load_checkpoint(path, map_location=device, required=("agent",))
+    try:
+        agent.load_state_dict(state["agent"])
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
+        text = " ".join(str(exc).split())[:200]
+        raise CheckpointError(f"'{path}' does not fit this run's agent ({type(exc).__name__}: {text}); it is not an "
+                              "rlkit checkpoint of this run") from None
+    return state
+
+
+def seed_everything(seed: int, torch_threads: int = 0) -> None:
+    if torch_threads > 0:
+        torch.set_num_threads(torch_threads)
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def build_replay(cfg: RunConfig, obs_space: gym.Space, act_space: gym.Space, num_envs: int,
+                 device: torch.device) -> ReplayBuffer:
+    """The run's replay buffer; a layout the spaces do not allow is a one-line ConfigError."""
+    replay_cfg = cfg.train.replay
+    if (replay_cfg.frame_stack > 1 and not isinstance(obs_space, gym.spaces.Dict)
+            and (len(obs_space.shape) < 2 or obs_space.shape[0] != replay_cfg.frame_stack)):
+        raise ConfigError(f"train.replay.frame_stack={replay_cfg.frame_stack} but observations have shape "
+                          f"{obs_space.shape}; set it to the env's frame stack (axis 0) or 1")
+    try:
+        return ReplayBuffer.from_spaces(
+            obs_space, act_space, capacity=replay_cfg.capacity, num_envs=num_envs, device=device,
+            gamma=cfg.agent.gamma, n_step=replay_cfg.n_step, frame_stack=replay_cfg.frame_stack,
+            prioritized=replay_cfg.prioritized, alpha=replay_cfg.alpha, seed=cfg.seed,
+        )
+    except ConfigError:
+        raise
+    except ValueError as exc:  # e.g. capacity < num_envs, a frame stack the observations do not have
+        raise ConfigError(f"train.replay: {' '.join(str(exc).split())}") from None
+
+
+def build_experience(cfg: RunConfig, obs_space: gym.Space, act_space: gym.Space, num_envs: int,
+                     device: torch.device):
+    """The online experience source the agent's config asks for (``AgentConfig.experience``):
+    the transition replay buffer, or fixed-length sequences (``agent.sequence_length`` steps)."""
+    if getattr(type(cfg.agent), "experience", "transitions") == "sequences":
+        from rlkit.sequences import SequenceBuffer
+
+        try:
+            return SequenceBuffer(obs_space, act_space, capacity=cfg.train.replay.capacity,
+                                  length=cfg.agent.sequence_length, num_envs=num_envs, device=device, seed=cfg.seed)
+        except ValueError as exc:
+            raise ConfigError(f"train.replay: {' '.join(str(exc).split())}") from None
+    return build_replay(cfg, obs_space, act_space, num_envs, device)

@@ -1,0 +1,190 @@
+"""Stepping vector envs with an agent: the one collect step shared by training, evaluation, the
+benchmark harness and ``rlkit collect``.
+
+Conventions every environment follows (gymnasium's own, plus two optional info keys):
+  - Vector envs use gymnasium's NEXT_STEP autoreset: after a step that returns ``terminated`` or
+    ``truncated`` for env e, the next ``step`` resets e and its action is ignored. Such a step is an
+    *autoreset* step: not a transition. Its input observation is the episode's true final observation,
+    which is how the replay buffer bootstraps through truncations (terminations cut the bootstrap).
+  - ``info["raw_reward"]`` (optional): the unclipped reward, used for reported episode returns when
+    the env clips the reward it trains on (Atari).
+  - ``info["life_loss"]`` (optional): a life was lost on this step; stored as a termination for
+    bootstrapping (Nature DQN's "terminal on life loss") while the episode — and its reported return —
+    goes on to the end of the game.
+
+Env steps count real transitions only (autoreset steps are not counted), like SB3's ``num_timesteps``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+
+@dataclass
+class EpisodeTracker:
+    """Running return and length per sub-env; yields finished episodes (true game returns)."""
+
+    num_envs: int
+    returns: np.ndarray = field(init=False)
+    lengths: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.returns = np.zeros(self.num_envs, dtype=np.float64)
+        self.lengths = np.zeros(self.num_envs, dtype=np.int64)
+
+    def step(self, rewards, terminated, truncated, infos, autoreset) -> list[tuple[float, int]]:
+        raw = np.asarray(infos.get("raw_reward", rewards), dtype=np.float64)
+        real = ~autoreset
+        self.returns[real] += raw[real]
+        self.lengths[real] += 1
+        done = (terminated | truncated) & real
+        finished = [(float(self.returns[e]), int(self.lengths[e])) for e in np.flatnonzero(done)]
+        self.returns[done] = 0.0
+        self.lengths[done] = 0
+        return finished
+
+
+class EnvReplay:
+    """Exact resume for gymnasium's ``SyncVectorEnv``: for each sub-env, remember the RNG state just
+    before its current episode's reset and the actions taken since. Restoring = set that RNG state,
+    reset, replay the actions — the env is then in exactly the state it had at the checkpoint,
+    without pickling any env object. Envs without Python-visible state (ALE's native vector env) are
+    re-seeded instead, and the resumed run is statistically — not bitwise — the same."""
+
+    def __init__(self, envs: gym.vector.VectorEnv) -> None:
+        self.supported = isinstance(envs, gym.vector.SyncVectorEnv)
+        self.envs = envs
+        n = envs.num_envs
+        self.start_rng: list[str | None] = [None] * n
+        self.actions: list[list[Any]] = [[] for _ in range(n)]
+
+    def before_step(self, actions: np.ndarray, autoreset: np.ndarray) -> None:
+        if not self.supported:
+            return
+        for e in range(self.envs.num_envs):
+            if autoreset[e]:  # this step resets env e: its next episode starts from this RNG state
+                self.start_rng[e] = json.dumps(self.envs.envs[e].unwrapped.np_random.bit_generator.state)
+                self.actions[e] = []
+            else:
+                self.actions[e].append(actions[e].tolist())
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"supported": self.supported, "start_rng": json.dumps(self.start_rng), "actions": json.dumps(self.actions)}
+
+    def restore(self, state: dict[str, Any], seed: int, autoreset: np.ndarray) -> np.ndarray | None:
+        """Bring the envs back to the checkpoint; returns the current observations (None: not exact)."""
+        if not (self.supported and state.get("supported")):
+            return None
+        self.start_rng = json.loads(state["start_rng"])
+        self.actions = json.loads(state["actions"])
+        obs_list = []
+        for e, env in enumerate(self.envs.envs):
+            if self.start_rng[e] is None:  # still in the first episode: reset(seed) started it
+                obs, _ = env.reset(seed=seed + e)
+            else:
+                env.unwrapped.np_random = np.random.default_rng()
+                env.unwrapped.np_random.bit_generator.state = json.loads(self.start_rng[e])
+                obs, _ = env.reset()
+            for action in self.actions[e]:
+                obs, *_ = env.step(np.asarray(action, dtype=self.envs.single_action_space.dtype)
+                                   if isinstance(action, list) else action)
+            obs_list.append(obs)
+        self.envs._autoreset_envs = autoreset.copy()  # SyncVectorEnv's NEXT_STEP bookkeeping
+        if isinstance(obs_list[0], dict):
+            return {key: np.stack([o[key] for o in obs_list]) for key in obs_list[0]}
+        return np.stack(obs_list)
+
+
+@dataclass(frozen=True)
+class VectorStep:
+    """One step of all sub-envs, as the experience sources take it (``ReplayBuffer.add``'s arguments)."""
+
+    obs: Any                  # [N, ...] (or a dict) the observations acted on
+    actions: np.ndarray       # [N, ...]
+    rewards: np.ndarray       # [N]
+    terminated: np.ndarray    # [N] bool (including life losses, for bootstrapping)
+    truncated: np.ndarray     # [N] bool
+    autoreset: np.ndarray     # [N] bool: this step reset env e and ignored its action
+    real_steps: int           # transitions in this step (N minus the autoreset steps)
+    episodes: list[tuple[int, float, int]]  # (env, return, length) of episodes that ended on this step
+
+
+class Collector:
+    """Steps a vector env with ``agent.act`` and keeps what the next step needs: the current
+    observations, which sub-envs autoreset next, which observations start an episode (``episode_start``
+    for agents with memory) and the running episode returns. Its ``state_dict`` is the env side of a
+    checkpoint; :meth:`load_state_dict` brings the envs back exactly where :class:`EnvReplay` can."""
+
+    def __init__(self, envs: gym.vector.VectorEnv, seed: int) -> None:
+        self.envs = envs
+        self.num_envs = envs.num_envs
+        self.tracker = EpisodeTracker(self.num_envs)
+        self.env_replay = EnvReplay(envs)
+        self.reset(seed)
+
+    def reset(self, seed: int) -> None:
+        self.obs, _ = self.envs.reset(seed=seed)
+        self.autoreset = np.zeros(self.num_envs, dtype=bool)
+        self.episode_start = np.ones(self.num_envs, dtype=bool)
+        self.tracker.returns[:] = 0.0
+        self.tracker.lengths[:] = 0
+
+    def step(self, agent, explore: bool, epsilon: float | None = None) -> VectorStep:
+        obs, autoreset = self.obs, self.autoreset
+        actions = agent.act(obs, explore=explore, episode_start=self.episode_start, epsilon=epsilon)
+        self.env_replay.before_step(actions, autoreset)
+        next_obs, rewards, terminated, truncated, infos = self.envs.step(actions)
+        life_loss = np.asarray(infos.get("life_loss", np.zeros(self.num_envs, dtype=bool)), dtype=bool)
+        ended = [int(e) for e in np.flatnonzero((terminated | truncated) & ~autoreset)]
+        finished = self.tracker.step(rewards, terminated, truncated, infos, autoreset)
+        step = VectorStep(obs=obs, actions=actions, rewards=rewards, terminated=terminated | life_loss,
+                          truncated=truncated, autoreset=autoreset, real_steps=int((~autoreset).sum()),
+                          episodes=[(e, ret, length) for e, (ret, length) in zip(ended, finished)])
+        self.episode_start = autoreset
+        self.autoreset = terminated | truncated
+        self.obs = next_obs
+        return step
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "obs": _obs_to_state(self.obs),
+            "autoreset": torch.as_tensor(self.autoreset), "episode_start": torch.as_tensor(self.episode_start),
+            "episode_returns": torch.as_tensor(self.tracker.returns),
+            "episode_lengths": torch.as_tensor(self.tracker.lengths),
+            "env_replay": self.env_replay.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any], seed: int, reseed: int) -> bool:
+        """Restore the envs; returns True if exact. Envs that cannot replay are reset with ``reseed``
+        (the resumed run is then statistically, not bitwise, the same)."""
+        self.autoreset = state["autoreset"].numpy().astype(bool)
+        self.episode_start = state["episode_start"].numpy().astype(bool)
+        self.tracker.returns[:] = state["episode_returns"].numpy()
+        self.tracker.lengths[:] = state["episode_lengths"].numpy()
+        restored = self.env_replay.restore(state["env_replay"], seed, self.autoreset)
+        if restored is None:
+            self.reset(reseed)
+            return False
+        if not _obs_close(restored, state["obs"]):  # e.g. an env that is not deterministic given its RNG
+            print("rlkit: warning: env replay did not reproduce the checkpoint's observations; "
+                  "continuing from the replayed state", flush=True)
+        self.obs = restored
+        return True
+
+
+def _obs_to_state(obs: Any) -> Any:
+    if isinstance(obs, dict):
+        return {key: torch.as_tensor(np.asarray(value)) for key, value in obs.items()}
+    return torch.as_tensor(np.asarray(obs))
+
+
+def _obs_close(restored: Any, saved: Any) -> bool:
+    if isinstance(restored, dict):
+        return all(np.allclose(restored[k], saved[k].numpy()) for k in restored)
+    return bool(np.allclose(restored, saved.numpy()))

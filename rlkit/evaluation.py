@@ -1,0 +1,48 @@
+"""Evaluation: whole episodes of an agent's evaluation policy on vector envs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from rlkit.build import make_vector_env
+from rlkit.collector import Collector
+from rlkit.config import EnvConfig
+from rlkit.logger import mean_std
+
+
+def evaluate(agent, env_cfg: EnvConfig, episodes: int, epsilon: float, seed: int,
+             envs: gym.vector.VectorEnv | None = None, on_episode=None) -> dict[str, Any]:
+    """Run ``episodes`` full episodes with the agent's evaluation policy (``explore=False``), mixed with
+    uniform random actions with probability ``epsilon`` (0: none; Atari papers use 0.05).
+
+    Each sub-env runs a fixed quota of episodes, so short episodes are not over-represented (a plain
+    "first N episodes to finish" would favour them). ``on_episode(done, episodes)`` is called after each
+    counted episode (progress display).
+    """
+    own_envs = envs is None
+    if envs is None:
+        envs = make_vector_env(env_cfg, num_envs=min(episodes, 8))
+    try:
+        collector = Collector(envs, seed)
+        n = envs.num_envs
+        quota = np.array([episodes // n + (1 if e < episodes % n else 0) for e in range(n)])
+        done_count = np.zeros(n, dtype=np.int64)
+        returns: list[float] = []
+        lengths: list[int] = []
+        while (done_count < quota).any():
+            step = collector.step(agent, explore=False, epsilon=epsilon)
+            for e, ret, length in step.episodes:
+                if done_count[e] < quota[e]:
+                    returns.append(ret)
+                    lengths.append(length)
+                    done_count[e] += 1
+                    if on_episode is not None:
+                        on_episode(len(returns), episodes)
+    finally:
+        if own_envs:
+            envs.close()
+    mean, std = mean_std(returns)
+    return {"return_mean": mean, "return_std": std, "length_mean": float(np.mean(lengths)), "returns": returns}

@@ -1,0 +1,203 @@
+"""The run state: everything a checkpoint holds besides the agent and the experience source —
+counters, best evaluation, the open logging window, the logger's record count, the RNG states and the
+collector's env-restore data — saved and loaded in one place, so a resumed run continues exactly.
+
+Also the rules of resuming: which config changes a resume may make (:func:`resume_changes`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from rlkit.agent import metric_values
+from rlkit.checkpoint import load_checkpoint, save_checkpoint
+from rlkit.config import RunConfig, to_dict
+from rlkit.errors import CheckpointError, ConfigError, TrainingDiverged
+
+
+@dataclass
+class RunState:
+    """Loop counters and bookkeeping. ``step`` counts env transitions online and gradient steps offline."""
+
+    step: int = 0
+    elapsed: float = 0.0                 # training wall time, cumulative over resumes
+    best_eval: float = -math.inf
+    best_step: int | None = None
+    updates_from: int = 0                # online: the step updates start at (refill after a buffer-less resume)
+    train_sums: dict[str, Any] = field(default_factory=dict)  # metric sums of the open logging window
+    train_count: int = 0                 # updates in the open logging window
+    records: int = 0                     # metrics.jsonl records written (a resume truncates to this)
+    checkpoint_step: int | None = None   # step of the newest checkpoint on disk (not saved: derived)
+
+    def add_metrics(self, metrics: dict[str, Any]) -> None:
+        """Accumulate one update's metrics (tensors stay on the device until :meth:`pop_means`)."""
+        for key, value in metrics.items():
+            self.train_sums[key] = self.train_sums.get(key, 0.0) + value
+        self.train_count += 1
+
+    def pop_means(self) -> tuple[dict[str, float], int]:
+        """Means of the logging window's metrics (one host sync) and its update count; opens a new window."""
+        count = self.train_count
+        means = {k: v / count for k, v in metric_values(self.train_sums).items()} if count else {}
+        self.train_sums, self.train_count = {}, 0
+        return means, count
+
+    # ------------------------------------------------------------------ checkpoints
+    def save(self, path: Path, agent, source=None, collector=None) -> None:
+        """One atomic checkpoint of the whole run. Refuses non-finite agent state (the last good
+        checkpoint stays)."""
+        agent_state = agent.state_dict()
+        broken = nonfinite(agent_state)
+        if broken is not None:
+            raise TrainingDiverged(f"agent state '{broken}' is not finite")
+        save_checkpoint(path, {
+            "step": self.step,
+            "agent": agent_state,
+            "buffer": source.state_dict() if source is not None else None,
+            "collector": collector.state_dict() if collector is not None else None,
+            "loop": {
+                "step": self.step, "elapsed": self.elapsed, "best_eval": float(self.best_eval),
+                "best_step": self.best_step, "records": self.records, "updates_from": self.updates_from,
+                "train_sums": json.dumps(metric_values(self.train_sums)), "train_count": self.train_count,
+            },
+            "rng": capture_rng(),
+        })
+        self.checkpoint_step = self.step
+
+    @classmethod
+    def load(cls, path: Path, agent, device: torch.device, source=None, collector=None,
+             seed: int = 0) -> tuple["RunState", dict[str, Any]]:
+        """Restore agent, experience source (if the checkpoint holds it), collector and RNGs from ``path``.
+        Returns the state and ``info``: ``buffer_restored``, ``envs_exact``."""
+        checkpoint = load_checkpoint(path, map_location=device, required=("agent", "loop", "rng"))
+        try:
+            agent.load_state_dict(checkpoint["agent"])
+            loop = checkpoint["loop"]
+            state = cls(step=int(loop["step"]), elapsed=float(loop["elapsed"]), best_eval=float(loop["best_eval"]),
+                        best_step=loop.get("best_step"), updates_from=int(loop["updates_from"]),
+                        train_sums=json.loads(loop["train_sums"]), train_count=int(loop["train_count"]),
+                        records=int(loop["records"]))
+            buffer_restored = source is not None and checkpoint.get("buffer") is not None
+            if buffer_restored:
+                source.load_state_dict(checkpoint["buffer"])
+            envs_exact = True
+            if collector is not None:
+                envs_exact = collector.load_state_dict(checkpoint["collector"], seed, reseed=seed + state.step)
+            rng = checkpoint["rng"]
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as exc:
+            text = " ".join(str(exc).split())[:200]
+            raise CheckpointError(f"'{path}' does not fit this run ({type(exc).__name__}: {text}); it is not an "
+                                  "rlkit checkpoint of this run's agent, env and experience source") from None
+        restore_rng(rng)
+        state.checkpoint_step = state.step
+        return state, {"buffer_restored": buffer_restored, "envs_exact": envs_exact}
+
+
+def capture_rng() -> dict[str, Any]:
+    return {"torch": torch.get_rng_state(), "numpy": _np_state_to_json(np.random.get_state()),
+            "python": json.dumps(random.getstate())}
+
+
+def restore_rng(rng: dict[str, Any]) -> None:
+    torch.set_rng_state(rng["torch"])
+    np.random.set_state(_np_state_from_json(rng["numpy"]))
+    random.setstate(_py_state_from_json(rng["python"]))
+
+
+def _np_state_to_json(state: tuple) -> str:
+    name, keys, pos, has_gauss, cached = state
+    return json.dumps([name, keys.tolist(), pos, has_gauss, cached])
+
+
+def _np_state_from_json(text: str) -> tuple:
+    name, keys, pos, has_gauss, cached = json.loads(text)
+    return name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached
+
+
+def _py_state_from_json(text: str) -> tuple:
+    version, internal, gauss = json.loads(text)
+    return version, tuple(internal), gauss
+
+
+def nonfinite(state: Any, prefix: str = "") -> str | None:
+    """The name of the first floating tensor in a state dict holding NaN or inf, else None."""
+    if isinstance(state, torch.Tensor):
+        return prefix if state.is_floating_point() and not bool(torch.isfinite(state).all()) else None
+    if isinstance(state, dict):
+        for key, value in state.items():
+            found = nonfinite(value, f"{prefix}.{key}" if prefix else str(key))
+            if found is not None:
+                return found
+    return None
+
+
+# --------------------------------------------------------------------------------------
+# What a resume may change
+# --------------------------------------------------------------------------------------
+
+# Everything else in the config is baked into the checkpoint (env state, networks, replay layout,
+# seeds, the dataset) or read only when a run starts, so changing it on resume would either break the
+# load or be recorded in config.yaml without taking effect: both are refused. Agents add their own
+# fields through ``resumable_keys`` and ``optimizer_keys`` class attributes.
+RESUMABLE_KEYS = frozenset({
+    "train.total_steps", "train.train_every", "train.gradient_steps", "train.batch_size", "train.eval_every",
+    "train.eval_episodes", "train.eval_epsilon", "train.checkpoint_every", "train.save_buffer",
+    "train.stop_at_solve", "train.replay.beta_start", "log.progress", "log.tensorboard", "log.log_every",
+    "log.plot", "device", "torch_threads",
+})
+
+
+def _agent_class(name: str):
+    from rlkit.agents import AGENTS
+
+    return AGENTS[name][1]
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(tree, dict) and (tree or not prefix):
+        out: dict[str, Any] = {}
+        for key, value in tree.items():
+            out.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    return {prefix: tree}
+
+
+def resume_changes(old: RunConfig, new: RunConfig) -> dict[str, tuple[Any, Any]]:
+    """Dotted keys whose value differs between the run's config and the resumed one, as (old, new).
+
+    Raises :class:`ConfigError` naming every change a resume cannot honour."""
+    before, after = _flatten(to_dict(old)), _flatten(to_dict(new))
+    changes = {k: (before.get(k), after.get(k)) for k in sorted(set(before) | set(after))
+               if before.get(k) != after.get(k)}
+    allowed = set(RESUMABLE_KEYS)
+    if new.agent.name == old.agent.name:
+        agent_cls = _agent_class(old.agent.name)
+        allowed |= {f"agent.{k}" for k in getattr(agent_cls, "resumable_keys", ())}
+        allowed |= {f"agent.{k}" for k in getattr(agent_cls, "optimizer_keys", {})}
+    refused = [k for k in changes if k not in allowed]
+    if refused:
+        shown = "; ".join(f"{k} {changes[k][0]!r} -> {changes[k][1]!r}" for k in refused[:6])
+        more = f" (and {len(refused) - 6} more)" if len(refused) > 6 else ""
+        raise ConfigError(f"cannot change on resume: {shown}{more}. The checkpoint holds what they shape (env "
+                          "state, networks, replay layout, dataset, seeds), or they are read only when a run starts; "
+                          "start a new run instead (nothing was written)")
+    return changes
+
+
+def apply_optimizer_changes(agent, changes: dict[str, tuple[Any, Any]]) -> None:
+    """Write changed optimizer hyperparameters into the loaded optimizers' param groups."""
+    for key, targets in getattr(type(agent), "optimizer_keys", {}).items():
+        if f"agent.{key}" not in changes:
+            continue
+        value = changes[f"agent.{key}"][1]
+        for optimizer_name, group_key in targets:
+            for group in getattr(agent, optimizer_name).param_groups:
+                group[group_key] = value
