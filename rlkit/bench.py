@@ -542,11 +542,39 @@ def _window_rate(marks: list[tuple[int, float, int]], evals: list[tuple[float, f
     return (u1 - u0) / max(t1 - t0 - spent, 1e-9)
 
 
+class _UpdateTimer:
+    """Wraps an update method and sums the wall time spent inside it (measured during training, so it
+    shares the load of that moment: the share of training time spent updating is robust to load drift)."""
+
+    def __init__(self, update: Callable[..., Any]) -> None:
+        self.update, self.seconds, self.calls = update, 0.0, 0
+
+    def __call__(self, *args, **kwargs):
+        t0 = time.perf_counter()
+        try:
+            return self.update(*args, **kwargs)
+        finally:
+            self.seconds += time.perf_counter() - t0
+            self.calls += 1
+
+    def rate(self) -> float | None:
+        return self.calls / self.seconds if self.calls else None
+
+
 def _rlkit_sac_run(config: str, overrides: list[str], run_dir: Path, start_step: int
-                   ) -> tuple[list[tuple[int, float]], float | None]:
-    """rlkit's own loop: ([(step, eval mean)], training updates/s after ``start_step``)."""
+                   ) -> tuple[list[tuple[int, float]], float | None, float | None]:
+    """rlkit's own loop: ([(step, eval mean)], training updates/s after ``start_step``, updates/s inside
+    ``SAC.update`` during the run)."""
+    from rlkit.agents import SAC
+
     eval_times: list[float] = []
-    records = _rlkit_run(config, overrides, run_dir, eval_times)
+    update = SAC.update
+    timer = _UpdateTimer(update)
+    SAC.update = lambda self, *args, **kwargs: timer(self, *args, **kwargs)
+    try:
+        records = _rlkit_run(config, overrides, run_dir, eval_times)
+    finally:
+        SAC.update = update
     marks, updates = [], 0
     for r in records:
         if r["kind"] == "train":
@@ -554,7 +582,7 @@ def _rlkit_sac_run(config: str, overrides: list[str], run_dir: Path, start_step:
             marks.append((r["step"], r["time"], updates))
     evals = [r for r in records if r["kind"] == "eval"]
     rate = _window_rate(marks, [(r["time"], t) for r, t in zip(evals, eval_times)], start_step)
-    return [(r["step"], r["return_mean"]) for r in evals], rate
+    return [(r["step"], r["return_mean"]) for r in evals], rate, timer.rate()
 
 
 def _sb3_sac(env_id: str, seed: int, learning_starts: int):
@@ -566,15 +594,17 @@ def _sb3_sac(env_id: str, seed: int, learning_starts: int):
 
 
 def _sb3_sac_run(env_id: str, seed: int, total: int, learning_starts: int, eval_every: int, episodes: int,
-                 log_every: int, start_step: int) -> tuple[list[tuple[int, float]], float | None]:
+                 log_every: int, start_step: int) -> tuple[list[tuple[int, float]], float | None, float | None]:
     """SB3's SAC with the zoo hyperparameters, deterministic evaluations every ``eval_every`` env steps
-    (timed and left out of the rate): ([(step, eval mean)], training updates/s after ``start_step``)."""
+    (timed and left out of the rate): ([(step, eval mean)], training updates/s after ``start_step``,
+    updates/s inside its ``train`` during the run)."""
     import gymnasium as gym
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.evaluation import evaluate_policy
     from stable_baselines3.common.monitor import Monitor
 
     model = _sb3_sac(env_id, seed, learning_starts)
+    timer = model.train = _UpdateTimer(model.train)  # train(gradient_steps=1, ...) once per env step
     eval_env = Monitor(gym.make(env_id))
     eval_env.reset(seed=seed + 100_000)
     marks: list[tuple[int, float, int]] = []
@@ -594,7 +624,7 @@ def _sb3_sac_run(env_id: str, seed: int, total: int, learning_starts: int, eval_
             return True
 
     model.learn(total_timesteps=total, callback=Clock())
-    return evals, _window_rate(marks, eval_times, start_step)
+    return evals, _window_rate(marks, eval_times, start_step), timer.rate()
 
 
 def _synthetic_rate(update: Callable[[], Any], seconds: float) -> float:
@@ -668,18 +698,22 @@ def suite_sac(seeds: list[int], out: Path, quick: bool, threads: int) -> list[Fi
             Figure(f"{short}: update alone on a synthetic batch (SAC.update vs SB3 train step)", "updates/s"),
             Figure(f"{short}: rlkit training updates/s / rlkit update alone (share of the compute limit)",
                    "updates/s", goal=">= 0.9"),
+            Figure(f"{short}: rlkit training updates/s / rate inside SAC.update during training (share of "
+                   "training time spent updating)", "updates/s", goal=">= 0.9"),
             Figure(f"{short}: SB3 training updates/s / SB3 train step alone (columns: SB3, SB3)", "updates/s"),
+            Figure(f"{short}: SB3 training updates/s / rate inside SB3 train during training (columns: SB3, SB3)",
+                   "updates/s"),
         ]
     for seed in seeds:
         for env_id, (total, starts, eval_every, episodes) in budgets.items():
-            final, train_rate, alone, share, sb3_share = figures[env_id]
+            final, train_rate, alone, share, inside, sb3_share, sb3_inside = figures[env_id]
             start_step = starts + log_every  # the first full logging window of updates
             overrides = [*log, f"seed={seed}", f"train.total_steps={total}", f"train.learning_starts={starts}",
                          f"agent.random_steps={starts}", f"train.eval_every={eval_every}",
                          f"train.eval_episodes={episodes}"]
-            ours_evals, ours_rate = _rlkit_sac_run(str(configs_dir() / SAC_CONFIGS[env_id]), overrides,
+            ours_evals, ours_rate, ours_inside = _rlkit_sac_run(str(configs_dir() / SAC_CONFIGS[env_id]), overrides,
                                                    out / "runs" / f"sac-{env_id}-rlkit-s{seed}", start_step)
-            theirs_evals, theirs_rate = _sb3_sac_run(env_id, seed, total, starts, eval_every, episodes, log_every,
+            theirs_evals, theirs_rate, theirs_inside = _sb3_sac_run(env_id, seed, total, starts, eval_every, episodes, log_every,
                                                      start_step)
             ours_limit = _rlkit_sac_limit(str(configs_dir() / SAC_CONFIGS[env_id]), env_id, seed, 256, limit_seconds)
             theirs_limit = _sb3_sac_limit(env_id, seed, limit_seconds)
@@ -694,9 +728,14 @@ def suite_sac(seeds: list[int], out: Path, quick: bool, threads: int) -> list[Fi
             share.reference.append(ours_limit)
             sb3_share.rlkit.append(theirs_rate)
             sb3_share.reference.append(theirs_limit)
+            inside.rlkit.append(ours_rate)
+            inside.reference.append(ours_inside)
+            sb3_inside.rlkit.append(theirs_rate)
+            sb3_inside.reference.append(theirs_inside)
             print(f"  seed {seed} {env_id}: evaluations rlkit {[round(m) for _, m in ours_evals]}, "
                   f"SB3 {[round(m) for _, m in theirs_evals]}; training updates/s rlkit {ours_rate or 0:.1f} vs SB3 "
-                  f"{theirs_rate or 0:.1f}; update alone rlkit {ours_limit:.1f} vs SB3 {theirs_limit:.1f}", flush=True)
+                  f"{theirs_rate or 0:.1f}; update alone rlkit {ours_limit:.1f} vs SB3 {theirs_limit:.1f}; inside the update "
+                  f"during training rlkit {ours_inside or 0:.1f} vs SB3 {theirs_inside or 0:.1f}", flush=True)
             gc.collect()
         partial = {"suite": "sac", "seeds_done": seeds[: seeds.index(seed) + 1],
                    "figures": [f.summary() for figs in figures.values() for f in figs]}
@@ -726,7 +765,10 @@ DOC_NOTES = {
            "time subtracted (includes acting, env steps, replay writes and sampling). Update alone: rlkit's "
            "SAC.update on a fixed synthetic batch of 256, and SB3's train(gradient_steps=1) (which also samples its "
            "replay buffer), each timed for 10 s in the same process right after the runs; the share of the compute "
-           "limit is training updates/s over update-alone updates/s.",
+           "limit is training updates/s over update-alone updates/s. Inside the update during training: each "
+           "side's update call (SAC.update; SB3's train) wrapped in a timer during the run itself, so the share "
+           "of training time spent updating does not depend on the load drifting between the run and the "
+           "update-alone timing (the machine is shared).",
     "dqn-cartpole": "rlkit DQN vs SB3 DQN, both with rl-baselines3-zoo's CartPole-v1 hyperparameters, and rlkit's "
                     "tuned config (configs/dqn_cartpole.yaml) against the same SB3 runs. Evaluation every 2,500 env "
                     "steps, 10 deterministic episodes; 'solved' = first evaluation mean >= 475. rlkit's zoo run stops "

@@ -341,3 +341,16 @@ def test_solves_pendulum(tmp_path):
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     best = max(r["return_mean"] for r in records if r["kind"] == "eval")
     assert best >= -250, best
+
+
+# ------------------------------------------------------------------ the bench suite's rate
+
+
+def test_bench_window_rate_leaves_evaluations_out():
+    from rlkit.bench import _window_rate
+
+    # (env step, time, updates so far): 100 updates/s of training, one 5 s evaluation ending at t = 7
+    marks = [(0, 0.0, 0), (1000, 1.0, 0), (1100, 2.0, 100), (1200, 8.0, 200), (1300, 9.0, 300)]
+    assert _window_rate(marks, [(7.0, 5.0)], start_step=1000) == pytest.approx(300 / 3.0)
+    assert _window_rate(marks, [(0.5, 5.0)], start_step=1000) == pytest.approx(300 / 8.0)  # before the window
+    assert _window_rate(marks, [], start_step=1300) is None  # one mark: no window
