@@ -21,3 +21,9 @@ gymnasium.register(
     id="rlkit/HumanoidImitation-v0",
     entry_point="rlkit.envs.humanoid_imitation:HumanoidImitationEnv",
 )
+
+# Goal-conditioned point mass (envs/point_goal.py): Dict observations, dense or sparse reward.
+gymnasium.register(id="rlkit/PointGoal-v0", entry_point="rlkit.envs.point_goal:PointGoalEnv",
+                   max_episode_steps=50, kwargs={"continuous": True})
+gymnasium.register(id="rlkit/PointGoalDiscrete-v0", entry_point="rlkit.envs.point_goal:PointGoalEnv",
+                   max_episode_steps=50, kwargs={"continuous": False})
