@@ -1,4 +1,4 @@
-"""``rlkit`` command line: train | eval | list | plot.
+"""``rlkit`` command line: train | eval | export | list | plot | bench | collect | dataset.
 
 User mistakes (missing file, bad YAML, unknown key or id, a directory that is not a run, a run in
 use by another process, a checkpoint that is not one) and a full disk print one line — what, where,
@@ -10,15 +10,13 @@ and exits with 130 or 143 (128 + the signal), as shells do; a second Ctrl-C stop
 from __future__ import annotations
 
 import argparse
-import errno
 import json
-import os
 import sys
 from pathlib import Path
 
 from rlkit.checkpoint import disk_full_cause, disk_full_message
 from rlkit.config import configs_dir
-from rlkit.errors import USER_ERRORS, CheckpointError, ConfigError, RunDirError, TrainingDiverged
+from rlkit.errors import USER_ERRORS, ConfigError, RunDirError, TrainingDiverged
 
 USAGE_ERROR = 2
 

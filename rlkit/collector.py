@@ -108,8 +108,10 @@ class VectorStep:
     obs: Any                  # [N, ...] (or a dict) the observations acted on
     actions: np.ndarray       # [N, ...]
     rewards: np.ndarray       # [N]
-    terminated: np.ndarray    # [N] bool (including life losses, for bootstrapping)
+    next_obs: Any             # [N, ...] what the step returned (a reset observation where autoreset)
+    terminated: np.ndarray    # [N] bool
     truncated: np.ndarray     # [N] bool
+    life_loss: np.ndarray     # [N] bool, info["life_loss"]: stored as a termination for bootstrapping
     autoreset: np.ndarray     # [N] bool: this step reset env e and ignored its action
     real_steps: int           # transitions in this step (N minus the autoreset steps)
     episodes: list[tuple[int, float, int]]  # (env, return, length) of episodes that ended on this step
@@ -143,8 +145,9 @@ class Collector:
         life_loss = np.asarray(infos.get("life_loss", np.zeros(self.num_envs, dtype=bool)), dtype=bool)
         ended = [int(e) for e in np.flatnonzero((terminated | truncated) & ~autoreset)]
         finished = self.tracker.step(rewards, terminated, truncated, infos, autoreset)
-        step = VectorStep(obs=obs, actions=actions, rewards=rewards, terminated=terminated | life_loss,
-                          truncated=truncated, autoreset=autoreset, real_steps=int((~autoreset).sum()),
+        step = VectorStep(obs=obs, actions=actions, rewards=rewards, next_obs=next_obs, terminated=terminated,
+                          truncated=truncated, life_loss=life_loss, autoreset=autoreset,
+                          real_steps=int((~autoreset).sum()),
                           episodes=[(e, ret, length) for e, (ret, length) in zip(ended, finished)])
         self.episode_start = autoreset
         self.autoreset = terminated | truncated

@@ -820,6 +820,16 @@ def dataset_from_run(run_dir: str | os.PathLike, dataset_id: str, overwrite: boo
     return path, {**counts, **episode_stats(episodes)}
 
 
+class _PolicyAgent:
+    """``policy(obs, episode_start) -> actions`` as the Agent protocol's ``act`` (for the Collector)."""
+
+    def __init__(self, policy) -> None:
+        self.policy = policy
+
+    def act(self, obs, explore, episode_start=None, epsilon=None):
+        return self.policy(obs, episode_start)
+
+
 def record_episodes(envs: gym.vector.VectorEnv, policy, episodes: int, seed: int) -> list[Episode]:
     """Run ``episodes`` whole episodes on a vector env (gymnasium's NEXT_STEP autoreset) and record them
     with their true final observations. ``policy(obs, episode_start) -> actions`` for the batch.
@@ -827,37 +837,34 @@ def record_episodes(envs: gym.vector.VectorEnv, policy, episodes: int, seed: int
     As in evaluation, each sub-env runs a fixed quota of episodes (short episodes are not
     over-represented). After a step that ends env ``e``'s episode, the next step resets ``e`` and its
     action is ignored: that step's observation starts the next episode."""
+    from rlkit.collector import Collector
+
     n = envs.num_envs
     quota = np.array([episodes // n + (1 if e < episodes % n else 0) for e in range(n)])
     done = np.zeros(n, dtype=np.int64)
-    obs, _ = envs.reset(seed=seed)
+    collector = Collector(envs, seed)
+    agent = _PolicyAgent(policy)
     pick = lambda x, e: _map(lambda a: np.asarray(a)[e], x)  # noqa: E731
-    current: list[dict[str, list]] = [{"obs": [pick(obs, e)], "act": [], "rew": [], "term": [], "trunc": []}
-                                      for e in range(n)]
+    current: list[dict[str, list]] = [{"obs": [pick(collector.obs, e)], "act": [], "rew": [], "term": [],
+                                       "trunc": []} for e in range(n)]
     finished: list[Episode] = []
-    autoreset = np.zeros(n, dtype=bool)
-    episode_start = np.ones(n, dtype=bool)
     while (done < quota).any():
-        actions = policy(obs, episode_start)
-        next_obs, rewards, terminated, truncated, _ = envs.step(actions)
+        step = collector.step(agent, explore=False)
         for e in range(n):
-            if autoreset[e]:  # a reset step: its action was ignored, next_obs[e] starts a new episode
-                current[e] = {"obs": [pick(next_obs, e)], "act": [], "rew": [], "term": [], "trunc": []}
+            if step.autoreset[e]:  # a reset step: its action was ignored, next_obs[e] starts a new episode
+                current[e] = {"obs": [pick(step.next_obs, e)], "act": [], "rew": [], "term": [], "trunc": []}
                 continue
             ep = current[e]
-            ep["act"].append(np.asarray(actions[e]))
-            ep["rew"].append(float(rewards[e]))
-            ep["term"].append(bool(terminated[e]))
-            ep["trunc"].append(bool(truncated[e]))
-            ep["obs"].append(pick(next_obs, e))
-            if (terminated[e] or truncated[e]) and done[e] < quota[e]:
+            ep["act"].append(np.asarray(step.actions[e]))
+            ep["rew"].append(float(step.rewards[e]))
+            ep["term"].append(bool(step.terminated[e]))
+            ep["trunc"].append(bool(step.truncated[e]))
+            ep["obs"].append(pick(step.next_obs, e))
+            if (step.terminated[e] or step.truncated[e]) and done[e] < quota[e]:
                 first = ep["obs"][0]
                 stacked = ({k: np.stack([o[k] for o in ep["obs"]]) for k in first} if isinstance(first, Mapping)
                            else np.stack(ep["obs"]))
                 finished.append(Episode(stacked, np.stack(ep["act"]), np.asarray(ep["rew"]),
                                         np.asarray(ep["term"]), np.asarray(ep["trunc"])))
                 done[e] += 1
-        episode_start = autoreset
-        autoreset = terminated | truncated
-        obs = next_obs
     return finished

@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from rlkit.build import (build_agent, build_experience, build_replay, env_spec, load_agent_weights, make_vector_env,  # noqa: F401
@@ -28,7 +27,7 @@ from rlkit.build import (build_agent, build_experience, build_replay, env_spec, 
 from rlkit.checkpoint import save_checkpoint
 from rlkit.collector import Collector, EnvReplay, EpisodeTracker  # noqa: F401  (re-exported)
 from rlkit.config import RunConfig, build_run_config, dump_yaml, read_yaml
-from rlkit.errors import ConfigError, TrainingDiverged
+from rlkit.errors import TrainingDiverged
 from rlkit.evaluation import evaluate
 from rlkit.logger import CURVE_FILE, RunLogger, plot_runs
 from rlkit.run_state import RESUMABLE_KEYS, RunState, apply_optimizer_changes, resume_changes  # noqa: F401
@@ -72,7 +71,8 @@ def train_online(cfg: RunConfig, run_dir: Path, resume: bool = False, source: st
             while state.step < train.total_steps and not run.solved:
                 # collect one vector step and store it
                 step = collector.step(agent, explore=True)
-                replay.add(step.obs, step.actions, step.rewards, step.terminated, step.truncated, step.autoreset)
+                replay.add(step.obs, step.actions, step.rewards, step.terminated | step.life_loss, step.truncated,
+                           step.autoreset)
                 for _, ret, length in step.episodes:
                     run.logger.log("episode", state.step, run.clock(), {"return": ret, "length": length})
                 before = state.step
