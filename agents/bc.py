@@ -1,0 +1,255 @@
+"""Behaviour cloning (BC): supervised learning of the dataset's actions from its observations.
+
+Papers and designs:
+  - Pomerleau (1991), "Efficient Training of Artificial Neural Networks for Autonomous Navigation"
+    (ALVINN): a network trained by regression on a driver's actions.
+  - Bain & Sammut (1995), "A Framework for Behavioural Cloning": the name and the framing (imitate the
+    demonstrator's state -> action map; no rewards, no bootstrapping).
+  - d3rlpy's ``BC`` / ``DiscreteBC`` (``d3rlpy/algos/qlearning/bc.py``, ``torch/bc_impl.py``): the design
+    here — a deterministic policy trained with MSE or a Gaussian policy trained by maximum likelihood for
+    continuous actions, a categorical policy trained with cross-entropy for discrete ones, Adam at 1e-3,
+    256-256 MLPs — and BC as the offline baseline trained by the same ``update(batch)`` as every agent.
+
+Notation: (s_b, a_b) = (``batch.obs``, ``batch.actions``); rewards, next observations and discounts are
+ignored. For Box actions the dataset action is normalised to [-1, 1] by the Box bounds,
+    a~ = (a - c) / h,     c = (high + low) / 2,  h = (high - low) / 2,
+so one learning rate fits every action scale; the policy outputs mu(s) in those units (no tanh: a
+saturated demonstrator's +-1 is reached exactly) and ``act`` clips mu to [-1, 1] and rescales.
+
+Losses (per sample, averaged over the batch with the batch's weights, all ones for uniform sampling):
+  mse       (Box, ``loss: mse``):        L = 1/A sum_j (mu_j(s) - a~_j)^2
+  gaussian  (Box, ``loss: gaussian``):   L = -log N(a~; mu(s), diag sigma(s)^2)
+                                           = sum_j [ (a~_j - mu_j)^2 / (2 sigma_j^2) + log sigma_j + 1/2 log 2 pi ]
+            with a state-dependent log sigma(s) from the same head, clamped to [log_std_min, log_std_max];
+            no tanh squashing (the likelihood of a~ on the boundary is finite). The evaluation policy is mu.
+  discrete  (Discrete, automatic):       L = -log softmax(logits(s))[a - start]            (cross-entropy)
+            The evaluation policy is the argmax.
+
+``act(explore=True)`` samples the learned distribution (gaussian: mu + sigma * eps, clipped; discrete: the
+categorical); ``mse`` has no distribution, so exploring acts as evaluating. ``epsilon`` mixes in uniform
+actions (:func:`rlkit.agent.epsilon_mix`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rlkit.agent import AgentConfig, epsilon_mix
+from rlkit.errors import ConfigError
+from rlkit.networks import make_encoder, mlp, obs_batch_size, obs_to_tensor
+from rlkit.replay import Transitions
+
+_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+
+
+@dataclass
+class BCConfig(AgentConfig):
+    name: str = "bc"
+    loss: Literal["mse", "gaussian"] = "mse"
+    """Loss for Box actions: ``mse`` (deterministic policy, squared error in normalised units) or ``gaussian``
+    (diagonal Gaussian with a learned state-dependent std, negative log-likelihood; acts with the mean).
+    Discrete actions always use cross-entropy."""
+    lr: float = 1e-3
+    """Adam learning rate (d3rlpy BC: 1e-3)."""
+    hidden: list[int] = field(default_factory=lambda: [256, 256])
+    """Hidden widths of the policy MLP after the encoder (d3rlpy's default encoder: 256, 256)."""
+    weight_decay: float = 0.0
+    """L2 penalty of Adam (``torch.optim.Adam(weight_decay=)``); 0: none."""
+    max_grad_norm: float | None = None
+    """Clip the global gradient norm (None: no clipping)."""
+    log_std_min: float = -5.0
+    """Lower clamp of the Gaussian policy's log std (``loss: gaussian``)."""
+    log_std_max: float = 2.0
+    """Upper clamp of the Gaussian policy's log std (``loss: gaussian``)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.loss not in ("mse", "gaussian"):
+            raise ConfigError(f"agent.loss must be 'mse' or 'gaussian', got {self.loss!r}")
+        self.check_positive("lr", "max_grad_norm")
+        self.check_widths("hidden")
+        if not (0.0 <= self.weight_decay < math.inf):
+            raise ConfigError(f"agent.weight_decay must be a finite number >= 0, got {self.weight_decay}")
+        if not (math.isfinite(self.log_std_min) and math.isfinite(self.log_std_max)
+                and self.log_std_min < self.log_std_max):
+            raise ConfigError(f"agent.log_std_min ({self.log_std_min}) must be < agent.log_std_max "
+                              f"({self.log_std_max}), both finite")
+
+
+# --------------------------------------------------------------------------------------
+# Losses (pure functions: the tests check them against hand computations and torch.distributions)
+# --------------------------------------------------------------------------------------
+
+
+def mse_loss(mean: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """1/A sum_j (mean_j - target_j)^2: ``[B, A]`` each -> ``[B]``."""
+    return (mean - target).square().mean(dim=-1)
+
+
+def gaussian_nll(mean: torch.Tensor, log_std: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """-log N(target; mean, diag exp(log_std)^2) summed over the action dimension: ``[B, A]`` each -> ``[B]``."""
+    z = (target - mean) * torch.exp(-log_std)
+    return (0.5 * z.square() + log_std + _HALF_LOG_2PI).sum(dim=-1)
+
+
+def cross_entropy(logits: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    """-log softmax(logits)[action]: logits ``[B, n]``, action indices ``[B]`` -> ``[B]``."""
+    return F.cross_entropy(logits, actions, reduction="none")
+
+
+# --------------------------------------------------------------------------------------
+# Network
+# --------------------------------------------------------------------------------------
+
+
+class Policy(nn.Module):
+    """obs ``[B, *obs_shape]`` (or a dict of such) -> ``[B, out_dim]``: the mean (mse), mean and log std
+    (gaussian, ``2A``) or the logits (discrete, ``n``)."""
+
+    def __init__(self, observation_space: gym.Space, out_dim: int, hidden: list[int]) -> None:
+        super().__init__()
+        self.encoder = make_encoder(observation_space)            # [B, D]
+        self.net = mlp(self.encoder.out_dim, hidden, out_dim)     # [B, out_dim]
+
+    def forward(self, obs: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.net(self.encoder(obs))
+
+
+# --------------------------------------------------------------------------------------
+# Agent
+# --------------------------------------------------------------------------------------
+
+
+class BC:
+    """Behaviour cloning: ``act`` is the cloned policy, ``update`` one supervised step on a batch."""
+
+    supports_prioritized_replay = False
+    """``update`` computes no priorities (offline sources refuse prioritized replay anyway)."""
+    acting_modules = ("policy",)
+    """The modules ``act`` needs: what ``rlkit export`` writes to safetensors (no optimizer)."""
+    resumable_keys = frozenset({"max_grad_norm", "log_std_min", "log_std_max"})
+    """Config fields read at use time: a resume may change them."""
+    optimizer_keys = {"lr": (("optimizer", "lr"),), "weight_decay": (("optimizer", "weight_decay"),)}
+    """Config fields written into the optimizer's param groups on resume."""
+
+    def __init__(self, cfg: BCConfig, observation_space: gym.Space, action_space: gym.Space,
+                 device: torch.device | str = "cpu", seed: int = 0) -> None:
+        self.cfg = cfg
+        self.device = torch.device(device)
+        self.action_space = action_space
+        self.discrete = isinstance(action_space, gym.spaces.Discrete)
+        if self.discrete:
+            self.n_actions, self.action_start = int(action_space.n), int(action_space.start)
+            out_dim = self.n_actions
+        elif isinstance(action_space, gym.spaces.Box):
+            if not (np.all(np.isfinite(action_space.low)) and np.all(np.isfinite(action_space.high))):
+                raise ConfigError(f"BC normalises Box actions by their bounds, which must be finite: {action_space}")
+            self.act_dim = int(np.prod(action_space.shape))
+            self.action_shape, self.action_dtype = tuple(action_space.shape), action_space.dtype
+            low = torch.as_tensor(action_space.low, dtype=torch.float32, device=self.device).flatten()
+            high = torch.as_tensor(action_space.high, dtype=torch.float32, device=self.device).flatten()
+            self.action_center, self.action_half_range = (high + low) / 2, (high - low) / 2
+            out_dim = 2 * self.act_dim if cfg.loss == "gaussian" else self.act_dim
+        else:
+            raise ConfigError(f"BC needs a Box or Discrete action space, the data has {action_space}")
+
+        self.policy = Policy(observation_space, out_dim, cfg.hidden).to(self.device)
+        # fused Adam: one kernel for all parameters instead of ~6 ops per tensor
+        fused = self.device.type in ("cpu", "cuda")
+        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                          fused=fused)
+        self.rng = np.random.default_rng(seed)  # sampled actions and epsilon in act()
+        self.updates = 0
+
+    @property
+    def gaussian(self) -> bool:
+        return not self.discrete and self.cfg.loss == "gaussian"
+
+    def _normalize(self, actions: torch.Tensor) -> torch.Tensor:
+        """Env-scale Box actions ``[B, *action_shape]`` -> ``[B, A]`` in [-1, 1] units."""
+        actions = actions.reshape(actions.shape[0], -1).float()
+        return (actions - self.action_center) / self.action_half_range
+
+    def _heads(self, obs) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Box: mean ``[B, A]`` and clamped log std ``[B, A]`` (gaussian) or None (mse)."""
+        out = self.policy(obs)
+        if not self.gaussian:
+            return out, None
+        mean, log_std = out.chunk(2, dim=-1)
+        return mean, log_std.clamp(self.cfg.log_std_min, self.cfg.log_std_max)
+
+    # ------------------------------------------------------------------ acting
+    @torch.no_grad()
+    def act(self, obs, explore: bool, episode_start: np.ndarray | None = None,
+            epsilon: float | None = None) -> np.ndarray:
+        """Actions for a batch: the mean clipped to the Box (argmax for Discrete); ``explore`` samples the
+        learned distribution (gaussian, discrete); with probability ``epsilon`` a uniform action."""
+        n = obs_batch_size(obs)
+        obs = obs_to_tensor(obs, self.device)
+        if self.discrete:
+            logits = self.policy(obs)                                             # [n, n_actions]
+            if explore:
+                probs = torch.softmax(logits.double(), dim=-1).cpu().numpy()
+                index = np.array([self.rng.choice(self.n_actions, p=p / p.sum()) for p in probs])
+            else:
+                index = logits.argmax(dim=-1).cpu().numpy()
+            actions = (index + self.action_start).astype(np.int64)
+        else:
+            mean, log_std = self._heads(obs)                                     # [n, A]
+            if explore and log_std is not None:
+                noise = torch.from_numpy(self.rng.standard_normal(mean.shape, dtype=np.float32)).to(self.device)
+                mean = mean + log_std.exp() * noise
+            action = self.action_center + self.action_half_range * mean.clamp(-1.0, 1.0)
+            actions = action.cpu().numpy().astype(self.action_dtype, copy=False).reshape(n, *self.action_shape)
+        return epsilon_mix(actions, epsilon, self.action_space, self.rng)
+
+    # ------------------------------------------------------------------ learning
+    def update(self, batch: Transitions) -> dict[str, torch.Tensor]:
+        cfg = self.cfg
+        metrics: dict[str, torch.Tensor] = {}
+
+        # loss: cross-entropy (Discrete), squared error or Gaussian NLL in normalised units (Box)
+        if self.discrete:
+            logits = self.policy(batch.obs)                                       # [B, n]
+            index = batch.actions.reshape(-1).long() - self.action_start          # [B]
+            per_sample = cross_entropy(logits, index)                             # [B]
+            metrics["accuracy"] = (logits.detach().argmax(dim=-1) == index).float().mean()
+        else:
+            target = self._normalize(batch.actions)                               # [B, A] in [-1, 1]
+            mean, log_std = self._heads(batch.obs)                                # [B, A] each
+            if log_std is None:
+                per_sample = mse_loss(mean, target)                               # [B]
+            else:
+                per_sample = gaussian_nll(mean, log_std, target)                  # [B]
+                metrics["std"] = log_std.detach().exp().mean()
+            metrics["action_error"] = (mean.detach() - target).abs().mean()       # mean |mu - a~|
+        loss = (batch.weights * per_sample).mean()
+
+        # step
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.max_grad_norm is not None:
+            metrics["grad_norm"] = nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.max_grad_norm).detach()
+        self.optimizer.step()
+        self.updates += 1
+        return {"loss": loss.detach(), **metrics}  # 0-dim tensors, read at log time
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict:
+        return {"policy": self.policy.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "updates": self.updates, "rng": json.dumps(self.rng.bit_generator.state)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.policy.load_state_dict(state["policy"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.updates = int(state["updates"])
+        self.rng.bit_generator.state = json.loads(state["rng"])
