@@ -139,6 +139,6 @@ def metric_values(metrics: dict[str, torch.Tensor | float]) -> dict[str, float]:
     tensors = {k: v for k, v in metrics.items() if isinstance(v, torch.Tensor)}
     values = {k: float(v) for k, v in metrics.items() if not isinstance(v, torch.Tensor)}
     if tensors:
-        stacked = torch.stack([t.detach().float().reshape(()) for t in tensors.values()]).cpu().tolist()
+        stacked = torch.stack([t.detach().double().reshape(()) for t in tensors.values()]).cpu().tolist()
         values.update(zip(tensors, stacked))
     return values

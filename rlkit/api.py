@@ -339,7 +339,7 @@ def load(path: str | Path | Run, checkpoint: Literal["best", "latest"] = "best",
     import torch
 
     from rlkit.export import WEIGHTS_FILE, is_exported, load_exported
-    from rlkit.loops import build_agent, load_agent_weights, make_vector_env, resolve_device
+    from rlkit.build import build_agent, load_agent_weights, resolve_device, run_spaces
 
     if isinstance(path, Run):
         path = path.run_dir
@@ -356,9 +356,7 @@ def load(path: str | Path | Run, checkpoint: Literal["best", "latest"] = "best",
         torch_device = resolve_device(device)
     except RuntimeError as exc:  # torch.device("gpu")
         raise ConfigError(f"device {device!r}: {' '.join(str(exc).split())[:200]}") from None
-    envs = make_vector_env(cfg.env, num_envs=1)  # the spaces, exactly as training saw them
-    observation_space, action_space = envs.single_observation_space, envs.single_action_space
-    envs.close()
+    observation_space, action_space = run_spaces(cfg)  # exactly as training saw them (env, or dataset)
     agent = build_agent(cfg, observation_space, action_space, torch_device)
     if exported:
         source = run_dir / WEIGHTS_FILE

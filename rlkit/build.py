@@ -29,9 +29,12 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def env_spec(env_id: str) -> gym.envs.registration.EnvSpec:
+def env_spec(env_id: str | None) -> gym.envs.registration.EnvSpec:
     import rlkit.envs  # noqa: F401  (registers rlkit/... ids)
 
+    if env_id is None:
+        raise ConfigError("env.id is null: this run names no environment (an offline run without evaluation); "
+                          "set env.id to evaluate or act in one")
     try:
         return gym.spec(env_id)
     except gym.error.Error:
@@ -60,6 +63,21 @@ def make_vector_env(env_cfg: EnvConfig, num_envs: int | None = None, **extra: An
         text = " ".join(str(exc).split())[:300] or type(exc).__name__
         raise ConfigError(f"env.kwargs: '{env_cfg.id}' could not be built with kwargs {env_cfg.kwargs}: {text}"
                           ) from None
+
+
+def run_spaces(cfg: RunConfig) -> tuple[gym.Space, gym.Space]:
+    """(observation space, action space) the run's agent was built for: the env's, or for an offline run
+    without an env (``env.id: null``) the dataset's."""
+    if cfg.env.id is None and cfg.offline is not None:
+        from rlkit.datasets import load_dataset
+
+        dataset = load_dataset(cfg.offline.dataset)
+        return dataset.observation_space, dataset.action_space
+    envs = make_vector_env(cfg.env, num_envs=1)
+    try:
+        return envs.single_observation_space, envs.single_action_space
+    finally:
+        envs.close()
 
 
 def build_agent(cfg: RunConfig, observation_space: gym.Space, action_space: gym.Space, device: torch.device):

@@ -57,7 +57,8 @@ def cmd_train(ns: argparse.Namespace) -> int:
 def _print_summary(summary: dict) -> None:
     final = summary.get("final_eval")
     line = (f"steps {summary['steps']}  wall time {summary['wall_time']:.1f}s  "
-            f"({summary['steps'] / max(summary['wall_time'], 1e-9):.0f} env steps/s incl. evaluation)")
+            f"({summary['steps'] / max(summary['wall_time'], 1e-9):.0f} {summary.get('step_unit', 'env steps')}/s "
+            "incl. evaluation)")
     if final:
         line += f"  eval return {final['return_mean']:.1f} ± {final['return_std']:.1f} (last)"
     if summary.get("best_eval") is not None:
@@ -87,6 +88,11 @@ def cmd_eval(ns: argparse.Namespace) -> int:
         ckpt_path = run_dir / WEIGHTS_FILE
     else:
         ckpt_path = run_dir / (BEST if ns.checkpoint == "best" and (run_dir / BEST).exists() else LATEST)
+    if ns.env is not None:
+        cfg.env.id = ns.env
+    if cfg.env.id is None:
+        raise ConfigError(f"run '{run_dir}' names no env to evaluate in (env.id: null: an offline run trained "
+                          "without evaluation); pass --env ID, e.g. the env its dataset was collected in")
     if ns.video:  # before any episode runs: pick MuJoCo's offscreen backend, render one frame (exit 2 if none)
         from rlkit.rendering import prepare_video
 
@@ -430,6 +436,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--seed", type=int, default=12345)
     ev.add_argument("--device", choices=["auto", "cpu", "cuda"])
     ev.add_argument("--video", action="store_true", help="also record one episode to RUN_DIR/videos/*.mp4")
+    ev.add_argument("--env", help="evaluate in this env id instead of the run's (an offline run without one, "
+                                  "or the same task under another id); its spaces must match the agent's")
     ev.set_defaults(func=cmd_eval)
 
     export = sub.add_parser("export", help="a run's policy weights (safetensors) + config, for sharing",

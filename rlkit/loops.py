@@ -306,7 +306,8 @@ class _Run:
         summary = {"run_dir": str(self.run_dir), "steps": state.step, "wall_time": state.elapsed,
                    "interrupted": self.stop_signum, "solved": self.solved, "final_eval": self.last_eval,
                    "best_eval": float(state.best_eval) if state.best_step is not None else None,
-                   "best_step": state.best_step}
+                   "best_step": state.best_step,
+                   "step_unit": "gradient steps" if self.cfg.offline is not None else "env steps"}
         if self.cfg.log.plot and not self.stop_signum:
             summary["plot"] = str(plot_runs([self.run_dir], self.run_dir / CURVE_FILE))
         return summary

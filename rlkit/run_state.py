@@ -40,6 +40,8 @@ class RunState:
     def add_metrics(self, metrics: dict[str, Any]) -> None:
         """Accumulate one update's metrics (tensors stay on the device until :meth:`pop_means`)."""
         for key, value in metrics.items():
+            if isinstance(value, torch.Tensor):  # float64 on the device: sums of many updates stay exact
+                value = value.detach().to(torch.float64)
             self.train_sums[key] = self.train_sums.get(key, 0.0) + value
         self.train_count += 1
 

@@ -192,6 +192,23 @@ def test_offline_run_without_an_env_trains_and_is_evaluated_by_nothing(datasets,
     assert (tmp_path / "run" / "checkpoints" / "latest.pt").exists()
 
 
+def test_offline_run_without_an_env_loads_acts_and_evaluates_with_env_given(datasets, tmp_path, capsys):
+    """rlkit.train / rlkit.load take the spaces from the dataset; `rlkit eval` needs --env for such a run."""
+    import rlkit
+
+    _small_dataset()
+    run = rlkit.train({"seed": 0, "env": {"id": None}, "offline": {"dataset": "rlkit/pendulum-random-v0"},
+                       "agent": {"name": "bc", "hidden": [16]}, "train": {"total_steps": 60, "batch_size": 16},
+                       "log": QUIET}, run_dir=tmp_path / "run")
+    action = run.agent.predict(np.zeros(3, np.float32))
+    assert action.shape == (1,) and -2.0 <= action[0] <= 2.0
+    assert main(["eval", str(run.run_dir), "--episodes", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "names no env" in err and "--env" in err
+    assert main(["eval", str(run.run_dir), "--episodes", "2", "--env", "Pendulum-v1", "--checkpoint", "latest"]) == 0
+    assert "Pendulum-v1 bc" in capsys.readouterr().out
+
+
 def test_bc_config_trains_through_the_cli_and_rlkit_eval_reads_the_run(datasets, tmp_path, capsys):
     """``rlkit train configs/bc_pendulum.yaml`` (shortened) on a small dataset under the shipped id, then
     ``rlkit eval RUN``."""
