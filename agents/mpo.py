@@ -67,7 +67,7 @@ from torch import nn
 
 from rlkit.agent import AgentConfig, epsilon_mix
 from rlkit.errors import ConfigError
-from rlkit.networks import mlp, polyak_update
+from rlkit.networks import make_encoder, mlp, obs_batch_size, obs_to_tensor, polyak_update
 from rlkit.replay import Transitions
 
 _FLOAT_EPSILON = 1e-8  # added to softplus(x) so the dual variables are strictly positive (Acme)
@@ -267,11 +267,14 @@ class MPO:
                               "use DQN for discrete actions")
         if not (np.all(np.isfinite(action_space.low)) and np.all(np.isfinite(action_space.high))):
             raise ConfigError(f"MPO rescales actions to the env's bounds, which must be finite: {action_space}")
-        if not isinstance(observation_space, gym.spaces.Box) or len(observation_space.shape) != 1:
-            raise ConfigError(f"MPO takes flat vector observations (a 1-D Box), the env has {observation_space}")
+        # vector observations: a Box of any shape is flattened, a Dict's keys concatenated (no learned encoder)
+        self.encoder = make_encoder(observation_space)
+        if any(True for _ in self.encoder.parameters()):
+            raise ConfigError(f"MPO takes vector observations (a Box, or a Dict of Boxes), not images: "
+                              f"{observation_space}; use DQN or SAC for pixels")
         self.cfg = cfg
         self.device = torch.device(device)
-        obs_dim = int(observation_space.shape[0])
+        obs_dim = int(self.encoder.out_dim)
         self.act_dim = act_dim = int(np.prod(action_space.shape))
         self.action_shape = tuple(action_space.shape)
         self.action_dtype = action_space.dtype
@@ -333,20 +336,21 @@ class MPO:
             epsilon: float | None = None) -> np.ndarray:
         """Env-scale actions ``[n, *action_shape]``: a ~ pi(.|s) if ``explore`` else its mean,
         clipped to [-1, 1] and rescaled to the Box bounds; with probability ``epsilon`` a uniform one."""
-        mean, std = self.policy(torch.as_tensor(np.asarray(obs), dtype=torch.float32, device=self.device))
+        n = obs_batch_size(obs)
+        mean, std = self.policy(self.encoder(obs_to_tensor(obs, self.device)))
         action = mean
         if explore:
-            self.env_steps += len(obs)
+            self.env_steps += n
             noise = torch.as_tensor(self.rng.standard_normal(mean.shape), dtype=torch.float32, device=self.device)
             action = mean + std * noise
         env_action = self.action_center + self.action_half_range * action.clamp(-1.0, 1.0)
-        actions = env_action.cpu().numpy().astype(self.action_dtype).reshape(len(obs), *self.action_shape)
+        actions = env_action.cpu().numpy().astype(self.action_dtype).reshape(n, *self.action_shape)
         return epsilon_mix(actions, epsilon, self.action_space, self.rng)
 
     # ------------------------------------------------------------------ learning
     def update(self, batch: Transitions) -> dict[str, torch.Tensor]:
         cfg = self.cfg
-        obs, next_obs = batch.obs.float(), batch.next_obs.float()       # [B, D]
+        obs, next_obs = self.encoder(batch.obs), self.encoder(batch.next_obs)  # [B, D] float
         actions = self._normalize(batch.actions)                        # [B, A] in [-1, 1]
         B, N = obs.shape[0], cfg.num_samples
 

@@ -265,6 +265,7 @@ def _point_goal_data(agent: dict, env_id: str) -> dict:
 @pytest.mark.parametrize("agent, env_id", [
     ({"name": "dqn", "hidden": [32], "eps_decay_steps": 300}, "rlkit/PointGoalDiscrete-v0"),
     ({"name": "sac", "actor_hidden": [32, 32], "critic_hidden": [32, 32]}, "rlkit/PointGoal-v0"),
+    ({"name": "mpo", "policy_hidden": [32, 32], "critic_hidden": [32, 32], "num_samples": 4}, "rlkit/PointGoal-v0"),
 ])
 def test_dict_observation_env_trains_and_resumes_exactly(tmp_path, agent, env_id):
     from rlkit.agents import AGENTS
