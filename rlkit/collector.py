@@ -113,6 +113,7 @@ class VectorStep:
     truncated: np.ndarray     # [N] bool
     life_loss: np.ndarray     # [N] bool, info["life_loss"]: stored as a termination for bootstrapping
     autoreset: np.ndarray     # [N] bool: this step reset env e and ignored its action
+    infos: dict[str, Any]     # the vector env's infos of this step (e.g. "is_success" of goal envs)
     real_steps: int           # transitions in this step (N minus the autoreset steps)
     episodes: list[tuple[int, float, int]]  # (env, return, length) of episodes that ended on this step
 
@@ -146,7 +147,7 @@ class Collector:
         ended = [int(e) for e in np.flatnonzero((terminated | truncated) & ~autoreset)]
         finished = self.tracker.step(rewards, terminated, truncated, infos, autoreset)
         step = VectorStep(obs=obs, actions=actions, rewards=rewards, next_obs=next_obs, terminated=terminated,
-                          truncated=truncated, life_loss=life_loss, autoreset=autoreset,
+                          truncated=truncated, life_loss=life_loss, autoreset=autoreset, infos=infos,
                           real_steps=int((~autoreset).sum()),
                           episodes=[(e, ret, length) for e, (ret, length) in zip(ended, finished)])
         self.episode_start = autoreset

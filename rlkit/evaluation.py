@@ -18,6 +18,10 @@ def evaluate(agent, env_cfg: EnvConfig, episodes: int, epsilon: float, seed: int
     """Run ``episodes`` full episodes with the agent's evaluation policy (``explore=False``), mixed with
     uniform random actions with probability ``epsilon`` (0: none; Atari papers use 0.05).
 
+    Returns ``return_mean``, ``return_std``, ``length_mean``, ``returns``, and for envs that report
+    ``info["is_success"]`` (goal-conditioned tasks) ``success_rate``: the share of episodes whose last
+    step reported success.
+
     Each sub-env runs a fixed quota of episodes, so short episodes are not over-represented (a plain
     "first N episodes to finish" would favour them). ``on_episode(done, episodes)`` is called after each
     counted episode (progress display).
@@ -32,12 +36,16 @@ def evaluate(agent, env_cfg: EnvConfig, episodes: int, epsilon: float, seed: int
         done_count = np.zeros(n, dtype=np.int64)
         returns: list[float] = []
         lengths: list[int] = []
+        successes: list[bool] = []
         while (done_count < quota).any():
             step = collector.step(agent, explore=False, epsilon=epsilon)
+            success = step.infos.get("is_success") if isinstance(step.infos, dict) else None
             for e, ret, length in step.episodes:
                 if done_count[e] < quota[e]:
                     returns.append(ret)
                     lengths.append(length)
+                    if success is not None and _has(step.infos, "is_success", e):
+                        successes.append(bool(np.asarray(success)[e]))
                     done_count[e] += 1
                     if on_episode is not None:
                         on_episode(len(returns), episodes)
@@ -45,4 +53,13 @@ def evaluate(agent, env_cfg: EnvConfig, episodes: int, epsilon: float, seed: int
         if own_envs:
             envs.close()
     mean, std = mean_std(returns)
-    return {"return_mean": mean, "return_std": std, "length_mean": float(np.mean(lengths)), "returns": returns}
+    result = {"return_mean": mean, "return_std": std, "length_mean": float(np.mean(lengths)), "returns": returns}
+    if successes:
+        result["success_rate"] = float(np.mean(successes))
+    return result
+
+
+def _has(infos: dict[str, Any], key: str, e: int) -> bool:
+    """Whether sub-env ``e`` reported ``key`` on this step (gymnasium's vector infos carry a ``_key`` mask)."""
+    mask = infos.get(f"_{key}")
+    return True if mask is None else bool(np.asarray(mask)[e])

@@ -204,11 +204,28 @@ def learning_curve_figure(run_dirs: list[Path], labels: list[str] | None = None)
     from rlkit.runs import run_label
 
     groups: dict[str, list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]] = {}
+    successes: list[tuple[str, np.ndarray, np.ndarray]] = []  # goal-conditioned runs: success rate per eval
     for i, run_dir in enumerate(run_dirs):
         label = labels[i] if labels else run_label(Path(run_dir))
-        groups.setdefault(label, []).append(_curves(read_metrics(Path(run_dir))))
+        records = read_metrics(Path(run_dir))
+        groups.setdefault(label, []).append(_curves(records))
+        rated = [r for r in records if r["kind"] == "eval" and r.get("success_rate") is not None]
+        if rated:
+            successes.append((label, np.array([r["step"] for r in rated]),
+                              np.array([r["success_rate"] for r in rated], dtype=float)))
 
-    fig, (ax_steps, ax_time) = plt.subplots(1, 2, figsize=(12, 4.5))
+    if successes:
+        fig, (ax_steps, ax_time, ax_success) = plt.subplots(1, 3, figsize=(17, 4.5))
+        for label, steps, rates in successes:
+            ax_success.plot(steps, rates, label=label, marker="o" if len(steps) < MARKERS_BELOW else None,
+                            markersize=4)
+        ax_success.set_xlabel("env steps")
+        ax_success.set_ylabel("evaluation success rate")
+        ax_success.set_ylim(-0.02, 1.02)
+        ax_success.grid(alpha=0.3)
+        ax_success.legend(fontsize=8)
+    else:
+        fig, (ax_steps, ax_time) = plt.subplots(1, 2, figsize=(12, 4.5))
     ylabel = "return"
     for label, curves in groups.items():
         ylabel = curves[0][0]

@@ -287,3 +287,17 @@ def test_dict_observation_env_trains_and_resumes_exactly(tmp_path, agent, env_id
     for name in getattr(AGENTS[agent["name"]][1], "acting_modules"):
         for key, value in a[name].items():
             torch.testing.assert_close(b[name][key], value)
+
+
+def test_goal_env_evaluation_reports_success_rate_in_metrics_and_the_curve(tmp_path):
+    """info["is_success"] at an episode's last step becomes the evaluation's success_rate: metrics.jsonl,
+    TensorBoard (every numeric eval value) and a third panel of the learning curve."""
+    from rlkit.logger import learning_curve_figure
+
+    data = _point_goal_data({"name": "dqn", "hidden": [16], "eps_decay_steps": 100}, "rlkit/PointGoalDiscrete-v0")
+    data["train"].update(total_steps=200, eval_every=100, checkpoint_every=0)
+    train_online(build_run_config(data), tmp_path / "run")
+    evals = [r for r in _metrics(tmp_path / "run") if r["kind"] == "eval"]
+    assert len(evals) == 2 and all(0.0 <= r["success_rate"] <= 1.0 for r in evals)
+    fig = learning_curve_figure([tmp_path / "run"])
+    assert len(fig.axes) == 3 and fig.axes[2].get_ylabel() == "evaluation success rate"
