@@ -27,3 +27,25 @@ gymnasium.register(id="rlkit/PointGoal-v0", entry_point="rlkit.envs.point_goal:P
                    max_episode_steps=50, kwargs={"continuous": True})
 gymnasium.register(id="rlkit/PointGoalDiscrete-v0", entry_point="rlkit.envs.point_goal:PointGoalEnv",
                    max_episode_steps=50, kwargs={"continuous": False})
+
+# --- Goal-conditioned navigation and manipulation (issue 10; envs/goal_envs.py) ---------------------------
+# Ant mazes under the RIS protocol (success: xy distance < 0.5, 600 steps for the U, eval_goal=True for the
+# evaluation task), the fast 2-D PointMaze, Fetch Push / PickAndPlace and a pixel Fetch Push, all over
+# gymnasium-robotics, which is imported only when one of them is made (it is slow to import and prints a
+# notice). mujoco_compat.apply() arms the patch of gymnasium-robotics' joint helpers for MuJoCo >= 4
+# (applied when gymnasium_robotics.utils.mujoco_utils is imported; a no-op where upstream already works).
+from rlkit.envs import mujoco_compat  # noqa: E402
+from rlkit.envs.goal_envs import RIS_EPISODE_STEPS  # noqa: E402  (goal_envs imports no gymnasium_robotics)
+
+mujoco_compat.apply()
+for _name, _maze, _steps in (("U", "u", RIS_EPISODE_STEPS), ("Medium", "medium", 1000), ("Large", "large", 1000)):
+    gymnasium.register(id=f"rlkit/AntMaze{_name}-v0", entry_point="rlkit.envs.goal_envs:make_ant_maze",
+                       max_episode_steps=_steps, kwargs={"maze": _maze})
+gymnasium.register(id="rlkit/PointMazeU-v0", entry_point="rlkit.envs.goal_envs:make_point_maze",
+                   max_episode_steps=300, kwargs={"maze": "u"})
+gymnasium.register(id="rlkit/FetchPush-v0", entry_point="rlkit.envs.goal_envs:make_fetch",
+                   max_episode_steps=50, kwargs={"task": "push"})
+gymnasium.register(id="rlkit/FetchPickAndPlace-v0", entry_point="rlkit.envs.goal_envs:make_fetch",
+                   max_episode_steps=50, kwargs={"task": "pick_and_place"})
+gymnasium.register(id="rlkit/FetchPushPixels-v0", entry_point="rlkit.envs.goal_envs:make_fetch",
+                   max_episode_steps=50, kwargs={"task": "push", "pixels": True})
