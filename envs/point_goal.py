@@ -25,10 +25,13 @@ _MOVES = np.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]], dtype=np.f
 
 
 class PointGoalEnv(gym.Env):
-    metadata = {"render_modes": []}
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
 
     def __init__(self, continuous: bool = True, reward_type: Literal["dense", "sparse"] = "dense",
-                 step_size: float = 0.1, goal_tolerance: float = 0.1) -> None:
+                 step_size: float = 0.1, goal_tolerance: float = 0.1, render_mode: str | None = None) -> None:
+        if render_mode not in (None, "rgb_array"):
+            raise ConfigError(f"env render_mode must be None or 'rgb_array', got {render_mode!r}")
+        self.render_mode = render_mode
         if reward_type not in ("dense", "sparse"):
             raise ConfigError(f"env.kwargs.reward_type must be 'dense' or 'sparse', got {reward_type!r}")
         if not 0.0 < step_size <= 1.0 or not 0.0 < goal_tolerance < 0.5:
@@ -50,6 +53,18 @@ class PointGoalEnv(gym.Env):
     def _obs(self) -> dict[str, np.ndarray]:
         return {"observation": self._position.copy(), "achieved_goal": self._position.copy(),
                 "desired_goal": self._goal.copy()}
+
+    def render(self) -> np.ndarray | None:
+        """A 64x64 RGB top view: the goal region green, the point blue."""
+        if self.render_mode != "rgb_array":
+            return None
+        size = 64
+        coords = (np.arange(size) + 0.5) / size * 2.0 - 1.0
+        x, y = np.meshgrid(coords, coords[::-1])
+        frame = np.full((size, size, 3), 255, dtype=np.uint8)
+        frame[np.hypot(x - self._goal[0], y - self._goal[1]) <= max(self.goal_tolerance, 0.05)] = (60, 180, 75)
+        frame[np.hypot(x - self._position[0], y - self._position[1]) <= 0.05] = (0, 90, 200)
+        return frame
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)

@@ -8,6 +8,7 @@ any run directory exists.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -115,35 +116,49 @@ def seed_everything(seed: int, torch_threads: int = 0) -> None:
 
 
 def build_replay(cfg: RunConfig, obs_space: gym.Space, act_space: gym.Space, num_envs: int,
-                 device: torch.device) -> ReplayBuffer:
-    """The run's replay buffer; a layout the spaces do not allow is a one-line ConfigError."""
+                 device: torch.device, compute_reward: Callable[..., Any] | None = None) -> ReplayBuffer:
+    """The run's replay buffer; a layout the spaces do not allow is a one-line ConfigError.
+    ``compute_reward`` (the env's, :func:`rlkit.her.env_compute_reward`) is needed by ``train.replay.her``."""
     replay_cfg = cfg.train.replay
     if (replay_cfg.frame_stack > 1 and not isinstance(obs_space, gym.spaces.Dict)
             and (len(obs_space.shape) < 2 or obs_space.shape[0] != replay_cfg.frame_stack)):
         raise ConfigError(f"train.replay.frame_stack={replay_cfg.frame_stack} but observations have shape "
                           f"{obs_space.shape}; set it to the env's frame stack (axis 0) or 1")
+    hook = None
+    if replay_cfg.her is not None:
+        from rlkit.her import build_relabeler
+
+        hook = build_relabeler(replay_cfg.her, obs_space, compute_reward)
     try:
-        return ReplayBuffer.from_spaces(
+        buffer = ReplayBuffer.from_spaces(
             obs_space, act_space, capacity=replay_cfg.capacity, num_envs=num_envs, device=device,
             gamma=cfg.agent.gamma, n_step=replay_cfg.n_step, frame_stack=replay_cfg.frame_stack,
-            prioritized=replay_cfg.prioritized, alpha=replay_cfg.alpha, seed=cfg.seed,
+            prioritized=replay_cfg.prioritized, alpha=replay_cfg.alpha, seed=cfg.seed, sample_hook=hook,
         )
     except ConfigError:
         raise
     except ValueError as exc:  # e.g. capacity < num_envs, a frame stack the observations do not have
         raise ConfigError(f"train.replay: {' '.join(str(exc).split())}") from None
+    if hook is not None and {hook.achieved_key, hook.desired_key} & buffer._stacked:
+        raise ConfigError("train.replay.her: goal keys stored as frame stacks cannot be relabelled; set "
+                          "train.replay.frame_stack=1")
+    return buffer
 
 
 def build_experience(cfg: RunConfig, obs_space: gym.Space, act_space: gym.Space, num_envs: int,
-                     device: torch.device):
+                     device: torch.device, compute_reward: Callable[..., Any] | None = None):
     """The online experience source the agent's config asks for (``AgentConfig.experience``):
-    the transition replay buffer, or fixed-length sequences (``agent.sequence_length`` steps)."""
+    the transition replay buffer, or fixed-length sequences (``agent.sequence_length`` steps).
+    ``compute_reward``: the env's, for hindsight relabelling (``train.replay.her``)."""
     if getattr(type(cfg.agent), "experience", "transitions") == "sequences":
         from rlkit.sequences import SequenceBuffer
 
+        if cfg.train.replay.her is not None:
+            raise ConfigError(f"train.replay.her relabels transitions, but agent '{cfg.agent.name}' learns from "
+                              "sequences; remove train.replay.her")
         try:
             return SequenceBuffer(obs_space, act_space, capacity=cfg.train.replay.capacity,
                                   length=cfg.agent.sequence_length, num_envs=num_envs, device=device, seed=cfg.seed)
         except ValueError as exc:
             raise ConfigError(f"train.replay: {' '.join(str(exc).split())}") from None
-    return build_replay(cfg, obs_space, act_space, num_envs, device)
+    return build_replay(cfg, obs_space, act_space, num_envs, device, compute_reward)

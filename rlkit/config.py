@@ -63,6 +63,50 @@ class EnvConfig:
 
 
 @dataclass
+class HERConfig:
+    """Hindsight experience replay (Andrychowicz et al. 2017): at sample time a ``relabel_ratio`` share of
+    each batch gets its desired goal replaced by a goal the same episode achieved, with the reward
+    recomputed by the env's own ``compute_reward`` (:class:`rlkit.her.HindsightRelabeler`). Needs a Dict
+    observation space with ``achieved_key`` and ``desired_key`` and an env with ``compute_reward``
+    (gymnasium-robotics' GoalEnv convention). Read when the run starts (not changeable on resume)."""
+
+    strategy: Literal["future", "final", "episode"] = "future"
+    """Where the new goal comes from, within the sampled transition's episode in its sub-env stream:
+    ``future`` a state after the transition (its next state up to the episode's last stored state),
+    ``final`` the episode's last stored state, ``episode`` any stored state of the episode. For the
+    episode still running, "last" is its newest stored state."""
+    relabel_ratio: float | None = None
+    """Share of each batch that is relabelled, in [0, 1] (exactly ``round(ratio * batch_size)`` samples,
+    drawn at random). Default 0.8, SB3's ``n_sampled_goal=4``. None: from ``n_sampled_goal`` (or 0.8)."""
+    n_sampled_goal: int | None = None
+    """SB3's / the paper's k: k virtual goals per real one, i.e. ``relabel_ratio = k / (k + 1)``
+    (``1 - 1 / (k + 1)``; 4 -> 0.8). An alternative to ``relabel_ratio``: give one of them (both only if
+    they agree)."""
+    achieved_key: str = "achieved_goal"
+    """Observation key of the goal a state achieves."""
+    desired_key: str = "desired_goal"
+    """Observation key of the goal the policy is asked to reach (replaced when relabelling)."""
+
+    def __post_init__(self) -> None:
+        if self.n_sampled_goal is not None:
+            if self.n_sampled_goal < 0:
+                raise ConfigError(f"train.replay.her.n_sampled_goal must be >= 0, got {self.n_sampled_goal}")
+            derived = self.n_sampled_goal / (self.n_sampled_goal + 1)
+            if self.relabel_ratio is not None and abs(self.relabel_ratio - derived) > 1e-9:
+                raise ConfigError(f"train.replay.her: relabel_ratio={self.relabel_ratio} contradicts n_sampled_goal="
+                                  f"{self.n_sampled_goal} (= relabel_ratio {derived:.6g}); set one of them and the "
+                                  "other to null")
+            self.relabel_ratio = derived
+        elif self.relabel_ratio is None:
+            self.relabel_ratio = 0.8
+        if not 0.0 <= self.relabel_ratio <= 1.0:
+            raise ConfigError(f"train.replay.her.relabel_ratio must lie in [0, 1], got {self.relabel_ratio}")
+        if not self.achieved_key or not self.desired_key or self.achieved_key == self.desired_key:
+            raise ConfigError("train.replay.her: achieved_key and desired_key must be two different observation keys, "
+                              f"got {self.achieved_key!r} and {self.desired_key!r}")
+
+
+@dataclass
 class ReplayConfig:
     capacity: int = 100_000
     """Transitions kept (over all sub-envs)."""
@@ -76,6 +120,9 @@ class ReplayConfig:
     """PER: importance-sampling exponent, annealed linearly to 1.0 over ``train.total_steps``."""
     frame_stack: int = 1
     """Observations are stacks of this many frames on axis 0 (Atari: 4); each frame is stored once."""
+    her: HERConfig | None = None
+    """Hindsight relabelling of goals at sample time (:class:`HERConfig`, e.g. ``her: {strategy: future}``);
+    None: none."""
 
     def __post_init__(self) -> None:
         if self.capacity < 1:
@@ -177,6 +224,9 @@ class RunConfig:
     def __post_init__(self) -> None:
         if self.torch_threads < 0:
             raise ConfigError(f"torch_threads must be >= 0, got {self.torch_threads}")
+        if self.offline is not None and self.train.replay.her is not None:
+            raise ConfigError("train.replay.her relabels with the env's compute_reward while training online; offline "
+                              "runs do not relabel: remove train.replay.her (or the offline: section)")
 
 
 # --------------------------------------------------------------------------------------

@@ -40,7 +40,7 @@ import numpy as np
 
 from rlkit.errors import DatasetError
 
-__all__ = ["Episode", "LoadedDataset", "EpisodeTransitions", "ReplayStream", "write_dataset", "load_dataset",
+__all__ = ["Episode", "LoadedDataset", "EpisodeTransitions", "ReplayStream", "write_dataset", "load_dataset", "dataset_spaces",
            "list_datasets", "dataset_info", "check_dataset_fits", "check_dataset_id", "dataset_path",
            "datasets_root", "iter_transitions", "replay_stream", "episode_stats", "episodes_from_replay",
            "dataset_from_run", "record_episodes"]
@@ -315,6 +315,10 @@ def _check_episode(ep: Episode, observation_space: gym.Space, action_space: gym.
     rewards = _check_flags("rewards", ep.rewards, length, where, kind="f")
     terms = _check_flags("terminations", ep.terminations, length, where)
     truncs = _check_flags("truncations", ep.truncations, length, where)
+    early = np.flatnonzero((terms | truncs)[:-1])
+    if len(early):  # an episode ends at its last step: a flag before it would silently split it in two
+        raise DatasetError(f"{where}: step {int(early[0])} of {length} is marked terminated or truncated, but only an "
+                           "episode's last step may be; split such data into separate episodes")
     infos = dict(ep.infos or {})
     for key, value in infos.items():
         if isinstance(value, Mapping):
@@ -497,6 +501,13 @@ def _deserialize(metadata: dict[str, Any], key: str, name: str) -> gym.Space:
                            ) from None
 
 
+def dataset_spaces(dataset: str | Path) -> tuple[gym.Space, gym.Space]:
+    """(observation space, action space) of a dataset from its metadata alone (no episode is read)."""
+    name, data_dir = _resolve(dataset)
+    metadata = _read_metadata(data_dir, name)
+    return _deserialize(metadata, "observation_space", name), _deserialize(metadata, "action_space", name)
+
+
 def load_dataset(dataset: str | os.PathLike) -> LoadedDataset:
     """Read a dataset (an id under :func:`datasets_root`, or a path to a dataset directory) into memory,
     checking every episode against the spaces. Any problem is a one-line :class:`DatasetError`."""
@@ -540,6 +551,8 @@ def load_dataset(dataset: str | os.PathLike) -> LoadedDataset:
         reason = "truncated or corrupt" if h5.stat().st_size else "empty"
         raise DatasetError(f"dataset '{name}': {h5} is not readable HDF5 ({reason}: {type(exc).__name__}: "
                            f"{_one_line(exc, 100)}); re-create the dataset") from None
+    if not episodes:
+        raise DatasetError(f"dataset '{name}' holds no episodes; record some with `rlkit collect`")
     steps = sum(len(ep) for ep in episodes)
     if steps != metadata["total_steps"]:
         raise DatasetError(f"dataset '{name}': its episodes hold {steps} steps but its metadata says "
@@ -629,17 +642,18 @@ def iter_transitions(dataset: LoadedDataset) -> Iterator[EpisodeTransitions]:
                                  truncated=ep.truncations)
 
 
-def replay_stream(dataset: LoadedDataset) -> ReplayStream:
-    """All episodes as one stream in ``ReplayBuffer.add``'s layout (see :class:`ReplayStream`)."""
+def replay_stream(dataset: LoadedDataset | list[Episode]) -> ReplayStream:
+    """All episodes (of a dataset, or a list) as one stream in ``ReplayBuffer.add``'s layout (see
+    :class:`ReplayStream`): what the offline loop's transition source is filled with."""
     obs, actions, rewards, terms, truncs, autoreset = [], [], [], [], [], []
-    for ep in dataset.episodes:
-        T = len(ep)
+    for ep in (dataset.episodes if isinstance(dataset, LoadedDataset) else dataset):
+        T = len(ep.actions)
         obs.append(ep.observations)
         actions.append(np.concatenate([ep.actions, np.zeros_like(ep.actions[:1])]))
-        rewards.append(np.concatenate([ep.rewards.astype(np.float32), np.zeros(1, np.float32)]))
+        rewards.append(np.concatenate([np.asarray(ep.rewards, dtype=np.float32), np.zeros(1, np.float32)]))
         last_done = np.zeros(1, bool)
         # the last step ends the episode for the buffer: a cut without either flag becomes a truncation
-        trunc = ep.truncations.copy()
+        trunc = np.array(ep.truncations, dtype=bool)
         if not (ep.terminations[-1] or trunc[-1]):
             trunc[-1] = True
         terms.append(np.concatenate([ep.terminations, last_done]))

@@ -20,6 +20,7 @@ A sample-time hook (``sample_hook``, see rlkit.replay) may rewrite a batch befor
 
 from __future__ import annotations
 
+import zlib
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -75,34 +76,24 @@ def episode_rows(episode) -> int:
     return len(episode.actions) + 1
 
 
-def fill_replay(buffer, episodes) -> None:
-    """Write whole episodes into a one-stream ``ReplayBuffer`` in the online loop's layout: each step's
-    row, then the final observation as an autoreset row (so truncated episodes bootstrap from it).
-    An episode that ends with neither flag (cut by the dataset) is stored as truncated."""
-    for episode in episodes:
-        observations, actions = episode.observations, episode.actions
-        steps = len(actions)
-        terminations = np.asarray(episode.terminations, dtype=bool).copy()
-        truncations = np.asarray(episode.truncations, dtype=bool).copy()
-        if steps and not (terminations[-1] or truncations[-1]):
-            truncations[-1] = True
-        no = np.zeros(1, dtype=bool)
-        for t in range(steps):
-            buffer.add(_obs_rows(observations, t), np.asarray(actions[t:t + 1]),
-                       np.asarray(episode.rewards[t:t + 1], dtype=np.float32),
-                       terminations[t:t + 1], truncations[t:t + 1], no)
-        buffer.add(_obs_rows(observations, steps), np.asarray(actions[:1]) if steps else _zero_action(buffer),
-                   np.zeros(1, dtype=np.float32), no, no, np.ones(1, dtype=bool))
+def fill_replay(buffer, episodes, padding: int = 0) -> None:
+    """Write whole episodes into a one-stream ``ReplayBuffer`` in the online loop's layout
+    (:func:`rlkit.datasets.replay_stream`: each step's row, then the final observation as an autoreset
+    row, so truncated episodes bootstrap from it; an episode that ends with neither flag is stored as
+    truncated). ``padding`` more autoreset rows follow, never sampled and never read (n-step windows
+    stop at an episode's last step)."""
+    from rlkit.datasets import replay_stream
 
-
-def _obs_rows(observations: Any, t: int) -> Any:
-    if isinstance(observations, dict):
-        return {key: np.asarray(value[t:t + 1]) for key, value in observations.items()}
-    return np.asarray(observations[t:t + 1])
-
-
-def _zero_action(buffer) -> np.ndarray:
-    return np.zeros((1, *buffer.action_shape), dtype=buffer._actions.numpy().dtype)
+    if not episodes:
+        return
+    stream = replay_stream(list(episodes))
+    rows = len(stream.rewards)
+    is_dict = isinstance(stream.obs, dict)
+    for t in range(rows + padding):
+        r = min(t, rows - 1)  # padding repeats the last final-observation row
+        obs = {k: v[r:r + 1] for k, v in stream.obs.items()} if is_dict else stream.obs[r:r + 1]
+        buffer.add(obs, stream.actions[r:r + 1], stream.rewards[r:r + 1], stream.terminated[r:r + 1],
+                   stream.truncated[r:r + 1], stream.autoreset[r:r + 1])
 
 
 def dataset_source(cfg: RunConfig, device: torch.device):
@@ -117,21 +108,38 @@ def dataset_source(cfg: RunConfig, device: torch.device):
     if not episodes:
         raise DatasetError(f"offline.dataset '{cfg.offline.dataset}' holds no episodes")
     experience = getattr(AGENTS[cfg.agent.name][0], "experience", "transitions")
-    fingerprint = {"dataset_episodes": len(episodes), "dataset_steps": int(sum(len(e.actions) for e in episodes))}
+    checksum = 0
+    for episode in episodes:  # the rewards' bytes: a resume against another dataset of the same size is refused
+        checksum = zlib.crc32(np.ascontiguousarray(episode.rewards, dtype=np.float32).tobytes(), checksum)
+    fingerprint = {"dataset_episodes": len(episodes), "dataset_steps": int(sum(len(e.actions) for e in episodes)),
+                   "dataset_rewards_crc32": int(checksum)}
     if experience == "sequences":
         from rlkit.sequences import SequenceBuffer
 
         store = SequenceBuffer.from_episodes(episodes, dataset.observation_space, dataset.action_space,
                                              length=cfg.agent.sequence_length, device=device, seed=cfg.seed)
         return dataset, DatasetSource(store, fingerprint)
-    if cfg.train.replay.prioritized:
+    replay = cfg.train.replay
+    if replay.prioritized:
         raise ConfigError("train.replay.prioritized is not supported offline (a dataset source is read-only)")
-    rows = sum(episode_rows(e) for e in episodes)
+    space = dataset.observation_space
+    if replay.frame_stack > 1 and (not hasattr(space, "shape") or space.shape is None or len(space.shape) < 2
+                                   or space.shape[0] != replay.frame_stack):
+        raise ConfigError(f"train.replay.frame_stack={replay.frame_stack} but the dataset's observations are {space}; "
+                          "set it to the dataset's frame stack (axis 0) or 1")
+    # the whole dataset, plus n - 1 padding rows: a ring excludes its newest n rows from sampling (their
+    # windows may still be open online), and the padding keeps the last episode's last steps sampleable
+    rows = sum(episode_rows(e) for e in episodes) + replay.n_step - 1
     try:
-        store = ReplayBuffer.from_spaces(dataset.observation_space, dataset.action_space,
-                                         capacity=max(rows, cfg.train.replay.n_step + 1), num_envs=1, device=device,
-                                         gamma=cfg.agent.gamma, n_step=cfg.train.replay.n_step, seed=cfg.seed)
+        # frame stacks: S - 1 spare rows keep the ring from wrapping (a wrapped ring drops its oldest S - 1 rows)
+        store = ReplayBuffer.from_spaces(space, dataset.action_space,
+                                         capacity=max(rows + replay.frame_stack - 1, replay.n_step + replay.frame_stack),
+                                         num_envs=1, device=device, gamma=cfg.agent.gamma, n_step=replay.n_step,
+                                         frame_stack=replay.frame_stack, seed=cfg.seed)
     except ValueError as exc:
         raise DatasetError(f"offline.dataset '{cfg.offline.dataset}': {' '.join(str(exc).split())}") from None
-    fill_replay(store, episodes)
+    fill_replay(store, episodes, padding=replay.n_step - 1)
+    if store.num_sampleable() == 0:
+        raise DatasetError(f"offline.dataset '{cfg.offline.dataset}' has no transition to sample (its episodes hold "
+                           f"{fingerprint['dataset_steps']} steps)")
     return dataset, DatasetSource(store, fingerprint)

@@ -29,6 +29,7 @@ from rlkit.collector import Collector, EnvReplay, EpisodeTracker  # noqa: F401  
 from rlkit.config import RunConfig, build_run_config, dump_yaml, read_yaml
 from rlkit.errors import TrainingDiverged
 from rlkit.evaluation import evaluate
+from rlkit.her import env_compute_reward
 from rlkit.logger import CURVE_FILE, RunLogger, plot_runs
 from rlkit.run_state import RESUMABLE_KEYS, RunState, apply_optimizer_changes, resume_changes  # noqa: F401
 from rlkit.runs import BEST, CONFIG_FILE, LATEST, RunLock, check_new_run_dir, check_run_dir, create_run_dir
@@ -57,7 +58,8 @@ def train_online(cfg: RunConfig, run_dir: Path, resume: bool = False, source: st
         envs = run.own(make_vector_env(cfg.env))
         eval_envs = run.own(make_vector_env(cfg.env, num_envs=min(train.eval_episodes, 8)))
         agent = build_agent(cfg, envs.single_observation_space, envs.single_action_space, device)
-        replay = build_experience(cfg, envs.single_observation_space, envs.single_action_space, envs.num_envs, device)
+        replay = build_experience(cfg, envs.single_observation_space, envs.single_action_space, envs.num_envs, device,
+                                  compute_reward=env_compute_reward(envs))
         collector = Collector(envs, cfg.seed)
         state = run.start(agent, device, source=replay, collector=collector, updates_from=train.learning_starts)
         if resume and not run.buffer_restored:  # refill before updating again

@@ -507,6 +507,28 @@ class ReplayBuffer:
             active &= ~stop_done  # the row after a done row is the final-observation row: stop there
         return torch.from_numpy(end)
 
+    def episode_start_rows(self, rows: torch.Tensor, envs: torch.Tensor) -> torch.Tensor:
+        """For each (row, env), the first row of its episode still stored in that stream: the episode's reset
+        row, or the oldest stored row once the ring has overwritten the episode's beginning. The mirror of
+        :meth:`episode_end_rows`; HER's "episode" strategy draws its goals from rows ``[start, end]``.
+        Vectorized: looks back 64 rows at a time (one gather of ``first`` flags per block, not per row)."""
+        R, block = self.rows_per_env, 64
+        rows_np, envs_np = rows.numpy(), envs.numpy()
+        first = self._first.numpy()
+        to_oldest = (rows_np - self._oldest_row()) % R   # rows back to the oldest stored row
+        start = rows_np.copy()
+        pending = np.arange(len(rows_np))
+        for offset in range(0, R, block):
+            if pending.size == 0:
+                break
+            back = offset + np.arange(block)                                  # [C] rows back
+            candidates = (rows_np[pending, None] - back) % R                  # [P, C]
+            stop = first[candidates, envs_np[pending, None]] | (back >= to_oldest[pending, None])
+            found = stop.any(axis=1)
+            start[pending[found]] = candidates[found, stop[found].argmax(axis=1)]
+            pending = pending[~found]
+        return torch.from_numpy(start)
+
     def _sample_uniform(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
         lo, hi = self._sampleable_offsets()
         if hi <= lo:

@@ -92,7 +92,8 @@ class RunState:
                 source.load_state_dict(checkpoint["buffer"])
             envs_exact = True
             if collector is not None:
-                envs_exact = collector.load_state_dict(checkpoint["collector"], seed, reseed=seed + state.step)
+                collector_state = checkpoint.get("collector") or _collector_state_v0(checkpoint)
+                envs_exact = collector.load_state_dict(collector_state, seed, reseed=seed + state.step)
             rng = checkpoint["rng"]
         except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as exc:
             text = " ".join(str(exc).split())[:200]
@@ -101,6 +102,17 @@ class RunState:
         restore_rng(rng)
         state.checkpoint_step = state.step
         return state, {"buffer_restored": buffer_restored, "envs_exact": envs_exact}
+
+
+def _collector_state_v0(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """The collector's state from a checkpoint written before the core restructure (issue 9), which kept
+    the env side as loose loop entries and ``env_replay`` at the top level: such runs still resume."""
+    loop = checkpoint["loop"]
+    autoreset = loop["autoreset"]
+    return {"obs": loop["obs"], "autoreset": autoreset,
+            "episode_start": loop.get("episode_start", torch.zeros_like(autoreset)),
+            "episode_returns": loop["episode_returns"], "episode_lengths": loop["episode_lengths"],
+            "env_replay": checkpoint["env_replay"]}
 
 
 def capture_rng() -> dict[str, Any]:

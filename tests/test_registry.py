@@ -79,7 +79,9 @@ def check_registered_env(env_id: str, **kwargs) -> None:
             check_env(unwrapped, skip_render_check=skip_render)
         unwrapped.close()
         env = gym.make(env_id, **kwargs)
-        sb3_check_env(env, warn=True)
+        # SB3 detects a goal env through env.unwrapped but calls compute_reward on the outer TimeLimit,
+        # which gymnasium 1.x no longer forwards: check goal envs unwrapped
+        sb3_check_env(env.unwrapped if hasattr(env.unwrapped, "compute_reward") else env, warn=True)
         env.close()
     _no_unexpected_warnings(caught, env_id)
 

@@ -1,0 +1,191 @@
+"""Hindsight experience replay as a sample-time hook on the transition replay buffer.
+
+Andrychowicz et al. (2017), "Hindsight Experience Replay": a transition ``(s_t || g, a_t, r_t, s_{t+1} || g)``
+that missed its goal ``g`` is also a transition that *reached* a goal the episode achieved later, so it is
+replayed with that goal ``g'`` and the reward the env would have given for it, ``r' = compute_reward(
+achieved(s_{t+1}), g', info)``. With sparse rewards this turns failures into learning signal.
+
+In rlkit the relabelling happens at sample time (:class:`HindsightRelabeler`, the ReplayBuffer's
+``sample_hook``): the buffer stores what the env returned, and each sampled batch gets a ``relabel_ratio``
+share of its transitions relabelled. Each sub-env's stream is time-ordered, so "the same episode" is a
+range of rows in the sampled transition's stream (:meth:`ReplayBuffer.episode_start_rows`,
+:meth:`ReplayBuffer.episode_end_rows`): rows ``start .. end`` where ``end`` is the final-observation row of a
+finished episode, or the newest row of the episode still running (so the unfinished episode relabels with
+what it has achieved so far), and ``start`` its reset row (or the oldest row still stored after the ring
+wrapped). Goal strategies, for a transition from row ``t`` (its next state is row ``t + 1``):
+
+==========  ==================================================  ========================================
+strategy    new goal: ``achieved_goal`` of a row drawn           SB3 ``HerReplayBuffer``
+            uniformly from
+==========  ==================================================  ========================================
+future      ``(t, end]``: the next state up to the last one      same (SB3: ``next_achieved_goal`` of a
+                                                                 transition in ``[t, T)``)
+final       ``{end}``: the episode's last (stored) state         same (the last ``next_achieved_goal``)
+episode     ``[start, end]``: any stored state of the episode   SB3 leaves out the reset state ``s_0``
+==========  ==================================================  ========================================
+
+Ratio: SB3 and the paper name a number of virtual goals per real one, ``n_sampled_goal = k``; the share of
+relabelled samples is then ``relabel_ratio = k / (k + 1) = 1 - 1 / (k + 1)`` (k = 4 -> 0.8). rlkit relabels
+exactly ``round(relabel_ratio * B)`` samples of a batch of ``B``, chosen at random (as SB3 relabels
+``int(her_ratio * B)``); the others keep their stored goal and reward.
+
+Rewards: ``compute_reward(achieved_goal, desired_goal, None)`` is called once per batch on arrays with a
+leading batch axis, as gymnasium-robotics' GoalEnv specifies; an env whose reward needs the step's
+``info`` is not supported (infos are not stored). With n-step returns (``train.replay.n_step = n``) the
+stored reward sum is for the old goal, so it is recomputed for the whole window:
+``sum_{i<k} gamma^i compute_reward(achieved(s_{t+i+1}), g')`` over the ``k <= n`` steps the buffer used.
+
+Terminations: the stored discounts (0 after a termination) are kept. In the HER setting goal envs do not
+terminate on success (``rlkit/PointGoal-v0`` with ``reward_type="sparse"`` never terminates; the time limit
+truncates, which bootstraps), so nothing depends on the old goal. An env that terminates on reaching its
+goal would keep that termination under the new goal too (as SB3 does).
+
+Randomness comes only from the buffer's generator (``ctx.generator``), which the buffer saves in its
+``state_dict``: seeded runs and resumed runs relabel identically. Everything is vectorized over the batch;
+the only Python loops walk episode boundaries (inside the buffer) and n-step window positions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any, Literal
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from rlkit.errors import ConfigError
+from rlkit.replay import ReplayBuffer, SampleContext, Transitions
+
+__all__ = ["HindsightRelabeler", "env_compute_reward", "check_goal_space"]
+
+Strategy = Literal["future", "final", "episode"]
+
+
+class HindsightRelabeler:
+    """``sample_hook`` that relabels goals: ``relabeler(batch, ctx) -> batch`` (see the module docstring).
+
+    Args:
+        compute_reward: the env's ``compute_reward(achieved_goal, desired_goal, info)``, vectorized over a
+            leading batch axis (numpy in, numpy out).
+        strategy: ``future``, ``final`` or ``episode``.
+        relabel_ratio: share of each batch relabelled, in [0, 1] (SB3's ``n_sampled_goal = k`` is
+            ``k / (k + 1)``).
+        achieved_key, desired_key: the Dict observation keys of the achieved and the desired goal.
+    """
+
+    def __init__(self, compute_reward: Callable[..., Any], strategy: Strategy = "future", relabel_ratio: float = 0.8,
+                 achieved_key: str = "achieved_goal", desired_key: str = "desired_goal") -> None:
+        if strategy not in ("future", "final", "episode"):
+            raise ValueError(f"strategy must be 'future', 'final' or 'episode', got {strategy!r}")
+        if not 0.0 <= relabel_ratio <= 1.0:
+            raise ValueError(f"relabel_ratio must lie in [0, 1], got {relabel_ratio}")
+        self.compute_reward = compute_reward
+        self.strategy, self.relabel_ratio = strategy, float(relabel_ratio)
+        self.achieved_key, self.desired_key = achieved_key, desired_key
+
+    def __call__(self, batch: Transitions, ctx: SampleContext) -> Transitions:
+        buffer, g = ctx.buffer, ctx.generator
+        batch_size = len(ctx.rows)
+        count = int(round(self.relabel_ratio * batch_size))
+        if count == 0:
+            return batch
+        picked = torch.randperm(batch_size, generator=g)[:count]               # [M] which samples
+        rows, envs = ctx.rows[picked], ctx.envs[picked]
+        goal_rows = self.goal_rows(buffer, rows, envs, g)                       # [M]
+        goals = _stored(buffer, self.achieved_key, goal_rows, envs)             # [M, *goal_shape]
+        goals = goals.to(batch.obs[self.desired_key].dtype)
+        steps = (ctx.next_rows[picked] - rows) % buffer.rows_per_env            # [M] k of each n-step window
+        rewards = self.window_rewards(buffer, rows, envs, steps, goals)         # [M]
+
+        device_picked = picked.to(buffer.device)
+        obs, next_obs = dict(batch.obs), dict(batch.next_obs)
+        obs[self.desired_key] = obs[self.desired_key].index_put((device_picked,), goals)
+        next_obs[self.desired_key] = next_obs[self.desired_key].index_put((device_picked,), goals)
+        new_rewards = batch.rewards.index_put((device_picked,), rewards.to(buffer.device))
+        return dataclasses.replace(batch, obs=obs, next_obs=next_obs, rewards=new_rewards)
+
+    def goal_rows(self, buffer: ReplayBuffer, rows: torch.Tensor, envs: torch.Tensor,
+                  generator: torch.Generator) -> torch.Tensor:
+        """Rows (CPU int64 ``[M]``) whose achieved goals become the new goals, per the strategy."""
+        R = buffer.rows_per_env
+        end = buffer.episode_end_rows(rows, envs)
+        if self.strategy == "final":
+            return end
+        if self.strategy == "future":  # uniform over (t, end]: 1 .. (end - t) rows ahead
+            first, span = (rows + 1) % R, (end - rows) % R
+        else:  # episode: uniform over [start, end]
+            first = buffer.episode_start_rows(rows, envs)
+            span = (end - first) % R + 1
+        u = torch.rand(len(rows), generator=generator, dtype=torch.float64)
+        offsets = torch.minimum((u * span).long(), span - 1)
+        return (first + offsets) % R
+
+    def window_rewards(self, buffer: ReplayBuffer, rows: torch.Tensor, envs: torch.Tensor, steps: torch.Tensor,
+                       goals: torch.Tensor) -> torch.Tensor:
+        """``sum_{i<k} gamma^i compute_reward(achieved(row t+i+1), goal)`` per sample (CPU float32 ``[M]``):
+        the n-step reward sum for the new goal over the same ``k`` steps the buffer summed (``k = 1``: the
+        one-step reward)."""
+        R, n = buffer.rows_per_env, int(steps.max())
+        ahead = (rows[None, :] + torch.arange(1, n + 1)[:, None]) % R                    # [n, M]
+        achieved = _stored(buffer, self.achieved_key, ahead.flatten(), envs.repeat(n))  # [n*M, *goal_shape]
+        goals_np = goals.detach().cpu().numpy()
+        tiled = np.broadcast_to(goals_np[None], (n, *goals_np.shape)).reshape(n * len(rows), *goals_np.shape[1:])
+        rewards = np.asarray(self.compute_reward(achieved.detach().cpu().numpy(), tiled, None), dtype=np.float32)
+        if rewards.shape != (n * len(rows),):
+            raise ValueError(f"compute_reward returned shape {rewards.shape} for {n * len(rows)} goals: it must be "
+                             "vectorized over a leading batch axis (gymnasium-robotics' GoalEnv convention)")
+        rewards = torch.from_numpy(rewards).view(n, len(rows))
+        inside = torch.arange(n)[:, None] < steps[None, :]                             # [n, M]: i < k
+        powers = buffer._gamma_powers[:n, None]                                         # [n, 1] gamma^i
+        return (torch.where(inside, powers * rewards, 0.0)).sum(dim=0)
+
+
+def _stored(buffer: ReplayBuffer, key: str, rows: torch.Tensor, envs: torch.Tensor) -> torch.Tensor:
+    """One Dict key's stored values at CPU ``rows``/``envs`` (``obs_at`` would gather every key)."""
+    return buffer._gather(buffer._obs[key], rows, envs)
+
+
+# --------------------------------------------------------------------------------------
+# Building the hook for a run (rlkit.build.build_replay)
+# --------------------------------------------------------------------------------------
+
+
+def env_compute_reward(envs: Any) -> Callable[..., Any] | None:
+    """The ``compute_reward`` of a vector env's first sub-env (all sub-envs share their reward settings),
+    or None if it has none or its sub-envs are out of reach (only the sync vector env exposes them)."""
+    sub_envs = getattr(envs, "envs", None)
+    if not sub_envs:
+        return None
+    return getattr(sub_envs[0].unwrapped, "compute_reward", None)
+
+
+def check_goal_space(observation_space: gym.Space, achieved_key: str, desired_key: str) -> None:
+    """A one-line :class:`ConfigError` unless the observations are a Dict holding both goal keys with the
+    same shape."""
+    if not isinstance(observation_space, gym.spaces.Dict):
+        raise ConfigError(f"train.replay.her needs Dict observations with '{achieved_key}' and '{desired_key}' "
+                          f"(a goal env), but the env's observation space is {observation_space}; remove "
+                          "train.replay.her")
+    missing = [k for k in (achieved_key, desired_key) if k not in observation_space.spaces]
+    if missing:
+        raise ConfigError(f"train.replay.her: the observations have no key {missing[0]!r} (they have "
+                          f"{sorted(observation_space.spaces)}); set train.replay.her.achieved_key / desired_key")
+    shapes = {k: observation_space[k].shape for k in (achieved_key, desired_key)}
+    if shapes[achieved_key] != shapes[desired_key]:
+        raise ConfigError(f"train.replay.her: '{achieved_key}' has shape {shapes[achieved_key]} but '{desired_key}' "
+                          f"{shapes[desired_key]}; a relabelled goal must fit the desired goal")
+
+
+def build_relabeler(her_cfg: Any, observation_space: gym.Space,
+                    compute_reward: Callable[..., Any] | None) -> HindsightRelabeler:
+    """The hook for ``train.replay.her`` (a :class:`rlkit.config.HERConfig`); one-line ConfigErrors for an env
+    that is not a goal env."""
+    check_goal_space(observation_space, her_cfg.achieved_key, her_cfg.desired_key)
+    if compute_reward is None:
+        raise ConfigError("train.replay.her recomputes rewards with the env's compute_reward(achieved_goal, "
+                          "desired_goal, info), but this env has none (or it is out of reach: use "
+                          "env.vectorization sync); remove train.replay.her or use a goal env")
+    return HindsightRelabeler(compute_reward, her_cfg.strategy, her_cfg.relabel_ratio,
+                              her_cfg.achieved_key, her_cfg.desired_key)
