@@ -135,9 +135,13 @@ class DQN:
         fused = self.device.type in ("cpu", "cuda")
         self.optimizer = torch.optim.Adam(self.q_net.parameters(), lr=cfg.lr, eps=cfg.adam_eps, fused=fused)
         self.rng = np.random.default_rng(seed)
-        self.env_steps = 0  # real env transitions taken while exploring: drives the epsilon schedule
-        self.uncounted_autoresets = False  # True after an exploring act(): its ignored actions are not known yet
+        self.env_steps = 0  # the loop's clock of real env transitions (set_env_steps): drives epsilon and lr
         self.updates = 0
+
+    def set_env_steps(self, env_steps: int) -> None:
+        """The loop's count of real env transitions so far (SB3's ``num_timesteps``); the epsilon and
+        learning-rate schedules read it. A hand-written loop calls it after each env step."""
+        self.env_steps = int(env_steps)
 
     @property
     def epsilon(self) -> float:
@@ -158,25 +162,14 @@ class DQN:
             epsilon: float | None = None) -> np.ndarray:
         """Epsilon-greedy over a batch; ``explore`` uses the schedule, else ``epsilon`` (default 0).
 
-        The schedule counts env steps as the loop does (real transitions only). Each exploring call
-        counts its ``N`` actions; gymnasium's NEXT_STEP autoreset ignores the action of a sub-env whose
-        previous step ended its episode, which the next call learns from ``episode_start`` (True exactly
-        there, after the first call) and subtracts before it computes epsilon. So epsilon is always that
-        of the real steps taken before, and the learning rate in ``update`` that of the real steps
-        including this call's (exactly so whenever the loop updates: after a real step).
+        The schedule follows the loop's clock of real env transitions (:meth:`set_env_steps`), so steps
+        that gymnasium's NEXT_STEP autoreset ignores are not counted, and a resumed run continues it.
 
         The network runs only on the observations that act greedily: early in training, when epsilon
         is near 1, collection costs no forward pass at all (the dominant cost of CPU Atari collection).
         """
         n = obs_batch_size(obs)
-        if explore:
-            if self.uncounted_autoresets and episode_start is not None:
-                self.env_steps -= int(np.count_nonzero(episode_start))
-            eps = self.epsilon
-            self.env_steps += n
-            self.uncounted_autoresets = True
-        else:
-            eps = epsilon or 0.0
+        eps = self.epsilon if explore else (epsilon or 0.0)
         if eps <= 0.0:
             return self.greedy(obs)
         random_mask = self.rng.random(n) < eps
@@ -227,7 +220,6 @@ class DQN:
             "target_net": self.target_net.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "env_steps": self.env_steps,
-            "uncounted_autoresets": self.uncounted_autoresets,
             "updates": self.updates,
             "rng": json.dumps(self.rng.bit_generator.state),
         }
@@ -237,6 +229,5 @@ class DQN:
         self.target_net.load_state_dict(state["target_net"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.env_steps = int(state["env_steps"])
-        self.uncounted_autoresets = bool(state.get("uncounted_autoresets", False))
         self.updates = int(state["updates"])
         self.rng.bit_generator.state = json.loads(state["rng"])

@@ -340,12 +340,15 @@ class MPO:
         mean, std = self.policy(self.encoder(obs_to_tensor(obs, self.device)))
         action = mean
         if explore:
-            self.env_steps += n
             noise = torch.as_tensor(self.rng.standard_normal(mean.shape), dtype=torch.float32, device=self.device)
             action = mean + std * noise
         env_action = self.action_center + self.action_half_range * action.clamp(-1.0, 1.0)
         actions = env_action.cpu().numpy().astype(self.action_dtype).reshape(n, *self.action_shape)
         return epsilon_mix(actions, epsilon, self.action_space, self.rng)
+
+    def set_env_steps(self, env_steps: int) -> None:
+        """The loop's count of real env transitions (kept in checkpoints; MPO has no schedule on it)."""
+        self.env_steps = int(env_steps)
 
     # ------------------------------------------------------------------ learning
     def update(self, batch: Transitions) -> dict[str, torch.Tensor]:

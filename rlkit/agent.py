@@ -86,21 +86,24 @@ class Agent(Protocol):
 
         ``explore``: the training-time behaviour (its exploration schedule) vs the evaluation policy.
         ``episode_start`` (bool ``[N]``): True where ``obs`` is the first observation of an episode;
-        agents with memory (recurrent, Decision Transformer) reset their context there, and agents with
-        an env-step schedule count the previous call's ignored autoreset actions from it.
+        agents with memory (recurrent, Decision Transformer) reset their context there.
         ``epsilon``: with this probability act uniformly at random (the evaluation protocol of Atari
         papers; ``rlkit collect --epsilon``); None or 0 is the agent's own policy.
         """
 
-    def update(self, batch: Any, update_priorities: Any = None) -> dict[str, torch.Tensor | float]:
+    def update(self, batch: Any) -> dict[str, torch.Tensor | float]:
         """One gradient step. Returns metrics as 0-dim tensors (or floats), read only at log time so
         that an update never waits on the device (no ``.item()`` per update).
 
-        ``update_priorities(indices, priorities)``: passed by the loop when prioritized replay is on
-        (only to agents with ``supports_prioritized_replay``); the agent calls it with the batch's new
-        priorities (|TD error|). It is the only way information flows back to the experience source:
-        the agent never holds the buffer.
+        Optional: agents with ``supports_prioritized_replay`` also accept ``update_priorities`` (a
+        callable ``(indices, priorities)``, passed by the loop when prioritized replay is on) and call
+        it with the batch's new priorities (|TD error|): the only way information flows back to the
+        experience source, since the agent never holds the buffer.
         """
+
+    # Optional: ``set_env_steps(env_steps: int)``. Agents with schedules over env steps (DQN's epsilon,
+    # SAC's initial random steps) implement it; the online loop calls it with its count of real
+    # transitions (autoreset steps excluded) at the start and after every collect step.
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue exactly: weights, optimizers, counters, RNG states.

@@ -251,7 +251,8 @@ class Policy:
         shape, a batch when every value has one more leading axis of the same length N.
         ``deterministic``: the evaluation policy (DQN's greedy action, MPO's mean); False acts as in
         training (``agent.act(explore=True)``: DQN's epsilon-greedy at its schedule's current epsilon,
-        MPO's Gaussian samples), which advances the agent's exploration schedule.
+        MPO's Gaussian samples) at the point of its exploration schedule where training left it (the
+        schedule follows the training loop's env-step clock, not ``predict`` calls).
         ``episode_start``: True where ``obs`` starts an episode (a bool, or a bool array ``[N]``); agents
         with memory reset their context there.
 

@@ -70,10 +70,9 @@ def run_spaces(cfg: RunConfig) -> tuple[gym.Space, gym.Space]:
     """(observation space, action space) the run's agent was built for: the env's, or for an offline run
     without an env (``env.id: null``) the dataset's."""
     if cfg.env.id is None and cfg.offline is not None:
-        from rlkit.datasets import load_dataset
+        from rlkit.datasets import dataset_spaces
 
-        dataset = load_dataset(cfg.offline.dataset)
-        return dataset.observation_space, dataset.action_space
+        return dataset_spaces(cfg.offline.dataset)
     envs = make_vector_env(cfg.env, num_envs=1)
     try:
         return envs.single_observation_space, envs.single_action_space

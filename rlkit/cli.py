@@ -405,6 +405,11 @@ def cmd_bench(ns: argparse.Namespace) -> int:
 
     if ns.seeds < 1 or ns.threads < 1:
         raise ConfigError("rlkit bench: --seeds and --threads must be >= 1")
+    if ns.suite != "all" and ns.suite not in SUITES:
+        from rlkit.config import _closest
+
+        raise ConfigError(f"rlkit bench: unknown suite '{ns.suite}'."
+                          + _closest(ns.suite, [*SUITES, "all"]).replace("keys", "suites"))
     names = list(SUITES) if ns.suite == "all" else [ns.suite]
     docs = None if ns.no_docs else Path(ns.docs)
     for name in names:
@@ -509,7 +514,7 @@ def build_parser() -> argparse.ArgumentParser:
                            description="Runs rlkit and the reference interleaved in one process with the same env, "
                                        "hyperparameters, budget and threads; writes OUT/<suite>.json and .png and "
                                        "regenerates the suite's section of docs/benchmarks.md.")
-    bench.add_argument("suite", choices=["dqn-cartpole", "dqn-throughput", "atari-collect", "replay", "all"])
+    bench.add_argument("suite", help="a suite (dqn-cartpole, dqn-throughput, atari-collect, replay, sac, ...) or all")
     bench.add_argument("--seeds", type=int, default=3, help="repeats (seeds 0..N-1); ratios are per repeat")
     bench.add_argument("--out", default="bench_out")
     bench.add_argument("--threads", type=int, default=1, help="torch threads, the same for both sides")

@@ -68,6 +68,9 @@ def train_online(cfg: RunConfig, run_dir: Path, resume: bool = False, source: st
         if warning:
             run.logger.message(warning)
         update_priorities = replay.update_priorities if train.replay.prioritized else None
+        clock = getattr(agent, "set_env_steps", None)  # agents with env-step schedules read the loop's clock
+        if clock:
+            clock(state.step)
 
         with _StopRequest() as stop:
             while state.step < train.total_steps and not run.solved:
@@ -79,6 +82,8 @@ def train_online(cfg: RunConfig, run_dir: Path, resume: bool = False, source: st
                     run.logger.log("episode", state.step, run.clock(), {"return": ret, "length": length})
                 before = state.step
                 state.step += step.real_steps
+                if clock:
+                    clock(state.step)
                 run.logger.advance(state.step)
 
                 # update

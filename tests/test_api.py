@@ -180,7 +180,8 @@ def test_predict_single_and_batch_box(mpo_run):
     np.testing.assert_allclose(actions, np.repeat(action[None], 4, axis=0), rtol=1e-5, atol=1e-6)
     steps = policy.agent.env_steps
     sampled = policy.predict(np.stack([obs] * 4), deterministic=False)  # acts as in training: samples
-    assert sampled.shape == (4, 1) and all(space.contains(a) for a in sampled) and policy.agent.env_steps == steps + 4
+    assert sampled.shape == (4, 1) and all(space.contains(a) for a in sampled)
+    assert policy.agent.env_steps == steps  # schedules follow the training loop's clock, not predict calls
     assert np.isfinite(policy.evaluate(episodes=1)["return_mean"])
 
 

@@ -77,30 +77,27 @@ def test_epsilon_schedule_and_greedy_evaluation():
     agent = DQN(DQNConfig(hidden=[8], eps_start=1.0, eps_end=0.1, eps_decay_steps=100), BOX, ACTIONS, seed=1)
     obs = np.zeros((10, 4), dtype=np.float32)
     assert agent.epsilon == 1.0
-    agent.act(obs, explore=True)
-    assert agent.env_steps == 10 and agent.epsilon == pytest.approx(0.91)
-    for _ in range(20):
-        agent.act(obs, explore=True)
+    agent.set_env_steps(10)
+    assert agent.epsilon == pytest.approx(0.91)
+    agent.set_env_steps(210)
     assert agent.epsilon == pytest.approx(0.1)
     greedy = agent.act(obs, explore=False)
     assert agent.env_steps == 210  # evaluation does not advance the schedule
     assert np.all(greedy == greedy[0])  # same obs, deterministic
 
 
-def test_epsilon_schedule_skips_autoreset_steps():
-    """gymnasium's NEXT_STEP autoreset ignores the action of the step after an episode ends: not a transition."""
+def test_epsilon_follows_the_loops_clock_of_real_env_steps():
+    """The schedules read set_env_steps (the loop's count of real transitions, autoreset steps excluded),
+    never act(): evaluation, Policy.predict and autoreset steps cannot move them."""
     agent = DQN(DQNConfig(hidden=[8], eps_start=1.0, eps_end=0.0, eps_decay_steps=100), BOX, ACTIONS, seed=1)
     obs = np.zeros((4, 4), dtype=np.float32)
-    first = np.ones(4, dtype=bool)  # the first call: every obs starts an episode, nothing to correct
-    agent.act(obs, explore=True, episode_start=first)
-    assert agent.env_steps == 4 and agent.epsilon == pytest.approx(0.96)
-    # envs 0 and 2 had ended their episodes: the previous call's actions there were autoreset steps
-    agent.act(obs, explore=True, episode_start=np.array([True, False, True, False]))
-    assert agent.env_steps == 6
-    agent.act(obs, explore=False, episode_start=np.zeros(4, dtype=bool))
-    assert agent.env_steps == 6  # evaluation does not count
-    agent.act(obs, explore=True, episode_start=np.zeros(4, dtype=bool))
-    assert agent.env_steps == 10
+    for _ in range(3):
+        agent.act(obs, explore=True, episode_start=np.ones(4, dtype=bool))
+    assert agent.env_steps == 0 and agent.epsilon == 1.0
+    agent.set_env_steps(40)
+    assert agent.epsilon == pytest.approx(0.6)
+    agent.act(obs, explore=False, epsilon=0.5)
+    assert agent.env_steps == 40
 
 
 def test_epsilon_schedule_counts_the_loops_env_steps(tmp_path, cartpole_data):
@@ -120,12 +117,10 @@ def test_learning_rate_schedule_follows_env_steps():
     obs = np.zeros((10, 4), dtype=np.float32)
     metrics = agent.update(_batch())
     assert agent.optimizer.param_groups[0]["lr"] == pytest.approx(1e-2) and metrics["lr"] == pytest.approx(1e-2)
-    for _ in range(5):
-        agent.act(obs, explore=True)
+    agent.set_env_steps(50)
     agent.update(_batch())
     assert agent.optimizer.param_groups[0]["lr"] == pytest.approx(0.5 * (1e-2 + 1e-3))
-    for _ in range(10):
-        agent.act(obs, explore=True)
+    agent.set_env_steps(150)
     agent.update(_batch())
     assert agent.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3)  # stays at lr_end
     constant = DQN(DQNConfig(hidden=[8], lr=1e-2), BOX, ACTIONS)
