@@ -450,7 +450,8 @@ class VecNormalizeReward(VectorWrapper):
         return obs, scaled, terminated, truncated, info
 
     def state_dict(self) -> dict[str, Any]:
-        return {**self.return_rms.state_dict(), "return": torch.tensor(self.discounted_return)}
+        return {**self.return_rms.state_dict(), "return": torch.tensor(self.discounted_return),
+                "resetting": torch.as_tensor(self._resetting)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.return_rms.load_state_dict(state)
@@ -459,6 +460,8 @@ class VecNormalizeReward(VectorWrapper):
             if returns.shape != self.discounted_return.shape:
                 raise ValueError(f"saved returns for {returns.shape[0]} sub-envs, this env has {self.num_envs}")
             self.discounted_return = returns.copy()
+        if "resetting" in state:  # sub-envs whose next step is an autoreset step (left out of the statistics)
+            self._resetting = torch.as_tensor(state["resetting"]).cpu().numpy().astype(bool).copy()
 
 
 # --------------------------------------------------------------------------- goal observations

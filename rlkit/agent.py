@@ -32,7 +32,8 @@ class AgentConfig:
     name: str = ""
     """The registry name (``agent: {name: dqn}``); fixed per subclass."""
     gamma: float = 0.99
-    """Discount factor; the experience source applies it to n-step sums, the agent to bootstraps."""
+    """Discount factor; the transition source applies it to n-step sums, the agent to bootstraps
+    (sequence sources return undiscounted returns-to-go, the Decision Transformer's convention)."""
 
     experience: ClassVar[Experience] = "transitions"
     """The experience the agent learns from (Acme's adder choice): ``transitions`` (one-step or n-step,

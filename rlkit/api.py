@@ -312,9 +312,13 @@ def _as_batch_array(obs: Any, space: Any, where: str) -> tuple[np.ndarray, bool]
     """``obs`` as a batch array of ``space``'s dtype, and whether it was one observation."""
     shape = tuple(space.shape)
     try:
-        array = np.asarray(obs, dtype=space.dtype)
+        given = np.asarray(obs)
+        array = given.astype(space.dtype, copy=False)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{where} cannot be read as an array of {space.dtype}: {exc}") from None
+    if given.dtype.kind == "f" and array.dtype.kind in "iu" and not np.array_equal(array, given):
+        raise ValueError(f"{where} holds fractional floats but the space stores {space.dtype} (e.g. images in "
+                         "[0, 1] where 0..255 bytes are expected); pass values the space holds")
     if array.shape == shape:
         return array[None], True
     if array.ndim == len(shape) + 1 and array.shape[1:] == shape:

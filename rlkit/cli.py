@@ -88,7 +88,11 @@ def cmd_eval(ns: argparse.Namespace) -> int:
         ckpt_path = run_dir / WEIGHTS_FILE
     else:
         ckpt_path = run_dir / (BEST if ns.checkpoint == "best" and (run_dir / BEST).exists() else LATEST)
+    trained_spaces = None
     if ns.env is not None:
+        from rlkit.build import run_spaces
+
+        trained_spaces = run_spaces(cfg)  # what the agent was built for, before the env id changes
         cfg.env.id = ns.env
     if cfg.env.id is None:
         raise ConfigError(f"run '{run_dir}' names no env to evaluate in (env.id: null: an offline run trained "
@@ -99,6 +103,11 @@ def cmd_eval(ns: argparse.Namespace) -> int:
         prepare_video(cfg.env.id, cfg.env.kwargs, seed=ns.seed)
     device = resolve_device(cfg.device)
     envs = make_vector_env(cfg.env, num_envs=min(ns.episodes, 8))
+    if trained_spaces is not None and (trained_spaces[0] != envs.single_observation_space
+                                       or trained_spaces[1] != envs.single_action_space):
+        envs.close()
+        raise ConfigError(f"--env {ns.env}: its spaces ({envs.single_observation_space}, {envs.single_action_space}) "
+                          f"are not the ones the agent was trained on ({trained_spaces[0]}, {trained_spaces[1]})")
     agent = build_agent(cfg, envs.single_observation_space, envs.single_action_space, device)
     if exported:
         load_exported(agent, run_dir, cfg.agent.name, device)
@@ -119,7 +128,7 @@ def cmd_export(ns: argparse.Namespace) -> int:
     """Write a run's acting weights (safetensors) and resolved config into a new directory."""
     from rlkit.config import build_run_config, read_yaml
     from rlkit.export import export_agent
-    from rlkit.loops import build_agent, load_agent_weights, make_vector_env
+    from rlkit.build import build_agent, load_agent_weights, run_spaces
     from rlkit.runs import BEST, CONFIG_FILE, LATEST, check_new_run_dir, check_run_dir
 
     run_dir = check_run_dir(ns.run_dir)
@@ -127,9 +136,7 @@ def cmd_export(ns: argparse.Namespace) -> int:
     config_text = (run_dir / CONFIG_FILE).read_text()
     cfg = build_run_config(read_yaml(run_dir / CONFIG_FILE), [], source=str(run_dir / CONFIG_FILE))
     ckpt_path = run_dir / (BEST if ns.checkpoint == "best" and (run_dir / BEST).exists() else LATEST)
-    envs = make_vector_env(cfg.env, num_envs=1)
-    agent = build_agent(cfg, envs.single_observation_space, envs.single_action_space, torch_device("cpu"))
-    envs.close()
+    agent = build_agent(cfg, *run_spaces(cfg), torch_device("cpu"))  # the env's spaces, or the dataset's
     state = load_agent_weights(agent, ckpt_path, torch_device("cpu"))
     step = state.get("step", "")
     export_agent(agent, config_text, out_dir, {"agent": cfg.agent.name, "env": cfg.env.id,

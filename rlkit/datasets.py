@@ -807,6 +807,9 @@ def dataset_from_run(run_dir: str | os.PathLike, dataset_id: str, overwrite: boo
                            "(e.g. bump -vN) or pass --overwrite")
     run_dir = check_run_dir(run_dir)
     cfg = build_run_config(read_yaml(run_dir / CONFIG_FILE), [], source=str(run_dir / CONFIG_FILE))
+    if cfg.offline is not None:
+        raise DatasetError(f"run '{run_dir}' trained offline: it has no replay buffer of its own, its data is the "
+                           f"dataset '{cfg.offline.dataset}'")
     checkpoint = load_checkpoint(run_dir / LATEST, map_location="cpu", required=("agent",))
     if checkpoint.get("buffer") is None:
         raise DatasetError(f"run '{run_dir}' was saved without its replay buffer (train.save_buffer: false), so "

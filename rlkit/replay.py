@@ -197,8 +197,8 @@ class ReplayBuffer:
             autoreset = terminated | truncated
             obs = next_obs
         batch = buffer.sample(batch_size, beta)
-        metrics, td_abs = agent.update(batch)
-        buffer.update_priorities(batch.indices, td_abs)   # prioritized only
+        metrics = agent.update(batch)                      # prioritized: agent.update(batch,
+                                                           #   update_priorities=buffer.update_priorities)
 
     ``capacity`` counts transitions over all envs: each stream holds ``capacity // num_envs`` rows.
     """
@@ -291,7 +291,7 @@ class ReplayBuffer:
     @classmethod
     def from_spaces(cls, observation_space: gym.Space, action_space: gym.Space, capacity: int,
                     num_envs: int, **kwargs: Any) -> ReplayBuffer:
-        """Build from single-env gymnasium spaces (Box or Discrete). ``frame_stack`` and the other
+        """Build from single-env gymnasium spaces (Box, Discrete, or a Dict of Boxes). ``frame_stack`` and the other
         constructor arguments pass through ``kwargs``; with ``frame_stack > 1`` the observation space
         must be the stacked ``(S, H, W)`` box."""
         if isinstance(observation_space, gym.spaces.Dict):
@@ -490,21 +490,27 @@ class ReplayBuffer:
     def episode_end_rows(self, rows: torch.Tensor, envs: torch.Tensor) -> torch.Tensor:
         """For each (row, env), the last written row of its episode in that stream: the final-observation
         row of a finished episode, or the newest row of one still running. HER's "future" strategy draws
-        its goals from rows ``(row, end]``. Vectorized walk over the stored done flags (CPU)."""
-        R = self.rows_per_env
-        rows_np, envs_np = rows.numpy().copy(), envs.numpy()
+        its goals from rows ``(row, end]``. A done row that is the newest row ends there (its final-observation
+        row is written by the next ``add``). Vectorized: looks ahead 64 rows at a time (CPU)."""
+        R, block = self.rows_per_env, 64
+        rows_np, envs_np = rows.numpy(), envs.numpy()
         done = self._terminated.numpy() | self._truncated.numpy()
         newest = (self._pos - 1) % R
         end = rows_np.copy()
-        active = np.ones(len(rows_np), dtype=bool)
-        for _ in range(R):
-            if not active.any():
+        pending = np.arange(len(rows_np))
+        for offset in range(0, R, block):
+            if pending.size == 0:
                 break
-            at_newest = end == newest
-            stop_done = done[end, envs_np]
-            active &= ~at_newest
-            end = np.where(active, (end + 1) % R, end)
-            active &= ~stop_done  # the row after a done row is the final-observation row: stop there
+            ahead = offset + np.arange(min(block, R - offset))                 # [C] rows ahead
+            candidates = (rows_np[pending, None] + ahead) % R                  # [P, C]
+            at_newest = candidates == newest
+            stop = at_newest | done[candidates, envs_np[pending, None]]
+            found = stop.any(axis=1)
+            index = stop[found].argmax(axis=1)
+            chosen = candidates[found, index]
+            # the first stop: the newest row itself, or the row after a done row (its final observation)
+            end[pending[found]] = np.where(at_newest[found, index], chosen, (chosen + 1) % R)
+            pending = pending[~found]
         return torch.from_numpy(end)
 
     def episode_start_rows(self, rows: torch.Tensor, envs: torch.Tensor) -> torch.Tensor:

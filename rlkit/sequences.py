@@ -119,7 +119,8 @@ class SequenceBuffer:
         steps = len(actions)
         if steps == 0:
             return
-        if steps > self.capacity:  # keep the episode's last `capacity` steps
+        cut = 0
+        if steps > self.capacity:  # keep the episode's last `capacity` steps (with their true step indices)
             cut = steps - self.capacity
             obs = {k: v[cut:] for k, v in obs.items()} if self.is_dict else obs[cut:]
             actions, rewards, terminated, steps = actions[cut:], rewards[cut:], terminated[cut:], self.capacity
@@ -130,7 +131,7 @@ class SequenceBuffer:
         self._actions[start:end] = actions.reshape(steps, *self.action_shape)
         self._rewards[start:end] = rewards
         self._terminated[start:end] = terminated
-        self._timesteps[start:end] = np.arange(steps)
+        self._timesteps[start:end] = cut + np.arange(steps)
         rtg = np.zeros(steps, dtype=np.float64)
         running = 0.0
         for t in range(steps - 1, -1, -1):
