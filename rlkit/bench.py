@@ -26,6 +26,7 @@ import os
 import platform
 import shutil
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -528,6 +529,8 @@ SAC_CONFIGS = {"Pendulum-v1": "sac_pendulum.yaml", "HalfCheetah-v5": "sac_halfch
 # env steps (total, learning_starts, eval_every, eval_episodes) per env: full runs, --quick
 SAC_BUDGETS = {False: {"Pendulum-v1": (8_000, 100, 2_000, 10), "HalfCheetah-v5": (25_000, 10_000, 5_000, 10)},
                True: {"Pendulum-v1": (600, 100, 300, 1), "HalfCheetah-v5": (600, 300, 300, 1)}}
+SAC_LOCKSTEP_UPDATES = {False: 3_000, True: 150}
+"""Updates per side of the lockstep throughput runs (after the same learning_starts as the learning runs)."""
 
 
 def _window_rate(marks: list[tuple[int, float, int]], evals: list[tuple[float, float]], start_step: int
@@ -627,24 +630,31 @@ def _sb3_sac_run(env_id: str, seed: int, total: int, learning_starts: int, eval_
     return evals, _window_rate(marks, eval_times, start_step), timer.rate()
 
 
-def _synthetic_rate(update: Callable[[], Any], seconds: float) -> float:
-    """Calls per second of ``update`` after a warm-up (the same process, the same threads)."""
-    for _ in range(10):
-        update()
-    calls, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        update()
-        calls += 1
-    return calls / (time.perf_counter() - start)
+def _interleaved_rates(calls: list[Callable[[], Any]], seconds: float, rounds: int = 10) -> list[float]:
+    """Calls per second of each function, timed in ``rounds`` alternating slices of ``seconds / rounds``
+    each (A B A B ...) after a warm-up, so that load drifting on a shared machine hits all of them alike."""
+    for call in calls:
+        for _ in range(10):
+            call()
+    counts, spent = [0] * len(calls), [0.0] * len(calls)
+    for _ in range(rounds):
+        for i, call in enumerate(calls):
+            start = time.perf_counter()
+            while time.perf_counter() - start < seconds / rounds:
+                call()
+                counts[i] += 1
+            spent[i] += time.perf_counter() - start
+    return [n / t for n, t in zip(counts, spent)]
 
 
-def _rlkit_sac_limit(config: str, env_id: str, seed: int, batch_size: int, seconds: float) -> float:
-    """rlkit's ``SAC.update`` alone on a fixed synthetic batch: the compute limit of training."""
+def _rlkit_sac_limit(config: str, env_id: str, seed: int, batch_size: int, sample: bool) -> Callable[[], Any]:
+    """rlkit's ``SAC.update`` alone on a fixed synthetic batch (the compute limit of training), or with
+    ``sample`` its replay sampling + update (SB3's train step samples too), as a call."""
     import gymnasium as gym
 
     from rlkit.agents import SAC
     from rlkit.config import load_config
-    from rlkit.replay import Transitions
+    from rlkit.replay import ReplayBuffer, Transitions
 
     cfg = load_config(config, [f"seed={seed}"])
     env = gym.make(env_id)
@@ -652,18 +662,29 @@ def _rlkit_sac_limit(config: str, env_id: str, seed: int, batch_size: int, secon
     g = torch.Generator().manual_seed(seed)
     obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
     low, high = torch.as_tensor(env.action_space.low), torch.as_tensor(env.action_space.high)
+    if sample:
+        buffer = ReplayBuffer.from_spaces(env.observation_space, env.action_space, capacity=10_000, num_envs=1,
+                                          gamma=cfg.agent.gamma, seed=seed)
+        no = np.zeros(1, dtype=bool)
+        for _ in range(1_000):
+            buffer.add(torch.randn(1, obs_dim, generator=g).numpy(),
+                       (low + (high - low) * torch.rand(1, act_dim, generator=g)).numpy(),
+                       torch.randn(1, generator=g).numpy(), no, no, no)
+        env.close()
+        return lambda: agent.update(buffer.sample(batch_size))
     batch = Transitions(obs=torch.randn(batch_size, obs_dim, generator=g),
                         actions=low + (high - low) * torch.rand(batch_size, act_dim, generator=g),
-                        rewards=torch.randn(batch_size, generator=g), next_obs=torch.randn(batch_size, obs_dim, generator=g),
+                        rewards=torch.randn(batch_size, generator=g),
+                        next_obs=torch.randn(batch_size, obs_dim, generator=g),
                         discounts=torch.full((batch_size,), cfg.agent.gamma), weights=torch.ones(batch_size),
                         indices=torch.arange(batch_size))
     env.close()
-    return _synthetic_rate(lambda: agent.update(batch), seconds)
+    return lambda: agent.update(batch)
 
 
-def _sb3_sac_limit(env_id: str, seed: int, seconds: float) -> float:
+def _sb3_sac_limit(env_id: str, seed: int) -> Callable[[], Any]:
     """SB3's ``SAC.train(gradient_steps=1)`` alone (its train step: replay sample + update) on a buffer of
-    random transitions."""
+    random transitions, as a call."""
     from stable_baselines3.common.logger import configure
 
     model = _sb3_sac(env_id, seed, learning_starts=0)
@@ -675,13 +696,101 @@ def _sb3_sac_limit(env_id: str, seed: int, seconds: float) -> float:
         action = rng.uniform(act_space.low, act_space.high, size=(1, *act_space.shape)).astype(np.float32)
         model.replay_buffer.add(obs, obs + 0.1, action, rng.standard_normal(1).astype(np.float32),
                                 np.zeros(1, dtype=bool), [{}])
-    return _synthetic_rate(lambda: model.train(gradient_steps=1, batch_size=model.batch_size), seconds)
+    return lambda: model.train(gradient_steps=1, batch_size=model.batch_size)
+
+
+class _Baton:
+    """Two training runs in one process (two threads) taking turns at every update: a side hands the turn
+    over at the start of each of its updates and goes on once it gets it back. Only one side runs at a time
+    and both see the same machine load at the same moments (on a shared machine, a minutes-long run A and
+    then a run B do not). Each side's own time is its wall time less its waits."""
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.turn = 0
+        self.done = [False, False]
+        self.waited = [0.0, 0.0]
+        self.starts: list[list[tuple[float, float]]] = [[], []]  # per side: (update start, total waited so far)
+
+    def handover(self, side: int) -> None:
+        t0 = time.perf_counter()
+        with self.cond:
+            self.turn = 1 - side
+            self.cond.notify_all()
+            self.cond.wait_for(lambda: self.turn == side or self.done[1 - side])
+        t1 = time.perf_counter()
+        self.waited[side] += t1 - t0
+        self.starts[side].append((t1, self.waited[side]))
+
+    def finish(self, side: int) -> None:
+        with self.cond:
+            self.done[side] = True
+            self.turn = 1 - side
+            self.cond.notify_all()
+
+    def rate(self, side: int, skip: int) -> float | None:
+        """Updates/s of ``side``'s own time between its update ``skip`` and its last update."""
+        starts = self.starts[side]
+        if len(starts) < skip + 2:
+            return None
+        (t0, w0), (t1, w1) = starts[skip], starts[-1]
+        return (len(starts) - 1 - skip) / max((t1 - t0) - (w1 - w0), 1e-9)
+
+
+def _lockstep_sac_rates(env_id: str, seed: int, total: int, starts: int, threads: int, run_dir: Path,
+                        skip: int = 100) -> tuple[float | None, float | None]:
+    """Training updates/s of rlkit and SB3 (same zoo hyperparameters, no evaluations) trained side by side
+    in lockstep (:class:`_Baton`): rlkit's loop in this thread (it installs signal handlers), SB3's in a
+    worker thread. Returns (rlkit, SB3) updates/s of own time after each side's first ``skip`` updates."""
+    from rlkit.agents import SAC
+
+    baton = _Baton()
+    model = _sb3_sac(env_id, seed, starts)
+    sb3_train = model.train
+
+    def train_in_turn(*args, **kwargs):
+        baton.handover(1)
+        return sb3_train(*args, **kwargs)
+
+    model.train = train_in_turn
+    errors: list[BaseException] = []
+
+    def sb3_side() -> None:
+        try:
+            model.learn(total_timesteps=total)
+        except BaseException as exc:  # reported from the main thread
+            errors.append(exc)
+        finally:
+            baton.finish(1)
+
+    worker = threading.Thread(target=sb3_side, daemon=True)
+    update = SAC.update
+
+    def update_in_turn(self, *args, **kwargs):
+        baton.handover(0)
+        return update(self, *args, **kwargs)
+
+    overrides = ["log.progress=false", "log.tensorboard=false", "log.plot=false", "train.save_buffer=false",
+                 "train.checkpoint_every=0", f"torch_threads={threads}", "train.eval_every=0", "train.eval_episodes=1",
+                 f"seed={seed}", f"train.total_steps={total}", f"train.learning_starts={starts}",
+                 f"agent.random_steps={starts}"]
+    SAC.update = update_in_turn
+    worker.start()
+    try:
+        _rlkit_run(str(configs_dir() / SAC_CONFIGS[env_id]), overrides, run_dir)
+    finally:
+        SAC.update = update
+        baton.finish(0)
+        worker.join()
+    if errors:
+        raise errors[0]
+    return baton.rate(0, skip), baton.rate(1, skip)
 
 
 def suite_sac(seeds: list[int], out: Path, quick: bool, threads: int) -> list[Figure]:
     budgets = SAC_BUDGETS[quick]
     log_every = 100 if quick else 1_000
-    limit_seconds = 0.5 if quick else 10.0
+    limit_seconds = 0.5 if quick else 10.0  # per side, in 10 alternating slices
     log = ["log.progress=false", "log.tensorboard=false", "log.plot=false", "train.save_buffer=false",
            "train.checkpoint_every=0", f"torch_threads={threads}", f"log.log_every={log_every}"]
     figures: dict[str, list[Figure]] = {}
@@ -693,9 +802,12 @@ def suite_sac(seeds: list[int], out: Path, quick: bool, threads: int) -> list[Fi
                  Figure(f"{short}: final evaluation return after {total:,} env steps", "return", paired=False))
         figures[env_id] = [
             final,
-            Figure(f"{short}: training updates/s after learning starts, evaluations excluded", "updates/s",
-                   goal=">= 1.0"),
-            Figure(f"{short}: update alone on a synthetic batch (SAC.update vs SB3 train step)", "updates/s"),
+            Figure(f"{short}: training updates/s in lockstep (both trained side by side, turns at every update)",
+                   "updates/s", goal=">= 1.0"),
+            Figure(f"{short}: training updates/s of the learning runs above (one after the other), evaluations "
+                   "excluded", "updates/s"),
+            Figure(f"{short}: update step alone, replay sampling included (sample + SAC.update vs SB3 train)",
+                   "updates/s"),
             Figure(f"{short}: rlkit training updates/s / rlkit update alone (share of the compute limit)",
                    "updates/s", goal=">= 0.9"),
             Figure(f"{short}: rlkit training updates/s / rate inside SAC.update during training (share of "
@@ -706,23 +818,30 @@ def suite_sac(seeds: list[int], out: Path, quick: bool, threads: int) -> list[Fi
         ]
     for seed in seeds:
         for env_id, (total, starts, eval_every, episodes) in budgets.items():
-            final, train_rate, alone, share, inside, sb3_share, sb3_inside = figures[env_id]
+            final, lockstep, train_rate, alone, share, inside, sb3_share, sb3_inside = figures[env_id]
             start_step = starts + log_every  # the first full logging window of updates
             overrides = [*log, f"seed={seed}", f"train.total_steps={total}", f"train.learning_starts={starts}",
                          f"agent.random_steps={starts}", f"train.eval_every={eval_every}",
                          f"train.eval_episodes={episodes}"]
-            ours_evals, ours_rate, ours_inside = _rlkit_sac_run(str(configs_dir() / SAC_CONFIGS[env_id]), overrides,
-                                                   out / "runs" / f"sac-{env_id}-rlkit-s{seed}", start_step)
-            theirs_evals, theirs_rate, theirs_inside = _sb3_sac_run(env_id, seed, total, starts, eval_every, episodes, log_every,
-                                                     start_step)
-            ours_limit = _rlkit_sac_limit(str(configs_dir() / SAC_CONFIGS[env_id]), env_id, seed, 256, limit_seconds)
-            theirs_limit = _sb3_sac_limit(env_id, seed, limit_seconds)
+            config = str(configs_dir() / SAC_CONFIGS[env_id])
+            run_dir = out / "runs" / f"sac-{env_id}-rlkit-s{seed}"
+            ours_evals, ours_rate, ours_inside = _rlkit_sac_run(config, overrides, run_dir, start_step)
+            theirs_evals, theirs_rate, theirs_inside = _sb3_sac_run(env_id, seed, total, starts, eval_every, episodes,
+                                                                    log_every, start_step)
+            ours_limit, ours_step, theirs_limit = _interleaved_rates(
+                [_rlkit_sac_limit(config, env_id, seed, 256, sample=False),
+                 _rlkit_sac_limit(config, env_id, seed, 256, sample=True), _sb3_sac_limit(env_id, seed)], limit_seconds)
+            ours_lock, theirs_lock = _lockstep_sac_rates(env_id, seed, starts + SAC_LOCKSTEP_UPDATES[quick], starts,
+                                                         threads, out / "runs" / f"sac-{env_id}-lockstep-s{seed}",
+                                                         skip=SAC_LOCKSTEP_UPDATES[quick] // 30)
+            lockstep.rlkit.append(ours_lock)
+            lockstep.reference.append(theirs_lock)
             sign = -1.0 if final.unit == "cost" else 1.0
             final.rlkit.append(sign * ours_evals[-1][1] if ours_evals else None)
             final.reference.append(sign * theirs_evals[-1][1] if theirs_evals else None)
             train_rate.rlkit.append(ours_rate)
             train_rate.reference.append(theirs_rate)
-            alone.rlkit.append(ours_limit)
+            alone.rlkit.append(ours_step)
             alone.reference.append(theirs_limit)
             share.rlkit.append(ours_rate)
             share.reference.append(ours_limit)
@@ -734,8 +853,10 @@ def suite_sac(seeds: list[int], out: Path, quick: bool, threads: int) -> list[Fi
             sb3_inside.reference.append(theirs_inside)
             print(f"  seed {seed} {env_id}: evaluations rlkit {[round(m) for _, m in ours_evals]}, "
                   f"SB3 {[round(m) for _, m in theirs_evals]}; training updates/s rlkit {ours_rate or 0:.1f} vs SB3 "
-                  f"{theirs_rate or 0:.1f}; update alone rlkit {ours_limit:.1f} vs SB3 {theirs_limit:.1f}; inside the update "
-                  f"during training rlkit {ours_inside or 0:.1f} vs SB3 {theirs_inside or 0:.1f}", flush=True)
+                  f"{theirs_rate or 0:.1f}; sample + update alone rlkit {ours_step:.1f} vs SB3 {theirs_limit:.1f}; "
+                  f"SAC.update alone {ours_limit:.1f}; inside the update during training rlkit "
+                  f"{ours_inside or 0:.1f} vs SB3 {theirs_inside or 0:.1f}; lockstep training rlkit "
+                  f"{ours_lock or 0:.1f} vs SB3 {theirs_lock or 0:.1f}", flush=True)
             gc.collect()
         partial = {"suite": "sac", "seeds_done": seeds[: seeds.index(seed) + 1],
                    "figures": [f.summary() for figs in figures.values() for f in figs]}
@@ -757,14 +878,19 @@ SUITES: dict[str, Callable[..., list[Figure]]] = {
 
 DOC_NOTES = {
     "sac": "rlkit SAC (configs/sac_pendulum.yaml, configs/sac_halfcheetah.yaml) vs SB3 SAC, both with "
-           "rl-baselines3-zoo's hyperparameters (Pendulum-v1: lr 1e-3; HalfCheetah-v5: learning_starts 10,000; the rest "
-           "SB3's defaults: batch 256, 256x256 nets, tau 0.005, auto entropy, one update per env step, uniform random "
-           "actions until learning starts) at the same env-step budget, seeds interleaved in one process. Final "
+           "rl-baselines3-zoo's hyperparameters (Pendulum-v1: lr 1e-3; HalfCheetah-v5: learning_starts 10,000; the "
+           "rest SB3's defaults: batch 256, 256x256 nets, tau 0.005, auto entropy, one update per env step, uniform "
+           "random actions until learning starts) at the same env-step budget, seeds interleaved in one process. Final "
            "return: the last deterministic evaluation (10 episodes; Pendulum as cost = -return, lower is better). "
            "Training updates/s: over the run after the first logging window of updates, each side's evaluation "
-           "time subtracted (includes acting, env steps, replay writes and sampling). Update alone: rlkit's "
-           "SAC.update on a fixed synthetic batch of 256, and SB3's train(gradient_steps=1) (which also samples its "
-           "replay buffer), each timed for 10 s in the same process right after the runs; the share of the compute "
+           "time subtracted (includes acting, env steps, replay writes and sampling); runs minutes apart on a shared "
+           "machine meet different loads, so the throughput goal is read from the lockstep runs: rlkit and SB3 "
+           "trained side by side in one process (two threads taking turns at every update, no evaluations, "
+           f"{SAC_LOCKSTEP_UPDATES[False]:,} updates each after the same learning_starts), each side's own time "
+           "only. Update step alone: rlkit's "
+           "replay sampling + SAC.update (batch 256) vs SB3's train(gradient_steps=1), which also samples its replay "
+           "buffer; the compute limit is SAC.update alone on a fixed synthetic batch of 256; all three timed in the "
+           "same process right after the runs, 10 s each in 10 alternating 1-s slices; the share of the compute "
            "limit is training updates/s over update-alone updates/s. Inside the update during training: each "
            "side's update call (SAC.update; SB3's train) wrapped in a timer during the run itself, so the share "
            "of training time spent updating does not depend on the load drifting between the run and the "

@@ -67,7 +67,8 @@ def test_squashed_density_integrates_to_one_and_is_stable_far_out():
     u = torch.tensor([-30.0, -12.0, 12.0, 30.0])
     assert torch.isfinite(tanh_log_det_jacobian(u)).all()
     assert torch.allclose(tanh_log_det_jacobian(u), 2 * math.log(2) - 2 * u.abs(), atol=1e-4)
-    assert torch.allclose(tanh_log_det_jacobian(torch.tensor([0.3])), torch.log(1 - torch.tanh(torch.tensor([0.3])) ** 2))
+    u = torch.tensor([0.3, -1.7])
+    assert torch.allclose(tanh_log_det_jacobian(u), torch.log(1 - torch.tanh(u) ** 2))
 
 
 # ------------------------------------------------------------------ critic and target
