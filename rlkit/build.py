@@ -115,19 +115,23 @@ def seed_everything(seed: int, torch_threads: int = 0) -> None:
 
 
 def build_replay(cfg: RunConfig, obs_space: gym.Space, act_space: gym.Space, num_envs: int,
-                 device: torch.device, compute_reward: Callable[..., Any] | None = None) -> ReplayBuffer:
+                 device: torch.device, compute_reward: Callable[..., Any] | None = None,
+                 agent_hook: Callable[..., Any] | None = None) -> ReplayBuffer:
     """The run's replay buffer; a layout the spaces do not allow is a one-line ConfigError.
-    ``compute_reward`` (the env's, :func:`rlkit.her.env_compute_reward`) is needed by ``train.replay.her``."""
+    ``compute_reward`` (the env's, :func:`rlkit.her.env_compute_reward`) is needed by ``train.replay.her``.
+    ``agent_hook``: the agent's own sample hook (``agent.sample_hook``, e.g. RIS's candidate subgoals), run
+    after HER's relabelling, so it sees the goals the agent trains on."""
     replay_cfg = cfg.train.replay
     if (replay_cfg.frame_stack > 1 and not isinstance(obs_space, gym.spaces.Dict)
             and (len(obs_space.shape) < 2 or obs_space.shape[0] != replay_cfg.frame_stack)):
         raise ConfigError(f"train.replay.frame_stack={replay_cfg.frame_stack} but observations have shape "
                           f"{obs_space.shape}; set it to the env's frame stack (axis 0) or 1")
-    hook = None
+    relabeler = None
     if replay_cfg.her is not None:
         from rlkit.her import build_relabeler
 
-        hook = build_relabeler(replay_cfg.her, obs_space, compute_reward)
+        relabeler = build_relabeler(replay_cfg.her, obs_space, compute_reward)
+    hook = _chain_hooks(relabeler, agent_hook)
     try:
         buffer = ReplayBuffer.from_spaces(
             obs_space, act_space, capacity=replay_cfg.capacity, num_envs=num_envs, device=device,
@@ -138,17 +142,33 @@ def build_replay(cfg: RunConfig, obs_space: gym.Space, act_space: gym.Space, num
         raise
     except ValueError as exc:  # e.g. capacity < num_envs, a frame stack the observations do not have
         raise ConfigError(f"train.replay: {' '.join(str(exc).split())}") from None
-    if hook is not None and {hook.achieved_key, hook.desired_key} & buffer._stacked:
+    if relabeler is not None and {relabeler.achieved_key, relabeler.desired_key} & buffer._stacked:
         raise ConfigError("train.replay.her: goal keys stored as frame stacks cannot be relabelled; set "
                           "train.replay.frame_stack=1")
     return buffer
 
 
+def _chain_hooks(*hooks: Callable[..., Any] | None) -> Callable[..., Any] | None:
+    """One sample hook running ``hooks`` in order (None entries skipped); None if there are none."""
+    present = [h for h in hooks if h is not None]
+    if len(present) <= 1:
+        return present[0] if present else None
+
+    def chained(batch, ctx):
+        for hook in present:
+            batch = hook(batch, ctx)
+        return batch
+
+    return chained
+
+
 def build_experience(cfg: RunConfig, obs_space: gym.Space, act_space: gym.Space, num_envs: int,
-                     device: torch.device, compute_reward: Callable[..., Any] | None = None):
+                     device: torch.device, compute_reward: Callable[..., Any] | None = None,
+                     agent_hook: Callable[..., Any] | None = None):
     """The online experience source the agent's config asks for (``AgentConfig.experience``):
     the transition replay buffer, or fixed-length sequences (``agent.sequence_length`` steps).
-    ``compute_reward``: the env's, for hindsight relabelling (``train.replay.her``)."""
+    ``compute_reward``: the env's, for hindsight relabelling (``train.replay.her``); ``agent_hook``: the
+    agent's sample hook for transition batches (run after HER's)."""
     if getattr(type(cfg.agent), "experience", "transitions") == "sequences":
         from rlkit.sequences import SequenceBuffer
 
@@ -160,4 +180,4 @@ def build_experience(cfg: RunConfig, obs_space: gym.Space, act_space: gym.Space,
                                   length=cfg.agent.sequence_length, num_envs=num_envs, device=device, seed=cfg.seed)
         except ValueError as exc:
             raise ConfigError(f"train.replay: {' '.join(str(exc).split())}") from None
-    return build_replay(cfg, obs_space, act_space, num_envs, device, compute_reward)
+    return build_replay(cfg, obs_space, act_space, num_envs, device, compute_reward, agent_hook)

@@ -59,7 +59,8 @@ def train_online(cfg: RunConfig, run_dir: Path, resume: bool = False, source: st
         eval_envs = run.own(make_vector_env(cfg.env, num_envs=min(train.eval_episodes, 8)))
         agent = build_agent(cfg, envs.single_observation_space, envs.single_action_space, device)
         replay = build_experience(cfg, envs.single_observation_space, envs.single_action_space, envs.num_envs, device,
-                                  compute_reward=env_compute_reward(envs))
+                                  compute_reward=env_compute_reward(envs),
+                                  agent_hook=getattr(agent, "sample_hook", None))  # e.g. RIS's subgoal candidates
         collector = Collector(envs, cfg.seed)
         state = run.start(agent, device, source=replay, collector=collector, updates_from=train.learning_starts)
         if resume and not run.buffer_restored:  # refill before updating again
