@@ -256,9 +256,13 @@ class SAC:
         self.rng = np.random.default_rng(seed)  # exploration noise and random actions in act()
         self.generator = torch.Generator(device=self.device)  # policy samples in update()
         self.generator.manual_seed(seed + 1)
-        self.env_steps = 0  # real env transitions taken while exploring: drives random_steps
-        self.uncounted_autoresets = False  # True after an exploring act(): its ignored actions are not known yet
+        self.env_steps = 0  # the loop's clock of real env transitions (set_env_steps): drives random_steps
         self.updates = 0
+
+    def set_env_steps(self, env_steps: int) -> None:
+        """The loop's count of real env transitions so far (SB3's ``num_timesteps``); ``random_steps`` reads
+        it. A hand-written loop calls it after each env step."""
+        self.env_steps = int(env_steps)
 
     @property
     def target_entropy(self) -> float:
@@ -285,19 +289,12 @@ class SAC:
     def act(self, obs, explore: bool, episode_start: np.ndarray | None = None,
             epsilon: float | None = None) -> np.ndarray:
         """Env-scale actions ``[n, *action_shape]``: tanh(u), u ~ N(mu, sigma^2) if ``explore`` else
-        tanh(mu), rescaled to the Box bounds; uniform ones during the first ``random_steps`` exploring env
-        steps; with probability ``epsilon`` a uniform one. Env steps are counted as DQN counts them (the
-        ignored actions of gymnasium's NEXT_STEP autoresets, known from ``episode_start``, not counted)."""
+        tanh(mu), rescaled to the Box bounds; uniform ones while exploring before ``random_steps`` env steps
+        (the loop's clock, :meth:`set_env_steps`); with probability ``epsilon`` a uniform one."""
         n = obs_batch_size(obs)
-        if explore:
-            if self.uncounted_autoresets and episode_start is not None:
-                self.env_steps -= int(np.count_nonzero(episode_start))
-            random_phase = self.env_steps < self.cfg.random_steps
-            self.env_steps += n
-            self.uncounted_autoresets = True
-            if random_phase:
-                low, high = self.action_space.low, self.action_space.high
-                return self.rng.uniform(low, high, size=(n, *self.action_shape)).astype(self.action_dtype)
+        if explore and self.env_steps < self.cfg.random_steps:
+            low, high = self.action_space.low, self.action_space.high
+            return self.rng.uniform(low, high, size=(n, *self.action_shape)).astype(self.action_dtype)
         mean, log_std = self.policy(obs_to_tensor(obs, self.device))
         if explore:
             std = log_std.clamp(self.cfg.log_std_min, self.cfg.log_std_max).exp()
@@ -367,7 +364,7 @@ class SAC:
             "critic_optimizer": self.critic_optimizer.state_dict(),
             "alpha_optimizer": self.alpha_optimizer.state_dict(),
             "log_alpha": self.log_alpha.detach().clone(),
-            "env_steps": self.env_steps, "uncounted_autoresets": self.uncounted_autoresets, "updates": self.updates,
+            "env_steps": self.env_steps, "updates": self.updates,
             "rng": json.dumps(self.rng.bit_generator.state),
             "generator": self.generator.get_state(),
         }
@@ -378,7 +375,6 @@ class SAC:
         with torch.no_grad():  # in place: the alpha optimizer holds this very tensor
             self.log_alpha.copy_(state["log_alpha"])
         self.env_steps = int(state["env_steps"])
-        self.uncounted_autoresets = bool(state.get("uncounted_autoresets", False))
         self.updates = int(state["updates"])
         self.rng.bit_generator.state = json.loads(state["rng"])
         self.generator.set_state(state["generator"])

@@ -169,24 +169,24 @@ def test_actions_stay_inside_the_box_bounds():
     agent = _agent(random_steps=50)
     obs = np.random.default_rng(0).standard_normal((200, 3)).astype(np.float32) * 100  # saturating inputs
     low, high = ACT_SPACE.low, ACT_SPACE.high
+    agent.set_env_steps(49)
     random = agent.act(obs[:50], explore=True)  # the random phase: uniform actions
     assert random.shape == (50, 2) and random.dtype == np.float32
-    assert agent.env_steps == 50
+    agent.set_env_steps(50)  # the loop's clock: the policy from here on
     for explore in (True, False):
         for epsilon in (None, 0.5):
             actions = agent.act(obs, explore=explore, epsilon=epsilon)
             assert actions.shape == (200, 2) and actions.dtype == np.float32
             assert (actions >= low).all() and (actions <= high).all()
     assert np.unique(random[:, 1]).size == 50 and random[:, 1].std() > 1.0  # spread over [0, 10]
+    # the policy's exploring actions saturate here (|obs| ~ 100): they differ from uniform ones
+    policy = agent.act(obs[:50], explore=True)
+    near_bound = np.minimum(policy - low, high - policy) < 0.05 * (high - low)  # 10% of uniform actions are
+    assert near_bound.mean() > 0.5 and (np.minimum(random - low, high - random) < 0.05 * (high - low)).mean() < 0.3
     # the deterministic action is tanh(mean), rescaled
     mean, _ = agent.policy(torch.as_tensor(obs[:4]))
     expected = (low + high) / 2 + (high - low) / 2 * torch.tanh(mean).detach().numpy()
     np.testing.assert_allclose(agent.act(obs[:4], explore=False), expected, rtol=1e-5, atol=1e-5)
-    # ignored autoreset actions are not counted as env steps
-    agent = _agent(random_steps=10)
-    agent.act(obs[:4], explore=True)
-    agent.act(obs[:4], explore=True, episode_start=np.array([True, False, False, True]))
-    assert agent.env_steps == 6
 
 
 # ------------------------------------------------------------------ checkpoints
@@ -196,6 +196,7 @@ def test_state_dict_round_trip_continues_identically():
     agent = _agent(seed=3)
     for i in range(3):
         agent.update(_batch(seed=i))
+    agent.set_env_steps(2)
     agent.act(np.zeros((2, 3), np.float32), explore=True)
     buffer = io.BytesIO()
     torch.save(agent.state_dict(), buffer)
