@@ -307,6 +307,13 @@ def test_sac_on_a_dict_observation_env_through_train_online(tmp_path):
     evals = [r for r in records if r["kind"] == "eval"]
     assert len(evals) == 2 and evals[-1]["step"] == 400 and all(math.isfinite(r["return_mean"]) for r in evals)
     assert summary is not None
+    # resume with the fields SAC declares changeable (resumable_keys, optimizer_keys); others are refused
+    changed = ["train.total_steps=500", "agent.tau=0.01", "agent.critic_lr=5.0e-4", "agent.random_steps=0"]
+    with pytest.raises(ConfigError, match="actor_hidden"):
+        train_online(build_run_config(data, [*changed, "agent.actor_hidden=[16,16]"]), tmp_path / "run", resume=True)
+    train_online(build_run_config(data, changed), tmp_path / "run", resume=True)
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if r["kind"] == "eval"][-1] >= 500  # 2 envs: the last vector step may overshoot
 
 
 # ------------------------------------------------------------------ learning
