@@ -397,6 +397,7 @@ def suite_atari_collect(seeds: list[int], out: Path, quick: bool, threads: int) 
 
     import rlkit.envs  # noqa: F401
     from rlkit.agents.dqn import DQN, DQNConfig
+    from rlkit.collector import Collector
     from rlkit.replay import ReplayBuffer
 
     n_envs, steps = 8, (150 if quick else 1_500)
@@ -426,15 +427,12 @@ def suite_atari_collect(seeds: list[int], out: Path, quick: bool, threads: int) 
                         envs.single_action_space, seed=seed)
             buffer = ReplayBuffer.from_spaces(envs.single_observation_space, envs.single_action_space,
                                               capacity=n_envs * (steps + 8), num_envs=n_envs, frame_stack=4)
-            obs, _ = envs.reset(seed=seed)
-            autoreset = np.zeros(n_envs, dtype=bool)
+            collector = Collector(envs, seed)  # train_online's own collect step
             start = time.perf_counter()
             for _ in range(steps):
-                act = agent.act(obs, explore=True)
-                next_obs, rewards, terminated, truncated, infos = envs.step(act)
-                buffer.add(obs, act, rewards, terminated | infos["life_loss"], truncated, autoreset)
-                autoreset = terminated | truncated
-                obs = next_obs
+                step = collector.step(agent, explore=True)
+                buffer.add(step.obs, step.actions, step.rewards, step.terminated | step.life_loss, step.truncated,
+                           step.autoreset)
             fig.rlkit.append(steps * n_envs / (time.perf_counter() - start))
             envs.close()
         print(f"  seed {seed}: raw {figure.reference[-1]:.0f}, rlkit eps=0.01 {figure.rlkit[-1]:.0f}, "

@@ -73,6 +73,7 @@ def train_online(cfg: RunConfig, run_dir: Path, resume: bool = False, source: st
         if clock:
             clock(state.step)
 
+        ready = False  # the source has something to sample
         with _StopRequest() as stop:
             while state.step < train.total_steps and not run.solved:
                 # collect one vector step and store it
@@ -90,7 +91,8 @@ def train_online(cfg: RunConfig, run_dir: Path, resume: bool = False, source: st
                 # update
                 phases = (_crossed(max(before, state.updates_from - 1), state.step, train.train_every)
                           if state.step >= state.updates_from else 0)
-                if phases and replay.num_sampleable() > 0:
+                ready = ready or (phases > 0 and replay.num_sampleable() > 0)  # stays true: rows only get added
+                if phases and ready:
                     if state.checkpoint_step is None:  # a good state to fall back on if the first updates diverge
                         run.checkpoint(agent, replay, collector)
                     for _ in range(phases * train.gradient_steps):

@@ -589,6 +589,11 @@ class ReplayBuffer:
         rewards, terminated_all, truncated_all = (self._rewards.numpy(), self._terminated.numpy(),
                                                   self._truncated.numpy())
         gamma_powers = self._gamma_powers.numpy()
+        if self.n_step == 1:  # one-step: the next row, the reward, gamma unless terminated
+            next_rows = (rows_np + 1) % self.rows_per_env
+            discounts = np.where(terminated_all[rows_np, envs_np], np.float32(0.0), gamma_powers[1]).astype(np.float32)
+            return (torch.from_numpy(next_rows), torch.from_numpy(rewards[rows_np, envs_np].astype(np.float32)),
+                    torch.from_numpy(discounts))
         steps = np.zeros(len(rows_np), dtype=np.int64)        # k: steps inside the window
         reward_sum = np.zeros(len(rows_np), dtype=np.float32)
         stopped = np.zeros(len(rows_np), dtype=bool)

@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from rlkit.agent import metric_values
 from rlkit.checkpoint import load_checkpoint, save_checkpoint
 from rlkit.config import RunConfig, to_dict
 from rlkit.errors import CheckpointError, ConfigError, TrainingDiverged
@@ -32,23 +31,38 @@ class RunState:
     best_eval: float = -math.inf
     best_step: int | None = None
     updates_from: int = 0                # online: the step updates start at (refill after a buffer-less resume)
-    train_sums: dict[str, Any] = field(default_factory=dict)  # metric sums of the open logging window
+    train_sums: dict[str, float] = field(default_factory=dict)  # metric sums of the open logging window
     train_count: int = 0                 # updates in the open logging window
     records: int = 0                     # metrics.jsonl records written (a resume truncates to this)
     checkpoint_step: int | None = None   # step of the newest checkpoint on disk (not saved: derived)
+    pending: list[dict[str, Any]] = field(default_factory=list)  # this window's metrics, not yet read
 
     def add_metrics(self, metrics: dict[str, Any]) -> None:
-        """Accumulate one update's metrics (tensors stay on the device until :meth:`pop_means`)."""
-        for key, value in metrics.items():
-            if isinstance(value, torch.Tensor):  # float64 on the device: sums of many updates stay exact
-                value = value.detach().to(torch.float64)
-            self.train_sums[key] = self.train_sums.get(key, 0.0) + value
+        """Keep one update's metrics as they are (device tensors): O(1), no host sync, no arithmetic per
+        update; :meth:`pop_means` reads the window in one go."""
+        self.pending.append(metrics)
         self.train_count += 1
 
+    def _fold_pending(self) -> None:
+        """Add the pending updates' metrics into ``train_sums`` (one host transfer per metric), in update
+        order, in float64: the same sums as adding each update's Python float."""
+        if not self.pending:
+            return
+        for key in self.pending[0]:
+            values = [m[key] for m in self.pending if key in m]
+            if isinstance(values[0], torch.Tensor):
+                values = torch.stack([v.detach().reshape(()) for v in values]).double().cpu().tolist()
+            total = self.train_sums.get(key, 0.0)
+            for value in values:
+                total += float(value)
+            self.train_sums[key] = total
+        self.pending = []
+
     def pop_means(self) -> tuple[dict[str, float], int]:
-        """Means of the logging window's metrics (one host sync) and its update count; opens a new window."""
+        """Means of the logging window's metrics and its update count; opens a new window."""
+        self._fold_pending()
         count = self.train_count
-        means = {k: v / count for k, v in metric_values(self.train_sums).items()} if count else {}
+        means = {k: v / count for k, v in self.train_sums.items()} if count else {}
         self.train_sums, self.train_count = {}, 0
         return means, count
 
@@ -56,6 +70,7 @@ class RunState:
     def save(self, path: Path, agent, source=None, collector=None) -> None:
         """One atomic checkpoint of the whole run. Refuses non-finite agent state (the last good
         checkpoint stays)."""
+        self._fold_pending()
         agent_state = agent.state_dict()
         broken = nonfinite(agent_state)
         if broken is not None:
@@ -68,7 +83,7 @@ class RunState:
             "loop": {
                 "step": self.step, "elapsed": self.elapsed, "best_eval": float(self.best_eval),
                 "best_step": self.best_step, "records": self.records, "updates_from": self.updates_from,
-                "train_sums": json.dumps(metric_values(self.train_sums)), "train_count": self.train_count,
+                "train_sums": json.dumps(self.train_sums), "train_count": self.train_count,
             },
             "rng": capture_rng(),
         })
