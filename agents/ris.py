@@ -299,7 +299,7 @@ class RIS:
     acting_modules = ("actor",)
     """The modules ``act`` needs (what ``rlkit export`` writes)."""
     resumable_keys = frozenset({"tau", "target_update_every", "alpha", "awr_lambda", "epsilon", "subgoal_samples",
-                                "value_clip", "distance_rewards", "random_steps"})
+                                "candidates_per_sample", "value_clip", "distance_rewards", "random_steps"})
     """Config fields read at use time: a resume may change them."""
     optimizer_keys = {"actor_lr": (("actor_optimizer", "lr"),), "critic_lr": (("critic_optimizer", "lr"),),
                       "subgoal_lr": (("subgoal_optimizer", "lr"),)}
