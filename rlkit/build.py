@@ -62,7 +62,8 @@ def make_vector_env(env_cfg: EnvConfig, num_envs: int | None = None, **extra: An
         raise
     except (TypeError, ValueError) as exc:  # unknown kwargs, or values the env's constructor rejects
         text = " ".join(str(exc).split())[:300] or type(exc).__name__
-        raise ConfigError(f"env.kwargs: '{env_cfg.id}' could not be built with kwargs {env_cfg.kwargs}: {text}"
+        where = "env.kwargs" + (" / train.eval_env_kwargs" if extra else "")
+        raise ConfigError(f"{where}: '{env_cfg.id}' could not be built with kwargs {dict(env_cfg.kwargs, **extra)}: {text}"
                           ) from None
 
 

@@ -152,6 +152,9 @@ class TrainConfig:
     eval_episodes: int = 10
     eval_epsilon: float = 0.0
     """Exploration during evaluation (0 = deterministic greedy; Atari papers use 0.05)."""
+    eval_env_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Env kwargs that only the evaluation envs get, over ``env.kwargs`` (e.g. ``{eval_goal: true}``: the
+    goal-conditioned mazes' fixed far-end test goal, while training samples goals everywhere)."""
     checkpoint_every: int = 10_000
     """Env steps between checkpoints (one is always written at the end and on Ctrl-C)."""
     save_buffer: bool = True

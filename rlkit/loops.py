@@ -56,7 +56,7 @@ def train_online(cfg: RunConfig, run_dir: Path, resume: bool = False, source: st
         device = resolve_device(cfg.device)
         train = cfg.train
         envs = run.own(make_vector_env(cfg.env))
-        eval_envs = run.own(make_vector_env(cfg.env, num_envs=min(train.eval_episodes, 8)))
+        eval_envs = run.own(make_vector_env(cfg.env, num_envs=min(train.eval_episodes, 8), **train.eval_env_kwargs))
         agent = build_agent(cfg, envs.single_observation_space, envs.single_action_space, device)
         replay = build_experience(cfg, envs.single_observation_space, envs.single_action_space, envs.num_envs, device,
                                   compute_reward=env_compute_reward(envs),
@@ -130,7 +130,8 @@ def train_offline(cfg: RunConfig, run_dir: Path, resume: bool = False, source: s
         dataset, experience = dataset_source(cfg, device)
         eval_envs = None
         if cfg.env.id is not None:
-            eval_envs = run.own(make_vector_env(cfg.env, num_envs=min(train.eval_episodes, 8)))
+            eval_envs = run.own(make_vector_env(cfg.env, num_envs=min(train.eval_episodes, 8),
+                                                **train.eval_env_kwargs))
             _check_dataset_fits(dataset, eval_envs, cfg)
         agent = build_agent(cfg, dataset.observation_space, dataset.action_space, device)
         state = run.start(agent, device, source=experience)

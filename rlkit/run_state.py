@@ -181,7 +181,7 @@ RESUMABLE_KEYS = frozenset({
     "train.eval_episodes", "train.eval_epsilon", "train.checkpoint_every", "train.save_buffer",
     "train.stop_at_solve", "train.replay.beta_start", "log.progress", "log.tensorboard", "log.log_every",
     "log.plot", "device", "torch_threads",
-})
+})  # and train.eval_env_kwargs.* (the evaluation envs are rebuilt when a run resumes)
 
 
 def _agent_class(name: str):
@@ -211,7 +211,7 @@ def resume_changes(old: RunConfig, new: RunConfig) -> dict[str, tuple[Any, Any]]
         agent_cls = _agent_class(old.agent.name)
         allowed |= {f"agent.{k}" for k in getattr(agent_cls, "resumable_keys", ())}
         allowed |= {f"agent.{k}" for k in getattr(agent_cls, "optimizer_keys", {})}
-    refused = [k for k in changes if k not in allowed]
+    refused = [k for k in changes if k not in allowed and not k.startswith("train.eval_env_kwargs")]
     if refused:
         shown = "; ".join(f"{k} {changes[k][0]!r} -> {changes[k][1]!r}" for k in refused[:6])
         more = f" (and {len(refused) - 6} more)" if len(refused) > 6 else ""

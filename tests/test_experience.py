@@ -301,3 +301,20 @@ def test_goal_env_evaluation_reports_success_rate_in_metrics_and_the_curve(tmp_p
     assert len(evals) == 2 and all(0.0 <= r["success_rate"] <= 1.0 for r in evals)
     fig = learning_curve_figure([tmp_path / "run"])
     assert len(fig.axes) == 3 and fig.axes[2].get_ylabel() == "evaluation success rate"
+
+
+def test_eval_env_kwargs_apply_to_evaluation_only(tmp_path):
+    """train.eval_env_kwargs: the goal mazes' far-end test goal in evaluation while training samples goals;
+    here, the sparse reward in evaluation (integer returns) while training on the dense one."""
+    data = _point_goal_data({"name": "dqn", "hidden": [16], "eps_decay_steps": 100}, "rlkit/PointGoalDiscrete-v0")
+    data["train"].update(total_steps=200, eval_every=100, checkpoint_every=0, eval_env_kwargs={"reward_type": "sparse"})
+    train_online(build_run_config(data), tmp_path / "run")
+    records = _metrics(tmp_path / "run")
+    evals = [r for r in records if r["kind"] == "eval"]
+    episodes = [r for r in records if r["kind"] == "episode"]
+    assert evals and all(float(ret).is_integer() for r in evals for ret in r["returns"])
+    assert any(not float(r["return"]).is_integer() for r in episodes)  # training: dense, fractional returns
+    bad = build_run_config(data, ["train.eval_env_kwargs={no_such_kwarg: 1}"])
+    with pytest.raises(Exception, match="train.eval_env_kwargs"):
+        train_online(bad, tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()
