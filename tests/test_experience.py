@@ -318,3 +318,25 @@ def test_eval_env_kwargs_apply_to_evaluation_only(tmp_path):
     with pytest.raises(Exception, match="train.eval_env_kwargs"):
         train_online(bad, tmp_path / "bad")
     assert not (tmp_path / "bad").exists()
+
+
+def test_checkpoint_from_before_the_restructure_still_resumes(tmp_path):
+    """Checkpoints written before the run state existed kept the env side as loose loop entries and
+    ``env_replay`` at the top level; such runs resume, exactly."""
+    from rlkit.checkpoint import save_checkpoint
+
+    data = {"env": {"id": "CartPole-v1"}, "agent": {"name": "dqn", "hidden": [16], "eps_decay_steps": 200},
+            "seed": 3, "train": {"total_steps": 400, "learning_starts": 100, "batch_size": 16, "eval_every": 200,
+                                 "eval_episodes": 2, "checkpoint_every": 200},
+            "log": {"progress": False, "tensorboard": False, "plot": False, "log_every": 100}}
+    full, part = tmp_path / "full", tmp_path / "part"
+    train_online(build_run_config(data), full)
+    train_online(build_run_config(data, ["train.total_steps=200"]), part)
+    state = load_checkpoint(part / LATEST)
+    collector = state.pop("collector")
+    state["loop"].update(obs=collector["obs"], autoreset=collector["autoreset"],
+                         episode_returns=collector["episode_returns"], episode_lengths=collector["episode_lengths"])
+    state["env_replay"] = collector["env_replay"]  # the old layout (no episode_start either)
+    save_checkpoint(part / LATEST, state)
+    train_online(build_run_config(data), part, resume=True)
+    assert _metrics(part) == _metrics(full)
