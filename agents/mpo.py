@@ -65,7 +65,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rlkit.agent import AgentConfig, epsilon_mix
+from rlkit.agent import AgentConfig, check_bounded_box_actions, epsilon_mix
 from rlkit.errors import ConfigError
 from rlkit.networks import make_encoder, mlp, obs_batch_size, obs_to_tensor, polyak_update
 from rlkit.replay import Transitions
@@ -262,11 +262,7 @@ class MPO:
 
     def __init__(self, cfg: MPOConfig, observation_space: gym.Space, action_space: gym.Space,
                  device: torch.device | str = "cpu", seed: int = 0) -> None:
-        if not isinstance(action_space, gym.spaces.Box):
-            raise ConfigError(f"MPO needs a continuous (Box) action space, the env has {action_space}; "
-                              "use DQN for discrete actions")
-        if not (np.all(np.isfinite(action_space.low)) and np.all(np.isfinite(action_space.high))):
-            raise ConfigError(f"MPO rescales actions to the env's bounds, which must be finite: {action_space}")
+        check_bounded_box_actions("MPO", action_space)
         # vector observations: a Box of any shape is flattened, a Dict's keys concatenated (no learned encoder)
         self.encoder = make_encoder(observation_space)
         if any(True for _ in self.encoder.parameters()):

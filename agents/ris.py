@@ -69,7 +69,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rlkit.agent import AgentConfig, epsilon_mix
+from rlkit.agent import AgentConfig, check_bounded_box_actions, epsilon_mix
 from rlkit.agents.sac import EnsembleLinear
 from rlkit.errors import ConfigError
 from rlkit.networks import mlp, obs_batch_size
@@ -316,10 +316,7 @@ class RIS:
                               f"{[observation_space[k].shape for k in keys]}")
         if observation_space[cfg.achieved_key].shape != observation_space[cfg.desired_key].shape:
             raise ConfigError(f"RIS: '{cfg.achieved_key}' and '{cfg.desired_key}' must have the same shape")
-        if not isinstance(action_space, gym.spaces.Box) or not (
-                np.all(np.isfinite(action_space.low)) and np.all(np.isfinite(action_space.high))):
-            raise ConfigError(f"RIS needs a continuous (Box) action space with finite bounds, the env has "
-                              f"{action_space}")
+        check_bounded_box_actions("RIS", action_space)
         self.cfg = cfg
         self.device = torch.device(device)
         self.goal_dim = goal_dim = int(observation_space[cfg.achieved_key].shape[0])

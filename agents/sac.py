@@ -52,7 +52,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rlkit.agent import AgentConfig, epsilon_mix
+from rlkit.agent import AgentConfig, check_bounded_box_actions, epsilon_mix
 from rlkit.errors import ConfigError
 from rlkit.networks import make_encoder, mlp, obs_batch_size, obs_to_tensor
 from rlkit.replay import Transitions
@@ -222,11 +222,7 @@ class SAC:
 
     def __init__(self, cfg: SACConfig, observation_space: gym.Space, action_space: gym.Space,
                  device: torch.device | str = "cpu", seed: int = 0) -> None:
-        if not isinstance(action_space, gym.spaces.Box):
-            raise ConfigError(f"SAC needs a continuous (Box) action space, the env has {action_space}; "
-                              "use DQN for discrete actions")
-        if not (np.all(np.isfinite(action_space.low)) and np.all(np.isfinite(action_space.high))):
-            raise ConfigError(f"SAC rescales actions to the env's bounds, which must be finite: {action_space}")
+        check_bounded_box_actions("SAC", action_space)
         self.cfg = cfg
         self.device = torch.device(device)
         self.act_dim = act_dim = int(np.prod(action_space.shape))

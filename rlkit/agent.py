@@ -116,6 +116,15 @@ class Agent(Protocol):
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
+def check_bounded_box_actions(agent: str, action_space: gym.Space) -> None:
+    """Agents whose policy lives in [-1, 1]^A and rescales to the env's bounds need a Box with finite ones."""
+    if not isinstance(action_space, gym.spaces.Box):
+        raise ConfigError(f"{agent} needs a continuous (Box) action space, the env has {action_space}; "
+                          "use DQN for discrete actions")
+    if not (np.all(np.isfinite(action_space.low)) and np.all(np.isfinite(action_space.high))):
+        raise ConfigError(f"{agent} rescales actions to the env's bounds, which must be finite: {action_space}")
+
+
 def epsilon_mix(actions: np.ndarray, epsilon: float | None, action_space: gym.Space,
                 rng: np.random.Generator) -> np.ndarray:
     """Replace each action by a uniformly random one with probability ``epsilon`` (agents whose own
