@@ -11,7 +11,9 @@ reported as median with min..max spread.
 Suites: ``dqn-cartpole`` (learning: time and env steps to solve), ``dqn-throughput`` (training env
 steps/s after learning starts, CartPole and Pong), ``atari-collect`` (collection path vs raw ALE vector
 env), ``replay`` (sampling rate and memory vs SB3's ReplayBuffer), ``sac`` (SAC learning outcome and
-update throughput vs SB3's SAC, Pendulum and HalfCheetah). ``all`` runs every suite.
+update throughput vs SB3's SAC, Pendulum and HalfCheetah), ``sac-her`` (SAC + HER success rate at equal env
+steps and training env steps/s vs SB3's SAC + HerReplayBuffer, PointMaze U and Fetch Push). ``all`` runs every
+suite.
 Results: ``DIR/<suite>.json``, ``DIR/<suite>.png`` and the suite's section of ``docs/benchmarks.md``.
 """
 
@@ -863,6 +865,239 @@ def suite_sac(seeds: list[int], out: Path, quick: bool, threads: int) -> list[Fi
 
 
 # --------------------------------------------------------------------------------------
+# Suite: sac-her (SAC + hindsight experience replay on goal envs, vs SB3's SAC + HerReplayBuffer)
+# --------------------------------------------------------------------------------------
+
+SAC_HER_CONFIGS = {"rlkit/PointMazeU-v0": "sac_her_pointmaze.yaml", "rlkit/FetchPush-v0": "sac_her_fetch_push.yaml"}
+# env steps (total, eval_every, eval_episodes, learning_starts) per env: full runs, --quick. The env's kwargs and
+# every hyperparameter come from the config, for both sides (learning_starts too: None keeps the config's).
+SAC_HER_BUDGETS = {False: {"rlkit/PointMazeU-v0": (20_000, 2_000, 20, None),
+                           "rlkit/FetchPush-v0": (10_000, 2_000, 20, None)},
+                   True: {"rlkit/PointMazeU-v0": (600, 600, 1, 400), "rlkit/FetchPush-v0": (300, 300, 1, 100)}}
+SAC_HER_LOCKSTEP_UPDATES = {False: 2_000, True: 60}
+"""Updates per side of the lockstep throughput runs (after the config's learning_starts)."""
+SAC_HER_SOLVED = 0.9
+"""Success rate that counts as solved (steps to first success >= this)."""
+
+
+def _sb3_her_hyper(cfg: Any) -> dict[str, Any]:
+    """SB3 ``SAC`` keyword arguments equal to an rlkit SAC+HER config's (refuses what SB3 cannot express)."""
+    agent, train = cfg.agent, cfg.train
+    her = train.replay.her
+    lrs = {agent.actor_lr, agent.critic_lr, agent.alpha_lr}
+    if len(lrs) != 1 or agent.actor_hidden != agent.critic_hidden or train.replay.n_step != 1 or her is None:
+        raise ValueError("sac-her compares configs SB3 can express: one learning rate, equal actor/critic widths, "
+                         "n_step 1, train.replay.her set")
+    if agent.random_steps != train.learning_starts or cfg.env.num_envs != 1 or agent.target_update_every != 1:
+        raise ValueError("sac-her: random_steps must equal learning_starts (SB3's random phase), num_envs 1, "
+                         "target_update_every 1")
+    k = her.relabel_ratio / (1.0 - her.relabel_ratio)
+    if abs(k - round(k)) > 1e-6:
+        raise ValueError(f"sac-her: relabel_ratio {her.relabel_ratio} is no SB3 n_sampled_goal k/(k+1)")
+    ent = f"auto_{agent.init_alpha}" if agent.autotune_alpha else agent.init_alpha
+    return dict(learning_rate=agent.actor_lr, buffer_size=train.replay.capacity, learning_starts=train.learning_starts,
+                batch_size=train.batch_size, tau=agent.tau, gamma=agent.gamma, train_freq=train.train_every,
+                gradient_steps=train.gradient_steps, ent_coef=ent,
+                target_entropy="auto" if agent.target_entropy is None else agent.target_entropy,
+                replay_buffer_kwargs=dict(n_sampled_goal=int(round(k)), goal_selection_strategy=her.strategy),
+                policy_kwargs=dict(net_arch=list(agent.actor_hidden)))
+
+
+def _sb3_her_model(cfg: Any):
+    """SB3's SAC + HerReplayBuffer with the config's hyperparameters on ``gym.make(env.id, **env.kwargs)``."""
+    import gymnasium as gym
+    from stable_baselines3 import SAC as SB3SAC
+    from stable_baselines3 import HerReplayBuffer
+
+    import rlkit.envs  # noqa: F401  (registers the rlkit/... ids)
+
+    return SB3SAC("MultiInputPolicy", gym.make(cfg.env.id, **cfg.env.kwargs), replay_buffer_class=HerReplayBuffer,
+                  seed=cfg.seed, device="cpu", verbose=0, **_sb3_her_hyper(cfg))
+
+
+def _lockstep_her_rates(config: str, overrides: list[str], total: int, run_dir: Path, skip: int
+                        ) -> tuple[float | None, float | None]:
+    """Training env steps/s (= updates/s: one update per env step after learning starts) of rlkit and SB3 trained
+    side by side, taking turns at every update (:class:`_Baton`, as :func:`_lockstep_sac_rates`), no evaluations:
+    (rlkit, SB3) of each side's own time after its first ``skip`` updates."""
+    from rlkit.agents import SAC
+    from rlkit.config import load_config
+
+    overrides = [*overrides, f"train.total_steps={total}", "train.eval_every=0", "train.eval_episodes=1"]
+    baton = _Baton()
+    model = _sb3_her_model(load_config(config, overrides))
+    sb3_train = model.train
+
+    def train_in_turn(*args, **kwargs):
+        baton.handover(1)
+        return sb3_train(*args, **kwargs)
+
+    model.train = train_in_turn
+    errors: list[BaseException] = []
+
+    def sb3_side() -> None:
+        try:
+            model.learn(total_timesteps=total)
+        except BaseException as exc:  # reported from the main thread
+            errors.append(exc)
+        finally:
+            baton.finish(1)
+
+    worker = threading.Thread(target=sb3_side, daemon=True)
+    update = SAC.update
+
+    def update_in_turn(self, *args, **kwargs):
+        baton.handover(0)
+        return update(self, *args, **kwargs)
+
+    SAC.update = update_in_turn
+    worker.start()
+    try:
+        _rlkit_run(config, overrides, run_dir)
+    finally:
+        SAC.update = update
+        baton.finish(0)
+        worker.join()
+        model.env.close()
+    if errors:
+        raise errors[0]
+    return baton.rate(0, skip), baton.rate(1, skip)
+
+
+class _SB3Actor:
+    """An SB3 model as an rlkit agent for :func:`rlkit.evaluation.evaluate` (deterministic actions), so both
+    sides are evaluated on the very same vector envs, seeds and episode quotas."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+
+    def act(self, obs, explore: bool, episode_start=None, epsilon=None) -> np.ndarray:
+        return self.model.predict(obs, deterministic=not explore)[0]
+
+
+def _success_evals(records: list[dict[str, Any]]) -> list[tuple[int, float]]:
+    return [(r["step"], r["success_rate"]) for r in records if r["kind"] == "eval"]
+
+
+def _rlkit_her_run(config: str, overrides: list[str], run_dir: Path, start_step: int
+                   ) -> tuple[list[tuple[int, float]], float | None]:
+    """rlkit's own loop: ([(step, success rate)], training env steps/s after ``start_step``, evaluations excluded)."""
+    eval_times: list[float] = []
+    records = _rlkit_run(config, overrides, run_dir, eval_times)
+    marks = [(r["step"], r["time"], r["step"]) for r in records if r["kind"] == "train"]
+    evals = [r for r in records if r["kind"] == "eval"]
+    rate = _window_rate(marks, [(r["time"], t) for r, t in zip(evals, eval_times)], start_step)
+    return _success_evals(records), rate
+
+
+def _sb3_her_run(cfg: Any, total: int, eval_every: int, episodes: int, log_every: int, start_step: int
+                 ) -> tuple[list[tuple[int, float]], float | None]:
+    """SB3's SAC + HerReplayBuffer with the config's hyperparameters on ``gym.make(id, **env.kwargs)``, evaluated
+    like rlkit's loop does (same vector envs, episodes and seeds): ([(step, success rate)], training env steps/s
+    after ``start_step``, evaluations excluded)."""
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    from rlkit.build import make_vector_env
+    from rlkit.evaluation import evaluate
+
+    model = _sb3_her_model(cfg)
+    eval_envs = make_vector_env(cfg.env, num_envs=min(episodes, 8))
+    actor = _SB3Actor(model)
+    marks: list[tuple[int, float, int]] = []
+    evals: list[tuple[int, float]] = []
+    eval_times: list[tuple[float, float]] = []
+
+    class Clock(BaseCallback):
+        def _on_step(self) -> bool:
+            step = self.num_timesteps
+            if step % log_every == 0:
+                marks.append((step, time.perf_counter(), step))
+            if step % eval_every == 0 or step == total:
+                t0 = time.perf_counter()
+                result = evaluate(actor, cfg.env, episodes, 0.0, seed=cfg.seed + 100_000 + step, envs=eval_envs)
+                evals.append((step, result["success_rate"]))
+                eval_times.append((time.perf_counter(), time.perf_counter() - t0))
+            return True
+
+    try:
+        model.learn(total_timesteps=total, callback=Clock())
+    finally:
+        eval_envs.close()
+        model.env.close()
+    return evals, _window_rate(marks, eval_times, start_step)
+
+
+def _success_at(evals: list[tuple[int, float]], step: int) -> float | None:
+    """Success rate in percent at the evaluation after ``step`` env steps."""
+    return next((100.0 * s for at, s in evals if at == step), None)
+
+
+def _first_solve(evals: list[tuple[int, float]]) -> float | None:
+    return next((float(at) for at, s in evals if s >= SAC_HER_SOLVED), None)
+
+
+def suite_sac_her(seeds: list[int], out: Path, quick: bool, threads: int, env_ids: list[str] | None = None
+                  ) -> list[Figure]:
+    from rlkit.config import load_config
+
+    budgets = {k: v for k, v in SAC_HER_BUDGETS[quick].items() if env_ids is None or k in env_ids}
+    log_every = 100 if quick else 1_000
+    log = ["log.progress=false", "log.tensorboard=false", "log.plot=false", "train.save_buffer=false",
+           "train.checkpoint_every=0", f"torch_threads={threads}", f"log.log_every={log_every}"]
+    figures: dict[str, tuple[list[Figure], Figure, Figure, Figure]] = {}
+    for env_id, (total, eval_every, _, _) in budgets.items():
+        short = env_id.split("/")[1].split("-")[0]
+        checkpoints = list(range(eval_every, total + 1, eval_every))
+        at = [Figure(f"{short}: success rate at {step:,} env steps", "%", paired=False,
+                     target=f">= {100 * SAC_HER_SOLVED:g}" if step == total and short == "PointMazeU" else "")
+              for step in checkpoints]
+        solve = Figure(f"{short}: env steps to the first success rate >= {SAC_HER_SOLVED} (evaluations every "
+                       f"{eval_every:,})", "steps", higher_is_better=False, paired=False)
+        lockstep = Figure(f"{short}: training env steps/s in lockstep (both trained side by side, turns at every "
+                          "update)", "steps/s", goal=">= 2.0")
+        rate = Figure(f"{short}: training env steps/s of the learning runs above (one after the other), evaluations "
+                      "excluded", "steps/s")
+        figures[env_id] = (at, solve, lockstep, rate)
+    for seed in seeds:
+        for env_id, (total, eval_every, episodes, starts) in budgets.items():
+            at, solve, lockstep, rate = figures[env_id]
+            config = str(configs_dir() / SAC_HER_CONFIGS[env_id])
+            overrides = [*log, f"seed={seed}", f"train.total_steps={total}", f"train.eval_every={eval_every}",
+                         f"train.eval_episodes={episodes}"]
+            if starts is not None:
+                overrides += [f"train.learning_starts={starts}", f"agent.random_steps={starts}"]
+            cfg = load_config(config, overrides)
+            start_step = cfg.train.learning_starts + log_every  # the first full logging window of updates
+            run_dir = out / "runs" / f"sac-her-{env_id.replace('/', '_')}-rlkit-s{seed}"
+            ours, ours_rate = _rlkit_her_run(config, overrides, run_dir, start_step)
+            gc.collect()
+            theirs, theirs_rate = _sb3_her_run(cfg, total, eval_every, episodes, log_every, start_step)
+            gc.collect()
+            updates = SAC_HER_LOCKSTEP_UPDATES[quick]
+            ours_lock, theirs_lock = _lockstep_her_rates(config, overrides, cfg.train.learning_starts + updates,
+                                                         run_dir.with_name(run_dir.name + "-lockstep"), updates // 20)
+            lockstep.rlkit.append(ours_lock)
+            lockstep.reference.append(theirs_lock)
+            gc.collect()
+            for figure in at:
+                step = int(figure.name.split(" at ")[1].split()[0].replace(",", ""))
+                figure.rlkit.append(_success_at(ours, step))
+                figure.reference.append(_success_at(theirs, step))
+            solve.rlkit.append(_first_solve(ours))
+            solve.reference.append(_first_solve(theirs))
+            rate.rlkit.append(ours_rate)
+            rate.reference.append(theirs_rate)
+            print(f"  seed {seed} {env_id}: success rlkit {[round(s, 2) for _, s in ours]}, SB3 "
+                  f"{[round(s, 2) for _, s in theirs]}; training env steps/s rlkit {ours_rate or 0:.1f} vs SB3 "
+                  f"{theirs_rate or 0:.1f}; in lockstep rlkit {ours_lock or 0:.1f} vs SB3 {theirs_lock or 0:.1f}",
+                  flush=True)
+        partial = {"suite": "sac-her", "seeds_done": seeds[: seeds.index(seed) + 1],
+                   "figures": [f.summary() for at, *rest in figures.values() for f in (*at, *rest)]}
+        (out / "sac-her.partial.json").write_text(json.dumps(partial, indent=1))
+    return [f for at, *rest in figures.values() for f in (*at, *rest)]
+
+
+# --------------------------------------------------------------------------------------
 # Running, reporting
 # --------------------------------------------------------------------------------------
 
@@ -872,6 +1107,7 @@ SUITES: dict[str, Callable[..., list[Figure]]] = {
     "atari-collect": suite_atari_collect,
     "replay": suite_replay,
     "sac": suite_sac,
+    "sac-her": suite_sac_her,
 }
 
 DOC_NOTES = {
@@ -893,6 +1129,22 @@ DOC_NOTES = {
            "side's update call (SAC.update; SB3's train) wrapped in a timer during the run itself, so the share "
            "of training time spent updating does not depend on the load drifting between the run and the "
            "update-alone timing (the machine is shared).",
+    "sac-her": "rlkit SAC + HER (configs/sac_her_pointmaze.yaml, configs/sac_her_fetch_push.yaml) vs SB3's SAC "
+               "('MultiInputPolicy') + HerReplayBuffer, every hyperparameter read from the rlkit config for both sides "
+               "(batch, learning rate, gamma, tau, network widths, learning_starts = uniform random steps, one update per "
+               "env step, buffer size, 'future' goals with n_sampled_goal 4 = relabel_ratio 0.8, auto entropy from 1.0), "
+               "one env each, the same env id and kwargs (PointMaze: terminate_on_success false, 300-step episodes; "
+               "Fetch Push: 50-step episodes, never terminates), seeds interleaved in one process (rlkit s0, SB3 s0, "
+               "rlkit s1, ...). Success rate: the share of evaluation episodes whose last step reports "
+               "info['is_success'], deterministic actions, both sides through rlkit.evaluation.evaluate on the same "
+               "vector envs, episodes and seeds (SB3's model.predict as the actor). Training env steps/s: from the end "
+               "of the first 1,000-step logging window after learning starts to the end of the run, each side's "
+               "evaluation time subtracted (includes acting, env steps, replay writes, HER sampling and the updates); "
+               "runs minutes apart on a shared machine meet different loads, so the throughput goal is read from the "
+               "lockstep runs: both trained side by side in one process (two threads taking turns at every update, no "
+               f"evaluations, {SAC_HER_LOCKSTEP_UPDATES[False]:,} updates each after learning_starts), each side's "
+               "own time only. "
+               "Learning outcomes are unpaired (seeds do not correspond across libraries).",
     "dqn-cartpole": "rlkit DQN vs SB3 DQN, both with rl-baselines3-zoo's CartPole-v1 hyperparameters, and rlkit's "
                     "tuned config (configs/dqn_cartpole.yaml) against the same SB3 runs. Evaluation every 2,500 env "
                     "steps, 10 deterministic episodes; 'solved' = first evaluation mean >= 475. rlkit's zoo run stops "
