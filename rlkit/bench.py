@@ -742,10 +742,22 @@ def _lockstep_sac_rates(env_id: str, seed: int, total: int, starts: int, threads
     """Training updates/s of rlkit and SB3 (same zoo hyperparameters, no evaluations) trained side by side
     in lockstep (:class:`_Baton`): rlkit's loop in this thread (it installs signal handlers), SB3's in a
     worker thread. Returns (rlkit, SB3) updates/s of own time after each side's first ``skip`` updates."""
+    model = _sb3_sac(env_id, seed, starts)
+    overrides = ["log.progress=false", "log.tensorboard=false", "log.plot=false", "train.save_buffer=false",
+                 "train.checkpoint_every=0", f"torch_threads={threads}", "train.eval_every=0", "train.eval_episodes=1",
+                 f"seed={seed}", f"train.total_steps={total}", f"train.learning_starts={starts}",
+                 f"agent.random_steps={starts}"]
+    return _lockstep(model, total, lambda: _rlkit_run(str(configs_dir() / SAC_CONFIGS[env_id]), overrides, run_dir),
+                     skip)
+
+
+def _lockstep(model: Any, total: int, run_rlkit: Callable[[], Any], skip: int) -> tuple[float | None, float | None]:
+    """Train rlkit (``run_rlkit``, in this thread: its loop installs signal handlers) and the SB3 ``model`` for
+    ``total`` env steps (in a worker thread) side by side, taking turns at every update (:class:`_Baton`):
+    (rlkit, SB3) updates/s of each side's own time after its first ``skip`` updates."""
     from rlkit.agents import SAC
 
     baton = _Baton()
-    model = _sb3_sac(env_id, seed, starts)
     sb3_train = model.train
 
     def train_in_turn(*args, **kwargs):
@@ -770,14 +782,10 @@ def _lockstep_sac_rates(env_id: str, seed: int, total: int, starts: int, threads
         baton.handover(0)
         return update(self, *args, **kwargs)
 
-    overrides = ["log.progress=false", "log.tensorboard=false", "log.plot=false", "train.save_buffer=false",
-                 "train.checkpoint_every=0", f"torch_threads={threads}", "train.eval_every=0", "train.eval_episodes=1",
-                 f"seed={seed}", f"train.total_steps={total}", f"train.learning_starts={starts}",
-                 f"agent.random_steps={starts}"]
     SAC.update = update_in_turn
     worker.start()
     try:
-        _rlkit_run(str(configs_dir() / SAC_CONFIGS[env_id]), overrides, run_dir)
+        run_rlkit()
     finally:
         SAC.update = update
         baton.finish(0)
@@ -920,48 +928,14 @@ def _lockstep_her_rates(config: str, overrides: list[str], total: int, run_dir: 
     """Training env steps/s (= updates/s: one update per env step after learning starts) of rlkit and SB3 trained
     side by side, taking turns at every update (:class:`_Baton`, as :func:`_lockstep_sac_rates`), no evaluations:
     (rlkit, SB3) of each side's own time after its first ``skip`` updates."""
-    from rlkit.agents import SAC
     from rlkit.config import load_config
 
     overrides = [*overrides, f"train.total_steps={total}", "train.eval_every=0", "train.eval_episodes=1"]
-    baton = _Baton()
     model = _sb3_her_model(load_config(config, overrides))
-    sb3_train = model.train
-
-    def train_in_turn(*args, **kwargs):
-        baton.handover(1)
-        return sb3_train(*args, **kwargs)
-
-    model.train = train_in_turn
-    errors: list[BaseException] = []
-
-    def sb3_side() -> None:
-        try:
-            model.learn(total_timesteps=total)
-        except BaseException as exc:  # reported from the main thread
-            errors.append(exc)
-        finally:
-            baton.finish(1)
-
-    worker = threading.Thread(target=sb3_side, daemon=True)
-    update = SAC.update
-
-    def update_in_turn(self, *args, **kwargs):
-        baton.handover(0)
-        return update(self, *args, **kwargs)
-
-    SAC.update = update_in_turn
-    worker.start()
     try:
-        _rlkit_run(config, overrides, run_dir)
+        return _lockstep(model, total, lambda: _rlkit_run(config, overrides, run_dir), skip)
     finally:
-        SAC.update = update
-        baton.finish(0)
-        worker.join()
         model.env.close()
-    if errors:
-        raise errors[0]
-    return baton.rate(0, skip), baton.rate(1, skip)
 
 
 class _SB3Actor:
