@@ -470,6 +470,13 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--labels", nargs="+", help="one label per run (runs with equal labels aggregate)")
     plot.set_defaults(func=cmd_plot)
 
+    _add_data_commands(sub)
+    _add_bench_command(sub)
+    return parser
+
+
+def _add_data_commands(sub) -> None:
+    """`rlkit collect` and `rlkit dataset list | info | from-run | from-mocap`."""
     collect = sub.add_parser(
         "collect", help="record episodes of a trained policy or random actions into a Minari dataset",
         description="Steps the env with the policy of RUN_DIR (a run, or an `rlkit export` directory) or uniform "
@@ -517,6 +524,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="inverse dynamics without floor contacts (residual includes gravity support)")
     mocap.add_argument("--overwrite", action="store_true", help="replace an existing dataset --out")
     mocap.set_defaults(func=cmd_dataset)
+
+
+def _add_bench_command(sub) -> None:
+    """`rlkit bench SUITE`."""
     bench = sub.add_parser("bench", help="rlkit vs the reference (SB3, raw ALE), side by side, as ratios",
                            description="Runs rlkit and the reference interleaved in one process with the same env, "
                                        "hyperparameters, budget and threads; writes OUT/<suite>.json and .png and "
@@ -531,7 +542,6 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--report", action="store_true",
                        help="only re-render OUT/<suite>.json into the PNG and docs (no runs)")
     bench.set_defaults(func=cmd_bench)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
