@@ -298,7 +298,9 @@ def _normalized_box(space: gym.Space, clip: float, who: str) -> spaces.Box:
     return spaces.Box(-clip, clip, shape=space.shape, dtype=np.float32)
 
 
-def _check_normalizer_args(clip: float, epsilon: float) -> None:
+def _check_normalizer_args(clip: float, epsilon: float, gamma: float | None = None) -> None:
+    if gamma is not None and not 0.0 <= gamma <= 1.0:
+        raise ValueError(f"gamma must be in [0, 1], got {gamma!r}")
     if not clip > 0:
         raise ValueError(f"clip must be > 0 (np.inf for none), got {clip!r}")
     if not epsilon > 0:
@@ -351,9 +353,7 @@ class NormalizeReward(gym.Wrapper, gym.utils.RecordConstructorArgs):
         gym.utils.RecordConstructorArgs.__init__(self, gamma=gamma, clip=clip, epsilon=epsilon,
                                                  update_stats=update_stats)
         super().__init__(env)
-        _check_normalizer_args(clip, epsilon)
-        if not 0.0 <= gamma <= 1.0:
-            raise ValueError(f"gamma must be in [0, 1], got {gamma!r}")
+        _check_normalizer_args(clip, epsilon, gamma)
         self.gamma, self.clip, self.epsilon, self.update_stats = float(gamma), float(clip), float(epsilon), update_stats
         self.return_rms = RunningMeanStd(())
         self.discounted_return = 0.0
@@ -417,9 +417,7 @@ class VecNormalizeReward(VectorWrapper):
     def __init__(self, env: VectorEnv, *, gamma: float = 0.99, clip: float = 10.0, epsilon: float = 1e-8,
                  update_stats: bool = True):
         super().__init__(env)
-        _check_normalizer_args(clip, epsilon)
-        if not 0.0 <= gamma <= 1.0:
-            raise ValueError(f"gamma must be in [0, 1], got {gamma!r}")
+        _check_normalizer_args(clip, epsilon, gamma)
         self.gamma, self.clip, self.epsilon, self.update_stats = float(gamma), float(clip), float(epsilon), update_stats
         self.return_rms = RunningMeanStd(())
         self.discounted_return = np.zeros(env.num_envs, dtype=np.float64)
