@@ -131,6 +131,13 @@ class GoalTaskEnv(gym.Env):
             return (distance < self.success_radius).astype(np.float32) - 1.0
         return -distance.astype(np.float32)
 
+    def compute_terminated(self, achieved_goal: Any, desired_goal: Any, info: Any = None) -> np.ndarray:
+        """Whether reaching ``achieved_goal`` ends the episode for ``desired_goal`` (GoalEnv API; batched):
+        ``terminate_on_success and distance < success_radius``. HER uses it to recompute relabelled
+        terminations."""
+        reached = goal_distance(achieved_goal, desired_goal) < self.success_radius
+        return reached & self.terminate_on_success
+
     def _observe(self, obs: dict, info: dict) -> tuple[dict[str, np.ndarray], dict]:
         obs = {key: np.asarray(obs[key], np.float32) for key in ("observation", "achieved_goal", "desired_goal")}
         if self.pixels is not None:
@@ -151,7 +158,7 @@ class GoalTaskEnv(gym.Env):
         obs, _, _, truncated, info = self.inner.step(action)
         obs, info = self._observe(obs, info)
         reward = float(self.compute_reward(obs["achieved_goal"], obs["desired_goal"]))
-        terminated = self.terminate_on_success and info["is_success"]
+        terminated = bool(self.compute_terminated(obs["achieved_goal"], obs["desired_goal"]))
         return obs, reward, terminated, bool(truncated), info
 
     def render(self):

@@ -75,6 +75,11 @@ class PointGoalEnv(gym.Env):
                 break
         return self._obs(), {}
 
+    def compute_terminated(self, achieved_goal, desired_goal, info=None) -> np.ndarray:
+        """GoalEnv API, batched: the episode ends on reaching the goal only with dense rewards."""
+        distance = np.linalg.norm(np.asarray(achieved_goal, np.float32) - np.asarray(desired_goal, np.float32), axis=-1)
+        return (distance <= self.goal_tolerance) & (self.reward_type == "dense")
+
     def step(self, action):
         if self.continuous:
             move = np.clip(np.asarray(action, dtype=np.float32), -1.0, 1.0)
@@ -83,5 +88,5 @@ class PointGoalEnv(gym.Env):
         self._position = np.clip(self._position + self.step_size * move, -1.0, 1.0).astype(np.float32)
         reward = float(self.compute_reward(self._position, self._goal))
         success = bool(np.linalg.norm(self._position - self._goal) <= self.goal_tolerance)
-        terminated = success and self.reward_type == "dense"
+        terminated = bool(self.compute_terminated(self._position, self._goal))
         return self._obs(), reward, terminated, False, {"is_success": success}

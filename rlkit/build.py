@@ -117,9 +117,11 @@ def seed_everything(seed: int, torch_threads: int = 0) -> None:
 
 def build_replay(cfg: RunConfig, obs_space: gym.Space, act_space: gym.Space, num_envs: int,
                  device: torch.device, compute_reward: Callable[..., Any] | None = None,
-                 agent_hook: Callable[..., Any] | None = None) -> ReplayBuffer:
+                 agent_hook: Callable[..., Any] | None = None,
+                 compute_terminated: Callable[..., Any] | None = None) -> ReplayBuffer:
     """The run's replay buffer; a layout the spaces do not allow is a one-line ConfigError.
-    ``compute_reward`` (the env's, :func:`rlkit.her.env_compute_reward`) is needed by ``train.replay.her``.
+    ``compute_reward`` (the env's, :func:`rlkit.her.env_compute_reward`) is needed by ``train.replay.her``;
+    ``compute_terminated`` (the env's, if it has one) makes it recompute relabelled terminations.
     ``agent_hook``: the agent's own sample hook (``agent.sample_hook``, e.g. RIS's candidate subgoals), run
     after HER's relabelling, so it sees the goals the agent trains on."""
     replay_cfg = cfg.train.replay
@@ -131,7 +133,7 @@ def build_replay(cfg: RunConfig, obs_space: gym.Space, act_space: gym.Space, num
     if replay_cfg.her is not None:
         from rlkit.her import build_relabeler
 
-        relabeler = build_relabeler(replay_cfg.her, obs_space, compute_reward)
+        relabeler = build_relabeler(replay_cfg.her, obs_space, compute_reward, compute_terminated)
     hook = _chain_hooks(relabeler, agent_hook)
     try:
         buffer = ReplayBuffer.from_spaces(
@@ -165,7 +167,8 @@ def _chain_hooks(*hooks: Callable[..., Any] | None) -> Callable[..., Any] | None
 
 def build_experience(cfg: RunConfig, obs_space: gym.Space, act_space: gym.Space, num_envs: int,
                      device: torch.device, compute_reward: Callable[..., Any] | None = None,
-                     agent_hook: Callable[..., Any] | None = None):
+                     agent_hook: Callable[..., Any] | None = None,
+                     compute_terminated: Callable[..., Any] | None = None):
     """The online experience source the agent's config asks for (``AgentConfig.experience``):
     the transition replay buffer, or fixed-length sequences (``agent.sequence_length`` steps).
     ``compute_reward``: the env's, for hindsight relabelling (``train.replay.her``); ``agent_hook``: the
@@ -181,4 +184,4 @@ def build_experience(cfg: RunConfig, obs_space: gym.Space, act_space: gym.Space,
                                   length=cfg.agent.sequence_length, num_envs=num_envs, device=device, seed=cfg.seed)
         except ValueError as exc:
             raise ConfigError(f"train.replay: {' '.join(str(exc).split())}") from None
-    return build_replay(cfg, obs_space, act_space, num_envs, device, compute_reward, agent_hook)
+    return build_replay(cfg, obs_space, act_space, num_envs, device, compute_reward, agent_hook, compute_terminated)

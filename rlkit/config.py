@@ -82,6 +82,10 @@ class HERConfig:
     """SB3's / the paper's k: k virtual goals per real one, i.e. ``relabel_ratio = k / (k + 1)``
     (``1 - 1 / (k + 1)``; 4 -> 0.8). An alternative to ``relabel_ratio``: give one of them (both only if
     they agree)."""
+    replay_goal_fraction: float = 0.0
+    """Share of the relabelled samples whose new goal is the achieved goal of a stored state drawn
+    uniformly from the whole buffer (any episode), not from the strategy. RIS's reference uses 0.5 (its
+    80% relabelled goals are half future states, half replayed states); SB3 has no such option (0)."""
     achieved_key: str = "achieved_goal"
     """Observation key of the goal a state achieves."""
     desired_key: str = "desired_goal"
@@ -101,6 +105,9 @@ class HERConfig:
             self.relabel_ratio = 0.8
         if not 0.0 <= self.relabel_ratio <= 1.0:
             raise ConfigError(f"train.replay.her.relabel_ratio must lie in [0, 1], got {self.relabel_ratio}")
+        if not 0.0 <= self.replay_goal_fraction <= 1.0:
+            raise ConfigError("train.replay.her.replay_goal_fraction must lie in [0, 1], got "
+                              f"{self.replay_goal_fraction}")
         if not self.achieved_key or not self.desired_key or self.achieved_key == self.desired_key:
             raise ConfigError("train.replay.her: achieved_key and desired_key must be two different observation keys, "
                               f"got {self.achieved_key!r} and {self.desired_key!r}")

@@ -35,14 +35,32 @@ leading batch axis, as gymnasium-robotics' GoalEnv specifies; an env whose rewar
 stored reward sum is for the old goal, so it is recomputed for the whole window:
 ``sum_{i<k} gamma^i compute_reward(achieved(s_{t+i+1}), g')`` over the ``k <= n`` steps the buffer used.
 
-Terminations: the stored discounts (0 after a termination) are kept. In the HER setting goal envs do not
-terminate on success (``rlkit/PointGoal-v0`` with ``reward_type="sparse"`` never terminates; the time limit
-truncates, which bootstraps), so nothing depends on the old goal. An env that terminates on reaching its
-goal would keep that termination under the new goal too (as SB3 does).
+Random replayed states (``replay_goal_fraction``): a share of the relabelled samples takes instead the
+achieved goal of a stored state drawn uniformly from the whole buffer (any episode, any sub-env), as RIS's
+reference buffer does (``fraction_resampled_goals_are_replay_buffer_goals=0.5``: of its 80% relabelled
+goals, half future states, half replayed states). Such goals teach the value of far-apart state pairs that
+no single episode connects, which is what RIS's subgoal search asks the critic about.
+
+Terminations: an env with ``compute_terminated(achieved_goal, desired_goal, info)`` (gymnasium-robotics'
+GoalEnv API; rlkit's goal envs return ``terminate_on_success and distance < radius``) has them recomputed
+for the relabelled samples: the transition whose next state reaches the new goal is terminal (discount 0),
+one that only reached the old goal is not (it bootstraps from the stored next state, which is a real
+state). With n-step windows the sum stops at the first step that reaches the new goal. Without
+``compute_terminated`` the stored discounts (0 after a termination) are kept, as SB3 keeps its stored
+``dones``: fine for envs that do not terminate on success (``rlkit/PointGoal-v0``, Fetch, the mazes with
+``terminate_on_success=False``), wrong for those that do, so those should offer ``compute_terminated``.
 
 Randomness comes only from the buffer's generator (``ctx.generator``), which the buffer saves in its
 ``state_dict``: seeded runs and resumed runs relabel identically. Everything is vectorized over the batch;
 the only Python loops walk episode boundaries (inside the buffer) and n-step window positions.
+
+=====================  ==============================  ========================================================
+rlkit                  SB3 ``HerReplayBuffer``         RIS reference ``HERReplayBuffer``
+=====================  ==============================  ========================================================
+relabel_ratio 0.8      n_sampled_goal 4                fraction_goals_are_rollout_goals 0.2
+replay_goal_fraction   (none)                          fraction_resampled_goals_are_replay_buffer_goals 0.5
+recomputed terminals   stored dones kept               terminal recomputed from the new goal (``train_ant.py``)
+=====================  ==============================  ========================================================
 """
 
 from __future__ import annotations
@@ -58,7 +76,7 @@ import torch
 from rlkit.errors import ConfigError
 from rlkit.replay import ReplayBuffer, SampleContext, Transitions
 
-__all__ = ["HindsightRelabeler", "env_compute_reward", "check_goal_space"]
+__all__ = ["HindsightRelabeler", "env_compute_reward", "env_compute_terminated", "check_goal_space"]
 
 Strategy = Literal["future", "final", "episode"]
 
@@ -73,16 +91,24 @@ class HindsightRelabeler:
         relabel_ratio: share of each batch relabelled, in [0, 1] (SB3's ``n_sampled_goal = k`` is
             ``k / (k + 1)``).
         achieved_key, desired_key: the Dict observation keys of the achieved and the desired goal.
+        replay_goal_fraction: share of the relabelled samples whose new goal comes from a stored state
+            drawn uniformly from the whole buffer instead of the strategy (RIS's reference: 0.5).
+        compute_terminated: the env's ``compute_terminated(achieved_goal, desired_goal, info)``, vectorized;
+            given, the relabelled samples' discounts are recomputed (module docstring), else kept.
     """
 
     def __init__(self, compute_reward: Callable[..., Any], strategy: Strategy = "future", relabel_ratio: float = 0.8,
-                 achieved_key: str = "achieved_goal", desired_key: str = "desired_goal") -> None:
+                 achieved_key: str = "achieved_goal", desired_key: str = "desired_goal",
+                 replay_goal_fraction: float = 0.0, compute_terminated: Callable[..., Any] | None = None) -> None:
         if strategy not in ("future", "final", "episode"):
             raise ValueError(f"strategy must be 'future', 'final' or 'episode', got {strategy!r}")
         if not 0.0 <= relabel_ratio <= 1.0:
             raise ValueError(f"relabel_ratio must lie in [0, 1], got {relabel_ratio}")
-        self.compute_reward = compute_reward
+        if not 0.0 <= replay_goal_fraction <= 1.0:
+            raise ValueError(f"replay_goal_fraction must lie in [0, 1], got {replay_goal_fraction}")
+        self.compute_reward, self.compute_terminated = compute_reward, compute_terminated
         self.strategy, self.relabel_ratio = strategy, float(relabel_ratio)
+        self.replay_goal_fraction = float(replay_goal_fraction)
         self.achieved_key, self.desired_key = achieved_key, desired_key
 
     def __call__(self, batch: Transitions, ctx: SampleContext) -> Transitions:
@@ -94,17 +120,34 @@ class HindsightRelabeler:
         picked = torch.randperm(batch_size, generator=g)[:count]               # [M] which samples
         rows, envs = ctx.rows[picked], ctx.envs[picked]
         goal_rows = self.goal_rows(buffer, rows, envs, g)                       # [M]
-        goals = _stored(buffer, self.achieved_key, goal_rows, envs)             # [M, *goal_shape]
+        goal_envs = envs
+        replayed = int(round(self.replay_goal_fraction * count))
+        if replayed:  # the first `replayed` of the (randomly ordered) picked samples: any stored state
+            goal_rows, goal_envs = goal_rows.clone(), envs.clone()
+            goal_rows[:replayed], goal_envs[:replayed] = self.replayed_rows(buffer, replayed, g)
+        goals = _stored(buffer, self.achieved_key, goal_rows, goal_envs)        # [M, *goal_shape]
         goals = goals.to(batch.obs[self.desired_key].dtype)
         steps = (ctx.next_rows[picked] - rows) % buffer.rows_per_env            # [M] k of each n-step window
-        rewards = self.window_rewards(buffer, rows, envs, steps, goals)         # [M]
+        rewards, discounts = self.window_rewards(buffer, rows, envs, steps, goals)  # [M], [M] or None
 
         device_picked = picked.to(buffer.device)
         obs, next_obs = dict(batch.obs), dict(batch.next_obs)
         obs[self.desired_key] = obs[self.desired_key].index_put((device_picked,), goals)
         next_obs[self.desired_key] = next_obs[self.desired_key].index_put((device_picked,), goals)
         new_rewards = batch.rewards.index_put((device_picked,), rewards.to(buffer.device))
-        return dataclasses.replace(batch, obs=obs, next_obs=next_obs, rewards=new_rewards)
+        new_discounts = batch.discounts
+        if discounts is not None:
+            new_discounts = new_discounts.index_put((device_picked,), discounts.to(buffer.device))
+        return dataclasses.replace(batch, obs=obs, next_obs=next_obs, rewards=new_rewards, discounts=new_discounts)
+
+    @staticmethod
+    def replayed_rows(buffer: ReplayBuffer, count: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """``count`` (row, env) pairs drawn uniformly over every stored row of every sub-env (CPU int64):
+        each written row holds a real observation (a reset, a mid-episode or a final state)."""
+        filled = buffer.rows_per_env if buffer._full else buffer._pos
+        offsets = torch.randint(0, filled, (count,), generator=generator)
+        envs = torch.randint(0, buffer.num_envs, (count,), generator=generator)
+        return (buffer._oldest_row() + offsets) % buffer.rows_per_env, envs
 
     def goal_rows(self, buffer: ReplayBuffer, rows: torch.Tensor, envs: torch.Tensor,
                   generator: torch.Generator) -> torch.Tensor:
@@ -123,10 +166,12 @@ class HindsightRelabeler:
         return (first + offsets) % R
 
     def window_rewards(self, buffer: ReplayBuffer, rows: torch.Tensor, envs: torch.Tensor, steps: torch.Tensor,
-                       goals: torch.Tensor) -> torch.Tensor:
+                       goals: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``sum_{i<k} gamma^i compute_reward(achieved(row t+i+1), goal)`` per sample (CPU float32 ``[M]``):
         the n-step reward sum for the new goal over the same ``k`` steps the buffer summed (``k = 1``: the
-        one-step reward)."""
+        one-step reward). With ``compute_terminated`` also the discounts (CPU float32 ``[M]``, else None):
+        0 where a step ``i < k`` reaches the new goal (the sum then stops after that step), else
+        ``gamma^k``."""
         R, n = buffer.rows_per_env, int(steps.max())
         ahead = (rows[None, :] + torch.arange(1, n + 1)[:, None]) % R                    # [n, M]
         achieved = _stored(buffer, self.achieved_key, ahead.flatten(), envs.repeat(n))  # [n*M, *goal_shape]
@@ -137,9 +182,21 @@ class HindsightRelabeler:
             raise ValueError(f"compute_reward returned shape {rewards.shape} for {n * len(rows)} goals: it must be "
                              "vectorized over a leading batch axis (gymnasium-robotics' GoalEnv convention)")
         rewards = torch.from_numpy(rewards).view(n, len(rows))
-        inside = torch.arange(n)[:, None] < steps[None, :]                             # [n, M]: i < k
+        position = torch.arange(n)[:, None]
+        inside = position < steps[None, :]                                              # [n, M]: i < k
         powers = buffer._gamma_powers[:n, None]                                         # [n, 1] gamma^i
-        return (torch.where(inside, powers * rewards, 0.0)).sum(dim=0)
+        if self.compute_terminated is None:
+            return torch.where(inside, powers * rewards, 0.0).sum(dim=0), None
+        terminated = np.asarray(self.compute_terminated(achieved.detach().cpu().numpy(), tiled, None), dtype=bool)
+        if terminated.shape != (n * len(rows),):
+            raise ValueError(f"compute_terminated returned shape {terminated.shape} for {n * len(rows)} goals: it "
+                             "must be vectorized over a leading batch axis")
+        terminated = torch.from_numpy(terminated).view(n, len(rows)) & inside
+        ended = terminated.any(dim=0)                                                   # [M]
+        last = torch.where(ended, terminated.to(torch.uint8).argmax(dim=0), steps - 1)  # [M] last step summed
+        summed = torch.where(position <= last[None, :], powers * rewards, 0.0).sum(dim=0)
+        discounts = torch.where(ended, 0.0, buffer._gamma_powers[steps])
+        return summed, discounts
 
 
 def _stored(buffer: ReplayBuffer, key: str, rows: torch.Tensor, envs: torch.Tensor) -> torch.Tensor:
@@ -161,6 +218,14 @@ def env_compute_reward(envs: Any) -> Callable[..., Any] | None:
     return getattr(sub_envs[0].unwrapped, "compute_reward", None)
 
 
+def env_compute_terminated(envs: Any) -> Callable[..., Any] | None:
+    """The ``compute_terminated`` of a vector env's first sub-env (GoalEnv API), or None."""
+    sub_envs = getattr(envs, "envs", None)
+    if not sub_envs:
+        return None
+    return getattr(sub_envs[0].unwrapped, "compute_terminated", None)
+
+
 def check_goal_space(observation_space: gym.Space, achieved_key: str, desired_key: str) -> None:
     """A one-line :class:`ConfigError` unless the observations are a Dict holding both goal keys with the
     same shape."""
@@ -178,8 +243,8 @@ def check_goal_space(observation_space: gym.Space, achieved_key: str, desired_ke
                           f"{shapes[desired_key]}; a relabelled goal must fit the desired goal")
 
 
-def build_relabeler(her_cfg: Any, observation_space: gym.Space,
-                    compute_reward: Callable[..., Any] | None) -> HindsightRelabeler:
+def build_relabeler(her_cfg: Any, observation_space: gym.Space, compute_reward: Callable[..., Any] | None,
+                    compute_terminated: Callable[..., Any] | None = None) -> HindsightRelabeler:
     """The hook for ``train.replay.her`` (a :class:`rlkit.config.HERConfig`); one-line ConfigErrors for an env
     that is not a goal env."""
     check_goal_space(observation_space, her_cfg.achieved_key, her_cfg.desired_key)
@@ -188,4 +253,5 @@ def build_relabeler(her_cfg: Any, observation_space: gym.Space,
                           "desired_goal, info), but this env has none (or it is out of reach: use "
                           "env.vectorization sync); remove train.replay.her or use a goal env")
     return HindsightRelabeler(compute_reward, her_cfg.strategy, her_cfg.relabel_ratio,
-                              her_cfg.achieved_key, her_cfg.desired_key)
+                              her_cfg.achieved_key, her_cfg.desired_key, her_cfg.replay_goal_fraction,
+                              compute_terminated)

@@ -29,7 +29,7 @@ from rlkit.collector import Collector, EnvReplay, EpisodeTracker  # noqa: F401  
 from rlkit.config import RunConfig, build_run_config, dump_yaml, read_yaml
 from rlkit.errors import TrainingDiverged
 from rlkit.evaluation import evaluate
-from rlkit.her import env_compute_reward
+from rlkit.her import env_compute_reward, env_compute_terminated
 from rlkit.logger import CURVE_FILE, RunLogger, plot_runs
 from rlkit.run_state import RESUMABLE_KEYS, RunState, apply_optimizer_changes, resume_changes  # noqa: F401
 from rlkit.runs import BEST, CONFIG_FILE, LATEST, RunLock, check_new_run_dir, check_run_dir, create_run_dir
@@ -60,6 +60,7 @@ def train_online(cfg: RunConfig, run_dir: Path, resume: bool = False, source: st
         agent = build_agent(cfg, envs.single_observation_space, envs.single_action_space, device)
         replay = build_experience(cfg, envs.single_observation_space, envs.single_action_space, envs.num_envs, device,
                                   compute_reward=env_compute_reward(envs),
+                                  compute_terminated=env_compute_terminated(envs),
                                   agent_hook=getattr(agent, "sample_hook", None))  # e.g. RIS's subgoal candidates
         collector = Collector(envs, cfg.seed)
         state = run.start(agent, device, source=replay, collector=collector, updates_from=train.learning_starts)
@@ -80,8 +81,12 @@ def train_online(cfg: RunConfig, run_dir: Path, resume: bool = False, source: st
                 step = collector.step(agent, explore=True)
                 replay.add(step.obs, step.actions, step.rewards, step.terminated | step.life_loss, step.truncated,
                            step.autoreset)
-                for _, ret, length in step.episodes:
-                    run.logger.log("episode", state.step, run.clock(), {"return": ret, "length": length})
+                success = step.infos.get("is_success")  # goal envs: whether each ended episode reached its goal
+                for e, ret, length in step.episodes:
+                    record = {"return": ret, "length": length}
+                    if success is not None:
+                        record["success"] = float(success[e])
+                    run.logger.log("episode", state.step, run.clock(), record)
                 before = state.step
                 state.step += step.real_steps
                 if clock:

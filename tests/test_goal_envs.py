@@ -116,6 +116,10 @@ def test_compute_reward_on_batches(env_id, dim, radius):
     assert env.compute_reward(achieved.reshape(5, 1, dim), desired.reshape(5, 1, dim)).shape == (5, 1)
     dense = gym.make(env_id, reward_type="dense").unwrapped
     np.testing.assert_allclose(dense.compute_reward(achieved, desired), -achieved[:, 0], rtol=1e-6)
+    # compute_terminated (GoalEnv API, used by HER for relabelled goals): success if the env ends on it
+    terminated = env.compute_terminated(achieved, desired, None)
+    assert terminated.shape == (5,) and terminated.dtype == bool
+    np.testing.assert_array_equal(terminated, (expected == 0) & env.terminate_on_success)
     # the step reward is compute_reward of the returned observation
     obs, _ = env.reset(seed=1)
     obs, reward, *_ = env.step(env.action_space.sample())
@@ -150,6 +154,7 @@ def test_terminate_on_success_can_be_turned_off():
     ant.set_state(qpos, np.zeros_like(ant.data.qvel))
     _, _, terminated, _, info = env.step(np.zeros(8, np.float32))
     assert info["is_success"] and not terminated
+    assert not env.unwrapped.compute_terminated(obs["desired_goal"][None], obs["desired_goal"][None]).any()
     env.close()
 
 

@@ -131,6 +131,71 @@ def test_relabelled_goals_come_from_the_right_rows_of_the_same_episode(strategy,
     assert unfinished > 0  # the running episode was relabelled (with what it achieved so far)
 
 
+def test_replayed_state_goals_come_from_any_stored_row_of_any_stream():
+    """replay_goal_fraction 0.5 with everything relabelled: half the goals are achieved goals of stored rows
+    drawn from the whole buffer (other episodes and the other stream included), rewards recomputed for them."""
+    relabeler = HindsightRelabeler(compute_reward, "future", 1.0, replay_goal_fraction=0.5)
+    buffer = ReplayBuffer.from_spaces(GOAL_SPACE, ACTIONS, 48, 2, gamma=0.5, seed=0, sample_hook=relabeler)
+    log = _fill(buffer, 100)
+    stored = {pair for e in range(2) for pair in log[e][-buffer.rows_per_env:]}
+    foreign = 0
+    for _ in range(10):
+        batch = buffer.sample(64)
+        counts, envs = batch.obs["observation"][:, 0].long(), batch.indices % 2
+        for i, (goal_c, goal_episode) in enumerate(batch.obs["desired_goal"].long().tolist()):
+            c, e = int(counts[i]), int(envs[i])
+            assert (goal_c, goal_episode) in stored  # a real stored state (its achieved goal)
+            foreign += goal_episode != log[e][c][1]
+            assert float(batch.rewards[i]) == pytest.approx(1000.0 * (c + 1) + goal_c)
+    assert 250 <= foreign <= 320  # ~320 replayed goals, nearly all from another episode; future ones never
+
+
+def reached(achieved, desired, info):
+    """compute_terminated for _fill's encoding: the goal's write index is the state reached."""
+    assert info is None and achieved.ndim == 2
+    return achieved[:, 0] == desired[:, 0]
+
+
+@pytest.mark.parametrize("n_step", [1, 3])
+def test_terminations_recomputed_for_the_new_goal(n_step):
+    """With the env's compute_terminated, a relabelled window ends (discount 0, the reward sum stopping there)
+    at the first step that reaches the new goal, and one that only ended the old episode by termination
+    bootstraps (gamma^k) from its stored final state; stored samples keep their discounts."""
+    gamma = 0.5
+    relabeler = HindsightRelabeler(compute_reward, "future", 0.8, replay_goal_fraction=0.5,
+                                   compute_terminated=reached)  # replayed goals: also ones never reached
+    buffer = ReplayBuffer.from_spaces(GOAL_SPACE, ACTIONS, 48, 2, gamma=gamma, n_step=n_step, seed=0,
+                                      sample_hook=relabeler)
+    plain = ReplayBuffer.from_spaces(GOAL_SPACE, ACTIONS, 48, 2, gamma=gamma, n_step=n_step, seed=0)
+    log = _fill(buffer, 100)
+    _fill(plain, 100)
+    hits = misses_at_episode_end = 0
+    for _ in range(10):
+        batch = buffer.sample(64)
+        counts, next_counts = batch.obs["observation"][:, 0].long(), batch.next_obs["observation"][:, 0].long()
+        envs = batch.indices % 2
+        for i in range(64):
+            c, e, k = int(counts[i]), int(envs[i]), int(next_counts[i] - counts[i])
+            goal_c, goal_episode = batch.obs["desired_goal"][i].long().tolist()
+            if goal_episode < 0:
+                continue  # not relabelled
+            hit = goal_c - c - 1  # the window step j whose next state c + j + 1 is the goal
+            last = hit if 0 <= hit < k else k - 1
+            expected = sum(gamma ** j * (1000.0 * (c + j + 1) + goal_c) for j in range(last + 1))
+            assert float(batch.rewards[i]) == pytest.approx(expected, rel=1e-6)
+            assert float(batch.discounts[i]) == (0.0 if 0 <= hit < k else gamma ** k)
+            hits += 0 <= hit < k
+            _, end = _episode_bounds(log, buffer, e, c)
+            misses_at_episode_end += next_counts[i] == end and not 0 <= hit < k
+    assert hits > 0 and misses_at_episode_end > 0
+    # the unrelabelled samples of the same draw keep the buffer's stored discounts
+    twin = ReplayBuffer.from_spaces(GOAL_SPACE, ACTIONS, 48, 2, gamma=gamma, n_step=n_step, seed=0,
+                                    sample_hook=HindsightRelabeler(compute_reward, "future", 0.0,
+                                                                   compute_terminated=reached))
+    _fill(twin, 100)
+    torch.testing.assert_close(twin.sample(64).discounts, plain.sample(64).discounts)
+
+
 def test_goals_and_rewards_before_the_ring_wraps_and_for_one_stream():
     for strategy in ("future", "final", "episode"):
         buffer = _buffer(capacity=200, num_envs=1, strategy=strategy, ratio=1.0)
@@ -258,6 +323,9 @@ def test_point_goal_rewards_recomputed_by_the_env():
 
 def test_her_config_ratio_and_n_sampled_goal():
     assert HERConfig().relabel_ratio == 0.8
+    assert HERConfig().replay_goal_fraction == 0.0
+    with pytest.raises(ConfigError, match="replay_goal_fraction must lie in"):
+        HERConfig(replay_goal_fraction=1.5)
     assert HERConfig(n_sampled_goal=4).relabel_ratio == pytest.approx(0.8)
     assert HERConfig(n_sampled_goal=1, relabel_ratio=0.5).relabel_ratio == 0.5
     with pytest.raises(ConfigError, match="contradicts"):
@@ -351,6 +419,8 @@ def test_sac_her_learns_point_goal_with_sparse_rewards(tmp_path):
     summary = train_online(build_run_config(data), tmp_path / "run")
     evals = [r for r in _metrics(tmp_path / "run") if r["kind"] == "eval"]
     assert evals[-1]["success_rate"] >= 0.5, evals
+    episodes = [r for r in _metrics(tmp_path / "run") if r["kind"] == "episode"]
+    assert episodes and all(r["success"] in (0.0, 1.0) for r in episodes)  # training episodes log success
     assert summary["final_eval"]["success_rate"] >= 0.5
 
 
