@@ -12,7 +12,8 @@ Suites: ``dqn-cartpole`` (learning: time and env steps to solve), ``dqn-throughp
 steps/s after learning starts, CartPole and Pong), ``atari-collect`` (collection path vs raw ALE vector
 env), ``replay`` (sampling rate and memory vs SB3's ReplayBuffer), ``sac`` (SAC learning outcome and
 update throughput vs SB3's SAC, Pendulum and HalfCheetah), ``sac-her`` (SAC + HER success rate at equal env
-steps and training env steps/s vs SB3's SAC + HerReplayBuffer, PointMaze U and Fetch Push). ``all`` runs every
+steps and training env steps/s vs SB3's SAC + HerReplayBuffer, PointMaze U and Fetch Push), ``ris-antmaze``
+(RIS vs SAC + HER, both rlkit, success on the Ant U-maze at equal env steps; resumable). ``all`` runs every
 suite.
 Results: ``DIR/<suite>.json``, ``DIR/<suite>.png`` and the suite's section of ``docs/benchmarks.md``.
 """
@@ -1072,6 +1073,107 @@ def suite_sac_her(seeds: list[int], out: Path, quick: bool, threads: int, env_id
 
 
 # --------------------------------------------------------------------------------------
+# RIS vs SAC + HER on the Ant U-maze (both rlkit, same budget and replay)
+# --------------------------------------------------------------------------------------
+
+RIS_ANTMAZE_CONFIGS = {"ris": "ris_antmaze_u.yaml", "sac_her": "sac_her_antmaze_u.yaml"}
+#: quick -> (env steps per run, evaluation every, overrides that shrink the run)
+RIS_ANTMAZE_BUDGETS: dict[bool, tuple[int, int, list[str]]] = {
+    False: (150_000, 10_000, []),
+    True: (1_200, 600, ["train.learning_starts=600", "agent.random_steps=600", "train.eval_episodes=1",
+                        "train.batch_size=32", "train.replay.capacity=5000", "train.checkpoint_every=600"]),
+}
+RIS_ANTMAZE_SOLVED = 0.5
+
+
+def _train_to(config: str, seed: int, run_dir: Path, overrides: list[str]) -> list[str]:
+    """The CLI command that brings ``run_dir`` to the budget in ``overrides``: a fresh run, or the run resumed
+    from its latest checkpoint (so the suite continues across sessions: run it again to go on)."""
+    command = [sys.executable, "-m", "rlkit.cli", "train"]
+    if (run_dir / "checkpoints" / "latest.pt").is_file():
+        return [*command, "--resume", str(run_dir), *overrides]
+    return [*command, config, "--seed", str(seed), "--run-dir", str(run_dir), *overrides]
+
+
+def _run_parallel(commands: list[tuple[str, list[str], Path]], jobs: int) -> bool:
+    """Run the CLI commands, ``jobs`` at a time, each logging to its own file; a failed one is reported.
+    Ctrl-C (SIGINT) is passed on to the runs, which save a checkpoint and stop; returns False then (the
+    suite still reports what the runs reached, and running it again resumes them)."""
+    import signal
+    import subprocess
+
+    pending, running = list(commands), []
+    try:
+        while pending or running:
+            while pending and len(running) < jobs:
+                name, command, log = pending.pop(0)
+                print(f"  start {name}: {' '.join(command[2:])}", flush=True)
+                running.append((name, subprocess.Popen(command, stdout=open(log, "a"), stderr=subprocess.STDOUT)))
+            time.sleep(1.0)
+            for name, process in list(running):
+                if process.poll() is not None:
+                    running.remove((name, process))
+                    print(f"  {name}: exit {process.returncode}" + ("" if process.returncode == 0 else
+                                                                      " (see its log)"), flush=True)
+    except KeyboardInterrupt:
+        print("  interrupted: the runs save a checkpoint and stop; run the suite again to resume them", flush=True)
+        for _, process in running:
+            process.send_signal(signal.SIGINT)
+        for _, process in running:
+            process.wait()
+        return False
+    return True
+
+
+def _training_success(records: list[dict[str, Any]], lo: int, hi: int) -> float | None:
+    """Success rate in percent of the training episodes that ended in env steps ``(lo, hi]`` (goals uniform over
+    the maze, the training distribution)."""
+    ended = [r["success"] for r in records if r["kind"] == "episode" and lo < r["step"] <= hi and "success" in r]
+    return 100.0 * float(np.mean(ended)) if ended else None
+
+
+def suite_ris_antmaze(seeds: list[int], out: Path, quick: bool, threads: int) -> list[Figure]:
+    total, eval_every, shrink = RIS_ANTMAZE_BUDGETS[quick]
+    jobs = len(RIS_ANTMAZE_CONFIGS) * len(seeds)  # all at once, each with an equal share of the cores
+    commands, run_dirs = [], {}
+    for seed in seeds:
+        for algo, config in RIS_ANTMAZE_CONFIGS.items():
+            run_dir = out / "runs" / f"{algo}_s{seed}"
+            run_dirs[algo, seed] = run_dir
+            run_dir.parent.mkdir(parents=True, exist_ok=True)
+            overrides = [f"train.total_steps={total}", f"train.eval_every={eval_every}", f"torch_threads={threads}",
+                         "log.progress=false", *shrink]
+            commands.append((f"{algo} seed {seed}", _train_to(str(configs_dir() / config), seed, run_dir, overrides),
+                             run_dir.with_suffix(".log")))
+    if not _run_parallel(commands, jobs):
+        print("  reporting the steps the runs reached (the suite is not finished)", flush=True)
+
+    steps = list(range(eval_every, total + 1, eval_every))
+    at = [Figure(f"AntMazeU test task: success rate at {step:,} env steps", "%", paired=False) for step in steps]
+    train_at = [Figure(f"AntMazeU training goals: success of the episodes ended in ({step - eval_every:,}, {step:,}]",
+                       "%", paired=False) for step in steps]
+    solve = Figure(f"AntMazeU test task: env steps to the first success rate >= {RIS_ANTMAZE_SOLVED}", "steps",
+                   higher_is_better=False, paired=False)
+    rate = Figure("AntMazeU: training env steps/s (run wall time over steps; both ran at once, sharing the cores)",
+                  "steps/s", paired=False)
+    for seed in seeds:
+        for algo in RIS_ANTMAZE_CONFIGS:
+            path = run_dirs[algo, seed] / "metrics.jsonl"
+            records = [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+            evals = _success_evals(records)
+            side = "rlkit" if algo == "ris" else "reference"
+            for figure, step in zip(at, steps):
+                getattr(figure, side).append(_success_at(evals, step))
+            for figure, step in zip(train_at, steps):
+                getattr(figure, side).append(_training_success(records, step - eval_every, step))
+            getattr(solve, side).append(next((float(s) for s, v in evals if v >= RIS_ANTMAZE_SOLVED), None))
+            last = records[-1] if records else None  # time: training wall seconds, summed over resumes
+            getattr(rate, side).append(last["step"] / last["time"] if last and last.get("time") else None)
+            print(f"  {algo} seed {seed}: test success {[(s, round(v, 2)) for s, v in evals]}", flush=True)
+    return [*at, *train_at, solve, rate]
+
+
+# --------------------------------------------------------------------------------------
 # Running, reporting
 # --------------------------------------------------------------------------------------
 
@@ -1082,6 +1184,7 @@ SUITES: dict[str, Callable[..., list[Figure]]] = {
     "replay": suite_replay,
     "sac": suite_sac,
     "sac-her": suite_sac_her,
+    "ris-antmaze": suite_ris_antmaze,
 }
 
 DOC_NOTES = {
@@ -1119,6 +1222,16 @@ DOC_NOTES = {
                f"evaluations, {SAC_HER_LOCKSTEP_UPDATES[False]:,} updates each after learning_starts), each side's "
                "own time only. "
                "Learning outcomes are unpaired (seeds do not correspond across libraries).",
+    "ris-antmaze": "RIS (the 'rlkit' column: configs/ris_antmaze_u.yaml) vs SAC + HER (the 'reference' column: "
+                   "configs/sac_her_antmaze_u.yaml), both rlkit, on rlkit/AntMazeU-v0 (gymnasium-robotics' Ant in D4RL's "
+                   "U maze, RIS's protocol: success and episode end at xy distance < 0.5, 600-step episodes) at the same "
+                   "env-step budget, batch 256 (RIS's paper: 2048), replay as RIS's reference (80% relabelled: half "
+                   "future states, half states from the whole buffer; terminations recomputed for the new goal), "
+                   "gamma 0.99, lr 1e-3 for critic and actor, 10,000 uniform random steps first, one update per env "
+                   "step. Test task: RIS's (start at the end of one arm of the U, goal at the end of the other), 10 "
+                   "deterministic episodes per evaluation. Training goals: the training episodes' own success (goals "
+                   "uniform over the maze). All runs train at once as separate processes sharing the cores; the suite "
+                   "resumes runs from their checkpoints, so repeating the command continues them.",
     "dqn-cartpole": "rlkit DQN vs SB3 DQN, both with rl-baselines3-zoo's CartPole-v1 hyperparameters, and rlkit's "
                     "tuned config (configs/dqn_cartpole.yaml) against the same SB3 runs. Evaluation every 2,500 env "
                     "steps, 10 deterministic episodes; 'solved' = first evaluation mean >= 475. rlkit's zoo run stops "

@@ -80,3 +80,24 @@ def test_bench_rejects_bad_arguments(capsys):
     assert "unknown suite 'nonsense'" in capsys.readouterr().err
     assert main(["bench", "sacc", "--quick", "--no-docs"]) == 2  # every suite in rlkit.bench.SUITES is accepted
     assert "Did you mean 'sac'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_ris_antmaze_suite_trains_then_resumes(tmp_path, capsys):
+    """The RIS vs SAC + HER suite trains both configs as separate processes and, run again, resumes them from
+    their checkpoints (here already at the budget: nothing more is trained, the same figures come back)."""
+    out = tmp_path / "out"
+    assert main(["bench", "ris-antmaze", "--seeds", "1", "--quick", "--out", str(out), "--no-docs"]) == 0
+    first = json.loads((out / "ris-antmaze.json").read_text())
+    names = [f["name"] for f in first["figures"]]
+    assert any(n.startswith("AntMazeU test task: success rate at 1,200") for n in names)
+    assert any(n.startswith("AntMazeU training goals") for n in names)
+    for algo in ("ris", "sac_her"):
+        records = [json.loads(line) for line in (out / "runs" / f"{algo}_s0" / "metrics.jsonl").read_text().splitlines()]
+        assert [r["step"] for r in records if r["kind"] == "eval"] == [600, 1200]
+        assert all(r["success"] in (0.0, 1.0) for r in records if r["kind"] == "episode")
+    capsys.readouterr()
+    assert main(["bench", "ris-antmaze", "--seeds", "1", "--quick", "--out", str(out), "--no-docs"]) == 0
+    assert "--resume" in capsys.readouterr().out
+    again = json.loads((out / "ris-antmaze.json").read_text())
+    assert [f["rlkit"] for f in again["figures"][:-1]] == [f["rlkit"] for f in first["figures"][:-1]]
