@@ -14,7 +14,7 @@ env), ``replay`` (sampling rate and memory vs SB3's ReplayBuffer), ``sac`` (SAC 
 update throughput vs SB3's SAC, Pendulum and HalfCheetah), ``sac-her`` (SAC + HER success rate at equal env
 steps and training env steps/s vs SB3's SAC + HerReplayBuffer, PointMaze U and Fetch Push), ``ris-antmaze``
 (RIS vs SAC + HER, both rlkit, success on the Ant U-maze at equal env steps; resumable). ``all`` runs every
-suite.
+suite but the long ones (``LONG_SUITES``: ris-antmaze).
 Results: ``DIR/<suite>.json``, ``DIR/<suite>.png`` and the suite's section of ``docs/benchmarks.md``.
 """
 
@@ -1186,6 +1186,8 @@ SUITES: dict[str, Callable[..., list[Figure]]] = {
     "sac-her": suite_sac_her,
     "ris-antmaze": suite_ris_antmaze,
 }
+LONG_SUITES = frozenset({"ris-antmaze"})
+"""Left out of ``rlkit bench all``: hours of training on a CPU (run on their own, resumable)."""
 
 DOC_NOTES = {
     "sac": "rlkit SAC (configs/sac_pendulum.yaml, configs/sac_halfcheetah.yaml) vs SB3 SAC, both with "

@@ -408,7 +408,7 @@ def _dataset_from_mocap(ns: argparse.Namespace) -> int:
 
 
 def cmd_bench(ns: argparse.Namespace) -> int:
-    from rlkit.bench import SUITES, report, run_suite
+    from rlkit.bench import LONG_SUITES, SUITES, report, run_suite
 
     if ns.seeds < 1 or ns.threads < 1:
         raise ConfigError("rlkit bench: --seeds and --threads must be >= 1")
@@ -417,7 +417,7 @@ def cmd_bench(ns: argparse.Namespace) -> int:
 
         raise ConfigError(f"rlkit bench: unknown suite '{ns.suite}'."
                           + _closest(ns.suite, [*SUITES, "all"]).replace("keys", "suites"))
-    names = list(SUITES) if ns.suite == "all" else [ns.suite]
+    names = [n for n in SUITES if n not in LONG_SUITES] if ns.suite == "all" else [ns.suite]
     docs = None if ns.no_docs else Path(ns.docs)
     for name in names:
         if ns.report:
@@ -533,7 +533,7 @@ def _add_bench_command(sub) -> None:
                                        "hyperparameters, budget and threads; writes OUT/<suite>.json and .png and "
                                        "regenerates the suite's section of docs/benchmarks.md.")
     bench.add_argument("suite", help="a suite (dqn-cartpole, dqn-throughput, atari-collect, replay, sac, sac-her, "
-                                      "ris-antmaze) or all")
+                                      "ris-antmaze) or all (every suite but ris-antmaze, which takes hours)")
     bench.add_argument("--seeds", type=int, default=3, help="repeats (seeds 0..N-1); ratios are per repeat")
     bench.add_argument("--out", default="bench_out")
     bench.add_argument("--threads", type=int, default=1, help="torch threads, the same for both sides")
