@@ -1079,73 +1079,96 @@ def suite_sac_her(seeds: list[int], out: Path, quick: bool, threads: int, env_id
 RIS_ANTMAZE_CONFIGS = {"ris": "ris_antmaze_u.yaml", "sac_her": "sac_her_antmaze_u.yaml"}
 #: quick -> (env steps per run, evaluation every, overrides that shrink the run)
 RIS_ANTMAZE_BUDGETS: dict[bool, tuple[int, int, list[str]]] = {
-    False: (150_000, 10_000, []),
+    False: (100_000, 10_000, []),
     True: (1_200, 600, ["train.learning_starts=600", "agent.random_steps=600", "train.eval_episodes=1",
-                        "train.batch_size=32", "train.replay.capacity=5000", "train.checkpoint_every=600"]),
+                        "train.batch_size=32", "train.replay.capacity=5000", "train.checkpoint_every=600",
+                        "log.log_every=300"]),
 }
 RIS_ANTMAZE_SOLVED = 0.5
 
 
 def _train_to(config: str, seed: int, run_dir: Path, overrides: list[str]) -> list[str]:
     """The CLI command that brings ``run_dir`` to the budget in ``overrides``: a fresh run, or the run resumed
-    from its latest checkpoint (so the suite continues across sessions: run it again to go on)."""
+    from its latest checkpoint (so the suite continues across sessions: run it again to go on). A run that
+    stopped before its first checkpoint cannot resume: it is moved aside (kept for its log) and started anew."""
     command = [sys.executable, "-m", "rlkit.cli", "train"]
     if (run_dir / "checkpoints" / "latest.pt").is_file():
         return [*command, "--resume", str(run_dir), *overrides]
+    if run_dir.exists():
+        aside = run_dir.with_name(f"{run_dir.name}.no-checkpoint-{time.strftime('%Y%m%d-%H%M%S')}")
+        run_dir.rename(aside)
+        print(f"  {run_dir} has no checkpoint to resume from: moved to {aside.name}, starting it anew", flush=True)
     return [*command, config, "--seed", str(seed), "--run-dir", str(run_dir), *overrides]
 
 
-def _run_parallel(commands: list[tuple[str, list[str], Path]], jobs: int) -> bool:
-    """Run the CLI commands, ``jobs`` at a time, each logging to its own file; a failed one is reported.
-    Ctrl-C (SIGINT) is passed on to the runs, which save a checkpoint and stop; returns False then (the
-    suite still reports what the runs reached, and running it again resumes them)."""
+def _run_parallel(commands: list[tuple[str, list[str], Path]], jobs: int) -> tuple[bool, list[str]]:
+    """Run the CLI commands, ``jobs`` at a time, each logging to its own file. Returns (finished, the names of
+    the runs that exited with an error). Ctrl-C or SIGTERM reaches only this process (the runs have their own
+    sessions) and is passed on once as SIGINT, on which a run saves a checkpoint and stops; ``finished`` is
+    then False (the suite reports what the runs reached; running it again resumes them)."""
     import signal
     import subprocess
 
-    pending, running = list(commands), []
+    pending, running, failed = list(commands), [], []
+
+    def terminate(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, terminate)
     try:
         while pending or running:
             while pending and len(running) < jobs:
                 name, command, log = pending.pop(0)
                 print(f"  start {name}: {' '.join(command[2:])}", flush=True)
-                running.append((name, subprocess.Popen(command, stdout=open(log, "a"), stderr=subprocess.STDOUT)))
+                handle = open(log, "a")
+                process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
+                running.append((name, process, handle))
             time.sleep(1.0)
-            for name, process in list(running):
+            for entry in list(running):
+                name, process, handle = entry
                 if process.poll() is not None:
-                    running.remove((name, process))
+                    running.remove(entry)
+                    handle.close()
+                    if process.returncode != 0:
+                        failed.append(name)
                     print(f"  {name}: exit {process.returncode}" + ("" if process.returncode == 0 else
                                                                       " (see its log)"), flush=True)
     except KeyboardInterrupt:
         print("  interrupted: the runs save a checkpoint and stop; run the suite again to resume them", flush=True)
-        for _, process in running:
+        for _, process, _ in running:
             process.send_signal(signal.SIGINT)
-        for _, process in running:
+        for _, process, handle in running:
             process.wait()
-        return False
-    return True
+            handle.close()
+        return False, failed
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return True, failed
 
 
 def _training_success(records: list[dict[str, Any]], lo: int, hi: int) -> float | None:
     """Success rate in percent of the training episodes that ended in env steps ``(lo, hi]`` (goals uniform over
-    the maze, the training distribution)."""
-    ended = [r["success"] for r in records if r["kind"] == "episode" and lo < r["step"] <= hi and "success" in r]
+    the maze, the training distribution). An episode record's step counts the env steps before its last one."""
+    ended = [r["success"] for r in records if r["kind"] == "episode" and lo <= r["step"] < hi and "success" in r]
     return 100.0 * float(np.mean(ended)) if ended else None
 
 
-def suite_ris_antmaze(seeds: list[int], out: Path, quick: bool, threads: int) -> list[Figure]:
+def suite_ris_antmaze(seeds: list[int], out: Path, quick: bool, threads: int
+                      ) -> tuple[list[Figure], dict[str, Any]]:
     total, eval_every, shrink = RIS_ANTMAZE_BUDGETS[quick]
     jobs = len(RIS_ANTMAZE_CONFIGS) * len(seeds)  # all at once, each with an equal share of the cores
     commands, run_dirs = [], {}
     for seed in seeds:
         for algo, config in RIS_ANTMAZE_CONFIGS.items():
-            run_dir = out / "runs" / f"{algo}_s{seed}"
+            run_dir = out / ("runs-quick" if quick else "runs") / f"{algo}_s{seed}"  # never resume across modes
             run_dirs[algo, seed] = run_dir
             run_dir.parent.mkdir(parents=True, exist_ok=True)
             overrides = [f"train.total_steps={total}", f"train.eval_every={eval_every}", f"torch_threads={threads}",
                          "log.progress=false", *shrink]
             commands.append((f"{algo} seed {seed}", _train_to(str(configs_dir() / config), seed, run_dir, overrides),
                              run_dir.with_suffix(".log")))
-    if not _run_parallel(commands, jobs):
+    finished, failed = _run_parallel(commands, jobs)
+    if not finished:
         print("  reporting the steps the runs reached (the suite is not finished)", flush=True)
 
     steps = list(range(eval_every, total + 1, eval_every))
@@ -1156,6 +1179,7 @@ def suite_ris_antmaze(seeds: list[int], out: Path, quick: bool, threads: int) ->
                    higher_is_better=False, paired=False)
     rate = Figure("AntMazeU: training env steps/s (run wall time over steps; both ran at once, sharing the cores)",
                   "steps/s", paired=False)
+    reached: dict[str, int] = {}
     for seed in seeds:
         for algo in RIS_ANTMAZE_CONFIGS:
             path = run_dirs[algo, seed] / "metrics.jsonl"
@@ -1169,8 +1193,19 @@ def suite_ris_antmaze(seeds: list[int], out: Path, quick: bool, threads: int) ->
             getattr(solve, side).append(next((float(s) for s, v in evals if v >= RIS_ANTMAZE_SOLVED), None))
             last = records[-1] if records else None  # time: training wall seconds, summed over resumes
             getattr(rate, side).append(last["step"] / last["time"] if last and last.get("time") else None)
+            reached[f"{algo} seed {seed}"] = max((r["step"] for r in records), default=0)
             print(f"  {algo} seed {seed}: test success {[(s, round(v, 2)) for s, v in evals]}", flush=True)
-    return [*at, *train_at, solve, rate]
+    figures = [*at, *train_at, solve, rate]
+    if failed:
+        return figures, {"complete": False, "failed": failed,
+                         "status": f"runs failed: {', '.join(failed)} (see their logs under {out})"}
+    behind = {name: step for name, step in reached.items() if step < total}
+    if not finished or behind:
+        where = ", ".join(f"{name} {step:,}" for name, step in reached.items())
+        return figures, {"complete": False, "status": f"partial: the runs reached {where} of {total:,} env steps "
+                                                      "(figures past that are empty); repeating the command "
+                                                      "continues them"}
+    return figures, {"complete": True}
 
 
 # --------------------------------------------------------------------------------------
@@ -1296,14 +1331,17 @@ def _run_suite(name: str, seeds: list[int], out: Path, quick: bool, threads: int
     print(f"[{name}] seeds {seeds}, torch threads {threads} for rlkit and the reference, out {out}", flush=True)
     started = time.perf_counter()
     figures = SUITES[name](seeds, out, quick, threads)
-    result = {"suite": name, "seeds": seeds, "quick": quick, "machine": machine_info(threads),
+    status: dict[str, Any] = {}
+    if isinstance(figures, tuple):  # a suite that can end unfinished says how (e.g. ris-antmaze)
+        figures, status = figures
+    result = {"suite": name, "seeds": seeds, "quick": quick, "machine": machine_info(threads), **status,
               "command": f"rlkit bench {name} --seeds {len(seeds)} --threads {threads}" + (" --quick" if quick else ""),
               "duration_s": round(time.perf_counter() - started, 1), "figures": [f.summary() for f in figures],
               "notes": DOC_NOTES[name]}
     (out / f"{name}.json").write_text(json.dumps(result, indent=1))
     plot_ratios(result, out / f"{name}.png")
     print(markdown_section(result), flush=True)
-    if docs is not None and not quick:
+    if docs is not None and not quick and not status.get("failed"):
         update_docs(docs, result)
     return result
 
@@ -1327,7 +1365,7 @@ def _report(name: str, out: Path, docs: Path | None, path: Path, result: dict[st
     path.write_text(json.dumps(result, indent=1))
     plot_ratios(result, Path(out) / f"{name}.png")
     print(markdown_section(result), flush=True)
-    if docs is not None and not result["quick"]:
+    if docs is not None and not result["quick"] and not result.get("failed"):
         update_docs(docs, result)
     return result
 
@@ -1347,6 +1385,7 @@ def markdown_section(result: dict[str, Any]) -> str:
              f"Command: `{result['command']}` — {m['date']}, {m['cpu']}, {m['cores']} cores, torch {m['torch']} "
              f"({m['torch_threads']} thread(s) for both sides), SB3 {m['sb3']}, Python {m['python']}, {m['device']}.",
              "", result["notes"], "",
+             *([f"**Not complete — {result['status']}.**", ""] if result.get("status") else []),
              "| figure | rlkit (median) | reference (median) | ratio rlkit/ref: median [min..max] | goal | met |",
              "|---|---|---|---|---|---|"]
     for f in result["figures"]:

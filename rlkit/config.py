@@ -86,6 +86,11 @@ class HERConfig:
     """Share of the relabelled samples whose new goal is the achieved goal of a stored state drawn
     uniformly from the whole buffer (any episode), not from the strategy. RIS's reference uses 0.5 (its
     80% relabelled goals are half future states, half replayed states); SB3 has no such option (0)."""
+    recompute_terminated: bool | None = None
+    """Recompute the relabelled samples' terminations with the env's ``compute_terminated`` (a transition is
+    terminal when it reaches the new goal; :mod:`rlkit.her`). None (auto): where the env offers one that
+    answers per row of a batch (rlkit's goal envs; not gymnasium-robotics' own ids). False: keep the stored
+    terminations (SB3's behaviour). True: require it."""
     achieved_key: str = "achieved_goal"
     """Observation key of the goal a state achieves."""
     desired_key: str = "desired_goal"

@@ -41,14 +41,17 @@ reference buffer does (``fraction_resampled_goals_are_replay_buffer_goals=0.5``:
 goals, half future states, half replayed states). Such goals teach the value of far-apart state pairs that
 no single episode connects, which is what RIS's subgoal search asks the critic about.
 
-Terminations: an env with ``compute_terminated(achieved_goal, desired_goal, info)`` (gymnasium-robotics'
-GoalEnv API; rlkit's goal envs return ``terminate_on_success and distance < radius``) has them recomputed
-for the relabelled samples: the transition whose next state reaches the new goal is terminal (discount 0),
-one that only reached the old goal is not (it bootstraps from the stored next state, which is a real
-state). With n-step windows the sum stops at the first step that reaches the new goal. Without
-``compute_terminated`` the stored discounts (0 after a termination) are kept, as SB3 keeps its stored
-``dones``: fine for envs that do not terminate on success (``rlkit/PointGoal-v0``, Fetch, the mazes with
-``terminate_on_success=False``), wrong for those that do, so those should offer ``compute_terminated``.
+Terminations: an env with a batched ``compute_terminated(achieved_goal, desired_goal, info)`` (gymnasium-
+robotics' GoalEnv API; rlkit's goal envs return ``terminate_on_success and distance < radius`` per row) has
+them recomputed for the relabelled samples: the transition whose next state reaches the new goal is terminal
+(discount 0), one that only reached the old goal is not (it bootstraps from the stored next state, which is
+a real state), and a stored termination the old goal did not cause (``compute_terminated`` of the old goal
+says no: a fall, a lost life) stays one. With n-step windows the sum stops at the first step that reaches
+the new goal. Without it (``train.replay.her.recompute_terminated: false``, or an env whose
+``compute_terminated`` is missing or answers one bool for a whole batch, as gymnasium-robotics' own ids do)
+the stored discounts (0 after a termination) are kept, as SB3 keeps its stored ``dones``: fine for envs that
+do not terminate on success (``rlkit/PointGoal-v0``, Fetch, the mazes with ``terminate_on_success=False``),
+wrong for those that do.
 
 Randomness comes only from the buffer's generator (``ctx.generator``), which the buffer saves in its
 ``state_dict``: seeded runs and resumed runs relabel identically. Everything is vectorized over the batch;
@@ -137,6 +140,12 @@ class HindsightRelabeler:
         new_rewards = batch.rewards.index_put((device_picked,), rewards.to(buffer.device))
         new_discounts = batch.discounts
         if discounts is not None:
+            # a stored termination that the old goal did not cause (a fall, a life lost) stays a termination
+            stored = batch.discounts[device_picked].cpu()
+            end_achieved = _stored(buffer, self.achieved_key, ctx.next_rows[picked], envs).detach().cpu().numpy()
+            old_goals = batch.obs[self.desired_key][device_picked].detach().cpu().numpy()
+            by_goal = torch.from_numpy(np.asarray(self.compute_terminated(end_achieved, old_goals, None), dtype=bool))
+            discounts = torch.where((stored == 0) & ~by_goal, 0.0, discounts)
             new_discounts = new_discounts.index_put((device_picked,), discounts.to(buffer.device))
         return dataclasses.replace(batch, obs=obs, next_obs=next_obs, rewards=new_rewards, discounts=new_discounts)
 
@@ -226,6 +235,18 @@ def env_compute_terminated(envs: Any) -> Callable[..., Any] | None:
     return getattr(sub_envs[0].unwrapped, "compute_terminated", None)
 
 
+def is_batched(compute_terminated: Callable[..., Any] | None, goal_shape: tuple[int, ...]) -> bool:
+    """Whether ``compute_terminated`` answers one bool per row of a batch of goals (rlkit's goal envs do;
+    gymnasium-robotics' own envs answer one bool for the whole batch)."""
+    if compute_terminated is None:
+        return False
+    probe = np.zeros((2, *goal_shape), np.float32)
+    try:
+        return np.asarray(compute_terminated(probe, probe, None)).shape == (2,)
+    except Exception:  # noqa: BLE001 (any failure means: not usable on batches)
+        return False
+
+
 def check_goal_space(observation_space: gym.Space, achieved_key: str, desired_key: str) -> None:
     """A one-line :class:`ConfigError` unless the observations are a Dict holding both goal keys with the
     same shape."""
@@ -252,6 +273,13 @@ def build_relabeler(her_cfg: Any, observation_space: gym.Space, compute_reward: 
         raise ConfigError("train.replay.her recomputes rewards with the env's compute_reward(achieved_goal, "
                           "desired_goal, info), but this env has none (or it is out of reach: use "
                           "env.vectorization sync); remove train.replay.her or use a goal env")
+    batched = is_batched(compute_terminated, observation_space[her_cfg.achieved_key].shape)
+    if her_cfg.recompute_terminated and not batched:
+        raise ConfigError("train.replay.her.recompute_terminated: true needs the env's compute_terminated(achieved_goal, "
+                          "desired_goal, info) answering one bool per row of a batch, which this env "
+                          + ("does not have" if compute_terminated is None else "does not do")
+                          + "; set it to null (auto) or false")
+    use = batched and her_cfg.recompute_terminated is not False
     return HindsightRelabeler(compute_reward, her_cfg.strategy, her_cfg.relabel_ratio,
                               her_cfg.achieved_key, her_cfg.desired_key, her_cfg.replay_goal_fraction,
-                              compute_terminated)
+                              compute_terminated if use else None)

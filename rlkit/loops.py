@@ -82,10 +82,11 @@ def train_online(cfg: RunConfig, run_dir: Path, resume: bool = False, source: st
                 replay.add(step.obs, step.actions, step.rewards, step.terminated | step.life_loss, step.truncated,
                            step.autoreset)
                 success = step.infos.get("is_success")  # goal envs: whether each ended episode reached its goal
+                reported = step.infos.get("_is_success")  # which sub-envs reported it on this step
                 for e, ret, length in step.episodes:
                     record = {"return": ret, "length": length}
-                    if success is not None:
-                        record["success"] = float(success[e])
+                    if success is not None and (reported is None or reported[e]):
+                        record["success"] = float(bool(success[e]))
                     run.logger.log("episode", state.step, run.clock(), record)
                 before = state.step
                 state.step += step.real_steps

@@ -83,21 +83,63 @@ def test_bench_rejects_bad_arguments(capsys):
 
 
 @pytest.mark.slow
-def test_ris_antmaze_suite_trains_then_resumes(tmp_path, capsys):
-    """The RIS vs SAC + HER suite trains both configs as separate processes and, run again, resumes them from
-    their checkpoints (here already at the budget: nothing more is trained, the same figures come back)."""
+def test_ris_antmaze_suite_trains_then_resumes(tmp_path, capsys, monkeypatch):
+    """The RIS vs SAC + HER suite trains both configs as separate processes to a budget and, run again with a
+    larger one, resumes them from their checkpoints: the second half is trained, nothing is repeated."""
+    import rlkit.bench as bench
+
     out = tmp_path / "out"
+    total, eval_every, shrink = bench.RIS_ANTMAZE_BUDGETS[True]
+    monkeypatch.setitem(bench.RIS_ANTMAZE_BUDGETS, True, (total // 2, eval_every, shrink))
     assert main(["bench", "ris-antmaze", "--seeds", "1", "--quick", "--out", str(out), "--no-docs"]) == 0
-    first = json.loads((out / "ris-antmaze.json").read_text())
-    names = [f["name"] for f in first["figures"]]
-    assert any(n.startswith("AntMazeU test task: success rate at 1,200") for n in names)
+    printed = capsys.readouterr().out
+    assert "ris seed 0: exit 0" in printed and "sac_her seed 0: exit 0" in printed
+    assert json.loads((out / "ris-antmaze.json").read_text())["complete"] is True
+    monkeypatch.setitem(bench.RIS_ANTMAZE_BUDGETS, True, (total, eval_every, shrink))
+    assert main(["bench", "ris-antmaze", "--seeds", "1", "--quick", "--out", str(out), "--no-docs"]) == 0
+    printed = capsys.readouterr().out
+    assert "--resume" in printed and "ris seed 0: exit 0" in printed and "sac_her seed 0: exit 0" in printed
+    result = json.loads((out / "ris-antmaze.json").read_text())
+    names = [f["name"] for f in result["figures"]]
+    assert any(n.startswith(f"AntMazeU test task: success rate at {total:,}") for n in names)
     assert any(n.startswith("AntMazeU training goals") for n in names)
     for algo in ("ris", "sac_her"):
-        records = [json.loads(line) for line in (out / "runs" / f"{algo}_s0" / "metrics.jsonl").read_text().splitlines()]
-        assert [r["step"] for r in records if r["kind"] == "eval"] == [600, 1200]
+        records = [json.loads(line)
+                   for line in (out / "runs-quick" / f"{algo}_s0" / "metrics.jsonl").read_text().splitlines()]
+        assert [r["step"] for r in records if r["kind"] == "eval"] == [eval_every, total]
+        assert any(r["kind"] == "train" and r["step"] > total // 2 for r in records)  # trained after resuming
         assert all(r["success"] in (0.0, 1.0) for r in records if r["kind"] == "episode")
-    capsys.readouterr()
-    assert main(["bench", "ris-antmaze", "--seeds", "1", "--quick", "--out", str(out), "--no-docs"]) == 0
-    assert "--resume" in capsys.readouterr().out
-    again = json.loads((out / "ris-antmaze.json").read_text())
-    assert [f["rlkit"] for f in again["figures"][:-1]] == [f["rlkit"] for f in first["figures"][:-1]]
+
+
+def test_run_parallel_passes_one_sigint_on_and_reports_failures(tmp_path):
+    """SIGTERM (or Ctrl-C) reaching the suite is passed on to each run once, as SIGINT (the runs have their own
+    sessions, so a terminal's Ctrl-C does not reach them twice: a second SIGINT means 'stop without a
+    checkpoint' to rlkit's loop); a run that exits with an error is named."""
+    import os
+    import signal
+    import sys
+    import threading
+
+    from rlkit.bench import _run_parallel
+
+    child = ("import signal, sys, time\n"
+             "count = []\n"
+             "signal.signal(signal.SIGINT, lambda *a: count.append(1))\n"
+             "open(sys.argv[1] + '.ready', 'w').close()\n"
+             "deadline = time.time() + 2\n"
+             "while time.time() < deadline: time.sleep(0.05)\n"
+             "open(sys.argv[1], 'w').write(str(len(count)))\n")
+    commands = [(f"run {i}", [sys.executable, "-c", child, str(tmp_path / f"sigints{i}")], tmp_path / f"{i}.log")
+                for i in range(2)]
+
+    def stop_when_ready():
+        while not all((tmp_path / f"sigints{i}.ready").exists() for i in range(2)):
+            threading.Event().wait(0.05)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=stop_when_ready, daemon=True).start()
+    finished, failed = _run_parallel(commands, jobs=2)
+    assert finished is False and failed == []
+    assert [(tmp_path / f"sigints{i}").read_text() for i in range(2)] == ["1", "1"]
+    finished, failed = _run_parallel([("bad", [sys.executable, "-c", "raise SystemExit(3)"], tmp_path / "bad.log")], 1)
+    assert finished is True and failed == ["bad"]

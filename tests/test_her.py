@@ -138,7 +138,8 @@ def test_replayed_state_goals_come_from_any_stored_row_of_any_stream():
     buffer = ReplayBuffer.from_spaces(GOAL_SPACE, ACTIONS, 48, 2, gamma=0.5, seed=0, sample_hook=relabeler)
     log = _fill(buffer, 100)
     stored = {pair for e in range(2) for pair in log[e][-buffer.rows_per_env:]}
-    foreign = 0
+    stream_of = {episode: e for e in range(2) for _, episode in log[e]}  # episode ids are unique over streams
+    foreign = other_stream = 0
     for _ in range(10):
         batch = buffer.sample(64)
         counts, envs = batch.obs["observation"][:, 0].long(), batch.indices % 2
@@ -146,54 +147,93 @@ def test_replayed_state_goals_come_from_any_stored_row_of_any_stream():
             c, e = int(counts[i]), int(envs[i])
             assert (goal_c, goal_episode) in stored  # a real stored state (its achieved goal)
             foreign += goal_episode != log[e][c][1]
+            other_stream += stream_of[goal_episode] != e
             assert float(batch.rewards[i]) == pytest.approx(1000.0 * (c + 1) + goal_c)
     assert 250 <= foreign <= 320  # ~320 replayed goals, nearly all from another episode; future ones never
+    assert other_stream > 100     # about half of them from the other sub-env's stream
+    # before the ring wraps only the written rows are drawn (the rest of the storage is uninitialised)
+    relabeler = HindsightRelabeler(compute_reward, "future", 1.0, replay_goal_fraction=1.0)
+    buffer = ReplayBuffer.from_spaces(GOAL_SPACE, ACTIONS, 400, 2, gamma=0.5, seed=1, sample_hook=relabeler)
+    log = _fill(buffer, 30)
+    written = {pair for e in range(2) for pair in log[e]}
+    for _ in range(5):
+        goals = buffer.sample(64).obs["desired_goal"].long().tolist()
+        assert all(tuple(goal) in written for goal in goals)
 
 
-def reached(achieved, desired, info):
-    """compute_terminated for _fill's encoding: the goal's write index is the state reached."""
-    assert info is None and achieved.ndim == 2
-    return achieved[:, 0] == desired[:, 0]
+def _reached(old_goals_reached: bool):
+    """compute_terminated for _fill's encoding: a relabelled goal (desired[1] = its episode id >= 0) is reached
+    at the state with its write index; a stored goal (desired[1] = -1) never is, or, with
+    ``old_goals_reached``, always is (every stored termination was then caused by the old goal)."""
+    def reached(achieved, desired, info):
+        assert info is None and achieved.ndim == 2
+        stored_goal = desired[:, 1] == -1
+        return np.where(stored_goal, old_goals_reached, achieved[:, 0] == desired[:, 0])
+    return reached
 
 
+@pytest.mark.parametrize("old_goals_reached", [True, False])
 @pytest.mark.parametrize("n_step", [1, 3])
-def test_terminations_recomputed_for_the_new_goal(n_step):
+def test_terminations_recomputed_for_the_new_goal(n_step, old_goals_reached):
     """With the env's compute_terminated, a relabelled window ends (discount 0, the reward sum stopping there)
-    at the first step that reaches the new goal, and one that only ended the old episode by termination
-    bootstraps (gamma^k) from its stored final state; stored samples keep their discounts."""
+    at the first step that reaches the new goal; a stored termination the old goal caused is dropped (the
+    window bootstraps, gamma^k, from its stored final state), one it did not cause (a fall) is kept; the
+    samples left alone keep the stored discounts. Each draw is compared with a plain buffer filled the same
+    way (the same rows: rows are drawn before the hook runs)."""
     gamma = 0.5
-    relabeler = HindsightRelabeler(compute_reward, "future", 0.8, replay_goal_fraction=0.5,
-                                   compute_terminated=reached)  # replayed goals: also ones never reached
-    buffer = ReplayBuffer.from_spaces(GOAL_SPACE, ACTIONS, 48, 2, gamma=gamma, n_step=n_step, seed=0,
-                                      sample_hook=relabeler)
-    plain = ReplayBuffer.from_spaces(GOAL_SPACE, ACTIONS, 48, 2, gamma=gamma, n_step=n_step, seed=0)
-    log = _fill(buffer, 100)
-    _fill(plain, 100)
-    hits = misses_at_episode_end = 0
-    for _ in range(10):
-        batch = buffer.sample(64)
+    hits = dropped = kept = unrelabelled_terminal = 0
+    for seed in range(12):
+        relabeler = HindsightRelabeler(compute_reward, "future", 0.8, replay_goal_fraction=0.5,
+                                       compute_terminated=_reached(old_goals_reached))
+        buffer = ReplayBuffer.from_spaces(GOAL_SPACE, ACTIONS, 48, 2, gamma=gamma, n_step=n_step, seed=seed,
+                                          sample_hook=relabeler)
+        plain = ReplayBuffer.from_spaces(GOAL_SPACE, ACTIONS, 48, 2, gamma=gamma, n_step=n_step, seed=seed)
+        _fill(buffer, 100, seed=seed)
+        _fill(plain, 100, seed=seed)
+        batch, stored = buffer.sample(64), plain.sample(64)
+        assert torch.equal(batch.indices, stored.indices)
         counts, next_counts = batch.obs["observation"][:, 0].long(), batch.next_obs["observation"][:, 0].long()
-        envs = batch.indices % 2
         for i in range(64):
-            c, e, k = int(counts[i]), int(envs[i]), int(next_counts[i] - counts[i])
+            c, k = int(counts[i]), int(next_counts[i] - counts[i])
             goal_c, goal_episode = batch.obs["desired_goal"][i].long().tolist()
-            if goal_episode < 0:
-                continue  # not relabelled
+            stored_terminal = float(stored.discounts[i]) == 0.0
+            if goal_episode < 0:  # not relabelled: as stored
+                assert float(batch.discounts[i]) == float(stored.discounts[i])
+                unrelabelled_terminal += stored_terminal
+                continue
             hit = goal_c - c - 1  # the window step j whose next state c + j + 1 is the goal
-            last = hit if 0 <= hit < k else k - 1
+            reaches = 0 <= hit < k
+            last = hit if reaches else k - 1
             expected = sum(gamma ** j * (1000.0 * (c + j + 1) + goal_c) for j in range(last + 1))
             assert float(batch.rewards[i]) == pytest.approx(expected, rel=1e-6)
-            assert float(batch.discounts[i]) == (0.0 if 0 <= hit < k else gamma ** k)
-            hits += 0 <= hit < k
-            _, end = _episode_bounds(log, buffer, e, c)
-            misses_at_episode_end += next_counts[i] == end and not 0 <= hit < k
-    assert hits > 0 and misses_at_episode_end > 0
-    # the unrelabelled samples of the same draw keep the buffer's stored discounts
-    twin = ReplayBuffer.from_spaces(GOAL_SPACE, ACTIONS, 48, 2, gamma=gamma, n_step=n_step, seed=0,
-                                    sample_hook=HindsightRelabeler(compute_reward, "future", 0.0,
-                                                                   compute_terminated=reached))
-    _fill(twin, 100)
-    torch.testing.assert_close(twin.sample(64).discounts, plain.sample(64).discounts)
+            terminal = reaches or (stored_terminal and not old_goals_reached)
+            assert float(batch.discounts[i]) == (0.0 if terminal else gamma ** k)
+            hits += reaches
+            dropped += stored_terminal and not reaches and old_goals_reached
+            kept += stored_terminal and not reaches and not old_goals_reached
+    assert hits > 0 and unrelabelled_terminal > 0
+    assert (dropped > 0) if old_goals_reached else (kept > 0)
+
+
+def test_recompute_terminated_setting_and_unbatched_envs(tmp_path):
+    """auto uses a compute_terminated only if it answers per row; gymnasium-robotics' own ids answer one bool
+    for a whole batch, so HER keeps their stored terminations; true refuses such envs."""
+    from rlkit.her import build_relabeler, is_batched
+
+    space = GOAL_SPACE
+    per_row = _reached(False)
+    assert is_batched(per_row, (2,)) and not is_batched(lambda a, d, i: False, (2,)) and not is_batched(None, (2,))
+    assert build_relabeler(HERConfig(), space, compute_reward, per_row).compute_terminated is per_row
+    assert build_relabeler(HERConfig(recompute_terminated=False), space, compute_reward, per_row).compute_terminated is None
+    assert build_relabeler(HERConfig(), space, compute_reward, lambda a, d, i: False).compute_terminated is None
+    with pytest.raises(ConfigError, match="recompute_terminated: true needs"):
+        build_relabeler(HERConfig(recompute_terminated=True), space, compute_reward, lambda a, d, i: False)
+    import gymnasium_robotics
+
+    gym.register_envs(gymnasium_robotics)
+    upstream = gym.make("PointMaze_UMaze-v3").unwrapped
+    assert not is_batched(upstream.compute_terminated, (2,))
+    upstream.close()
 
 
 def test_goals_and_rewards_before_the_ring_wraps_and_for_one_stream():
