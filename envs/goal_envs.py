@@ -24,7 +24,8 @@ The contract (every id):
   0 on success and -1 otherwise (RIS's and Fetch's convention); ``"dense"`` is ``-distance``.  The step
   reward is always ``compute_reward(achieved_goal, desired_goal)`` of the returned observation.
 * **Success**: ``info["is_success"]`` (a bool, at reset and every step) is ``distance < success_radius``;
-  rlkit's evaluation turns it into ``success_rate``.  The mazes' upstream ``info["success"]`` (radius
+  rlkit's evaluation turns it into ``success_rate``, and ``info["goal_distance"]`` (the distance itself)
+  into ``goal_distance_mean`` at the episodes' last step.  The mazes' upstream ``info["success"]`` (radius
   0.45 in 4 m Ant cells) is removed so that no second, different verdict travels with the step.
 * **Termination**: the mazes terminate on success (``terminate_on_success=True``: RIS ends an episode,
   training or evaluation, when the xy distance drops below 0.5); Fetch never terminates (the HER
@@ -144,7 +145,9 @@ class GoalTaskEnv(gym.Env):
             obs["pixels"] = self.pixels.render(self.inner.unwrapped.data)
         info = dict(info)
         info.pop("success", None)  # upstream's maze verdict (radius 0.45): replaced by is_success
-        info["is_success"] = bool(goal_distance(obs["achieved_goal"], obs["desired_goal"]) < self.success_radius)
+        distance = float(goal_distance(obs["achieved_goal"], obs["desired_goal"]))
+        info["goal_distance"] = distance
+        info["is_success"] = bool(distance < self.success_radius)
         return obs, info
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):

@@ -87,6 +87,7 @@ class PointGoalEnv(gym.Env):
             move = _MOVES[int(action)]
         self._position = np.clip(self._position + self.step_size * move, -1.0, 1.0).astype(np.float32)
         reward = float(self.compute_reward(self._position, self._goal))
-        success = bool(np.linalg.norm(self._position - self._goal) <= self.goal_tolerance)
+        distance = float(np.linalg.norm(self._position - self._goal))
+        success = distance <= self.goal_tolerance
         terminated = bool(self.compute_terminated(self._position, self._goal))
-        return self._obs(), reward, terminated, False, {"is_success": success}
+        return self._obs(), reward, terminated, False, {"is_success": success, "goal_distance": distance}

@@ -270,16 +270,21 @@ class Policy:
         return actions[0] if single else actions
 
     def evaluate(self, episodes: int = 10, seed: int = 0, epsilon: float = 0.0) -> dict[str, Any]:
-        """Run ``episodes`` full episodes in the run's env (vectorized, as ``rlkit eval``): a dict with
-        ``return_mean``, ``return_std``, ``length_mean`` and ``returns``. ``epsilon``: act at random with
-        this probability (0: the deterministic policy)."""
-        from rlkit.loops import evaluate
+        """Run ``episodes`` full episodes in the run's evaluation env (vectorized, as ``rlkit eval``: the env with
+        ``train.eval_env_kwargs`` applied): a dict with ``return_mean``, ``return_std``, ``length_mean`` and
+        ``returns`` (goal tasks: also ``success_rate`` and ``goal_distance_mean``). ``epsilon``: act at random
+        with this probability (0: the deterministic policy)."""
+        from rlkit.loops import evaluate, make_vector_env
 
         if episodes < 1:
             raise ConfigError(f"episodes must be >= 1, got {episodes}")
         if not 0.0 <= epsilon <= 1.0:
             raise ConfigError(f"epsilon must lie in [0, 1], got {epsilon}")
-        return evaluate(self.agent, self.config.env, episodes, epsilon, seed=seed)
+        envs = make_vector_env(self.config.env, num_envs=min(episodes, 8), **self.config.train.eval_env_kwargs)
+        try:
+            return evaluate(self.agent, self.config.env, episodes, epsilon, seed=seed, envs=envs)
+        finally:
+            envs.close()
 
     # ------------------------------------------------------------------ single vs batch
     def _as_batch(self, obs: Any) -> tuple[Any, bool]:

@@ -102,7 +102,9 @@ def cmd_eval(ns: argparse.Namespace) -> int:
 
         prepare_video(cfg.env.id, cfg.env.kwargs, seed=ns.seed)
     device = resolve_device(cfg.device)
-    envs = make_vector_env(cfg.env, num_envs=min(ns.episodes, 8))
+    # the run's own evaluation task (train.eval_env_kwargs, e.g. a maze's far-end goal), unless --env names another
+    extra = {} if ns.env else dict(cfg.train.eval_env_kwargs)
+    envs = make_vector_env(cfg.env, num_envs=min(ns.episodes, 8), **extra)
     if trained_spaces is not None and (trained_spaces[0] != envs.single_observation_space
                                        or trained_spaces[1] != envs.single_action_space):
         envs.close()
@@ -116,7 +118,9 @@ def cmd_eval(ns: argparse.Namespace) -> int:
     result = evaluate(agent, cfg.env, ns.episodes, ns.epsilon, seed=ns.seed, envs=envs)
     envs.close()
     print(f"{cfg.env.id} {cfg.agent.name} ({ckpt_path.name}): return {result['return_mean']:.2f} ± "
-          f"{result['return_std']:.2f} over {ns.episodes} episodes (mean length {result['length_mean']:.1f})")
+          f"{result['return_std']:.2f} over {ns.episodes} episodes (mean length {result['length_mean']:.1f})"
+          + (f", success rate {result['success_rate']:.2f}" if "success_rate" in result else "")
+          + (f", final goal distance {result['goal_distance_mean']:.2f}" if "goal_distance_mean" in result else ""))
     if ns.video:
         path = record_video(agent, cfg, run_dir / "videos" / f"eval-{ckpt_path.stem}.mp4", ns.seed, ns.epsilon)
         print(f"video: {path}")

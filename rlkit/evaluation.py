@@ -20,7 +20,9 @@ def evaluate(agent, env_cfg: EnvConfig, episodes: int, epsilon: float, seed: int
 
     Returns ``return_mean``, ``return_std``, ``length_mean``, ``returns``, and for envs that report
     ``info["is_success"]`` (goal-conditioned tasks) ``success_rate``: the share of episodes whose last
-    step reported success.
+    step reported success, and for envs that report ``info["goal_distance"]`` ``goal_distance_mean``: the
+    mean distance to the goal at the episodes' last step (RIS's ``eval_distance``; it shows progress
+    while the success rate is still 0).
 
     Each sub-env runs a fixed quota of episodes, so short episodes are not over-represented (a plain
     "first N episodes to finish" would favour them). ``on_episode(done, episodes)`` is called after each
@@ -37,15 +39,19 @@ def evaluate(agent, env_cfg: EnvConfig, episodes: int, epsilon: float, seed: int
         returns: list[float] = []
         lengths: list[int] = []
         successes: list[bool] = []
+        distances: list[float] = []
         while (done_count < quota).any():
             step = collector.step(agent, explore=False, epsilon=epsilon)
             success = step.infos.get("is_success") if isinstance(step.infos, dict) else None
+            distance = step.infos.get("goal_distance") if isinstance(step.infos, dict) else None
             for e, ret, length in step.episodes:
                 if done_count[e] < quota[e]:
                     returns.append(ret)
                     lengths.append(length)
                     if success is not None and _has(step.infos, "is_success", e):
                         successes.append(bool(np.asarray(success)[e]))
+                    if distance is not None and _has(step.infos, "goal_distance", e):
+                        distances.append(float(np.asarray(distance)[e]))
                     done_count[e] += 1
                     if on_episode is not None:
                         on_episode(len(returns), episodes)
@@ -56,6 +62,8 @@ def evaluate(agent, env_cfg: EnvConfig, episodes: int, epsilon: float, seed: int
     result = {"return_mean": mean, "return_std": std, "length_mean": float(np.mean(lengths)), "returns": returns}
     if successes:
         result["success_rate"] = float(np.mean(successes))
+    if distances:
+        result["goal_distance_mean"] = float(np.mean(distances))
     return result
 
 

@@ -141,6 +141,7 @@ def test_ant_success_radius_is_ris(offset, success):
     obs, reward, terminated, truncated, info = env.step(np.zeros(8, np.float32))
     assert abs(np.linalg.norm(obs["achieved_goal"] - obs["desired_goal"]) - offset) < 0.01
     assert info["is_success"] is success and terminated is success and truncated is False
+    assert info["goal_distance"] == pytest.approx(float(np.linalg.norm(obs["achieved_goal"] - obs["desired_goal"])))
     assert reward == (0.0 if success else -1.0) and "success" not in info
     env.close()
 

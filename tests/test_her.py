@@ -475,7 +475,7 @@ def test_sac_her_run_resumes_exactly(tmp_path):
     assert _metrics(part) == _metrics(full)
 
 
-def test_shipped_goal_configs_load_and_sac_her_point_maze_smoke_run(tmp_path):
+def test_shipped_goal_configs_load_and_sac_her_point_maze_smoke_run(tmp_path, capsys):
     """Every shipped goal-task config is valid; the PointMaze SAC+HER config trains and evaluates (a few hundred
     steps), logging evaluation success rates and the training episodes' success."""
     from rlkit.config import configs_dir, load_config
@@ -488,10 +488,22 @@ def test_shipped_goal_configs_load_and_sac_her_point_maze_smoke_run(tmp_path):
     cfg = load_config(configs_dir() / "sac_her_pointmaze.yaml",
                       ["train.total_steps=400", "train.learning_starts=200", "agent.random_steps=200",
                        "train.batch_size=32", "train.eval_every=200", "train.eval_episodes=2", "log.log_every=100",
-                       "train.checkpoint_every=0", "log.progress=false", "log.tensorboard=false", "log.plot=false"])
+                       "train.checkpoint_every=0", "log.progress=false", "log.tensorboard=false", "log.plot=false",
+                       "train.eval_env_kwargs.reward_type=dense"])  # evaluations see -distance rewards
     summary = train_online(cfg, tmp_path / "run")
     records = _metrics(tmp_path / "run")
     assert summary["steps"] == 400 and "success_rate" in summary["final_eval"]
+    assert 0.0 <= summary["final_eval"]["goal_distance_mean"] < 10.0  # the final distances, the U is 3 m wide
     assert [r["step"] for r in records if r["kind"] == "eval"] == [200, 400]
     assert any(r["kind"] == "train" and r["updates"] > 0 for r in records)
     assert all(r["success"] in (0.0, 1.0) for r in records if r["kind"] == "episode")
+    assert any(r["return_mean"] != round(r["return_mean"]) for r in records if r["kind"] == "eval")  # dense
+    # rlkit eval and Policy.evaluate evaluate in the run's evaluation env too (train.eval_env_kwargs)
+    import rlkit
+    from rlkit.cli import main
+
+    assert main(["eval", str(tmp_path / "run"), "--episodes", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "success rate" in printed and "final goal distance" in printed
+    result = rlkit.load(tmp_path / "run").evaluate(episodes=2)
+    assert result["return_mean"] != round(result["return_mean"]) and "goal_distance_mean" in result
