@@ -41,8 +41,9 @@ mujoco_compat.apply()
 for _name, _maze, _steps in (("U", "u", RIS_EPISODE_STEPS), ("Medium", "medium", 1000), ("Large", "large", 1000)):
     gymnasium.register(id=f"rlkit/AntMaze{_name}-v0", entry_point="rlkit.envs.goal_envs:make_ant_maze",
                        max_episode_steps=_steps, kwargs={"maze": _maze})
-gymnasium.register(id="rlkit/PointMazeU-v0", entry_point="rlkit.envs.goal_envs:make_point_maze",
-                   max_episode_steps=300, kwargs={"maze": "u"})
+for _name, _maze, _steps in (("U", "u", 300), ("Medium", "medium", 600), ("Large", "large", 800)):  # upstream's lengths
+    gymnasium.register(id=f"rlkit/PointMaze{_name}-v0", entry_point="rlkit.envs.goal_envs:make_point_maze",
+                       max_episode_steps=_steps, kwargs={"maze": _maze})
 gymnasium.register(id="rlkit/FetchPush-v0", entry_point="rlkit.envs.goal_envs:make_fetch",
                    max_episode_steps=50, kwargs={"task": "push"})
 gymnasium.register(id="rlkit/FetchPickAndPlace-v0", entry_point="rlkit.envs.goal_envs:make_fetch",

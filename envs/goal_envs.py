@@ -10,6 +10,8 @@ id                             upstream env                                   su
 ``rlkit/AntMazeMedium-v0``     ``AntMaze_Medium-v5``                          xy < 0.5    1000
 ``rlkit/AntMazeLarge-v0``      ``AntMaze_Large-v5``                           xy < 0.5    1000
 ``rlkit/PointMazeU-v0``        ``PointMaze_UMaze-v3`` (2-D ball, 1 m cells)   xy < 0.45   300
+``rlkit/PointMazeMedium-v0``   ``PointMaze_Medium-v3``                        xy < 0.45   600
+``rlkit/PointMazeLarge-v0``    ``PointMaze_Large-v3``                         xy < 0.45   800
 ``rlkit/FetchPush-v0``         ``FetchPush-v4``                               xyz < 0.05  50
 ``rlkit/FetchPickAndPlace-v0`` ``FetchPickAndPlace-v4``                       xyz < 0.05  50
 ``rlkit/FetchPushPixels-v0``   ``FetchPush-v4`` + ``pixels`` (uint8 3x84x84)  xyz < 0.05  50
@@ -233,7 +235,8 @@ def make_ant_maze(maze: str = "u", eval_goal: bool = False, reward_type: str = "
 def make_point_maze(maze: str = "u", eval_goal: bool = False, reward_type: str = "sparse",
                     success_radius: float = 0.45, terminate_on_success: bool = True,
                     render_mode: str | None = None, **kwargs) -> GoalTaskEnv:
-    """``rlkit/PointMazeU-v0``: the 2-D point mass in D4RL's U (1 m cells): the fast goal task.
+    """``rlkit/PointMaze{U,Medium,Large}-v0``: the 2-D point mass in D4RL's mazes (1 m cells): the fast goal
+    tasks (the U for tests and quick checks; the larger mazes' far corners for long horizons on a CPU).
 
     Same contract and ``eval_goal`` as the Ant mazes; success radius upstream's 0.45 (cells are 1 m).
     """

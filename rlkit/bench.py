@@ -13,8 +13,9 @@ steps/s after learning starts, CartPole and Pong), ``atari-collect`` (collection
 env), ``replay`` (sampling rate and memory vs SB3's ReplayBuffer), ``sac`` (SAC learning outcome and
 update throughput vs SB3's SAC, Pendulum and HalfCheetah), ``sac-her`` (SAC + HER success rate at equal env
 steps and training env steps/s vs SB3's SAC + HerReplayBuffer, PointMaze U and Fetch Push), ``ris-antmaze``
-(RIS vs SAC + HER, both rlkit, success on the Ant U-maze at equal env steps; resumable). ``all`` runs every
-suite but the long ones (``LONG_SUITES``: ris-antmaze).
+(RIS vs SAC + HER, both rlkit, success on the Ant U-maze at equal env steps; resumable), ``ris-pointmaze``
+(the same comparison on the point mass in D4RL's medium maze, corner to corner). ``all`` runs every suite but
+the long ones (``LONG_SUITES``: the two RIS suites).
 Results: ``DIR/<suite>.json``, ``DIR/<suite>.png`` and the suite's section of ``docs/benchmarks.md``.
 """
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import functools
 import gc
 import io
 import json
@@ -1076,15 +1078,27 @@ def suite_sac_her(seeds: list[int], out: Path, quick: bool, threads: int, env_id
 # RIS vs SAC + HER on the Ant U-maze (both rlkit, same budget and replay)
 # --------------------------------------------------------------------------------------
 
-RIS_ANTMAZE_CONFIGS = {"ris": "ris_antmaze_u.yaml", "sac_her": "sac_her_antmaze_u.yaml"}
-#: quick -> (env steps per run, evaluation every, overrides that shrink the run)
-RIS_ANTMAZE_BUDGETS: dict[bool, tuple[int, int, list[str]]] = {
-    False: (100_000, 10_000, []),
-    True: (1_200, 600, ["train.learning_starts=600", "agent.random_steps=600", "train.eval_episodes=1",
-                        "train.batch_size=32", "train.replay.capacity=5000", "train.checkpoint_every=600",
-                        "log.log_every=300"]),
+@dataclass(frozen=True)
+class RISTask:
+    """One RIS vs SAC + HER comparison: its two configs (both rlkit) and, per mode (quick?), (env steps per
+    run, evaluation every, overrides that shrink the run)."""
+
+    label: str
+    configs: dict[str, str]
+    budgets: dict[bool, tuple[int, int, list[str]]]
+
+
+_RIS_QUICK = (1_200, 600, ["train.learning_starts=600", "agent.random_steps=600", "train.eval_episodes=1",
+                           "train.batch_size=32", "train.replay.capacity=5000", "train.checkpoint_every=600",
+                           "log.log_every=300"])
+RIS_TASKS: dict[str, RISTask] = {
+    "ris-antmaze": RISTask("AntMazeU", {"ris": "ris_antmaze_u.yaml", "sac_her": "sac_her_antmaze_u.yaml"},
+                           {False: (100_000, 10_000, []), True: _RIS_QUICK}),
+    "ris-pointmaze": RISTask("PointMazeMedium",
+                             {"ris": "ris_pointmaze_medium.yaml", "sac_her": "sac_her_pointmaze_medium.yaml"},
+                             {False: (30_000, 2_000, []), True: _RIS_QUICK}),
 }
-RIS_ANTMAZE_SOLVED = 0.5
+RIS_SOLVED = 0.5
 
 
 def _train_to(config: str, seed: int, run_dir: Path, overrides: list[str]) -> list[str]:
@@ -1153,13 +1167,16 @@ def _training_success(records: list[dict[str, Any]], lo: int, hi: int) -> float 
     return 100.0 * float(np.mean(ended)) if ended else None
 
 
-def suite_ris_antmaze(seeds: list[int], out: Path, quick: bool, threads: int
-                      ) -> tuple[list[Figure], dict[str, Any]]:
-    total, eval_every, shrink = RIS_ANTMAZE_BUDGETS[quick]
-    jobs = len(RIS_ANTMAZE_CONFIGS) * len(seeds)  # all at once, each with an equal share of the cores
+def suite_ris(task: RISTask, seeds: list[int], out: Path, quick: bool, threads: int
+              ) -> tuple[list[Figure], dict[str, Any]]:
+    """RIS vs SAC + HER (both rlkit) at equal env steps: every run at once as its own process, resumed from its
+    checkpoint when the suite runs again; test-task success per evaluation, training-goal success per window."""
+    total, eval_every, shrink = task.budgets[quick]
+    label = task.label
+    jobs = len(task.configs) * len(seeds)  # all at once, each with an equal share of the cores
     commands, run_dirs = [], {}
     for seed in seeds:
-        for algo, config in RIS_ANTMAZE_CONFIGS.items():
+        for algo, config in task.configs.items():
             run_dir = out / ("runs-quick" if quick else "runs") / f"{algo}_s{seed}"  # never resume across modes
             run_dirs[algo, seed] = run_dir
             run_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -1172,16 +1189,16 @@ def suite_ris_antmaze(seeds: list[int], out: Path, quick: bool, threads: int
         print("  reporting the steps the runs reached (the suite is not finished)", flush=True)
 
     steps = list(range(eval_every, total + 1, eval_every))
-    at = [Figure(f"AntMazeU test task: success rate at {step:,} env steps", "%", paired=False) for step in steps]
-    train_at = [Figure(f"AntMazeU training goals: success of the episodes ended in ({step - eval_every:,}, {step:,}]",
+    at = [Figure(f"{label} test task: success rate at {step:,} env steps", "%", paired=False) for step in steps]
+    train_at = [Figure(f"{label} training goals: success of the episodes ended in ({step - eval_every:,}, {step:,}]",
                        "%", paired=False) for step in steps]
-    solve = Figure(f"AntMazeU test task: env steps to the first success rate >= {RIS_ANTMAZE_SOLVED}", "steps",
+    solve = Figure(f"{label} test task: env steps to the first success rate >= {RIS_SOLVED}", "steps",
                    higher_is_better=False, paired=False)
-    rate = Figure("AntMazeU: training env steps/s (run wall time over steps; both ran at once, sharing the cores)",
+    rate = Figure(f"{label}: training env steps/s (run wall time over steps; both ran at once, sharing the cores)",
                   "steps/s", paired=False)
     reached: dict[str, int] = {}
     for seed in seeds:
-        for algo in RIS_ANTMAZE_CONFIGS:
+        for algo in task.configs:
             path = run_dirs[algo, seed] / "metrics.jsonl"
             records = [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
             evals = _success_evals(records)
@@ -1190,7 +1207,7 @@ def suite_ris_antmaze(seeds: list[int], out: Path, quick: bool, threads: int
                 getattr(figure, side).append(_success_at(evals, step))
             for figure, step in zip(train_at, steps):
                 getattr(figure, side).append(_training_success(records, step - eval_every, step))
-            getattr(solve, side).append(next((float(s) for s, v in evals if v >= RIS_ANTMAZE_SOLVED), None))
+            getattr(solve, side).append(next((float(s) for s, v in evals if v >= RIS_SOLVED), None))
             last = records[-1] if records else None  # time: training wall seconds, summed over resumes
             getattr(rate, side).append(last["step"] / last["time"] if last and last.get("time") else None)
             reached[f"{algo} seed {seed}"] = max((r["step"] for r in records), default=0)
@@ -1219,9 +1236,10 @@ SUITES: dict[str, Callable[..., list[Figure]]] = {
     "replay": suite_replay,
     "sac": suite_sac,
     "sac-her": suite_sac_her,
-    "ris-antmaze": suite_ris_antmaze,
+    "ris-antmaze": functools.partial(suite_ris, RIS_TASKS["ris-antmaze"]),
+    "ris-pointmaze": functools.partial(suite_ris, RIS_TASKS["ris-pointmaze"]),
 }
-LONG_SUITES = frozenset({"ris-antmaze"})
+LONG_SUITES = frozenset({"ris-antmaze", "ris-pointmaze"})
 """Left out of ``rlkit bench all``: hours of training on a CPU (run on their own, resumable)."""
 
 DOC_NOTES = {
@@ -1266,9 +1284,17 @@ DOC_NOTES = {
                    "future states, half states from the whole buffer; terminations recomputed for the new goal), "
                    "gamma 0.99, lr 1e-3 for critic and actor, 10,000 uniform random steps first, one update per env "
                    "step. Test task: RIS's (start at the end of one arm of the U, goal at the end of the other), 10 "
-                   "deterministic episodes per evaluation. Training goals: the training episodes' own success (goals "
-                   "uniform over the maze). All runs train at once as separate processes sharing the cores; the suite "
-                   "resumes runs from their checkpoints, so repeating the command continues them.",
+                   "deterministic episodes every 10,000 env steps. Training goals: the training episodes' own "
+                   "success (goals uniform over the maze). All runs train at once as separate processes sharing the "
+                   "cores; the suite resumes runs from their checkpoints, so repeating the command continues them.",
+    "ris-pointmaze": "RIS (the 'rlkit' column: configs/ris_pointmaze_medium.yaml) vs SAC + HER (the 'reference' "
+                     "column: configs/sac_her_pointmaze_medium.yaml), both rlkit, on rlkit/PointMazeMedium-v0 (the "
+                     "2-D point mass in D4RL's medium maze, 8x8 cells of 1 m; success and episode end at xy < 0.45, "
+                     "600-step episodes) at the same env-step budget: batch 256, gamma 0.99, lr 1e-3, 1,000 random "
+                     "steps, replay as RIS's reference (80% relabelled: half future states, half states from the whole "
+                     "buffer; terminations recomputed). Test task: from one far corner of the maze to the other "
+                     "(cells (1,1) -> (6,6)), 20 deterministic episodes every 2,000 env steps. All runs train at once "
+                     "as separate processes sharing the cores; repeating the command resumes them.",
     "dqn-cartpole": "rlkit DQN vs SB3 DQN, both with rl-baselines3-zoo's CartPole-v1 hyperparameters, and rlkit's "
                     "tuned config (configs/dqn_cartpole.yaml) against the same SB3 runs. Evaluation every 2,500 env "
                     "steps, 10 deterministic episodes; 'solved' = first evaluation mean >= 475. rlkit's zoo run stops "

@@ -89,13 +89,14 @@ def test_ris_antmaze_suite_trains_then_resumes(tmp_path, capsys, monkeypatch):
     import rlkit.bench as bench
 
     out = tmp_path / "out"
-    total, eval_every, shrink = bench.RIS_ANTMAZE_BUDGETS[True]
-    monkeypatch.setitem(bench.RIS_ANTMAZE_BUDGETS, True, (total // 2, eval_every, shrink))
+    budgets = bench.RIS_TASKS["ris-antmaze"].budgets
+    total, eval_every, shrink = budgets[True]
+    monkeypatch.setitem(budgets, True, (total // 2, eval_every, shrink))
     assert main(["bench", "ris-antmaze", "--seeds", "1", "--quick", "--out", str(out), "--no-docs"]) == 0
     printed = capsys.readouterr().out
     assert "ris seed 0: exit 0" in printed and "sac_her seed 0: exit 0" in printed
     assert json.loads((out / "ris-antmaze.json").read_text())["complete"] is True
-    monkeypatch.setitem(bench.RIS_ANTMAZE_BUDGETS, True, (total, eval_every, shrink))
+    monkeypatch.setitem(budgets, True, (total, eval_every, shrink))
     assert main(["bench", "ris-antmaze", "--seeds", "1", "--quick", "--out", str(out), "--no-docs"]) == 0
     printed = capsys.readouterr().out
     assert "--resume" in printed and "ris seed 0: exit 0" in printed and "sac_her seed 0: exit 0" in printed

@@ -27,7 +27,7 @@ from rlkit.rendering import probe_mujoco_gl
 from test_registry import _can_render, _no_unexpected_warnings  # noqa: E402  (tests/ is on sys.path under pytest)
 
 ROOT = Path(__file__).resolve().parents[1]
-STATE_IDS = ["rlkit/PointMazeU-v0", "rlkit/AntMazeU-v0", "rlkit/AntMazeMedium-v0", "rlkit/AntMazeLarge-v0",
+STATE_IDS = ["rlkit/PointMazeU-v0", "rlkit/PointMazeMedium-v0", "rlkit/PointMazeLarge-v0", "rlkit/AntMazeU-v0", "rlkit/AntMazeMedium-v0", "rlkit/AntMazeLarge-v0",
              "rlkit/FetchPush-v0", "rlkit/FetchPickAndPlace-v0"]
 PIXEL_ID = "rlkit/FetchPushPixels-v0"
 
@@ -175,9 +175,12 @@ def test_fetch_success_is_upstreams():
 # ----------------------------------------------------------------------------------------- goals
 
 @pytest.mark.parametrize("env_id, start, goal", [("rlkit/AntMazeU-v0", (-4.0, 4.0), (-4.0, -4.0)),
-                                                 ("rlkit/PointMazeU-v0", (-1.0, 1.0), (-1.0, -1.0))])
+                                                 ("rlkit/PointMazeU-v0", (-1.0, 1.0), (-1.0, -1.0)),
+                                                 ("rlkit/PointMazeMedium-v0", (-2.5, 2.5), (2.5, -2.5)),
+                                                 ("rlkit/PointMazeLarge-v0", (-4.5, 3.0), (3.5, -3.0))])
 def test_eval_goal_is_the_far_end_of_the_u(env_id, start, goal):
-    """RIS's test case: start at one arm's end, goal at the other's, each within a 0.5 m square."""
+    """RIS's test case: start at one arm's end, goal at the other's (the U; the far corners of D4RL's medium and
+    large mazes), each within a 0.5 m square."""
     env = gym.make(env_id, eval_goal=True)
     for seed in range(5):
         obs, _ = env.reset(seed=seed)

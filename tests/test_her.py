@@ -480,10 +480,12 @@ def test_shipped_goal_configs_load_and_sac_her_point_maze_smoke_run(tmp_path, ca
     steps), logging evaluation success rates and the training episodes' success."""
     from rlkit.config import configs_dir, load_config
 
-    for name in ("sac_her_pointmaze", "sac_her_fetch_push", "sac_her_antmaze_u", "ris_antmaze_u", "ris_pointmaze_u"):
+    for name in ("sac_her_pointmaze", "sac_her_fetch_push", "sac_her_antmaze_u", "ris_antmaze_u", "ris_pointmaze_u",
+                 "ris_pointmaze_medium", "sac_her_pointmaze_medium"):
         cfg = load_config(configs_dir() / f"{name}.yaml")
         assert cfg.train.replay.her is not None, name
-    for name in ("sac_her_antmaze_u", "ris_antmaze_u"):  # the paper's comparison: the same replay on both sides
+    for name in ("sac_her_antmaze_u", "ris_antmaze_u", "ris_pointmaze_medium", "sac_her_pointmaze_medium"):
+        # the paper's comparison: the same replay on both sides
         assert load_config(configs_dir() / f"{name}.yaml").train.replay.her.replay_goal_fraction == 0.5
     cfg = load_config(configs_dir() / "sac_her_pointmaze.yaml",
                       ["train.total_steps=400", "train.learning_starts=200", "agent.random_steps=200",
