@@ -605,7 +605,6 @@ def _sb3_sac_run(env_id: str, seed: int, total: int, learning_starts: int, eval_
     (timed and left out of the rate): ([(step, eval mean)], training updates/s after ``start_step``,
     updates/s inside its ``train`` during the run)."""
     import gymnasium as gym
-    from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.evaluation import evaluate_policy
     from stable_baselines3.common.monitor import Monitor
 
@@ -613,6 +612,22 @@ def _sb3_sac_run(env_id: str, seed: int, total: int, learning_starts: int, eval_
     timer = model.train = _UpdateTimer(model.train)  # train(gradient_steps=1, ...) once per env step
     eval_env = Monitor(gym.make(env_id))
     eval_env.reset(seed=seed + 100_000)
+    def evaluate_mean(step: int) -> float:
+        return float(evaluate_policy(model, eval_env, n_eval_episodes=episodes, deterministic=True)[0])
+
+    marks, evals, eval_times = _sb3_learn_timed(model, total, log_every, eval_every, evaluate_mean,
+                                                count=lambda step: model._n_updates)
+    return evals, _window_rate(marks, eval_times, start_step), timer.rate()
+
+
+def _sb3_learn_timed(model: Any, total: int, log_every: int, eval_every: int, evaluate_at: Callable[[int], float],
+                     count: Callable[[int], int]) -> tuple[list[tuple[int, float, int]], list[tuple[int, float]],
+                                                           list[tuple[float, float]]]:
+    """``model.learn(total)`` with a clock: (step, time, ``count(step)``) every ``log_every`` env steps, and
+    ``evaluate_at(step)`` every ``eval_every`` and at the end (as rlkit's loop), each evaluation timed so
+    rates can leave it out. Returns (marks, [(step, evaluation)], [(end time, evaluation seconds)])."""
+    from stable_baselines3.common.callbacks import BaseCallback
+
     marks: list[tuple[int, float, int]] = []
     evals: list[tuple[int, float]] = []
     eval_times: list[tuple[float, float]] = []
@@ -621,16 +636,15 @@ def _sb3_sac_run(env_id: str, seed: int, total: int, learning_starts: int, eval_
         def _on_step(self) -> bool:
             step = self.num_timesteps
             if step % log_every == 0:
-                marks.append((step, time.perf_counter(), model._n_updates))
-            if step % eval_every == 0 or step == total:  # rlkit's loop also evaluates at the end
+                marks.append((step, time.perf_counter(), count(step)))
+            if step % eval_every == 0 or step == total:
                 t0 = time.perf_counter()
-                mean, _ = evaluate_policy(model, eval_env, n_eval_episodes=episodes, deterministic=True)
-                evals.append((step, float(mean)))
+                evals.append((step, evaluate_at(step)))
                 eval_times.append((time.perf_counter(), time.perf_counter() - t0))
             return True
 
     model.learn(total_timesteps=total, callback=Clock())
-    return evals, _window_rate(marks, eval_times, start_step), timer.rate()
+    return marks, evals, eval_times
 
 
 def _interleaved_rates(calls: list[Callable[[], Any]], seconds: float, rounds: int = 10) -> list[float]:
@@ -972,32 +986,18 @@ def _sb3_her_run(cfg: Any, total: int, eval_every: int, episodes: int, log_every
     """SB3's SAC + HerReplayBuffer with the config's hyperparameters on ``gym.make(id, **env.kwargs)``, evaluated
     like rlkit's loop does (same vector envs, episodes and seeds): ([(step, success rate)], training env steps/s
     after ``start_step``, evaluations excluded)."""
-    from stable_baselines3.common.callbacks import BaseCallback
-
     from rlkit.build import make_vector_env
     from rlkit.evaluation import evaluate
 
     model = _sb3_her_model(cfg)
     eval_envs = make_vector_env(cfg.env, num_envs=min(episodes, 8))
     actor = _SB3Actor(model)
-    marks: list[tuple[int, float, int]] = []
-    evals: list[tuple[int, float]] = []
-    eval_times: list[tuple[float, float]] = []
-
-    class Clock(BaseCallback):
-        def _on_step(self) -> bool:
-            step = self.num_timesteps
-            if step % log_every == 0:
-                marks.append((step, time.perf_counter(), step))
-            if step % eval_every == 0 or step == total:
-                t0 = time.perf_counter()
-                result = evaluate(actor, cfg.env, episodes, 0.0, seed=cfg.seed + 100_000 + step, envs=eval_envs)
-                evals.append((step, result["success_rate"]))
-                eval_times.append((time.perf_counter(), time.perf_counter() - t0))
-            return True
+    def success_rate(step: int) -> float:
+        return evaluate(actor, cfg.env, episodes, 0.0, seed=cfg.seed + 100_000 + step, envs=eval_envs)["success_rate"]
 
     try:
-        model.learn(total_timesteps=total, callback=Clock())
+        marks, evals, eval_times = _sb3_learn_timed(model, total, log_every, eval_every, success_rate,
+                                                    count=lambda step: step)
     finally:
         eval_envs.close()
         model.env.close()
