@@ -987,13 +987,13 @@ def _sb3_her_run(cfg: Any, total: int, eval_every: int, episodes: int, log_every
     like rlkit's loop does (same vector envs, episodes and seeds): ([(step, success rate)], training env steps/s
     after ``start_step``, evaluations excluded)."""
     from rlkit.build import make_vector_env
-    from rlkit.evaluation import evaluate
+    from rlkit.evaluation import evaluate, evaluation_seed
 
     model = _sb3_her_model(cfg)
     eval_envs = make_vector_env(cfg.env, num_envs=min(episodes, 8))
     actor = _SB3Actor(model)
     def success_rate(step: int) -> float:
-        return evaluate(actor, cfg.env, episodes, 0.0, seed=cfg.seed + 100_000 + step, envs=eval_envs)["success_rate"]
+        return evaluate(actor, cfg.env, episodes, 0.0, seed=evaluation_seed(cfg.seed, step), envs=eval_envs)["success_rate"]
 
     try:
         marks, evals, eval_times = _sb3_learn_timed(model, total, log_every, eval_every, success_rate,

@@ -28,7 +28,7 @@ from rlkit.checkpoint import save_checkpoint
 from rlkit.collector import Collector, EnvReplay, EpisodeTracker  # noqa: F401  (re-exported)
 from rlkit.config import RunConfig, build_run_config, dump_yaml, read_yaml
 from rlkit.errors import TrainingDiverged
-from rlkit.evaluation import evaluate
+from rlkit.evaluation import evaluate, evaluation_seed
 from rlkit.her import env_compute_reward, env_compute_terminated
 from rlkit.logger import CURVE_FILE, RunLogger, plot_runs
 from rlkit.run_state import RESUMABLE_KEYS, RunState, apply_optimizer_changes, resume_changes  # noqa: F401
@@ -284,7 +284,7 @@ class _Run:
         cfg, state = self.cfg, self.state
         self.logger.evaluating(0, cfg.train.eval_episodes)
         result = evaluate(agent, cfg.env, cfg.train.eval_episodes, cfg.train.eval_epsilon,
-                          seed=cfg.seed + 100_000 + state.step, envs=eval_envs, on_episode=self.logger.evaluating)
+                          seed=evaluation_seed(cfg.seed, state.step), envs=eval_envs, on_episode=self.logger.evaluating)
         self.last_eval = result
         self.logger.log("eval", state.step, self.clock(), result)
         if result["return_mean"] > state.best_eval:

@@ -340,3 +340,31 @@ def test_checkpoint_from_before_the_restructure_still_resumes(tmp_path):
     save_checkpoint(part / LATEST, state)
     train_online(build_run_config(data), part, resume=True)
     assert _metrics(part) == _metrics(full)
+
+
+def test_evaluation_seeds_give_each_run_and_each_evaluation_its_own_episodes(tmp_path, monkeypatch):
+    """A vector env seeds sub-env i with seed + i, so offset seeds (the old seed + 100000 + step) shared 7 of 8
+    sub-env streams between runs of seeds 0 and 1. evaluation_seed hashes (run seed, step): no shared episodes
+    between neighbouring seeds or between evaluations, the same ones when repeated; the loop uses it."""
+    import rlkit.loops
+    from rlkit.evaluation import evaluation_seed
+
+    envs = gym.make_vec("rlkit/PointGoal-v0", num_envs=8, vectorization_mode="sync")
+    def first_observations(seed):
+        obs, _ = envs.reset(seed=seed)
+        return {np.concatenate([obs[k][i] for k in sorted(obs)]).tobytes() for i in range(8)}
+    assert len(first_observations(100_000 + 2000) & first_observations(100_001 + 2000)) == 7  # the old scheme
+    for a, b in [((0, 2000), (1, 2000)), ((0, 2000), (0, 4000)), ((1, 2000), (2, 2000))]:
+        assert not first_observations(evaluation_seed(*a)) & first_observations(evaluation_seed(*b))
+    envs.close()
+    assert evaluation_seed(3, 500) == evaluation_seed(3, 500) and 0 <= evaluation_seed(3, 500) < 2**31
+    assert len({evaluation_seed(s, k) for s in range(10) for k in range(0, 10_000, 1000)}) == 100
+
+    seeds = []
+    real = rlkit.loops.evaluate
+    monkeypatch.setattr(rlkit.loops, "evaluate", lambda *a, **kw: seeds.append(kw["seed"]) or real(*a, **kw))
+    data = _point_goal_data({"name": "dqn", "hidden": [16], "eps_decay_steps": 100}, "rlkit/PointGoalDiscrete-v0")
+    data["train"].update(total_steps=200, eval_every=100, checkpoint_every=0)
+    data["seed"] = 4
+    train_online(build_run_config(data), tmp_path / "run")
+    assert seeds == [evaluation_seed(4, 100), evaluation_seed(4, 200)]
