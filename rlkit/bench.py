@@ -1013,11 +1013,17 @@ def _first_solve(evals: list[tuple[int, float]]) -> float | None:
     return next((float(at) for at, s in evals if s >= SAC_HER_SOLVED), None)
 
 
-def suite_sac_her(seeds: list[int], out: Path, quick: bool, threads: int, env_ids: list[str] | None = None
-                  ) -> list[Figure]:
+SAC_HER_FETCH_BUDGET = {False: (80_000, 5_000, 20, None), True: SAC_HER_BUDGETS[True]["rlkit/FetchPush-v0"]}
+"""The long Fetch Push comparison (``sac-her-fetch``): env steps per side, evaluation every, episodes, learning
+starts; what one session of the 2-core machine gives with the seeds trained at once (about an hour)."""
+
+
+def suite_sac_her(seeds: list[int], out: Path, quick: bool, threads: int, env_ids: list[str] | None = None,
+                  budgets: dict[str, tuple[int, int, int, int | None]] | None = None) -> list[Figure]:
     from rlkit.config import load_config
 
-    budgets = {k: v for k, v in SAC_HER_BUDGETS[quick].items() if env_ids is None or k in env_ids}
+    if budgets is None:
+        budgets = {k: v for k, v in SAC_HER_BUDGETS[quick].items() if env_ids is None or k in env_ids}
     log_every = 100 if quick else 1_000
     log = ["log.progress=false", "log.tensorboard=false", "log.plot=false", "train.save_buffer=false",
            "train.checkpoint_every=0", f"torch_threads={threads}", f"log.log_every={log_every}"]
@@ -1072,6 +1078,33 @@ def suite_sac_her(seeds: list[int], out: Path, quick: bool, threads: int, env_id
                    "figures": [f.summary() for at, *rest in figures.values() for f in (*at, *rest)]}
         (out / "sac-her.partial.json").write_text(json.dumps(partial, indent=1))
     return [f for at, *rest in figures.values() for f in (*at, *rest)]
+
+
+def _sac_her_fetch_seed(seed: int, out: Path, quick: bool, threads: int) -> list[dict[str, Any]]:
+    """One seed of ``sac-her-fetch`` in its own process (the figures as summaries, which pickle)."""
+    torch.set_num_threads(threads)
+    budgets = {"rlkit/FetchPush-v0": SAC_HER_FETCH_BUDGET[quick]}
+    return [f.summary() for f in suite_sac_her([seed], out / f"seed{seed}", quick, threads, budgets=budgets)]
+
+
+def suite_sac_her_fetch(seeds: list[int], out: Path, quick: bool, threads: int) -> list[Figure]:
+    """rlkit SAC + HER vs SB3's on Fetch Push at the longer budget of ``SAC_HER_FETCH_BUDGET``: the ``sac-her``
+    comparison for that env alone, each seed in its own process (all at once, one core each on the 2-core
+    machine), the figures merged seed by seed."""
+    import concurrent.futures
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")  # no fork of a process whose torch threads already started
+    with concurrent.futures.ProcessPoolExecutor(max_workers=len(seeds), mp_context=context) as pool:
+        per_seed = list(pool.map(_sac_her_fetch_seed, seeds, [out] * len(seeds), [quick] * len(seeds),
+                                 [threads] * len(seeds)))
+    fields = {"name", "unit", "higher_is_better", "goal", "paired", "target"}
+    merged = [Figure(**{k: v for k, v in f.items() if k in fields}) for f in per_seed[0]]
+    for figures in per_seed:
+        for figure, summary in zip(merged, figures, strict=True):
+            figure.rlkit += summary["rlkit"]
+            figure.reference += summary["reference"]
+    return merged
 
 
 # --------------------------------------------------------------------------------------
@@ -1236,10 +1269,11 @@ SUITES: dict[str, Callable[..., list[Figure]]] = {
     "replay": suite_replay,
     "sac": suite_sac,
     "sac-her": suite_sac_her,
+    "sac-her-fetch": suite_sac_her_fetch,
     "ris-antmaze": functools.partial(suite_ris, RIS_TASKS["ris-antmaze"]),
     "ris-pointmaze": functools.partial(suite_ris, RIS_TASKS["ris-pointmaze"]),
 }
-LONG_SUITES = frozenset({"ris-antmaze", "ris-pointmaze"})
+LONG_SUITES = frozenset({"sac-her-fetch", "ris-antmaze", "ris-pointmaze"})
 """Left out of ``rlkit bench all``: hours of training on a CPU (run on their own, resumable)."""
 
 DOC_NOTES = {
@@ -1261,6 +1295,15 @@ DOC_NOTES = {
            "side's update call (SAC.update; SB3's train) wrapped in a timer during the run itself, so the share "
            "of training time spent updating does not depend on the load drifting between the run and the "
            "update-alone timing (the machine is shared).",
+    "sac-her-fetch": "rlkit SAC + HER (configs/sac_her_fetch_push.yaml) vs SB3's SAC + HerReplayBuffer on "
+                     "rlkit/FetchPush-v0, the sac-her comparison for that env alone at a longer budget (80,000 env "
+                     "steps per side, evaluation every 5,000 env steps, 20 episodes): every hyperparameter read from the rlkit config for "
+                     "both sides, one env each, 50-step episodes. Each seed runs in its own process, all at once; within "
+                     "a process rlkit's run, then SB3's, then the lockstep throughput run (both trained side by side, "
+                     "turns at every update). Success rate: the share of evaluation episodes whose last step reports "
+                     "info['is_success'], deterministic actions, both sides through rlkit.evaluation.evaluate on the "
+                     "same episodes (evaluation_seed). Fetch Push's chance level: the episodes whose object starts "
+                     "within 0.05 m of the goal (about 5-15% of 20 episodes).",
     "sac-her": "rlkit SAC + HER (configs/sac_her_pointmaze.yaml, configs/sac_her_fetch_push.yaml) vs SB3's SAC "
                "('MultiInputPolicy') + HerReplayBuffer, every hyperparameter read from the rlkit config for both sides "
                "(batch, learning rate, gamma, tau, network widths, learning_starts = uniform random steps, one update per "

@@ -537,7 +537,7 @@ def _add_bench_command(sub) -> None:
                                        "hyperparameters, budget and threads; writes OUT/<suite>.json and .png and "
                                        "regenerates the suite's section of docs/benchmarks.md.")
     bench.add_argument("suite", help="a suite (dqn-cartpole, dqn-throughput, atari-collect, replay, sac, sac-her, "
-                                      "ris-antmaze, ris-pointmaze) or all (every suite but the two RIS ones: hours)")
+                                      "sac-her-fetch, ris-antmaze, ris-pointmaze) or all (every suite but the last three: hours each)")
     bench.add_argument("--seeds", type=int, default=3, help="repeats (seeds 0..N-1); ratios are per repeat")
     bench.add_argument("--out", default="bench_out")
     bench.add_argument("--threads", type=int, default=1, help="torch threads, the same for both sides")
