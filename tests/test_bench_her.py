@@ -61,6 +61,21 @@ def test_sac_her_suite_runs_end_to_end(tmp_path, capsys):
     assert successes and all(0.0 <= v <= 100.0 for v in successes)
 
 
+@pytest.mark.slow  # ~40 s: two processes, each a short rlkit run, an SB3 run and a lockstep run
+def test_sac_her_fetch_suite_runs_seeds_in_processes_and_merges_them(tmp_path, capsys):
+    from rlkit.bench import LONG_SUITES
+
+    assert "sac-her-fetch" in LONG_SUITES  # not part of `rlkit bench all`
+    out = tmp_path / "out"
+    assert main(["bench", "sac-her-fetch", "--seeds", "2", "--quick", "--out", str(out), "--no-docs"]) == 0
+    result = json.loads((out / "sac-her-fetch.json").read_text())
+    assert result["figures"] and all(n.startswith("FetchPush: ") for n in (f["name"] for f in result["figures"]))
+    assert all(len(f["rlkit"]) == 2 and len(f["reference"]) == 2 for f in result["figures"])
+    rates = [f for f in result["figures"] if f["unit"] == "steps/s"]
+    assert rates and all(v > 0 for f in rates for v in f["rlkit"] + f["reference"])
+    assert sorted(p.name for p in out.glob("seed*")) == ["seed0", "seed1"]
+
+
 @pytest.mark.parametrize("capacity, num_envs, steps, episode", [(10_000, 1, 3_000, 300), (997, 3, 3_000, 37),
                                                                  (500, 2, 1_234, 50), (64, 1, 64, 10)])
 def test_her_episode_ends_equal_the_buffers(capacity, num_envs, steps, episode):
