@@ -22,6 +22,7 @@ Results: ``DIR/<suite>.json``, ``DIR/<suite>.png`` and the suite's section of ``
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as _dt
 import functools
 import gc
@@ -66,6 +67,12 @@ class Figure:
     target: str = ""
     """An absolute requirement on every repeat's value, e.g. ">= 475" (learning stability); a repeat
     with no value (None) misses it. Reported for both sides."""
+
+    @classmethod
+    def from_summary(cls, summary: dict[str, Any]) -> "Figure":
+        """The figure back from :meth:`summary` (a saved JSON, or a worker process's result)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in summary.items() if k in names})
 
     def ratios(self) -> list[float]:
         return [a / b for a, b in zip(self.rlkit, self.reference) if a is not None and b not in (None, 0)]
@@ -313,10 +320,13 @@ class _StepClock:
         return (s1 - s0) / max(t1 - t0, 1e-9)
 
 
-def _rlkit_throughput(config: str, overrides: list[str], run_dir: Path, window: tuple[int, int]) -> float | None:
-    """rlkit's own loop, timed from its ``metrics.jsonl`` train records (written every ``log.log_every``)."""
-    records = [r for r in _rlkit_run(config, [*overrides, "log.log_every=500"], run_dir) if r["kind"] == "train"]
-    inside = [r for r in records if window[0] <= r["step"] <= window[1] + 500]
+def _rlkit_throughput(config: str, overrides: list[str], run_dir: Path, window: tuple[int, int],
+                      log_every: int = 500) -> float | None:
+    """rlkit's own loop, timed from its ``metrics.jsonl`` train records (written every ``log_every`` env steps:
+    the window must hold at least two of them, or the rate is None)."""
+    records = [r for r in _rlkit_run(config, [*overrides, f"log.log_every={log_every}"], run_dir)
+               if r["kind"] == "train"]
+    inside = [r for r in records if window[0] <= r["step"] <= window[1] + log_every]
     if len(inside) < 2:
         return None
     first, last = inside[0], inside[-1]
@@ -349,12 +359,13 @@ def suite_dqn_throughput(seeds: list[int], out: Path, quick: bool, threads: int)
     pong_ls = 300 if quick else 2_000
     pong_window = (400, pong_total) if quick else (3_000, pong_total)
     pong_envs = 4 if quick else 8
+    log_every = 100 if quick else 500  # quick windows are a few hundred steps: two train records must fall inside
     cart = Figure("CartPole training env steps/s (zoo hyperparameters)", "steps/s", goal=">= 2.0")
     pong = Figure(f"Pong training env steps/s ({pong_envs} envs, CnnPolicy)", "steps/s", goal=">= 2.0")
     for seed in seeds:
         cart.rlkit.append(_rlkit_throughput(str(configs_dir() / "dqn_cartpole_zoo.yaml"),
                                             [*log, f"train.total_steps={cart_total}", f"seed={seed}"],
-                                            out / "runs" / f"tp-cart-rlkit-s{seed}", cart_window))
+                                            out / "runs" / f"tp-cart-rlkit-s{seed}", cart_window, log_every))
         model = SB3DQN("MlpPolicy", gym.make("CartPole-v1"), seed=seed, device="cpu", **ZOO_CARTPOLE)
         cart.reference.append(_sb3_throughput(model, cart_total, cart_window))
         del model
@@ -363,13 +374,14 @@ def suite_dqn_throughput(seeds: list[int], out: Path, quick: bool, threads: int)
         pong.rlkit.append(_rlkit_throughput(str(configs_dir() / "dqn_pong.yaml"), [
             *log, f"env.num_envs={pong_envs}", f"train.total_steps={pong_total}", f"train.learning_starts={pong_ls}",
             "train.replay.capacity=50000", f"train.train_every={pong_envs}", f"train.gradient_steps={per_vec_step}",
-            f"seed={seed}", "env.kwargs.num_threads=1"], out / "runs" / f"tp-pong-rlkit-s{seed}", pong_window))
+            f"seed={seed}", "env.kwargs.num_threads=1"], out / "runs" / f"tp-pong-rlkit-s{seed}", pong_window,
+            log_every))
         model = _sb3_pong_model(seed, pong_envs, pong_ls, per_vec_step)
         pong.reference.append(_sb3_throughput(model, pong_total, pong_window))
         del model
         gc.collect()
-        print(f"  seed {seed}: CartPole rlkit {cart.rlkit[-1]:.0f} vs SB3 {cart.reference[-1]:.0f} steps/s; "
-              f"Pong rlkit {pong.rlkit[-1]:.0f} vs SB3 {pong.reference[-1]:.0f} steps/s", flush=True)
+        print(f"  seed {seed}: CartPole rlkit {cart.rlkit[-1] or 0:.0f} vs SB3 {cart.reference[-1] or 0:.0f} steps/s; "
+              f"Pong rlkit {pong.rlkit[-1] or 0:.0f} vs SB3 {pong.reference[-1] or 0:.0f} steps/s", flush=True)
     return [cart, pong]
 
 
@@ -1098,8 +1110,7 @@ def suite_sac_her_fetch(seeds: list[int], out: Path, quick: bool, threads: int) 
     with concurrent.futures.ProcessPoolExecutor(max_workers=len(seeds), mp_context=context) as pool:
         per_seed = list(pool.map(_sac_her_fetch_seed, seeds, [out] * len(seeds), [quick] * len(seeds),
                                  [threads] * len(seeds)))
-    fields = {"name", "unit", "higher_is_better", "goal", "paired", "target"}
-    merged = [Figure(**{k: v for k, v in f.items() if k in fields}) for f in per_seed[0]]
+    merged = [Figure.from_summary({**f, "rlkit": [], "reference": []}) for f in per_seed[0]]
     for figures in per_seed:
         for figure, summary in zip(merged, figures, strict=True):
             figure.rlkit += summary["rlkit"]
@@ -1274,7 +1285,8 @@ SUITES: dict[str, Callable[..., list[Figure]]] = {
     "ris-pointmaze": functools.partial(suite_ris, RIS_TASKS["ris-pointmaze"]),
 }
 LONG_SUITES = frozenset({"sac-her-fetch", "ris-antmaze", "ris-pointmaze"})
-"""Left out of ``rlkit bench all``: hours of training on a CPU (run on their own, resumable)."""
+"""Left out of ``rlkit bench all``: an hour or more of training each on a CPU (run on their own; the RIS suites
+resume their runs when repeated, ``sac-her-fetch`` starts over)."""
 
 DOC_NOTES = {
     "sac": "rlkit SAC (configs/sac_pendulum.yaml, configs/sac_halfcheetah.yaml) vs SB3 SAC, both with "
@@ -1297,8 +1309,8 @@ DOC_NOTES = {
            "update-alone timing (the machine is shared).",
     "sac-her-fetch": "rlkit SAC + HER (configs/sac_her_fetch_push.yaml) vs SB3's SAC + HerReplayBuffer on "
                      "rlkit/FetchPush-v0, the sac-her comparison for that env alone at a longer budget (80,000 env "
-                     "steps per side, evaluation every 5,000 env steps, 20 episodes): every hyperparameter read from the rlkit config for "
-                     "both sides, one env each, 50-step episodes. Each seed runs in its own process, all at once; within "
+                     "steps per side, evaluation every 5,000 env steps, 20 episodes): every hyperparameter read from "
+                     "the rlkit config for both sides, one env each, 50-step episodes. Each seed runs in its own process, all at once; within "
                      "a process rlkit's run, then SB3's, then the lockstep throughput run (both trained side by side, "
                      "turns at every update). Success rate: the share of evaluation episodes whose last step reports "
                      "info['is_success'], deterministic actions, both sides through rlkit.evaluation.evaluate on the "
@@ -1428,8 +1440,7 @@ def report(name: str, out: Path, docs: Path | None) -> dict[str, Any]:
 
 
 def _report(name: str, out: Path, docs: Path | None, path: Path, result: dict[str, Any]) -> dict[str, Any]:
-    fields = {"name", "unit", "rlkit", "reference", "higher_is_better", "goal", "paired", "target"}
-    result["figures"] = [Figure(**{k: v for k, v in f.items() if k in fields}).summary() for f in result["figures"]]
+    result["figures"] = [Figure.from_summary(f).summary() for f in result["figures"]]
     result["notes"] = DOC_NOTES[name]
     path.write_text(json.dumps(result, indent=1))
     plot_ratios(result, Path(out) / f"{name}.png")

@@ -71,7 +71,8 @@ def test_bench_suite_runs_end_to_end(tmp_path, suite, monkeypatch, capsys):
 def test_bench_throughput_runs_end_to_end(tmp_path):
     out = tmp_path / "out"
     assert main(["bench", "dqn-throughput", "--seeds", "1", "--quick", "--out", str(out), "--no-docs"]) == 0
-    assert json.loads((out / "dqn-throughput.json").read_text())["figures"]
+    figures = json.loads((out / "dqn-throughput.json").read_text())["figures"]
+    assert figures and all(v is not None and v > 0 for f in figures for v in f["rlkit"] + f["reference"])
 
 
 def test_bench_rejects_bad_arguments(capsys):
