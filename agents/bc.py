@@ -27,7 +27,7 @@ Losses (per sample, averaged over the batch with the batch's weights, all ones f
 
 ``act(explore=True)`` samples the learned distribution (gaussian: mu + sigma * eps, clipped; discrete: the
 categorical); ``mse`` has no distribution, so exploring acts as evaluating. ``epsilon`` mixes in uniform
-actions (:func:`rlkit.agent.epsilon_mix`).
+actions (:func:`rlkit.contract.agent.epsilon_mix`).
 """
 
 from __future__ import annotations
@@ -43,10 +43,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rlkit.agent import AgentConfig, epsilon_mix
+from rlkit.contract.agent import AgentConfig, epsilon_mix
 from rlkit.errors import ConfigError
-from rlkit.networks import make_encoder, mlp, obs_batch_size, obs_to_tensor
-from rlkit.replay import Transitions
+from rlkit.contract.networks import make_encoder, mlp, obs_batch_size, obs_to_tensor
+from rlkit.experience.replay import Transitions
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 

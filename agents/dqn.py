@@ -8,7 +8,7 @@ Papers:
   - Wang et al. (2016), "Dueling Network Architectures": eq. (9),
     Q(s,a) = V(s) + A(s,a) - mean_a' A(s,a').
   - Schaul et al. (2016), "Prioritized Experience Replay": importance weights scale the loss,
-    |TD error| becomes the new priority (handled by rlkit.replay; this file returns the priorities).
+    |TD error| becomes the new priority (handled by rlkit.experience.replay; this file returns the priorities).
   - n-step returns (Sutton & Barto §7.1; Hessel et al. 2018) are computed by the replay buffer:
     a batch carries R = sum_{i<k} gamma^i r_{t+i} and the bootstrap discount gamma^k (0 at terminals).
 
@@ -28,11 +28,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rlkit.agent import AgentConfig
+from rlkit.contract.agent import AgentConfig
 from rlkit.errors import ConfigError
-from rlkit.networks import NatureCNN, index_obs, make_encoder, mlp, obs_batch_size, obs_to_tensor, polyak_update
-from rlkit.schedules import linear_schedule
-from rlkit.replay import Transitions
+from rlkit.contract.networks import NatureCNN, index_obs, make_encoder, mlp, obs_batch_size, obs_to_tensor, polyak_update
+from rlkit.contract.schedules import linear_schedule
+from rlkit.experience.replay import Transitions
 
 
 @dataclass

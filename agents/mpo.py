@@ -65,10 +65,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rlkit.agent import AgentConfig, check_bounded_box_actions, epsilon_mix
+from rlkit.contract.agent import AgentConfig, check_bounded_box_actions, epsilon_mix
 from rlkit.errors import ConfigError
-from rlkit.networks import make_encoder, mlp, obs_batch_size, obs_to_tensor, polyak_update
-from rlkit.replay import Transitions
+from rlkit.contract.networks import make_encoder, mlp, obs_batch_size, obs_to_tensor, polyak_update
+from rlkit.experience.replay import Transitions
 
 _FLOAT_EPSILON = 1e-8  # added to softplus(x) so the dual variables are strictly positive (Acme)
 _MIN_DUAL_PARAM = -18.0  # projection of the softplus parameters (Acme's _MIN_LOG_TEMPERATURE/_ALPHA)

@@ -69,11 +69,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rlkit.agent import AgentConfig, check_bounded_box_actions, epsilon_mix
+from rlkit.contract.agent import AgentConfig, check_bounded_box_actions, epsilon_mix
 from rlkit.agents.sac import EnsembleLinear
 from rlkit.errors import ConfigError
-from rlkit.networks import mlp, obs_batch_size
-from rlkit.replay import SampleContext, Transitions
+from rlkit.contract.networks import mlp, obs_batch_size
+from rlkit.experience.replay import SampleContext, Transitions
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
@@ -354,7 +354,7 @@ class RIS:
 
     @property
     def sample_hook(self) -> SubgoalCandidateSampler:
-        """The replay's sample-time hook that adds the candidate subgoals (``rlkit.build.build_replay``'s
+        """The replay's sample-time hook that adds the candidate subgoals (``rlkit.training.build.build_replay``'s
         ``agent_hook``, run after HER)."""
         return SubgoalCandidateSampler(self.cfg.candidates_per_sample, self.cfg.achieved_key, self.cfg.observation_key)
 
@@ -403,7 +403,7 @@ class RIS:
     def update(self, batch: SubgoalTransitions) -> dict[str, torch.Tensor]:
         if not isinstance(batch, SubgoalTransitions):
             raise TypeError("RIS.update needs SubgoalTransitions (batches with candidate subgoals): build the replay "
-                            "with agent_hook=agent.sample_hook (rlkit.build.build_replay; train_online does)")
+                            "with agent_hook=agent.sample_hook (rlkit.training.build.build_replay; train_online does)")
         cfg, g = self.cfg, self.generator
         state, goal = self.split(batch.obs)                                       # [B, S], [B, G]
         next_state, _ = self.split(batch.next_obs)                                # [B, S]

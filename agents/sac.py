@@ -52,10 +52,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rlkit.agent import AgentConfig, check_bounded_box_actions, epsilon_mix
+from rlkit.contract.agent import AgentConfig, check_bounded_box_actions, epsilon_mix
 from rlkit.errors import ConfigError
-from rlkit.networks import make_encoder, mlp, obs_batch_size, obs_to_tensor
-from rlkit.replay import Transitions
+from rlkit.contract.networks import make_encoder, mlp, obs_batch_size, obs_to_tensor
+from rlkit.experience.replay import Transitions
 
 _LOG_2 = math.log(2.0)
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)

@@ -277,8 +277,8 @@ def make_fetch(task: str = "push", pixels: bool = False, reward_type: str = "spa
 # ----------------------------------------------------------------------------------------- pixels
 
 def _choose_gl(env_id: str) -> dict[str, str]:
-    """Pick ``MUJOCO_GL`` (rlkit.rendering's rule) before MuJoCo is imported; refuse a value MuJoCo rejects."""
-    from rlkit.rendering import check_mujoco_gl, choose_mujoco_gl
+    """Pick ``MUJOCO_GL`` (rlkit.runfiles.rendering's rule) before MuJoCo is imported; refuse a value MuJoCo rejects."""
+    from rlkit.runfiles.rendering import check_mujoco_gl, choose_mujoco_gl
 
     complaint = check_mujoco_gl()
     if complaint:

@@ -582,7 +582,7 @@ MOCAP_ENV_ID = "rlkit/HumanoidImitation-v0"
 
 
 def write_mocap_dataset(data: dict[str, np.ndarray], dataset_id: str, overwrite: bool = False) -> Path:
-    """Write :func:`build_mocap_dataset`'s output as a Minari dataset (``rlkit.datasets``): one episode
+    """Write :func:`build_mocap_dataset`'s output as a Minari dataset (``rlkit.experience.datasets``): one episode
     per clip, ``T`` frames -> ``T`` steps with ``T + 1`` observations (the last from
     ``final_observations``). Actions are the env's ``action_mode="torque"`` actions (actuator force / gear),
     clipped to its ``[-1, 1]`` box; rewards are 0 (demonstrations, no reward); the last step is a
@@ -591,7 +591,7 @@ def write_mocap_dataset(data: dict[str, np.ndarray], dataset_id: str, overwrite:
     ``frame``. Returns the dataset directory."""
     import gymnasium as gym
 
-    from rlkit.datasets import Episode, write_dataset
+    from rlkit.experience.datasets import Episode, write_dataset
 
     episodes = []
     for i, name in enumerate(data["clip_names"]):

@@ -193,7 +193,7 @@ class StickyActions(gym.Wrapper, gym.utils.RecordConstructorArgs):
 
 
 def _resolve_device(device: str | torch.device) -> torch.device:
-    if device == "auto":  # rlkit's convention (rlkit.loops.resolve_device): CUDA when there is one
+    if device == "auto":  # rlkit's convention (rlkit.training.loops.resolve_device): CUDA when there is one
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
 

@@ -38,7 +38,7 @@ import numpy as np
 
 from rlkit.config import (RunConfig, build_run_config, configs_dir, default_config_path, read_yaml, to_dict)
 from rlkit.errors import ConfigError, RunDirError
-from rlkit.runs import BEST, CONFIG_FILE, LATEST, RunLock, check_new_run_dir, check_run_dir, new_run_dir
+from rlkit.runfiles.runs import BEST, CONFIG_FILE, LATEST, RunLock, check_new_run_dir, check_run_dir, new_run_dir
 
 ConfigLike = str | Path | Mapping | RunConfig | None
 
@@ -172,7 +172,7 @@ class Run:
     def metrics(self, kind: Literal["train", "episode", "eval"] | None = None) -> list[dict]:
         """The records of ``metrics.jsonl`` (each with ``kind``, ``step``, ``time`` and values), optionally
         only those of one kind."""
-        from rlkit.logger import read_metrics
+        from rlkit.runfiles.logger import read_metrics
 
         records = read_metrics(self.run_dir)
         return records if kind is None else [r for r in records if r["kind"] == kind]
@@ -180,7 +180,7 @@ class Run:
     def plot(self, path: str | Path | None = None) -> Path:
         """Write the learning curve (return vs env steps and vs wall time) to ``path`` (default
         ``run_dir/learning_curve.png``); returns the path."""
-        from rlkit.logger import CURVE_FILE, plot_runs
+        from rlkit.runfiles.logger import CURVE_FILE, plot_runs
 
         return plot_runs([self.run_dir], Path(path) if path is not None else self.run_dir / CURVE_FILE)
 
@@ -202,7 +202,7 @@ def train(config: ConfigLike = None, *, run_dir: str | Path | None = None, seed:
     ``resume=True``), as the CLI does. A run whose loss goes non-finite raises
     :class:`~rlkit.errors.TrainingDiverged`.
     """
-    from rlkit.loops import train as train_loop  # train_online, or train_offline for an `offline:` config
+    from rlkit.training.loops import train as train_loop  # train_online, or train_offline for an `offline:` config
 
     texts = override_list(overrides, **kwargs)
     if seed is not None:
@@ -274,7 +274,7 @@ class Policy:
         ``train.eval_env_kwargs`` applied): a dict with ``return_mean``, ``return_std``, ``length_mean`` and
         ``returns`` (goal tasks: also ``success_rate`` and ``goal_distance_mean``). ``epsilon``: act at random
         with this probability (0: the deterministic policy)."""
-        from rlkit.loops import evaluate, make_vector_env
+        from rlkit.training.loops import evaluate, make_vector_env
 
         if episodes < 1:
             raise ConfigError(f"episodes must be >= 1, got {episodes}")
@@ -348,8 +348,8 @@ def load(path: str | Path | Run, checkpoint: Literal["best", "latest"] = "best",
     """
     import torch
 
-    from rlkit.export import WEIGHTS_FILE, is_exported, load_exported
-    from rlkit.build import build_agent, load_agent_weights, resolve_device, run_spaces
+    from rlkit.runfiles.export import WEIGHTS_FILE, is_exported, load_exported
+    from rlkit.training.build import build_agent, load_agent_weights, resolve_device, run_spaces
 
     if isinstance(path, Run):
         path = path.run_dir

@@ -146,9 +146,9 @@ def _rlkit_run(config: str, overrides: list[str], run_dir: Path, eval_times: lis
                ) -> list[dict[str, Any]]:
     """Train with rlkit's own loop; returns its metrics records. ``eval_times`` receives the wall time of
     each evaluation, in order (so that callers can time training alone)."""
-    from rlkit import loops
+    from rlkit.training import loops
     from rlkit.config import load_config
-    from rlkit.logger import read_metrics
+    from rlkit.runfiles.logger import read_metrics
 
     cfg = load_config(config, overrides)
     if run_dir.exists():  # a bench run owns its directory: never read records of an earlier run
@@ -414,8 +414,8 @@ def suite_atari_collect(seeds: list[int], out: Path, quick: bool, threads: int) 
 
     import rlkit.envs  # noqa: F401
     from rlkit.agents.dqn import DQN, DQNConfig
-    from rlkit.collector import Collector
-    from rlkit.replay import ReplayBuffer
+    from rlkit.training.collector import Collector
+    from rlkit.experience.replay import ReplayBuffer
 
     n_envs, steps = 8, (150 if quick else 1_500)
     env_threads = min(os.cpu_count() or 1, n_envs)
@@ -466,7 +466,7 @@ def suite_replay(seeds: list[int], out: Path, quick: bool, threads: int) -> list
     import gymnasium as gym
     from stable_baselines3.common.buffers import ReplayBuffer as SB3Buffer
 
-    from rlkit.replay import ReplayBuffer
+    from rlkit.experience.replay import ReplayBuffer
 
     capacity = 20_000 if quick else 100_000
     big = 20_000 if quick else 1_000_000
@@ -683,7 +683,7 @@ def _rlkit_sac_limit(config: str, env_id: str, seed: int, batch_size: int, sampl
 
     from rlkit.agents import SAC
     from rlkit.config import load_config
-    from rlkit.replay import ReplayBuffer, Transitions
+    from rlkit.experience.replay import ReplayBuffer, Transitions
 
     cfg = load_config(config, [f"seed={seed}"])
     env = gym.make(env_id)
@@ -968,7 +968,7 @@ def _lockstep_her_rates(config: str, overrides: list[str], total: int, run_dir: 
 
 
 class _SB3Actor:
-    """An SB3 model as an rlkit agent for :func:`rlkit.evaluation.evaluate` (deterministic actions), so both
+    """An SB3 model as an rlkit agent for :func:`rlkit.training.evaluation.evaluate` (deterministic actions), so both
     sides are evaluated on the very same vector envs, seeds and episode quotas."""
 
     def __init__(self, model: Any) -> None:
@@ -998,8 +998,8 @@ def _sb3_her_run(cfg: Any, total: int, eval_every: int, episodes: int, log_every
     """SB3's SAC + HerReplayBuffer with the config's hyperparameters on ``gym.make(id, **env.kwargs)``, evaluated
     like rlkit's loop does (same vector envs, episodes and seeds): ([(step, success rate)], training env steps/s
     after ``start_step``, evaluations excluded)."""
-    from rlkit.build import make_vector_env
-    from rlkit.evaluation import evaluate, evaluation_seed
+    from rlkit.training.build import make_vector_env
+    from rlkit.training.evaluation import evaluate, evaluation_seed
 
     model = _sb3_her_model(cfg)
     eval_envs = make_vector_env(cfg.env, num_envs=min(episodes, 8))
@@ -1313,7 +1313,7 @@ DOC_NOTES = {
                      "the rlkit config for both sides, one env each, 50-step episodes. Each seed runs in its own process, all at once; within "
                      "a process rlkit's run, then SB3's, then the lockstep throughput run (both trained side by side, "
                      "turns at every update). Success rate: the share of evaluation episodes whose last step reports "
-                     "info['is_success'], deterministic actions, both sides through rlkit.evaluation.evaluate on the "
+                     "info['is_success'], deterministic actions, both sides through rlkit.training.evaluation.evaluate on the "
                      "same episodes (evaluation_seed). Fetch Push's chance level: the episodes whose object starts "
                      "within 0.05 m of the goal (about 5-15% of 20 episodes).",
     "sac-her": "rlkit SAC + HER (configs/sac_her_pointmaze.yaml, configs/sac_her_fetch_push.yaml) vs SB3's SAC "
@@ -1323,7 +1323,7 @@ DOC_NOTES = {
                "one env each, the same env id and kwargs (PointMaze: terminate_on_success false, 300-step episodes; "
                "Fetch Push: 50-step episodes, never terminates), seeds interleaved in one process (rlkit s0, SB3 s0, "
                "rlkit s1, ...). Success rate: the share of evaluation episodes whose last step reports "
-               "info['is_success'], deterministic actions, both sides through rlkit.evaluation.evaluate on the same "
+               "info['is_success'], deterministic actions, both sides through rlkit.training.evaluation.evaluate on the same "
                "vector envs, episodes and seeds (SB3's model.predict as the actor). Training env steps/s: from the end "
                "of the first 1,000-step logging window after learning starts to the end of the run, each side's "
                "evaluation time subtracted (includes acting, env steps, replay writes, HER sampling and the updates); "

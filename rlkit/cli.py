@@ -14,7 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-from rlkit.checkpoint import disk_full_cause, disk_full_message
+from rlkit.runfiles.checkpoint import disk_full_cause, disk_full_message
 from rlkit.config import configs_dir
 from rlkit.errors import USER_ERRORS, ConfigError, RunDirError, TrainingDiverged
 
@@ -29,7 +29,7 @@ def _split_config_and_overrides(args: list[str]) -> tuple[str | None, list[str]]
 
 def cmd_train(ns: argparse.Namespace) -> int:
     from rlkit.api import prepare_train
-    from rlkit.loops import train
+    from rlkit.training.loops import train
 
     config_path, overrides = _split_config_and_overrides(ns.args)
     for text in overrides:
@@ -72,11 +72,11 @@ def _print_summary(summary: dict) -> None:
 
 
 def cmd_eval(ns: argparse.Namespace) -> int:
-    from rlkit.checkpoint import load_checkpoint
+    from rlkit.runfiles.checkpoint import load_checkpoint
     from rlkit.config import build_run_config, read_yaml
-    from rlkit.loops import build_agent, evaluate, load_agent_weights, make_vector_env, resolve_device
-    from rlkit.export import WEIGHTS_FILE, is_exported, load_exported
-    from rlkit.runs import BEST, CONFIG_FILE, LATEST, check_run_dir
+    from rlkit.training.loops import build_agent, evaluate, load_agent_weights, make_vector_env, resolve_device
+    from rlkit.runfiles.export import WEIGHTS_FILE, is_exported, load_exported
+    from rlkit.runfiles.runs import BEST, CONFIG_FILE, LATEST, check_run_dir
 
     # a run directory (checkpoints/) or an exported policy (model.safetensors + config.yaml, `rlkit export`)
     exported = Path(ns.run_dir).is_dir() and is_exported(ns.run_dir) and not (Path(ns.run_dir) / LATEST).exists()
@@ -90,7 +90,7 @@ def cmd_eval(ns: argparse.Namespace) -> int:
         ckpt_path = run_dir / (BEST if ns.checkpoint == "best" and (run_dir / BEST).exists() else LATEST)
     trained_spaces = None
     if ns.env is not None:
-        from rlkit.build import run_spaces
+        from rlkit.training.build import run_spaces
 
         trained_spaces = run_spaces(cfg)  # what the agent was built for, before the env id changes
         cfg.env.id = ns.env
@@ -98,7 +98,7 @@ def cmd_eval(ns: argparse.Namespace) -> int:
         raise ConfigError(f"run '{run_dir}' names no env to evaluate in (env.id: null: an offline run trained "
                           "without evaluation); pass --env ID, e.g. the env its dataset was collected in")
     if ns.video:  # before any episode runs: pick MuJoCo's offscreen backend, render one frame (exit 2 if none)
-        from rlkit.rendering import prepare_video
+        from rlkit.runfiles.rendering import prepare_video
 
         prepare_video(cfg.env.id, cfg.env.kwargs, seed=ns.seed)
     device = resolve_device(cfg.device)
@@ -131,9 +131,9 @@ def cmd_eval(ns: argparse.Namespace) -> int:
 def cmd_export(ns: argparse.Namespace) -> int:
     """Write a run's acting weights (safetensors) and resolved config into a new directory."""
     from rlkit.config import build_run_config, read_yaml
-    from rlkit.export import export_agent
-    from rlkit.build import build_agent, load_agent_weights, run_spaces
-    from rlkit.runs import BEST, CONFIG_FILE, LATEST, check_new_run_dir, check_run_dir
+    from rlkit.runfiles.export import export_agent
+    from rlkit.training.build import build_agent, load_agent_weights, run_spaces
+    from rlkit.runfiles.runs import BEST, CONFIG_FILE, LATEST, check_new_run_dir, check_run_dir
 
     run_dir = check_run_dir(ns.run_dir)
     out_dir = check_new_run_dir(ns.out_dir)
@@ -158,7 +158,7 @@ def torch_device(name: str):
 
 
 def record_video(agent, cfg, path: Path, seed: int, epsilon: float, max_steps: int = 10_000) -> Path:
-    """One episode rendered to mp4 (rgb_array rendering, set up by rlkit.rendering.prepare_video)."""
+    """One episode rendered to mp4 (rgb_array rendering, set up by rlkit.runfiles.rendering.prepare_video)."""
     import gymnasium as gym
     import imageio.v2 as imageio
     import numpy as np
@@ -200,8 +200,8 @@ def cmd_list(ns: argparse.Namespace) -> int:
 
 
 def cmd_plot(ns: argparse.Namespace) -> int:
-    from rlkit.logger import METRICS_FILE, plot_runs
-    from rlkit.runs import check_run_dir
+    from rlkit.runfiles.logger import METRICS_FILE, plot_runs
+    from rlkit.runfiles.runs import check_run_dir
 
     runs = [check_run_dir(d, need_checkpoint=False) for d in ns.run_dirs]
     for run in runs:
@@ -218,9 +218,9 @@ def cmd_collect(ns: argparse.Namespace) -> int:
     import numpy as np
 
     from rlkit.config import EnvConfig
-    from rlkit.datasets import check_dataset_id, dataset_path, episode_stats, record_episodes, write_dataset
+    from rlkit.experience.datasets import check_dataset_id, dataset_path, episode_stats, record_episodes, write_dataset
     from rlkit.errors import DatasetError
-    from rlkit.loops import make_vector_env
+    from rlkit.training.loops import make_vector_env
 
     if ns.episodes < 1:
         raise ConfigError(f"--episodes must be >= 1, got {ns.episodes}")
@@ -287,9 +287,9 @@ def _collect_policy(ns: argparse.Namespace, num_envs: int):
     import dataclasses
 
     from rlkit.config import build_run_config, read_yaml
-    from rlkit.export import WEIGHTS_FILE, is_exported, load_exported
-    from rlkit.loops import build_agent, load_agent_weights, make_vector_env, resolve_device
-    from rlkit.runs import BEST, CONFIG_FILE, LATEST, check_run_dir
+    from rlkit.runfiles.export import WEIGHTS_FILE, is_exported, load_exported
+    from rlkit.training.loops import build_agent, load_agent_weights, make_vector_env, resolve_device
+    from rlkit.runfiles.runs import BEST, CONFIG_FILE, LATEST, check_run_dir
 
     exported = Path(ns.source).is_dir() and is_exported(ns.source) and not (Path(ns.source) / LATEST).exists()
     run_dir = check_run_dir(ns.source, need_checkpoint=not exported)
@@ -332,7 +332,7 @@ def cmd_dataset(ns: argparse.Namespace) -> int:
 
 
 def _dataset_list(ns: argparse.Namespace) -> int:
-    from rlkit.datasets import datasets_root, list_datasets
+    from rlkit.experience.datasets import datasets_root, list_datasets
 
     rows = list_datasets()
     root = datasets_root()
@@ -353,7 +353,7 @@ def _dataset_list(ns: argparse.Namespace) -> int:
 
 
 def _dataset_info(ns: argparse.Namespace) -> int:
-    from rlkit.datasets import dataset_info
+    from rlkit.experience.datasets import dataset_info
 
     info = dataset_info(ns.dataset)
     ret, length = info["return"], info["length"]
@@ -373,7 +373,7 @@ def _dataset_info(ns: argparse.Namespace) -> int:
 
 
 def _dataset_from_run(ns: argparse.Namespace) -> int:
-    from rlkit.datasets import dataset_from_run
+    from rlkit.experience.datasets import dataset_from_run
 
     path, counts = dataset_from_run(ns.run_dir, ns.out, overwrite=ns.overwrite)
     print(f"wrote dataset {ns.out} ({path}): {counts['total_episodes']} episodes, {counts['total_steps']} steps of "
@@ -385,7 +385,7 @@ def _dataset_from_run(ns: argparse.Namespace) -> int:
 
 def _dataset_from_mocap(ns: argparse.Namespace) -> int:
     """A state-action dataset of mocap clips by inverse dynamics, written as a Minari dataset."""
-    from rlkit.datasets import check_dataset_id, dataset_path
+    from rlkit.experience.datasets import check_dataset_id, dataset_path
     from rlkit.envs.mocap import DEEPMIMIC_CLIPS, build_mocap_dataset, residual_summary, resolve_clip_name, \
         write_mocap_dataset
     from rlkit.errors import DatasetError
@@ -557,7 +557,7 @@ def main(argv: list[str] | None = None) -> int:
         ns.args = list(ns.args) + extra
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    from rlkit.rendering import check_mujoco_gl
+    from rlkit.runfiles.rendering import check_mujoco_gl
 
     try:
         bad_gl = check_mujoco_gl()  # else `import mujoco` raises from deep inside, whatever the command

@@ -55,7 +55,7 @@ class EnvConfig:
     vectorization: Literal["auto", "sync", "async", "native"] = "auto"
     """``native``: the env's own vector entry point (gymnasium's ``vector_entry_point``).
     ``auto``: native for rlkit's ids that have one (Atari, whose autoreset contract rlkit tests),
-    else ``sync``, which also allows exact resume (see rlkit.loops.EnvReplay)."""
+    else ``sync``, which also allows exact resume (see rlkit.training.loops.EnvReplay)."""
 
     def __post_init__(self) -> None:
         if self.num_envs < 1:
@@ -66,7 +66,7 @@ class EnvConfig:
 class HERConfig:
     """Hindsight experience replay (Andrychowicz et al. 2017): at sample time a ``relabel_ratio`` share of
     each batch gets its desired goal replaced by a goal the same episode achieved, with the reward
-    recomputed by the env's own ``compute_reward`` (:class:`rlkit.her.HindsightRelabeler`). Needs a Dict
+    recomputed by the env's own ``compute_reward`` (:class:`rlkit.experience.her.HindsightRelabeler`). Needs a Dict
     observation space with ``achieved_key`` and ``desired_key`` and an env with ``compute_reward``
     (gymnasium-robotics' GoalEnv convention). Read when the run starts (not changeable on resume)."""
 
@@ -88,7 +88,7 @@ class HERConfig:
     80% relabelled goals are half future states, half replayed states); SB3 has no such option (0)."""
     recompute_terminated: bool | None = None
     """Recompute the relabelled samples' terminations with the env's ``compute_terminated`` (a transition is
-    terminal when it reaches the new goal; :mod:`rlkit.her`). None (auto): where the env offers one that
+    terminal when it reaches the new goal; :mod:`rlkit.experience.her`). None (auto): where the env offers one that
     answers per row of a batch (rlkit's goal envs; not gymnasium-robotics' own ids). False: keep the stored
     terminations (SB3's behaviour). True: require it."""
     achieved_key: str = "achieved_goal"
@@ -206,7 +206,7 @@ class LogConfig:
 
 @dataclass
 class OfflineConfig:
-    """An ``offline:`` section makes ``rlkit train`` learn from a dataset (``rlkit.loops.train_offline``)
+    """An ``offline:`` section makes ``rlkit train`` learn from a dataset (``rlkit.training.loops.train_offline``)
     instead of from env interaction. ``train.total_steps``, ``eval_every``, ``checkpoint_every`` and
     ``log.log_every`` then count gradient steps; the env (``env.id``; ``null`` for none) is used only to
     evaluate the agent."""

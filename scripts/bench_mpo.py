@@ -10,7 +10,7 @@ every ``--eval-every`` steps. Reported per seed and as ratios MPO/SAC: final eva
 first step with an evaluation >= ``--solved``, and updates per second of training wall time
 (evaluations included on both sides). One torch thread on both sides. SAC uses rl-baselines3-zoo's
 hyperparameters for Pendulum-v1 (lr 1e-3, else SB3 defaults) unless ``--sac-lr`` etc. say otherwise.
-Writes ``results.json`` and prints a markdown table. Thin: MPO runs through ``rlkit.loops.train_online``.
+Writes ``results.json`` and prints a markdown table. Thin: MPO runs through ``rlkit.training.loops.train_online``.
 """
 
 from __future__ import annotations
@@ -26,11 +26,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rlkit.checkpoint import load_checkpoint
+from rlkit.runfiles.checkpoint import load_checkpoint
 from rlkit.config import EnvConfig, load_config
-from rlkit.logger import read_metrics
-from rlkit.loops import evaluate, train_online
-from rlkit.runs import LATEST
+from rlkit.runfiles.logger import read_metrics
+from rlkit.training.loops import evaluate, train_online
+from rlkit.runfiles.runs import LATEST
 
 
 def run_mpo(args, seed: int, out: Path) -> dict:

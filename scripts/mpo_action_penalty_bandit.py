@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from rlkit.agents import MPO, MPOConfig
-from rlkit.replay import Transitions
+from rlkit.experience.replay import Transitions
 
 
 def bandit_means(action_penalization: bool, epsilon_penalty: float, updates: int, seed: int = 0) -> list[float]:

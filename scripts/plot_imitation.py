@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rlkit.logger import METRICS_FILE, read_metrics
-from rlkit.runs import RunDirError, check_run_dir
+from rlkit.runfiles.logger import METRICS_FILE, read_metrics
+from rlkit.runfiles.runs import RunDirError, check_run_dir
 
 
 def curves(run_dir: Path, clip_frames: int, window: int) -> dict[str, np.ndarray]:

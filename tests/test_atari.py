@@ -505,7 +505,7 @@ def test_replay_rebuilds_exactly_the_stacks_the_native_env_produced():
     the env returned, across resets (short episodes force many)."""
     import torch
 
-    from rlkit.replay import ReplayBuffer
+    from rlkit.experience.replay import ReplayBuffer
 
     n, steps = 4, 260
     envs = gym.make_vec("rlkit/Breakout-v0", num_envs=n, vectorization_mode="vector_entry_point",
@@ -537,8 +537,8 @@ def test_dqn_trains_on_pong_smoke(tmp_path):
     """The Pong config end to end on a tiny budget: native vector env, Nature CNN, frame-stack replay,
     evaluation and checkpoint."""
     from rlkit.config import configs_dir, load_config
-    from rlkit.logger import read_metrics
-    from rlkit.loops import train_online
+    from rlkit.runfiles.logger import read_metrics
+    from rlkit.training.loops import train_online
 
     cfg = load_config(configs_dir() / "dqn_pong.yaml", [
         "env.num_envs=4", "train.total_steps=600", "train.learning_starts=200", "train.replay.capacity=4000",

@@ -16,7 +16,7 @@ from rlkit.agents import AGENTS
 from rlkit.agents.bc import BC, BCConfig, cross_entropy, gaussian_nll, mse_loss
 from rlkit.config import build_run_config
 from rlkit.errors import ConfigError
-from rlkit.replay import Transitions
+from rlkit.experience.replay import Transitions
 
 BOX_OBS = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
 PENDULUM_ACT = gym.spaces.Box(-2.0, 2.0, (1,), np.float32)

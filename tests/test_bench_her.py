@@ -84,7 +84,7 @@ def test_her_episode_ends_equal_the_buffers(capacity, num_envs, steps, episode):
     import gymnasium as gym
     import torch
 
-    from rlkit.replay import ReplayBuffer
+    from rlkit.experience.replay import ReplayBuffer
 
     def walked(buffer, rows, envs):  # the reference: step forward until the newest row or past a done row
         done = buffer._terminated.numpy() | buffer._truncated.numpy()

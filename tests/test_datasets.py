@@ -1,4 +1,4 @@
-"""Datasets in Minari's format (rlkit.datasets), `rlkit collect` and `rlkit dataset list|info|from-run`."""
+"""Datasets in Minari's format (rlkit.experience.datasets), `rlkit collect` and `rlkit dataset list|info|from-run`."""
 
 import json
 import shutil
@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from rlkit.checkpoint import load_checkpoint, save_checkpoint
+from rlkit.runfiles.checkpoint import load_checkpoint, save_checkpoint
 from rlkit.cli import main
 from rlkit.config import build_run_config
-from rlkit.datasets import (Episode, check_dataset_fits, dataset_info, dataset_path, episodes_from_replay,
+from rlkit.experience.datasets import (Episode, check_dataset_fits, dataset_info, dataset_path, episodes_from_replay,
                             iter_transitions, list_datasets, load_dataset, replay_stream, write_dataset)
 from rlkit.errors import DatasetError
-from rlkit.replay import ReplayBuffer
-from rlkit.runs import LATEST
+from rlkit.experience.replay import ReplayBuffer
+from rlkit.runfiles.runs import LATEST
 
 OBS = gym.spaces.Box(-np.inf, np.inf, (3,), np.float32)
 ACT = gym.spaces.Discrete(2)
@@ -360,7 +360,7 @@ def test_cli_errors_exit_2(tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def dqn_run(tmp_path_factory):
-    from rlkit.loops import train_online
+    from rlkit.training.loops import train_online
 
     data = {
         "seed": 3, "env": {"id": "CartPole-v1", "num_envs": 2},

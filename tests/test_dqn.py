@@ -8,8 +8,8 @@ import torch.nn.functional as F
 
 from rlkit.agents.dqn import DQN, DQNConfig, QNetwork
 from rlkit.config import ConfigError, build_run_config
-from rlkit.loops import train_online
-from rlkit.replay import Transitions
+from rlkit.training.loops import train_online
+from rlkit.experience.replay import Transitions
 
 BOX = gym.spaces.Box(-1, 1, shape=(4,), dtype=np.float32)
 ACTIONS = gym.spaces.Discrete(3)
@@ -102,7 +102,7 @@ def test_epsilon_follows_the_loops_clock_of_real_env_steps():
 
 def test_epsilon_schedule_counts_the_loops_env_steps(tmp_path, cartpole_data):
     """Over a run with many episode ends, the schedule's step count equals the loop's real env steps."""
-    from rlkit.checkpoint import load_checkpoint
+    from rlkit.runfiles.checkpoint import load_checkpoint
 
     cfg = build_run_config(cartpole_data, ["train.total_steps=600", "train.learning_starts=600", "train.eval_every=0"])
     summary = train_online(cfg, tmp_path)

@@ -10,8 +10,8 @@ import pytest
 
 from rlkit.bench import SOLVED, Outcome
 from rlkit.config import configs_dir, load_config
-from rlkit.logger import read_metrics
-from rlkit.loops import train_online
+from rlkit.runfiles.logger import read_metrics
+from rlkit.training.loops import train_online
 
 
 @pytest.mark.slow

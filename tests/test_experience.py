@@ -12,14 +12,14 @@ import pytest
 import torch
 
 import rlkit.envs  # noqa: F401  (registers rlkit/PointGoal-v0)
-from rlkit.checkpoint import load_checkpoint
-from rlkit.collector import Collector
+from rlkit.runfiles.checkpoint import load_checkpoint
+from rlkit.training.collector import Collector
 from rlkit.config import build_run_config
-from rlkit.experience import DatasetSource, ExperienceSource, fill_replay
-from rlkit.loops import train_online
-from rlkit.replay import ReplayBuffer, SampleContext, Transitions
-from rlkit.runs import LATEST
-from rlkit.sequences import Sequences, SequenceBuffer
+from rlkit.experience.sources import DatasetSource, ExperienceSource, fill_replay
+from rlkit.training.loops import train_online
+from rlkit.experience.replay import ReplayBuffer, SampleContext, Transitions
+from rlkit.runfiles.runs import LATEST
+from rlkit.experience.sequences import Sequences, SequenceBuffer
 
 DICT_SPACE = gym.spaces.Dict({"observation": gym.spaces.Box(-1, 1, (2,), np.float32),
                               "desired_goal": gym.spaces.Box(-1, 1, (3,), np.float32)})
@@ -292,7 +292,7 @@ def test_dict_observation_env_trains_and_resumes_exactly(tmp_path, agent, env_id
 def test_goal_env_evaluation_reports_success_rate_in_metrics_and_the_curve(tmp_path):
     """info["is_success"] at an episode's last step becomes the evaluation's success_rate: metrics.jsonl,
     TensorBoard (every numeric eval value) and a third panel of the learning curve."""
-    from rlkit.logger import learning_curve_figure
+    from rlkit.runfiles.logger import learning_curve_figure
 
     data = _point_goal_data({"name": "dqn", "hidden": [16], "eps_decay_steps": 100}, "rlkit/PointGoalDiscrete-v0")
     data["train"].update(total_steps=200, eval_every=100, checkpoint_every=0)
@@ -323,7 +323,7 @@ def test_eval_env_kwargs_apply_to_evaluation_only(tmp_path):
 def test_checkpoint_from_before_the_restructure_still_resumes(tmp_path):
     """Checkpoints written before the run state existed kept the env side as loose loop entries and
     ``env_replay`` at the top level; such runs resume, exactly."""
-    from rlkit.checkpoint import save_checkpoint
+    from rlkit.runfiles.checkpoint import save_checkpoint
 
     data = {"env": {"id": "CartPole-v1"}, "agent": {"name": "dqn", "hidden": [16], "eps_decay_steps": 200},
             "seed": 3, "train": {"total_steps": 400, "learning_starts": 100, "batch_size": 16, "eval_every": 200,
@@ -346,8 +346,8 @@ def test_evaluation_seeds_give_each_run_and_each_evaluation_its_own_episodes(tmp
     """A vector env seeds sub-env i with seed + i, so offset seeds (the old seed + 100000 + step) shared 7 of 8
     sub-env streams between runs of seeds 0 and 1. evaluation_seed hashes (run seed, step): no shared episodes
     between neighbouring seeds or between evaluations, the same ones when repeated; the loop uses it."""
-    import rlkit.loops
-    from rlkit.evaluation import evaluation_seed
+    import rlkit.training.loops
+    from rlkit.training.evaluation import evaluation_seed
 
     envs = gym.make_vec("rlkit/PointGoal-v0", num_envs=8, vectorization_mode="sync")
     def first_observations(seed):
@@ -361,8 +361,8 @@ def test_evaluation_seeds_give_each_run_and_each_evaluation_its_own_episodes(tmp
     assert len({evaluation_seed(s, k) for s in range(10) for k in range(0, 10_000, 1000)}) == 100
 
     seeds = []
-    real = rlkit.loops.evaluate
-    monkeypatch.setattr(rlkit.loops, "evaluate", lambda *a, **kw: seeds.append(kw["seed"]) or real(*a, **kw))
+    real = rlkit.training.loops.evaluate
+    monkeypatch.setattr(rlkit.training.loops, "evaluate", lambda *a, **kw: seeds.append(kw["seed"]) or real(*a, **kw))
     data = _point_goal_data({"name": "dqn", "hidden": [16], "eps_decay_steps": 100}, "rlkit/PointGoalDiscrete-v0")
     data["train"].update(total_steps=200, eval_every=100, checkpoint_every=0)
     data["seed"] = 4

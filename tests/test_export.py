@@ -7,7 +7,7 @@ import yaml
 from safetensors import safe_open
 
 from rlkit.cli import main
-from rlkit.export import WEIGHTS_FILE
+from rlkit.runfiles.export import WEIGHTS_FILE
 
 
 def _train(root, agent, env, steps):

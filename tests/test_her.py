@@ -1,4 +1,4 @@
-"""Hindsight experience replay (rlkit.her): goals relabelled at sample time from the right rows of the same
+"""Hindsight experience replay (rlkit.experience.her): goals relabelled at sample time from the right rows of the same
 episode (future / final / episode, the unfinished episode, episodes across the ring wrap), rewards from
 the env's compute_reward (n-step windows against a brute-force loop), the relabelled share, exact
 reproducibility, config errors, and SAC+HER through train_online on rlkit/PointGoal-v0 (learning, resume)."""
@@ -13,12 +13,12 @@ import torch
 import yaml
 
 import rlkit.envs  # noqa: F401  (registers rlkit/PointGoal-v0)
-from rlkit.build import build_replay
+from rlkit.training.build import build_replay
 from rlkit.config import HERConfig, build_run_config, to_dict
 from rlkit.errors import ConfigError
-from rlkit.her import HindsightRelabeler, env_compute_reward
-from rlkit.loops import train_online
-from rlkit.replay import ReplayBuffer
+from rlkit.experience.her import HindsightRelabeler, env_compute_reward
+from rlkit.training.loops import train_online
+from rlkit.experience.replay import ReplayBuffer
 
 GOAL_SPACE = gym.spaces.Dict({"observation": gym.spaces.Box(-1e6, 1e6, (1,), np.float32),
                               "achieved_goal": gym.spaces.Box(-1e6, 1e6, (2,), np.float32),
@@ -218,7 +218,7 @@ def test_terminations_recomputed_for_the_new_goal(n_step, old_goals_reached):
 def test_recompute_terminated_setting_and_unbatched_envs(tmp_path):
     """auto uses a compute_terminated only if it answers per row; gymnasium-robotics' own ids answer one bool
     for a whole batch, so HER keeps their stored terminations; true refuses such envs."""
-    from rlkit.her import build_relabeler, is_batched
+    from rlkit.experience.her import build_relabeler, is_batched
 
     space = GOAL_SPACE
     per_row = _reached(False)

@@ -198,7 +198,7 @@ def test_npz_round_trip_and_errors(model, tmp_path):
 
 
 def test_cli_dataset_from_mocap(tmp_path, capsys, monkeypatch):
-    from rlkit.datasets import dataset_path, load_dataset
+    from rlkit.experience.datasets import dataset_path, load_dataset
 
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
     assert main(["dataset", "from-mocap", "--clips", "walk", "--out", "test/walk-v0"]) == 0

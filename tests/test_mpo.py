@@ -9,14 +9,14 @@ import pytest
 import torch
 from torch import nn
 
-from rlkit.agent import metric_values
+from rlkit.contract.agent import metric_values
 from rlkit.agents import AGENTS, MPO, MPOConfig
 from rlkit.agents.mpo import gaussian_kl, temperature_dual
-from rlkit.checkpoint import load_checkpoint
+from rlkit.runfiles.checkpoint import load_checkpoint
 from rlkit.config import ConfigError, build_run_config
-from rlkit.loops import train_online
-from rlkit.replay import Transitions
-from rlkit.runs import LATEST
+from rlkit.training.loops import train_online
+from rlkit.experience.replay import Transitions
+from rlkit.runfiles.runs import LATEST
 
 OBS_SPACE = gym.spaces.Box(-np.inf, np.inf, shape=(3,), dtype=np.float32)
 ACT_SPACE = gym.spaces.Box(np.array([-2.0, 0.0], dtype=np.float32), np.array([2.0, 10.0], dtype=np.float32))

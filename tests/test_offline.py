@@ -1,4 +1,4 @@
-"""Offline training (rlkit.loops.train_offline) with behaviour cloning (agents/bc.py):
+"""Offline training (rlkit.training.loops.train_offline) with behaviour cloning (agents/bc.py):
 
 - the whole pipeline in one test — train SAC on Pendulum-v1, ``rlkit collect`` its policy into a Minari
   dataset, train BC offline on it, evaluate both — with BC reaching >= 90% of the collecting policy;
@@ -25,8 +25,8 @@ import yaml
 import rlkit
 from rlkit.cli import main
 from rlkit.config import build_run_config
-from rlkit.evaluation import evaluate
-from rlkit.loops import train
+from rlkit.training.evaluation import evaluate
+from rlkit.training.loops import train
 
 QUIET = {"progress": False, "tensorboard": False, "plot": False}
 WALL_CLOCK = ("time", "sps")  # the only fields of a record that may differ between two runs of one config
@@ -184,7 +184,7 @@ def test_offline_run_without_an_env_trains_and_is_evaluated_by_nothing(datasets,
                             "agent": {"name": "bc", "hidden": [16]},
                             "train": {"total_steps": 200, "batch_size": 32, "eval_every": 50, "checkpoint_every": 100},
                             "log": {**QUIET, "log_every": 50}}, [])
-    summary = train(cfg, tmp_path / "run")  # rlkit.loops.train -> train_offline
+    summary = train(cfg, tmp_path / "run")  # rlkit.training.loops.train -> train_offline
     assert summary["steps"] == 200 and summary["final_eval"] is None and summary["best_eval"] is None
     records = _records(tmp_path / "run")
     assert [r["kind"] for r in records] == ["train"] * 4

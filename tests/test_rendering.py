@@ -1,4 +1,4 @@
-"""rlkit.rendering: MuJoCo's offscreen backend chosen before MuJoCo is imported, SDL kept quiet, and
+"""rlkit.runfiles.rendering: MuJoCo's offscreen backend chosen before MuJoCo is imported, SDL kept quiet, and
 `rlkit eval --video` failing in one line, before any episode, when no frame can be rendered."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rlkit import rendering
+from rlkit.runfiles import rendering
 from rlkit.cli import main
-from rlkit.rendering import RenderingError, choose_mujoco_gl, quiet_sdl
+from rlkit.runfiles.rendering import RenderingError, choose_mujoco_gl, quiet_sdl
 
 HEADLESS_UNSET = ("DISPLAY", "WAYLAND_DISPLAY", "XDG_RUNTIME_DIR", "MUJOCO_GL", "SDL_VIDEODRIVER", "SDL_AUDIODRIVER")
 
@@ -181,7 +181,7 @@ def test_eval_video_of_classic_control_prints_nothing_on_stderr(cartpole_run):
 def test_invalid_mujoco_gl_is_one_line_for_every_command(monkeypatch, capsys):
     """MuJoCo raises from inside `import mujoco` on an unknown MUJOCO_GL: rlkit says so in one line first."""
     from rlkit.cli import main
-    from rlkit.rendering import check_mujoco_gl
+    from rlkit.runfiles.rendering import check_mujoco_gl
 
     assert check_mujoco_gl({"MUJOCO_GL": "egl"}) is None and check_mujoco_gl({}) is None
     assert check_mujoco_gl({"MUJOCO_GL": " EGL "}) is None and check_mujoco_gl({"MUJOCO_GL": "disable"}) is None

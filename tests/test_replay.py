@@ -1,4 +1,4 @@
-"""Tests for rlkit.replay: n-step targets, frame stacks, prioritized sampling, wrap-around, resume."""
+"""Tests for rlkit.experience.replay: n-step targets, frame stacks, prioritized sampling, wrap-around, resume."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from rlkit.replay import ReplayBuffer, SumTree, Transitions
+from rlkit.experience.replay import ReplayBuffer, SumTree, Transitions
 
 
 # --------------------------------------------------------------------------- helpers

@@ -14,14 +14,14 @@ import torch
 import rlkit.envs  # noqa: F401  (registers rlkit/PointGoal-v0, rlkit/PointMazeU-v0)
 from rlkit.agents.ris import (RIS, RISConfig, SubgoalCandidateSampler, SubgoalTransitions, awr_weights,
                               gaussian_log_prob, laplace_log_prob, mixture_kl, subgoal_cost)
-from rlkit.build import _chain_hooks
-from rlkit.checkpoint import load_checkpoint
+from rlkit.training.build import _chain_hooks
+from rlkit.runfiles.checkpoint import load_checkpoint
 from rlkit.config import build_run_config
 from rlkit.errors import ConfigError
-from rlkit.her import HindsightRelabeler
-from rlkit.loops import train_online
-from rlkit.replay import ReplayBuffer
-from rlkit.runs import LATEST
+from rlkit.experience.her import HindsightRelabeler
+from rlkit.training.loops import train_online
+from rlkit.experience.replay import ReplayBuffer
+from rlkit.runfiles.runs import LATEST
 
 GOAL_SPACE = gym.spaces.Dict({"observation": gym.spaces.Box(-1, 1, (3,), np.float32),
                               "achieved_goal": gym.spaces.Box(-1, 1, (2,), np.float32),

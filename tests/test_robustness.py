@@ -24,11 +24,11 @@ import pytest
 import torch
 import yaml
 
-from rlkit.checkpoint import load_checkpoint
+from rlkit.runfiles.checkpoint import load_checkpoint
 from rlkit.cli import main
 from rlkit.config import ConfigError, build_run_config
-from rlkit.logger import RunLogger
-from rlkit.runs import BEST, LATEST, LOCK_FILE, RunLock
+from rlkit.runfiles.logger import RunLogger
+from rlkit.runfiles.runs import BEST, LATEST, LOCK_FILE, RunLock
 
 
 def _tiny(total_steps=400, **train):

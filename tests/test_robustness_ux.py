@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rlkit.checkpoint import load_checkpoint
+from rlkit.runfiles.checkpoint import load_checkpoint
 from rlkit.cli import _print_summary, main
 from rlkit.config import build_run_config
-from rlkit.logger import learning_curve_figure
-from rlkit.loops import train_online
-from rlkit.runs import LATEST
+from rlkit.runfiles.logger import learning_curve_figure
+from rlkit.training.loops import train_online
+from rlkit.runfiles.runs import LATEST
 
 REPO = Path(__file__).resolve().parent.parent
 

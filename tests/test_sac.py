@@ -12,12 +12,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from rlkit.agent import metric_values
+from rlkit.contract.agent import metric_values
 from rlkit.agents import AGENTS, SAC, SACConfig
 from rlkit.agents.sac import soft_td_target, squashed_gaussian_sample, tanh_log_det_jacobian
 from rlkit.config import ConfigError, build_run_config, load_config
-from rlkit.loops import train_online
-from rlkit.replay import Transitions
+from rlkit.training.loops import train_online
+from rlkit.experience.replay import Transitions
 
 OBS_SPACE = gym.spaces.Box(-np.inf, np.inf, shape=(3,), dtype=np.float32)
 ACT_SPACE = gym.spaces.Box(np.array([-2.0, 0.0], dtype=np.float32), np.array([2.0, 10.0], dtype=np.float32))

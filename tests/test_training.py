@@ -14,11 +14,11 @@ import pytest
 import torch
 import yaml
 
-from rlkit.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from rlkit.runfiles.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from rlkit.config import build_run_config
-from rlkit.loops import build_agent, make_vector_env, train_online
-from rlkit.replay import ReplayBuffer
-from rlkit.runs import LATEST
+from rlkit.training.loops import build_agent, make_vector_env, train_online
+from rlkit.experience.replay import ReplayBuffer
+from rlkit.runfiles.runs import LATEST
 
 
 class CounterEnv(gym.Env):

@@ -8,7 +8,7 @@ An exported directory holds ``config.yaml`` (the run's resolved config) and ``mo
 optimizer, no replay), a few MB at most. It is what a pretrained model shipped with the repo or
 downloaded from elsewhere looks like. safetensors holds only named tensors and a string-to-string
 header, so loading one never runs code; its header records the agent and env it was made for, and a
-file that does not match the config's agent is a one-line :class:`~rlkit.checkpoint.CheckpointError`.
+file that does not match the config's agent is a one-line :class:`~rlkit.runfiles.checkpoint.CheckpointError`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from rlkit.checkpoint import CheckpointError
+from rlkit.runfiles.checkpoint import CheckpointError
 
 WEIGHTS_FILE = "model.safetensors"
 FORMAT = "rlkit-acting-weights-1"

@@ -77,7 +77,7 @@ import numpy as np
 import torch
 
 from rlkit.errors import ConfigError
-from rlkit.replay import ReplayBuffer, SampleContext, Transitions
+from rlkit.experience.replay import ReplayBuffer, SampleContext, Transitions
 
 __all__ = ["HindsightRelabeler", "env_compute_reward", "env_compute_terminated", "check_goal_space"]
 
@@ -214,7 +214,7 @@ def _stored(buffer: ReplayBuffer, key: str, rows: torch.Tensor, envs: torch.Tens
 
 
 # --------------------------------------------------------------------------------------
-# Building the hook for a run (rlkit.build.build_replay)
+# Building the hook for a run (rlkit.training.build.build_replay)
 # --------------------------------------------------------------------------------------
 
 

@@ -201,7 +201,7 @@ def learning_curve_figure(run_dirs: list[Path], labels: list[str] | None = None)
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from rlkit.runs import run_label
+    from rlkit.runfiles.runs import run_label
 
     groups: dict[str, list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]] = {}
     successes: list[tuple[str, np.ndarray, np.ndarray]] = []  # goal-conditioned runs: success rate per eval

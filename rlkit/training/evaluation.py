@@ -7,10 +7,10 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from rlkit.build import make_vector_env
-from rlkit.collector import Collector
+from rlkit.training.build import make_vector_env
+from rlkit.training.collector import Collector
 from rlkit.config import EnvConfig
-from rlkit.logger import mean_std
+from rlkit.runfiles.logger import mean_std
 
 _EVALUATION_STREAM = 0xE7A1
 """Mixed into the evaluation seeds so they are unrelated to the training envs' (``seed + i``) as well."""

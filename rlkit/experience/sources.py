@@ -15,7 +15,7 @@ sequences       ``SequenceBuffer``: windows + masks   the same ``SequenceBuffer`
 The protocol (:class:`ExperienceSource`): ``add(obs, actions, rewards, terminated, truncated,
 autoreset)`` for one vector step (online), ``sample(batch_size) -> batch`` (a frozen dataclass of
 tensors: ``Transitions`` or ``Sequences``), ``state_dict()`` / ``load_state_dict()`` for exact resume.
-A sample-time hook (``sample_hook``, see rlkit.replay) may rewrite a batch before the agent sees it.
+A sample-time hook (``sample_hook``, see rlkit.experience.replay) may rewrite a batch before the agent sees it.
 """
 
 from __future__ import annotations
@@ -78,11 +78,11 @@ def episode_rows(episode) -> int:
 
 def fill_replay(buffer, episodes, padding: int = 0) -> None:
     """Write whole episodes into a one-stream ``ReplayBuffer`` in the online loop's layout
-    (:func:`rlkit.datasets.replay_stream`: each step's row, then the final observation as an autoreset
+    (:func:`rlkit.experience.datasets.replay_stream`: each step's row, then the final observation as an autoreset
     row, so truncated episodes bootstrap from it; an episode that ends with neither flag is stored as
     truncated). ``padding`` more autoreset rows follow, never sampled and never read (n-step windows
     stop at an episode's last step)."""
-    from rlkit.datasets import replay_stream
+    from rlkit.experience.datasets import replay_stream
 
     if not episodes:
         return
@@ -100,8 +100,8 @@ def dataset_source(cfg: RunConfig, device: torch.device):
     """(dataset, read-only source) for an offline run: the dataset named by ``offline.dataset``, in the
     store the agent's experience asks for."""
     from rlkit.agents import AGENTS
-    from rlkit.datasets import load_dataset
-    from rlkit.replay import ReplayBuffer
+    from rlkit.experience.datasets import load_dataset
+    from rlkit.experience.replay import ReplayBuffer
 
     dataset = load_dataset(cfg.offline.dataset)
     episodes = list(dataset.episodes)
@@ -114,7 +114,7 @@ def dataset_source(cfg: RunConfig, device: torch.device):
     fingerprint = {"dataset_episodes": len(episodes), "dataset_steps": int(sum(len(e.actions) for e in episodes)),
                    "dataset_rewards_crc32": int(checksum)}
     if experience == "sequences":
-        from rlkit.sequences import SequenceBuffer
+        from rlkit.experience.sequences import SequenceBuffer
 
         store = SequenceBuffer.from_episodes(episodes, dataset.observation_space, dataset.action_space,
                                              length=cfg.agent.sequence_length, device=device, seed=cfg.seed)

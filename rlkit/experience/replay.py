@@ -1,4 +1,4 @@
-"""Replay store for off-policy agents (DQN, MPO, SAC, and offline agents through rlkit.datasets).
+"""Replay store for off-policy agents (DQN, MPO, SAC, and offline agents through rlkit.experience.datasets).
 
 Design, and why
 ---------------

@@ -122,7 +122,7 @@ class EpisodeTransitions:
 
 @dataclass(frozen=True)
 class ReplayStream:
-    """All episodes as ONE time-ordered stream in ``rlkit.replay.ReplayBuffer.add``'s layout (one sub-env):
+    """All episodes as ONE time-ordered stream in ``rlkit.experience.replay.ReplayBuffer.add``'s layout (one sub-env):
     row ``i`` holds ``obs[i]`` and the action, reward and flags of the step taken from it; after each
     episode's last step comes an *autoreset* row (``autoreset[i]`` True) holding its final observation,
     whose action (zeros) and reward (0) are never used. Feed it with
@@ -689,7 +689,7 @@ def _replay_obs(state: Mapping[str, Any], observation_space: gym.Space) -> Obs:
 
 def episodes_from_replay(state: Mapping[str, Any], observation_space: gym.Space, last_obs: Any = None
                          ) -> tuple[list[Episode], dict[str, int]]:
-    """Whole episodes from a ``ReplayBuffer.state_dict()`` (``rlkit.replay``'s layout: one time-ordered
+    """Whole episodes from a ``ReplayBuffer.state_dict()`` (``rlkit.experience.replay``'s layout: one time-ordered
     stream per sub-env, ``valid`` False on NEXT_STEP autoreset rows, which hold the final observation of
     the episode before them; frame stacks stored as their newest frame).
 
@@ -796,10 +796,10 @@ def dataset_from_run(run_dir: str | os.PathLike, dataset_id: str, overwrite: boo
     """Write the replay buffer saved in a run's latest checkpoint as a dataset (episodes rebuilt by
     :func:`episodes_from_replay`). Returns the dataset directory and the counts (plus ``episodes`` and
     the return statistics)."""
-    from rlkit.checkpoint import load_checkpoint
+    from rlkit.runfiles.checkpoint import load_checkpoint
     from rlkit.config import build_run_config, read_yaml
-    from rlkit.loops import make_vector_env
-    from rlkit.runs import CONFIG_FILE, LATEST, check_run_dir
+    from rlkit.training.loops import make_vector_env
+    from rlkit.runfiles.runs import CONFIG_FILE, LATEST, check_run_dir
 
     check_dataset_id(dataset_id)
     if dataset_path(dataset_id).exists() and not overwrite:
@@ -854,7 +854,7 @@ def record_episodes(envs: gym.vector.VectorEnv, policy, episodes: int, seed: int
     As in evaluation, each sub-env runs a fixed quota of episodes (short episodes are not
     over-represented). After a step that ends env ``e``'s episode, the next step resets ``e`` and its
     action is ignored: that step's observation starts the next episode."""
-    from rlkit.collector import Collector
+    from rlkit.training.collector import Collector
 
     n = envs.num_envs
     quota = np.array([episodes // n + (1 if e < episodes % n else 0) for e in range(n)])

@@ -2,14 +2,14 @@
 from a dataset). Each reads top to bottom like CleanRL — collect, store, update, log, evaluate,
 checkpoint — with plain ``if`` blocks and no callbacks; ``train`` picks one from the config.
 
-What both loops share lives in named pieces: :class:`rlkit.collector.Collector` (the collect step and
-the env side of a checkpoint), :func:`rlkit.evaluation.evaluate`, :class:`rlkit.run_state.RunState`
+What both loops share lives in named pieces: :class:`rlkit.training.collector.Collector` (the collect step and
+the env side of a checkpoint), :func:`rlkit.training.evaluation.evaluate`, :class:`rlkit.training.run_state.RunState`
 (the whole checkpoint, saved and loaded in one place; exact resume) and :class:`_Run` below (the run
 directory, its lock, the logger, evaluation bookkeeping, Ctrl-C and divergence handling). Agents are the
 same objects in both loops: they only see ``act`` and ``update(batch)``.
 
 Collection conventions (NEXT_STEP autoreset, ``info["raw_reward"]``, ``info["life_loss"]``) are in
-:mod:`rlkit.collector`'s docstring.
+:mod:`rlkit.training.collector`'s docstring.
 """
 
 from __future__ import annotations
@@ -22,18 +22,18 @@ from typing import Any
 
 import torch
 
-from rlkit.build import (build_agent, build_experience, build_replay, env_spec, load_agent_weights, make_vector_env,  # noqa: F401
+from rlkit.training.build import (build_agent, build_experience, build_replay, env_spec, load_agent_weights, make_vector_env,  # noqa: F401
                          resolve_device, seed_everything)
-from rlkit.checkpoint import save_checkpoint
-from rlkit.collector import Collector, EnvReplay, EpisodeTracker  # noqa: F401  (re-exported)
+from rlkit.runfiles.checkpoint import save_checkpoint
+from rlkit.training.collector import Collector, EnvReplay, EpisodeTracker  # noqa: F401  (re-exported)
 from rlkit.config import RunConfig, build_run_config, dump_yaml, read_yaml
 from rlkit.errors import TrainingDiverged
-from rlkit.evaluation import evaluate, evaluation_seed
-from rlkit.her import env_compute_reward, env_compute_terminated
-from rlkit.logger import CURVE_FILE, RunLogger, plot_runs
-from rlkit.run_state import RESUMABLE_KEYS, RunState, apply_optimizer_changes, resume_changes  # noqa: F401
-from rlkit.runs import BEST, CONFIG_FILE, LATEST, RunLock, check_new_run_dir, check_run_dir, create_run_dir
-from rlkit.schedules import linear_schedule
+from rlkit.training.evaluation import evaluate, evaluation_seed
+from rlkit.experience.her import env_compute_reward, env_compute_terminated
+from rlkit.runfiles.logger import CURVE_FILE, RunLogger, plot_runs
+from rlkit.training.run_state import RESUMABLE_KEYS, RunState, apply_optimizer_changes, resume_changes  # noqa: F401
+from rlkit.runfiles.runs import BEST, CONFIG_FILE, LATEST, RunLock, check_new_run_dir, check_run_dir, create_run_dir
+from rlkit.contract.schedules import linear_schedule
 
 
 def train(cfg: RunConfig, run_dir: Path, resume: bool = False, source: str | None = None) -> dict[str, Any]:
@@ -127,7 +127,7 @@ def train_offline(cfg: RunConfig, run_dir: Path, resume: bool = False, source: s
     """Train an agent from a dataset (``offline.dataset``, Minari format): ``train.total_steps`` gradient
     steps on batches from a read-only experience source, with the same logging, evaluation in the env
     (when ``env.id`` is set), checkpoints, exact resume and Ctrl-C handling as online runs."""
-    from rlkit.experience import dataset_source
+    from rlkit.experience.sources import dataset_source
 
     with _Run(cfg, run_dir, resume, source) as run:
         seed_everything(cfg.seed, cfg.torch_threads)
@@ -170,7 +170,7 @@ def train_offline(cfg: RunConfig, run_dir: Path, resume: bool = False, source: s
 
 
 def _check_dataset_fits(dataset, envs, cfg: RunConfig) -> None:
-    from rlkit.datasets import check_dataset_fits
+    from rlkit.experience.datasets import check_dataset_fits
 
     check_dataset_fits(dataset, envs.single_observation_space, envs.single_action_space,
                        where=f"offline.dataset '{cfg.offline.dataset}' vs env.id '{cfg.env.id}'")

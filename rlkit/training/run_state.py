@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from rlkit.checkpoint import load_checkpoint, save_checkpoint
+from rlkit.runfiles.checkpoint import load_checkpoint, save_checkpoint
 from rlkit.config import RunConfig, to_dict
 from rlkit.errors import CheckpointError, ConfigError, TrainingDiverged
 

@@ -2,7 +2,7 @@
 ``AgentConfig``, the base of every agent's config dataclass.
 
 An agent owns its networks and optimizers only — never the env, the buffer or the logger — so the
-loops in :mod:`rlkit.loops` drive any agent, online or offline (d3rlpy's ``fit`` / ``fit_online``
+loops in :mod:`rlkit.training.loops` drive any agent, online or offline (d3rlpy's ``fit`` / ``fit_online``
 symmetry: both loops call the same ``update(batch)``).
 
 Adding an agent touches three places: ``agents/<name>.py`` (config + agent), ``configs/<name>_*.yaml``
@@ -37,8 +37,8 @@ class AgentConfig:
 
     experience: ClassVar[Experience] = "transitions"
     """The experience the agent learns from (Acme's adder choice): ``transitions`` (one-step or n-step,
-    ``rlkit.replay.ReplayBuffer``) or ``sequences`` (fixed-length windows with masks,
-    ``rlkit.sequences.SequenceBuffer``). Not a config key: it is what the agent's update is written for."""
+    ``rlkit.experience.replay.ReplayBuffer``) or ``sequences`` (fixed-length windows with masks,
+    ``rlkit.experience.sequences.SequenceBuffer``). Not a config key: it is what the agent's update is written for."""
 
     def __post_init__(self) -> None:
         if not 0.0 < self.gamma <= 1.0:

@@ -16,10 +16,10 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from rlkit.checkpoint import load_checkpoint
+from rlkit.runfiles.checkpoint import load_checkpoint
 from rlkit.config import EnvConfig, RunConfig, _closest
 from rlkit.errors import CheckpointError, ConfigError
-from rlkit.replay import ReplayBuffer
+from rlkit.experience.replay import ReplayBuffer
 
 
 def resolve_device(name: str) -> torch.device:
@@ -71,7 +71,7 @@ def run_spaces(cfg: RunConfig) -> tuple[gym.Space, gym.Space]:
     """(observation space, action space) the run's agent was built for: the env's, or for an offline run
     without an env (``env.id: null``) the dataset's."""
     if cfg.env.id is None and cfg.offline is not None:
-        from rlkit.datasets import dataset_spaces
+        from rlkit.experience.datasets import dataset_spaces
 
         return dataset_spaces(cfg.offline.dataset)
     envs = make_vector_env(cfg.env, num_envs=1)
@@ -120,7 +120,7 @@ def build_replay(cfg: RunConfig, obs_space: gym.Space, act_space: gym.Space, num
                  agent_hook: Callable[..., Any] | None = None,
                  compute_terminated: Callable[..., Any] | None = None) -> ReplayBuffer:
     """The run's replay buffer; a layout the spaces do not allow is a one-line ConfigError.
-    ``compute_reward`` (the env's, :func:`rlkit.her.env_compute_reward`) is needed by ``train.replay.her``;
+    ``compute_reward`` (the env's, :func:`rlkit.experience.her.env_compute_reward`) is needed by ``train.replay.her``;
     ``compute_terminated`` (the env's, if it has one) makes it recompute relabelled terminations.
     ``agent_hook``: the agent's own sample hook (``agent.sample_hook``, e.g. RIS's candidate subgoals), run
     after HER's relabelling, so it sees the goals the agent trains on."""
@@ -131,7 +131,7 @@ def build_replay(cfg: RunConfig, obs_space: gym.Space, act_space: gym.Space, num
                           f"{obs_space.shape}; set it to the env's frame stack (axis 0) or 1")
     relabeler = None
     if replay_cfg.her is not None:
-        from rlkit.her import build_relabeler
+        from rlkit.experience.her import build_relabeler
 
         relabeler = build_relabeler(replay_cfg.her, obs_space, compute_reward, compute_terminated)
     hook = _chain_hooks(relabeler, agent_hook)
@@ -174,7 +174,7 @@ def build_experience(cfg: RunConfig, obs_space: gym.Space, act_space: gym.Space,
     ``compute_reward``: the env's, for hindsight relabelling (``train.replay.her``); ``agent_hook``: the
     agent's sample hook for transition batches (run after HER's)."""
     if getattr(type(cfg.agent), "experience", "transitions") == "sequences":
-        from rlkit.sequences import SequenceBuffer
+        from rlkit.experience.sequences import SequenceBuffer
 
         if cfg.train.replay.her is not None:
             raise ConfigError(f"train.replay.her relabels transitions, but agent '{cfg.agent.name}' learns from "

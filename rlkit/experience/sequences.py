@@ -2,7 +2,7 @@
 2021), of CPC-style auxiliary losses over time (van den Oord et al. 2018) and of recurrent policies.
 
 Storage is by whole episodes: the online loop's steps (NEXT_STEP autoreset convention, as in
-rlkit.replay) are kept per sub-env until the episode ends, then appended to one flat store; an offline
+rlkit.experience.replay) are kept per sub-env until the episode ends, then appended to one flat store; an offline
 dataset fills the store directly (:meth:`SequenceBuffer.from_episodes`). Only finished episodes are
 sampled, so returns-to-go are exact. When the store is full the oldest episodes are dropped.
 
@@ -82,7 +82,7 @@ class SequenceBuffer:
     def from_episodes(cls, episodes, observation_space: gym.Space, action_space: gym.Space, length: int,
                       gamma: float = 1.0, device: str | torch.device = "cpu", seed: int = 0) -> "SequenceBuffer":
         """A buffer holding exactly ``episodes`` (objects with ``observations`` ``[T+1, ...]``, ``actions``,
-        ``rewards``, ``terminations`` arrays; rlkit.datasets' episodes)."""
+        ``rewards``, ``terminations`` arrays; rlkit.experience.datasets' episodes)."""
         total = sum(len(e.actions) for e in episodes)
         buffer = cls(observation_space, action_space, capacity=max(total, length), length=length, gamma=gamma,
                      device=device, seed=seed)

@@ -2,7 +2,7 @@
 
     runs/<name>/
         config.yaml          resolved config: enough to rebuild the run (`rlkit train config.yaml`)
-        metrics.jsonl        every record (see rlkit.logger)
+        metrics.jsonl        every record (see rlkit.runfiles.logger)
         tb/                  TensorBoard events
         checkpoints/latest.pt   atomic, for --resume
         checkpoints/best.pt     weights of the best evaluation, for `rlkit eval`
