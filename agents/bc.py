@@ -32,10 +32,10 @@ actions (:func:`rlkit.contract.agent.epsilon_mix`).
 
 from __future__ import annotations
 
-import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 import gymnasium as gym
 import numpy as np
@@ -43,9 +43,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rlkit.contract.agent import AgentConfig, epsilon_mix
+from rlkit.contract.agent import Agent, AgentConfig, BoxActions, Capabilities, StepRecord, epsilon_mix
+from rlkit.contract.networks import make_encoder, mlp
+from rlkit.contract.parts import acting, trains
 from rlkit.errors import ConfigError
-from rlkit.contract.networks import make_encoder, mlp, obs_batch_size, obs_to_tensor
 from rlkit.experience.replay import Transitions
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
@@ -70,6 +71,10 @@ class BCConfig(AgentConfig):
     """Lower clamp of the Gaussian policy's log std (``loss: gaussian``)."""
     log_std_max: float = 2.0
     """Upper clamp of the Gaussian policy's log std (``loss: gaussian``)."""
+
+    resumable: ClassVar[frozenset[str]] = frozenset({"max_grad_norm", "log_std_min", "log_std_max"})
+    optimizer_settings: ClassVar[Mapping[str, tuple[tuple[str, str], ...]]] = {
+        "lr": (("optimizer", "lr"),), "weight_decay": (("optimizer", "weight_decay"),)}
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -115,9 +120,10 @@ class Policy(nn.Module):
     """obs ``[B, *obs_shape]`` (or a dict of such) -> ``[B, out_dim]``: the mean (mse), mean and log std
     (gaussian, ``2A``) or the logits (discrete, ``n``)."""
 
-    def __init__(self, observation_space: gym.Space, out_dim: int, hidden: list[int]) -> None:
+    def __init__(self, observation_space: gym.Space, out_dim: int, hidden: list[int],
+                 encoder_hidden: list[int] = ()) -> None:
         super().__init__()
-        self.encoder = make_encoder(observation_space)            # [B, D]
+        self.encoder = make_encoder(observation_space, encoder_hidden)  # [B, D]
         self.net = mlp(self.encoder.out_dim, hidden, out_dim)     # [B, out_dim]
 
     def forward(self, obs: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
@@ -129,23 +135,14 @@ class Policy(nn.Module):
 # --------------------------------------------------------------------------------------
 
 
-class BC:
+class BC(Agent):
     """Behaviour cloning: ``act`` is the cloned policy, ``update`` one supervised step on a batch."""
 
-    supports_prioritized_replay = False
-    """``update`` computes no priorities (offline sources refuse prioritized replay anyway)."""
-    acting_modules = ("policy",)
-    """The modules ``act`` needs: what ``rlkit export`` writes to safetensors (no optimizer)."""
-    resumable_keys = frozenset({"max_grad_norm", "log_std_min", "log_std_max"})
-    """Config fields read at use time: a resume may change them."""
-    optimizer_keys = {"lr": (("optimizer", "lr"),), "weight_decay": (("optimizer", "weight_decay"),)}
-    """Config fields written into the optimizer's param groups on resume."""
+    capabilities = Capabilities()
 
     def __init__(self, cfg: BCConfig, observation_space: gym.Space, action_space: gym.Space,
                  device: torch.device | str = "cpu", seed: int = 0) -> None:
-        self.cfg = cfg
-        self.device = torch.device(device)
-        self.action_space = action_space
+        super().__init__(cfg, observation_space, action_space, device)
         self.discrete = isinstance(action_space, gym.spaces.Discrete)
         if self.discrete:
             self.n_actions, self.action_start = int(action_space.n), int(action_space.start)
@@ -153,31 +150,23 @@ class BC:
         elif isinstance(action_space, gym.spaces.Box):
             if not (np.all(np.isfinite(action_space.low)) and np.all(np.isfinite(action_space.high))):
                 raise ConfigError(f"BC normalises Box actions by their bounds, which must be finite: {action_space}")
-            self.act_dim = int(np.prod(action_space.shape))
-            self.action_shape, self.action_dtype = tuple(action_space.shape), action_space.dtype
-            low = torch.as_tensor(action_space.low, dtype=torch.float32, device=self.device).flatten()
-            high = torch.as_tensor(action_space.high, dtype=torch.float32, device=self.device).flatten()
-            self.action_center, self.action_half_range = (high + low) / 2, (high - low) / 2
-            out_dim = 2 * self.act_dim if cfg.loss == "gaussian" else self.act_dim
+            self.actions = BoxActions(action_space, self.device)
+            out_dim = 2 * self.actions.dim if cfg.loss == "gaussian" else self.actions.dim
         else:
             raise ConfigError(f"BC needs a Box or Discrete action space, the data has {action_space}")
 
-        self.policy = Policy(observation_space, out_dim, cfg.hidden).to(self.device)
+        self.policy = Policy(observation_space, out_dim, cfg.hidden, cfg.encoder_hidden).to(self.device)
         # fused Adam: one kernel for all parameters instead of ~6 ops per tensor
         fused = self.device.type in ("cpu", "cuda")
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
                                           fused=fused)
         self.rng = np.random.default_rng(seed)  # sampled actions and epsilon in act()
-        self.updates = 0
+        self.declare(parts={"policy": acting(self.policy)}, optimizers={"optimizer": trains(self.optimizer, "policy")},
+                     generators={"rng": self.rng}, encoder="policy.encoder")
 
     @property
     def gaussian(self) -> bool:
         return not self.discrete and self.cfg.loss == "gaussian"
-
-    def _normalize(self, actions: torch.Tensor) -> torch.Tensor:
-        """Env-scale Box actions ``[B, *action_shape]`` -> ``[B, A]`` in [-1, 1] units."""
-        actions = actions.reshape(actions.shape[0], -1).float()
-        return (actions - self.action_center) / self.action_half_range
 
     def _heads(self, obs) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Box: mean ``[B, A]`` and clamped log std ``[B, A]`` (gaussian) or None (mse)."""
@@ -189,12 +178,10 @@ class BC:
 
     # ------------------------------------------------------------------ acting
     @torch.no_grad()
-    def act(self, obs, explore: bool, episode_start: np.ndarray | None = None,
-            epsilon: float | None = None) -> np.ndarray:
+    def act(self, step: StepRecord, explore: bool, epsilon: float | None = None) -> np.ndarray:
         """Actions for a batch: the mean clipped to the Box (argmax for Discrete); ``explore`` samples the
         learned distribution (gaussian, discrete); with probability ``epsilon`` a uniform action."""
-        n = obs_batch_size(obs)
-        obs = obs_to_tensor(obs, self.device)
+        obs = step.obs
         if self.discrete:
             logits = self.policy(obs)                                             # [n, n_actions]
             if explore:
@@ -208,8 +195,7 @@ class BC:
             if explore and log_std is not None:
                 noise = torch.from_numpy(self.rng.standard_normal(mean.shape, dtype=np.float32)).to(self.device)
                 mean = mean + log_std.exp() * noise
-            action = self.action_center + self.action_half_range * mean.clamp(-1.0, 1.0)
-            actions = action.cpu().numpy().astype(self.action_dtype, copy=False).reshape(n, *self.action_shape)
+            actions = self.actions.to_env(mean.clamp(-1.0, 1.0))
         return epsilon_mix(actions, epsilon, self.action_space, self.rng)
 
     # ------------------------------------------------------------------ learning
@@ -224,7 +210,7 @@ class BC:
             per_sample = cross_entropy(logits, index)                             # [B]
             metrics["accuracy"] = (logits.detach().argmax(dim=-1) == index).float().mean()
         else:
-            target = self._normalize(batch.actions)                               # [B, A] in [-1, 1]
+            target = self.actions.normalize(batch.actions)                             # [B, A] in [-1, 1]
             mean, log_std = self._heads(batch.obs)                                # [B, A] each
             if log_std is None:
                 per_sample = mse_loss(mean, target)                               # [B]
@@ -235,21 +221,8 @@ class BC:
         loss = (batch.weights * per_sample).mean()
 
         # step
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.max_grad_norm is not None:
-            metrics["grad_norm"] = nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.max_grad_norm).detach()
-        self.optimizer.step()
+        grad_norm = self.optimize("optimizer", loss, batch, max_grad_norm=cfg.max_grad_norm)
+        if grad_norm is not None:
+            metrics["grad_norm"] = grad_norm.detach()
         self.updates += 1
-        return {"loss": loss.detach(), **metrics}  # 0-dim tensors, read at log time
-
-    # ------------------------------------------------------------------ checkpoints
-    def state_dict(self) -> dict:
-        return {"policy": self.policy.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "updates": self.updates, "rng": json.dumps(self.rng.bit_generator.state)}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.policy.load_state_dict(state["policy"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.updates = int(state["updates"])
-        self.rng.bit_generator.state = json.loads(state["rng"])
+        return {"loss": loss.detach(), **metrics, **self.aux_metrics}  # 0-dim tensors, read at log time

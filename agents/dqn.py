@@ -19,8 +19,9 @@ The loss (eq. 1 of the Nature paper, with the n-step and double variants):
 
 from __future__ import annotations
 
-import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -28,10 +29,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rlkit.contract.agent import AgentConfig
-from rlkit.errors import ConfigError
-from rlkit.contract.networks import NatureCNN, index_obs, make_encoder, mlp, obs_batch_size, obs_to_tensor, polyak_update
+from rlkit.contract.agent import Agent, AgentConfig, Capabilities, StepRecord
+from rlkit.contract.networks import NatureCNN, index_obs, make_encoder, mlp, polyak_update
+from rlkit.contract.parts import acting, target_of, trains
 from rlkit.contract.schedules import linear_schedule
+from rlkit.errors import ConfigError
 from rlkit.experience.replay import Transitions
 
 
@@ -67,6 +69,15 @@ class DQNConfig(AgentConfig):
     lr_decay_steps: int = 0
     """Env steps over which the learning rate decays from ``lr`` to ``lr_end`` (same clock as epsilon)."""
 
+    resumable: ClassVar[frozenset[str]] = frozenset({
+        "double", "target_update_every", "tau", "max_grad_norm", "huber_delta", "eps_start", "eps_end",
+        "eps_decay_steps", "lr_end", "lr_decay_steps"})
+    optimizer_settings: ClassVar[Mapping[str, tuple[tuple[str, str], ...]]] = {
+        "lr": (("optimizer", "lr"),), "adam_eps": (("optimizer", "eps"),)}
+
+    def env_step_schedules(self) -> list[str]:
+        return ["lr_decay_steps"] if self.lr_end is not None and self.lr_decay_steps > 0 else []
+
     def __post_init__(self) -> None:
         super().__post_init__()
         self.check_positive("lr", "adam_eps", "huber_delta", "max_grad_norm")
@@ -85,9 +96,10 @@ class DQNConfig(AgentConfig):
 class QNetwork(nn.Module):
     """obs ``[B, *obs_shape]`` (or a dict of such) -> Q-values ``[B, n_actions]``; dueling heads as an option."""
 
-    def __init__(self, observation_space: gym.Space, n_actions: int, hidden: list[int], dueling: bool) -> None:
+    def __init__(self, observation_space: gym.Space, n_actions: int, hidden: list[int], dueling: bool,
+                 encoder_hidden: list[int] = ()) -> None:
         super().__init__()
-        self.encoder = make_encoder(observation_space)
+        self.encoder = make_encoder(observation_space, encoder_hidden)
         # the Nature CNN already ends in its 512-unit layer: no hidden layers after it
         head_hidden = [] if isinstance(self.encoder, NatureCNN) else list(hidden)
         features = self.encoder.out_dim
@@ -106,42 +118,30 @@ class QNetwork(nn.Module):
         return self.q(z)
 
 
-class DQN:
+class DQN(Agent):
     """DQN agent: ``act`` is epsilon-greedy, ``update`` is one gradient step on a replay batch."""
 
-    supports_prioritized_replay = True
-    """``update`` reports new priorities (|TD error|) through ``update_priorities`` for prioritized replay."""
-    acting_modules = ("q_net",)
-    """The modules ``act`` needs: what ``rlkit export`` writes to safetensors (no optimizer, no target)."""
-    resumable_keys = frozenset({"double", "target_update_every", "tau", "max_grad_norm", "huber_delta",
-                                "eps_start", "eps_end", "eps_decay_steps", "lr_end", "lr_decay_steps"})
-    """Config fields read at use time, so ``rlkit train --resume RUN agent.tau=...`` takes effect."""
-    optimizer_keys = {"lr": (("optimizer", "lr"),), "adam_eps": (("optimizer", "eps"),)}
-    """Config fields written into the optimizers' param groups on resume: (optimizer attribute, key)."""
+    capabilities = Capabilities(env_step_clock=True, priority_feedback=True, continuous_actions=False)
 
     def __init__(self, cfg: DQNConfig, observation_space: gym.Space, action_space: gym.Space,
                  device: torch.device | str = "cpu", seed: int = 0) -> None:
         if not isinstance(action_space, gym.spaces.Discrete):
             raise ConfigError(f"DQN needs a Discrete action space, the env has {action_space}; "
                               "use an agent for continuous actions (e.g. MPO, SAC)")
-        self.cfg = cfg
-        self.device = torch.device(device)
+        super().__init__(cfg, observation_space, action_space, device)
         self.n_actions = int(action_space.n)
-        self.q_net = QNetwork(observation_space, self.n_actions, cfg.hidden, cfg.dueling).to(self.device)
-        self.target_net = QNetwork(observation_space, self.n_actions, cfg.hidden, cfg.dueling).to(self.device)
+        new_q = lambda: QNetwork(observation_space, self.n_actions, cfg.hidden, cfg.dueling,  # noqa: E731
+                                 cfg.encoder_hidden).to(self.device)
+        self.q_net, self.target_net = new_q(), new_q()
         self.target_net.load_state_dict(self.q_net.state_dict())
         self.target_net.requires_grad_(False)
         # fused Adam: one kernel for all parameters instead of ~6 ops per tensor (10% of a CartPole update)
         fused = self.device.type in ("cpu", "cuda")
         self.optimizer = torch.optim.Adam(self.q_net.parameters(), lr=cfg.lr, eps=cfg.adam_eps, fused=fused)
         self.rng = np.random.default_rng(seed)
-        self.env_steps = 0  # the loop's clock of real env transitions (set_env_steps): drives epsilon and lr
-        self.updates = 0
-
-    def set_env_steps(self, env_steps: int) -> None:
-        """The loop's count of real env transitions so far (SB3's ``num_timesteps``); the epsilon and
-        learning-rate schedules read it. A hand-written loop calls it after each env step."""
-        self.env_steps = int(env_steps)
+        self.declare(parts={"q_net": acting(self.q_net), "target_net": target_of("q_net", self.target_net)},
+                     optimizers={"optimizer": trains(self.optimizer, "q_net")},
+                     generators={"rng": self.rng}, encoder="q_net.encoder")
 
     @property
     def epsilon(self) -> float:
@@ -154,12 +154,11 @@ class DQN:
         return linear_schedule(self.cfg.lr, self.cfg.lr_end, self.cfg.lr_decay_steps, self.env_steps)
 
     @torch.no_grad()
-    def greedy(self, obs: np.ndarray) -> np.ndarray:
-        q = self.q_net(obs_to_tensor(obs, self.device))
+    def greedy(self, obs: torch.Tensor | dict[str, torch.Tensor]) -> np.ndarray:
+        q = self.q_net(obs)
         return q.argmax(dim=1).cpu().numpy()
 
-    def act(self, obs: np.ndarray, explore: bool, episode_start: np.ndarray | None = None,
-            epsilon: float | None = None) -> np.ndarray:
+    def act(self, step: StepRecord, explore: bool, epsilon: float | None = None) -> np.ndarray:
         """Epsilon-greedy over a batch; ``explore`` uses the schedule, else ``epsilon`` (default 0).
 
         The schedule follows the loop's clock of real env transitions (:meth:`set_env_steps`), so steps
@@ -168,18 +167,18 @@ class DQN:
         The network runs only on the observations that act greedily: early in training, when epsilon
         is near 1, collection costs no forward pass at all (the dominant cost of CPU Atari collection).
         """
-        n = obs_batch_size(obs)
+        n = step.size
         eps = self.epsilon if explore else (epsilon or 0.0)
         if eps <= 0.0:
-            return self.greedy(obs)
+            return self.greedy(step.obs)
         random_mask = self.rng.random(n) < eps
         actions = self.rng.integers(self.n_actions, size=n)
         if not random_mask.all():
             greedy_mask = ~random_mask
-            actions[greedy_mask] = self.greedy(index_obs(obs, greedy_mask))
+            actions[greedy_mask] = self.greedy(index_obs(step.obs, torch.from_numpy(greedy_mask).to(self.device)))
         return actions
 
-    def update(self, batch: Transitions, update_priorities=None) -> dict[str, torch.Tensor | float]:
+    def update(self, batch: Transitions) -> dict[str, torch.Tensor | float]:
         # targets: y = R + gamma^k * Q_target(s', argmax_a Q_select(s', a))
         with torch.no_grad():
             next_q_target = self.target_net(batch.next_obs)                       # [B, A]
@@ -192,42 +191,19 @@ class DQN:
         q = self.q_net(batch.obs).gather(1, batch.actions.long().view(-1, 1)).squeeze(1)  # [B]
         td_error = q - target
         loss = (batch.weights * F.huber_loss(q, target, reduction="none", delta=self.cfg.huber_delta)).mean()
-
-        self.optimizer.zero_grad(set_to_none=True)
         if self.cfg.lr_end is not None:
             for group in self.optimizer.param_groups:
                 group["lr"] = self.lr
-        loss.backward()
-        if self.cfg.max_grad_norm is not None:
-            grad_norm = nn.utils.clip_grad_norm_(self.q_net.parameters(), self.cfg.max_grad_norm)
-        else:
+        grad_norm = self.optimize("optimizer", loss, batch, max_grad_norm=self.cfg.max_grad_norm)
+        if grad_norm is None:
             grad_norm = torch.zeros((), device=self.device)
-        self.optimizer.step()
 
         # target network
         self.updates += 1
         if self.updates % self.cfg.target_update_every == 0:
             polyak_update(self.q_net, self.target_net, self.cfg.tau)
 
-        if update_priorities is not None:
-            update_priorities(batch.indices, td_error.detach().abs())
+        self.report_priorities(batch.indices, td_error.detach().abs())
         return {"loss": loss.detach(), "q_mean": q.detach().mean(), "grad_norm": grad_norm.detach(),
-                "epsilon": self.epsilon, **({"lr": self.lr} if self.cfg.lr_end is not None else {})}
-
-    def state_dict(self) -> dict:
-        return {
-            "q_net": self.q_net.state_dict(),
-            "target_net": self.target_net.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "env_steps": self.env_steps,
-            "updates": self.updates,
-            "rng": json.dumps(self.rng.bit_generator.state),
-        }
-
-    def load_state_dict(self, state: dict) -> None:
-        self.q_net.load_state_dict(state["q_net"])
-        self.target_net.load_state_dict(state["target_net"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.env_steps = int(state["env_steps"])
-        self.updates = int(state["updates"])
-        self.rng.bit_generator.state = json.loads(state["rng"])
+                "epsilon": self.epsilon, **({"lr": self.lr} if self.cfg.lr_end is not None else {}),
+                **self.aux_metrics}

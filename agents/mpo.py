@@ -55,9 +55,10 @@ normalised and clipped (Acme's ClipToSpec), the likelihood uses the unclipped sa
 
 from __future__ import annotations
 
-import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -65,9 +66,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rlkit.contract.agent import AgentConfig, check_bounded_box_actions, epsilon_mix
+from rlkit.contract.agent import Agent, AgentConfig, BoxActions, Capabilities, StepRecord, check_bounded_box_actions, epsilon_mix
+from rlkit.contract.networks import MLPEncoder, make_encoder, mlp, polyak_update
+from rlkit.contract.parts import acting, free_tensor, target_of, trained, trains
 from rlkit.errors import ConfigError
-from rlkit.contract.networks import make_encoder, mlp, obs_batch_size, obs_to_tensor, polyak_update
 from rlkit.experience.replay import Transitions
 
 _FLOAT_EPSILON = 1e-8  # added to softplus(x) so the dual variables are strictly positive (Acme)
@@ -127,6 +129,13 @@ class MPOConfig(AgentConfig):
     no penalty gave 927 / 976 / 1311 and 1e-3 gave 1135 / 1675 / 1591: a strong penalty also pulls
     in-bounds means toward the centre, since with std 0.7 many samples fall outside. The default is
     Acme's; configs/mpo_humanoid_*.yaml use 0.1 (measured there)."""
+
+    resumable: ClassVar[frozenset[str]] = frozenset({
+        "epsilon", "epsilon_mean", "epsilon_stddev", "num_samples", "target_update_every", "max_grad_norm",
+        "action_penalization", "epsilon_penalty"})
+    optimizer_settings: ClassVar[Mapping[str, tuple[tuple[str, str], ...]]] = {
+        "policy_lr": (("policy_optimizer", "lr"),), "critic_lr": (("critic_optimizer", "lr"),),
+        "dual_lr": (("dual_optimizer", "lr"),)}
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -245,39 +254,27 @@ def _softplus_inverse(x: float) -> float:
 # --------------------------------------------------------------------------------------
 
 
-class MPO:
+class MPO(Agent):
     """MPO agent: ``act`` samples the Gaussian policy (or takes its mean); ``update`` is one step of
     critic, E-step, M-step and dual variables on a replay batch."""
 
-    supports_prioritized_replay = False
-    """``update`` computes no priorities: the config refuses ``train.replay.prioritized: true``."""
-    acting_modules = ("policy",)
-    """The modules ``act`` needs: what ``rlkit export`` writes to safetensors (no critic, no optimizers)."""
-    resumable_keys = frozenset({"epsilon", "epsilon_mean", "epsilon_stddev", "num_samples", "target_update_every",
-                                "max_grad_norm", "action_penalization", "epsilon_penalty"})
-    """Config fields read at use time, so ``rlkit train --resume RUN agent.epsilon=...`` takes effect."""
-    optimizer_keys = {"policy_lr": (("policy_optimizer", "lr"),), "critic_lr": (("critic_optimizer", "lr"),),
-                      "dual_lr": (("dual_optimizer", "lr"),)}
-    """Config fields written into the optimizers' param groups on resume: (optimizer attribute, key)."""
+    capabilities = Capabilities(env_step_clock=True, discrete_actions=False)
 
     def __init__(self, cfg: MPOConfig, observation_space: gym.Space, action_space: gym.Space,
                  device: torch.device | str = "cpu", seed: int = 0) -> None:
         check_bounded_box_actions("MPO", action_space)
-        # vector observations: a Box of any shape is flattened, a Dict's keys concatenated (no learned encoder)
-        self.encoder = make_encoder(observation_space)
-        if any(True for _ in self.encoder.parameters()):
+        # vector observations: a Box of any shape is flattened, a Dict's keys concatenated; with
+        # agent.encoder_hidden a learned MLP follows, trained by the critic's loss (the policy sees it detached)
+        self.encoder = make_encoder(observation_space, cfg.encoder_hidden)
+        base = self.encoder.base if isinstance(self.encoder, MLPEncoder) else self.encoder
+        if any(True for _ in base.parameters()):
             raise ConfigError(f"MPO takes vector observations (a Box, or a Dict of Boxes), not images: "
                               f"{observation_space}; use DQN or SAC for pixels")
-        self.cfg = cfg
-        self.device = torch.device(device)
+        super().__init__(cfg, observation_space, action_space, device)
+        self.encoder.to(self.device)
         obs_dim = int(self.encoder.out_dim)
-        self.act_dim = act_dim = int(np.prod(action_space.shape))
-        self.action_shape = tuple(action_space.shape)
-        self.action_dtype = action_space.dtype
-        self.action_space = action_space
-        low = torch.as_tensor(action_space.low, dtype=torch.float32, device=self.device).flatten()
-        high = torch.as_tensor(action_space.high, dtype=torch.float32, device=self.device).flatten()
-        self.action_center, self.action_half_range = (high + low) / 2, (high - low) / 2
+        self.actions = BoxActions(action_space, self.device)
+        self.act_dim = act_dim = self.actions.dim
 
         new_policy = lambda: GaussianPolicy(obs_dim, act_dim, cfg.policy_hidden, cfg.layer_norm,  # noqa: E731
                                             cfg.init_std, cfg.min_std).to(self.device)
@@ -298,7 +295,8 @@ class MPO:
         self.alpha_stddev_param = dual(cfg.init_alpha_stddev, n_constraints)
 
         self.policy_optimizer = torch.optim.Adam(self.policy.parameters(), lr=cfg.policy_lr)
-        self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr)
+        self.critic_optimizer = torch.optim.Adam([*self.critic.parameters(), *self.encoder.parameters()],
+                                                 lr=cfg.critic_lr)
         self.dual_optimizer = torch.optim.Adam(
             [self.temperature_param, self.alpha_mean_param, self.alpha_stddev_param,
              self.penalty_temperature_param], lr=cfg.dual_lr)
@@ -306,8 +304,16 @@ class MPO:
         self.rng = np.random.default_rng(seed)  # exploration noise in act()
         self.generator = torch.Generator(device=self.device)  # action samples in update()
         self.generator.manual_seed(seed + 1)
-        self.env_steps = 0
-        self.updates = 0
+        duals = ("temperature_param", "alpha_mean_param", "alpha_stddev_param", "penalty_temperature_param")
+        self.declare(
+            parts={"policy": acting(self.policy), "encoder": acting(self.encoder), "critic": trained(self.critic),
+                   "target_policy": target_of("policy", self.target_policy),
+                   "target_critic": target_of("critic", self.target_critic),
+                   **{name: free_tensor(getattr(self, name)) for name in duals}},
+            optimizers={"policy_optimizer": trains(self.policy_optimizer, "policy"),
+                        "critic_optimizer": trains(self.critic_optimizer, "critic", "encoder"),
+                        "dual_optimizer": trains(self.dual_optimizer, *duals)},
+            generators={"rng": self.rng, "generator": self.generator}, encoder="encoder")
 
     # ------------------------------------------------------------------ dual variables
     def _dual_values(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -324,33 +330,23 @@ class MPO:
         return float(F.softplus(self.temperature_param.detach()).item() + _FLOAT_EPSILON)
 
     # ------------------------------------------------------------------ acting
-    def _normalize(self, actions: torch.Tensor) -> torch.Tensor:
-        return (actions.reshape(actions.shape[0], -1).float() - self.action_center) / self.action_half_range
-
     @torch.no_grad()
-    def act(self, obs: np.ndarray, explore: bool, episode_start: np.ndarray | None = None,
-            epsilon: float | None = None) -> np.ndarray:
+    def act(self, step: StepRecord, explore: bool, epsilon: float | None = None) -> np.ndarray:
         """Env-scale actions ``[n, *action_shape]``: a ~ pi(.|s) if ``explore`` else its mean,
         clipped to [-1, 1] and rescaled to the Box bounds; with probability ``epsilon`` a uniform one."""
-        n = obs_batch_size(obs)
-        mean, std = self.policy(self.encoder(obs_to_tensor(obs, self.device)))
+        mean, std = self.policy(self.encoder(step.obs))
         action = mean
         if explore:
             noise = torch.as_tensor(self.rng.standard_normal(mean.shape), dtype=torch.float32, device=self.device)
             action = mean + std * noise
-        env_action = self.action_center + self.action_half_range * action.clamp(-1.0, 1.0)
-        actions = env_action.cpu().numpy().astype(self.action_dtype).reshape(n, *self.action_shape)
+        actions = self.actions.to_env(action.clamp(-1.0, 1.0))
         return epsilon_mix(actions, epsilon, self.action_space, self.rng)
-
-    def set_env_steps(self, env_steps: int) -> None:
-        """The loop's count of real env transitions (kept in checkpoints; MPO has no schedule on it)."""
-        self.env_steps = int(env_steps)
 
     # ------------------------------------------------------------------ learning
     def update(self, batch: Transitions) -> dict[str, torch.Tensor]:
         cfg = self.cfg
         obs, next_obs = self.encoder(batch.obs), self.encoder(batch.next_obs)  # [B, D] float
-        actions = self._normalize(batch.actions)                        # [B, A] in [-1, 1]
+        actions = self.actions.normalize(batch.actions)                 # [B, A] in [-1, 1]
         B, N = obs.shape[0], cfg.num_samples
 
         # N actions per next state from the target policy, and their target Q-values
@@ -364,10 +360,7 @@ class MPO:
         target = batch.rewards + batch.discounts * sampled_q.mean(dim=0)  # [B]
         q = self.critic(obs, actions)                                    # [B]
         critic_loss = 0.5 * (batch.weights * (q - target) ** 2).mean()
-        self.critic_optimizer.zero_grad(set_to_none=True)
-        critic_loss.backward()
-        critic_grad_norm = self._clip(self.critic)
-        self.critic_optimizer.step()
+        critic_grad_norm = self._clip(self.optimize("critic_optimizer", critic_loss, batch, self.cfg.max_grad_norm))
 
         # E-step (temperature dual): q_bj = softmax_j(Q_t(s'_b, a_bj) / eta), g(eta) -> min
         temperature, alpha_mean, alpha_stddev, penalty_temperature = self._dual_values()
@@ -382,7 +375,7 @@ class MPO:
 
         # M-step (policy + Lagrange multipliers): decoupled weighted ML with KL trust regions;
         # policy and multipliers have separate graphs (each side stops the other's gradient)
-        online_mean, online_std = self.policy(next_obs)                  # [B, A]
+        online_mean, online_std = self.policy(next_obs.detach())         # [B, A] (the encoder learns from Q)
         # pi_mu = N(mu, sigma_t) learns the mean, pi_Sigma = N(mu_t, sigma) learns the covariance
         log_prob_mean = torch.distributions.Normal(online_mean, target_std).log_prob(sampled).sum(-1)  # [N, B]
         log_prob_std = torch.distributions.Normal(target_mean, online_std).log_prob(sampled).sum(-1)   # [N, B]
@@ -395,14 +388,9 @@ class MPO:
         loss_kl_stddev, loss_alpha_stddev = kl_penalty_and_dual_loss(kl_stddev, alpha_stddev, cfg.epsilon_stddev)
 
         policy_loss = loss_policy + loss_kl_mean + loss_kl_stddev
-        self.policy_optimizer.zero_grad(set_to_none=True)
-        policy_loss.backward()
-        policy_grad_norm = self._clip(self.policy)
-        self.policy_optimizer.step()
+        policy_grad_norm = self._clip(self.optimize("policy_optimizer", policy_loss, batch, self.cfg.max_grad_norm))
         dual_loss = loss_temperature + loss_alpha_mean + loss_alpha_stddev
-        self.dual_optimizer.zero_grad(set_to_none=True)
-        dual_loss.backward()
-        self.dual_optimizer.step()
+        self.optimize("dual_optimizer", dual_loss)
 
         # targets: hard copies every target_update_every updates
         self.updates += 1
@@ -422,39 +410,8 @@ class MPO:
             }
             if cfg.action_penalization:
                 metrics["penalty_temperature"] = penalty_temperature.detach().reshape(())
-        return metrics
+        return {**metrics, **self.aux_metrics}
 
-    def _clip(self, net: nn.Module) -> torch.Tensor:
-        if self.cfg.max_grad_norm is None:
-            return torch.zeros((), device=self.device)
-        return nn.utils.clip_grad_norm_(net.parameters(), self.cfg.max_grad_norm).detach()
-
-    # ------------------------------------------------------------------ checkpoints
-    def state_dict(self) -> dict:
-        return {
-            "policy": self.policy.state_dict(), "target_policy": self.target_policy.state_dict(),
-            "critic": self.critic.state_dict(), "target_critic": self.target_critic.state_dict(),
-            "policy_optimizer": self.policy_optimizer.state_dict(),
-            "critic_optimizer": self.critic_optimizer.state_dict(),
-            "dual_optimizer": self.dual_optimizer.state_dict(),
-            "temperature_param": self.temperature_param.detach().clone(),
-            "alpha_mean_param": self.alpha_mean_param.detach().clone(),
-            "alpha_stddev_param": self.alpha_stddev_param.detach().clone(),
-            "penalty_temperature_param": self.penalty_temperature_param.detach().clone(),
-            "env_steps": self.env_steps, "updates": self.updates,
-            "rng": json.dumps(self.rng.bit_generator.state),
-            "generator": self.generator.get_state(),
-        }
-
-    def load_state_dict(self, state: dict) -> None:
-        for name in ("policy", "target_policy", "critic", "target_critic",
-                     "policy_optimizer", "critic_optimizer", "dual_optimizer"):
-            getattr(self, name).load_state_dict(state[name])
-        with torch.no_grad():  # in place: the dual optimizer holds these very tensors
-            for name in ("temperature_param", "alpha_mean_param", "alpha_stddev_param",
-                         "penalty_temperature_param"):
-                getattr(self, name).copy_(state[name])
-        self.env_steps = int(state["env_steps"])
-        self.updates = int(state["updates"])
-        self.rng.bit_generator.state = json.loads(state["rng"])
-        self.generator.set_state(state["generator"])
+    def _clip(self, grad_norm: torch.Tensor | None) -> torch.Tensor:
+        """The gradient norm before clipping (0 when ``max_grad_norm`` is None), detached."""
+        return torch.zeros((), device=self.device) if grad_norm is None else grad_norm.detach()

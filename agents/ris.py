@@ -49,7 +49,7 @@ KL. The gradient flows through u into both log-densities; pibar's weights and th
 Targets: Qbar <- tau Q + (1 - tau) Qbar and pibar <- tau pi + (1 - tau) pibar every ``target_update_every``.
 
 Replay: each batch is a :class:`SubgoalTransitions`, the loop's ``Transitions`` with the candidates
-as one more declared field, made by :meth:`RIS.sample_hook` (the replay's sample-time hook, run after HER).
+as one more declared field, made by :meth:`RIS.make_sample_hook` (the replay's sample-time hook, run after HER).
 
 Differences from the reference, all deliberate: evaluation acts with tanh(mu) (ref samples); the mixture's
 log-density is computed in log space (``logaddexp``: the same value, no underflow of the density product).
@@ -59,9 +59,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -69,10 +70,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rlkit.contract.agent import AgentConfig, check_bounded_box_actions, epsilon_mix
-from rlkit.agents.sac import EnsembleLinear
+from rlkit.contract.agent import Agent, AgentConfig, BoxActions, Capabilities, StepRecord, check_bounded_box_actions, epsilon_mix
+from rlkit.contract.networks import EnsembleLinear, mlp
+from rlkit.contract.parts import acting, target_of, trained, trains
 from rlkit.errors import ConfigError
-from rlkit.contract.networks import mlp, obs_batch_size
 from rlkit.experience.replay import SampleContext, Transitions
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
@@ -134,8 +135,18 @@ class RISConfig(AgentConfig):
     desired_key: str = "desired_goal"
     """Dict key of the goal."""
 
+    resumable: ClassVar[frozenset[str]] = frozenset({
+        "tau", "target_update_every", "alpha", "awr_lambda", "epsilon", "subgoal_samples", "candidates_per_sample",
+        "value_clip", "distance_rewards", "random_steps"})
+    optimizer_settings: ClassVar[Mapping[str, tuple[tuple[str, str], ...]]] = {
+        "actor_lr": (("actor_optimizer", "lr"),), "critic_lr": (("critic_optimizer", "lr"),),
+        "subgoal_lr": (("subgoal_optimizer", "lr"),)}
+
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.encoder_hidden:
+            raise ConfigError("agent.encoder_hidden: RIS's subgoals are states, so a learned encoder would move the "
+                              "space they live in; RIS takes none (auxiliary losses attach to its actor's torso)")
         self.check_positive("actor_lr", "critic_lr", "subgoal_lr", "awr_lambda", "value_clip")
         if not (0.0 <= self.alpha < math.inf) or not (0.0 <= self.epsilon < math.inf):
             raise ConfigError(f"agent.alpha and agent.epsilon must be finite numbers >= 0, got {self.alpha}, "
@@ -269,7 +280,7 @@ class SubgoalPolicy(nn.Module):
 
 class TwinGoalCritic(nn.Module):
     """Q_1, Q_2 (s ``[N, S]``, normalised a ``[N, A]``, g ``[N, G]``) -> ``[2, N]``, both in one batched matmul
-    per layer (SAC's :class:`~rlkit.agents.sac.EnsembleLinear`)."""
+    per layer (:class:`~rlkit.contract.networks.EnsembleLinear`)."""
 
     members = 2
 
@@ -291,19 +302,11 @@ class TwinGoalCritic(nn.Module):
 # --------------------------------------------------------------------------------------
 
 
-class RIS:
+class RIS(Agent):
     """RIS agent: ``act`` samples the squashed Gaussian pi(.|s, g) (or takes tanh(mu)); ``update`` is one step
     of critic, high-level policy and policy on a :class:`SubgoalTransitions` batch, then the Polyak targets."""
 
-    supports_prioritized_replay = False
-    acting_modules = ("actor",)
-    """The modules ``act`` needs (what ``rlkit export`` writes)."""
-    resumable_keys = frozenset({"tau", "target_update_every", "alpha", "awr_lambda", "epsilon", "subgoal_samples",
-                                "candidates_per_sample", "value_clip", "distance_rewards", "random_steps"})
-    """Config fields read at use time: a resume may change them."""
-    optimizer_keys = {"actor_lr": (("actor_optimizer", "lr"),), "critic_lr": (("critic_optimizer", "lr"),),
-                      "subgoal_lr": (("subgoal_optimizer", "lr"),)}
-    """Config fields written into the optimizers' param groups on resume."""
+    capabilities = Capabilities(sample_hook=True, env_step_clock=True, discrete_actions=False)
 
     def __init__(self, cfg: RISConfig, observation_space: gym.Space, action_space: gym.Space,
                  device: torch.device | str = "cpu", seed: int = 0) -> None:
@@ -317,16 +320,11 @@ class RIS:
         if observation_space[cfg.achieved_key].shape != observation_space[cfg.desired_key].shape:
             raise ConfigError(f"RIS: '{cfg.achieved_key}' and '{cfg.desired_key}' must have the same shape")
         check_bounded_box_actions("RIS", action_space)
-        self.cfg = cfg
-        self.device = torch.device(device)
+        super().__init__(cfg, observation_space, action_space, device)
         self.goal_dim = goal_dim = int(observation_space[cfg.achieved_key].shape[0])
         self.state_dim = state_dim = goal_dim + int(observation_space[cfg.observation_key].shape[0])
-        self.act_dim = act_dim = int(np.prod(action_space.shape))
-        self.action_space, self.action_dtype = action_space, action_space.dtype
-        self.action_shape = tuple(action_space.shape)
-        low = torch.as_tensor(action_space.low, dtype=torch.float32, device=self.device).flatten()
-        high = torch.as_tensor(action_space.high, dtype=torch.float32, device=self.device).flatten()
-        self.action_center, self.action_half_range = (high + low) / 2, (high - low) / 2
+        self.actions = BoxActions(action_space, self.device)
+        self.act_dim = act_dim = self.actions.dim
 
         std_range, scale_range = (cfg.log_std_min, cfg.log_std_max), (cfg.log_scale_min, cfg.log_scale_max)
         self.actor = GoalActor(state_dim, goal_dim, act_dim, cfg.actor_hidden, std_range).to(self.device)
@@ -349,18 +347,20 @@ class RIS:
         self.rng = np.random.default_rng(seed)                     # exploration noise, random actions
         self.generator = torch.Generator(device=self.device)       # samples in update()
         self.generator.manual_seed(seed + 1)
-        self.env_steps = 0                                         # the loop's clock (set_env_steps)
-        self.updates = 0
+        # no separate observation encoder (subgoals are states): auxiliary losses shape the actor's torso on [s, g]
+        self.declare(parts={"actor": acting(self.actor), "actor_target": target_of("actor", self.actor_target),
+                            "critic": trained(self.critic), "critic_target": target_of("critic", self.critic_target),
+                            "subgoal_net": trained(self.subgoal_net)},
+                     optimizers={"actor_optimizer": trains(self.actor_optimizer, "actor"),
+                                 "critic_optimizer": trains(self.critic_optimizer, "critic"),
+                                 "subgoal_optimizer": trains(self.subgoal_optimizer, "subgoal_net")},
+                     generators={"rng": self.rng, "generator": self.generator},
+                     encoder="actor.torso", encoder_inputs=lambda obs: torch.cat(self.split(obs), dim=-1))
 
-    @property
-    def sample_hook(self) -> SubgoalCandidateSampler:
+    def make_sample_hook(self) -> SubgoalCandidateSampler:
         """The replay's sample-time hook that adds the candidate subgoals (``rlkit.training.build.build_replay``'s
         ``agent_hook``, run after HER)."""
         return SubgoalCandidateSampler(self.cfg.candidates_per_sample, self.cfg.achieved_key, self.cfg.observation_key)
-
-    def set_env_steps(self, env_steps: int) -> None:
-        """The loop's count of real env transitions; ``random_steps`` reads it."""
-        self.env_steps = int(env_steps)
 
     def split(self, obs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Dict observations -> (state ``[B, S]``, goal ``[B, G]``), float32."""
@@ -369,23 +369,18 @@ class RIS:
 
     # ------------------------------------------------------------------ acting
     @torch.no_grad()
-    def act(self, obs, explore: bool, episode_start: np.ndarray | None = None,
-            epsilon: float | None = None) -> np.ndarray:
+    def act(self, step: StepRecord, explore: bool, epsilon: float | None = None) -> np.ndarray:
         """Env-scale actions ``[n, *action_shape]``: tanh(u), u ~ pi(.|s, g) if ``explore`` else tanh(mu);
         uniform during the first ``random_steps`` env steps (exploring only); with probability ``epsilon``
         a uniform one."""
-        n = obs_batch_size(obs)
         if explore and self.env_steps < self.cfg.random_steps:
-            low, high = self.action_space.low, self.action_space.high
-            return self.rng.uniform(low, high, size=(n, *self.action_shape)).astype(self.action_dtype)
-        state, goal = self.split({k: torch.as_tensor(np.asarray(obs[k]), device=self.device)
-                                  for k in (self.cfg.achieved_key, self.cfg.observation_key, self.cfg.desired_key)})
+            return self.actions.uniform(step.size, self.rng)
+        state, goal = self.split(step.obs)
         mean, log_std = self.actor(state, goal)
         if explore:
             noise = torch.from_numpy(self.rng.standard_normal(mean.shape, dtype=np.float32)).to(self.device)
             mean = mean + log_std.exp() * noise
-        action = self.action_center + self.action_half_range * torch.tanh(mean)
-        actions = action.cpu().numpy().astype(self.action_dtype, copy=False).reshape(n, *self.action_shape)
+        actions = self.actions.to_env(torch.tanh(mean))
         return epsilon_mix(actions, epsilon, self.action_space, self.rng)
 
     # ------------------------------------------------------------------ learning
@@ -403,11 +398,11 @@ class RIS:
     def update(self, batch: SubgoalTransitions) -> dict[str, torch.Tensor]:
         if not isinstance(batch, SubgoalTransitions):
             raise TypeError("RIS.update needs SubgoalTransitions (batches with candidate subgoals): build the replay "
-                            "with agent_hook=agent.sample_hook (rlkit.training.build.build_replay; train_online does)")
+                            "with agent_hook=agent.make_sample_hook() (rlkit.training.build.build_replay; train_online does)")
         cfg, g = self.cfg, self.generator
         state, goal = self.split(batch.obs)                                       # [B, S], [B, G]
         next_state, _ = self.split(batch.next_obs)                                # [B, S]
-        actions = (batch.actions.reshape(len(state), -1).float() - self.action_center) / self.action_half_range
+        actions = self.actions.normalize(batch.actions)                          # [B, A] in [-1, 1]
         rewards, discounts = batch.rewards, batch.discounts
         if cfg.distance_rewards:  # -1 per step, terminal where the sparse reward says the goal was reached
             discounts = torch.where(rewards > -0.5, 0.0, discounts)
@@ -423,9 +418,7 @@ class RIS:
             target = rewards + discounts * self.critic_target(next_state, next_actions, goal).min(dim=0).values
         q = self.critic(state, actions, goal)                                     # [2, B]
         critic_loss = 0.5 * (batch.weights * (q - target).square()).mean(dim=1).sum()
-        self.critic_optimizer.zero_grad(set_to_none=True)
-        critic_loss.backward()
-        self.critic_optimizer.step()
+        self.optimize("critic_optimizer", critic_loss, batch)
 
         # high-level policy: AWR toward replayed candidates, w = softmax(-(C(s_g^c) - C(loc)) / lambda)
         loc, log_scale = self.subgoal_net(state, goal)                            # [B, S] each
@@ -437,9 +430,7 @@ class RIS:
             weights, adv = awr_weights(costs[1:].T, costs[0], cfg.awr_lambda)       # [B, K] each
         log_prob_h = laplace_log_prob(candidates, loc.unsqueeze(1), log_scale.unsqueeze(1))   # [B, K]
         subgoal_loss = -(weights * log_prob_h).mean()
-        self.subgoal_optimizer.zero_grad(set_to_none=True)
-        subgoal_loss.backward()
-        self.subgoal_optimizer.step()
+        self.optimize("subgoal_optimizer", subgoal_loss, batch)
 
         # policy: alpha * KL(pi(.|s,g) || 1/n sum_k pibar(.|s, s_g^k)) - min_i Q_i(s, a, g), s_g^k ~ pi_H (fixed)
         n = cfg.subgoal_samples
@@ -458,9 +449,7 @@ class RIS:
         q_pi = self.critic(state, torch.tanh(pre_tanh), goal).min(dim=0).values   # [B]
         self.critic.requires_grad_(True)
         actor_loss = (cfg.alpha * kl - q_pi).mean()
-        self.actor_optimizer.zero_grad(set_to_none=True)
-        actor_loss.backward()
-        self.actor_optimizer.step()
+        self.optimize("actor_optimizer", actor_loss, batch)
 
         # targets: Qbar <- tau Q + (1 - tau) Qbar, pibar <- tau pi + (1 - tau) pibar
         self.updates += 1
@@ -472,21 +461,5 @@ class RIS:
             "critic_loss": critic_loss.detach(), "actor_loss": actor_loss.detach(),
             "subgoal_loss": subgoal_loss.detach(), "kl": kl.detach().mean(), "q_mean": q.detach().mean(),
             "adv_mean": adv.mean(), "adv_positive": (adv >= 0).float().mean(),
-            "subgoal_cost": costs[0].mean(),
+            "subgoal_cost": costs[0].mean(), **self.aux_metrics,
         }
-
-    # ------------------------------------------------------------------ checkpoints
-    _MODULES = ("actor", "actor_target", "critic", "critic_target", "subgoal_net",
-                "actor_optimizer", "critic_optimizer", "subgoal_optimizer")
-
-    def state_dict(self) -> dict:
-        return {**{name: getattr(self, name).state_dict() for name in self._MODULES},
-                "env_steps": self.env_steps, "updates": self.updates,
-                "rng": json.dumps(self.rng.bit_generator.state), "generator": self.generator.get_state()}
-
-    def load_state_dict(self, state: dict) -> None:
-        for name in self._MODULES:
-            getattr(self, name).load_state_dict(state[name])
-        self.env_steps, self.updates = int(state["env_steps"]), int(state["updates"])
-        self.rng.bit_generator.state = json.loads(state["rng"])
-        self.generator.set_state(state["generator"])

@@ -42,9 +42,10 @@ actions; the critic sees them normalised to [-1, 1].
 from __future__ import annotations
 
 import functools
-import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -52,9 +53,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rlkit.contract.agent import AgentConfig, check_bounded_box_actions, epsilon_mix
+from rlkit.contract.agent import Agent, AgentConfig, BoxActions, Capabilities, StepRecord, check_bounded_box_actions, epsilon_mix
+from rlkit.contract.networks import EnsembleLinear, make_encoder, mlp
+from rlkit.contract.parts import acting, free_tensor, target_of, trained, trains
 from rlkit.errors import ConfigError
-from rlkit.contract.networks import make_encoder, mlp, obs_batch_size, obs_to_tensor
 from rlkit.experience.replay import Transitions
 
 _LOG_2 = math.log(2.0)
@@ -93,6 +95,12 @@ class SACConfig(AgentConfig):
     random_steps: int = 0
     """Exploring env steps at the start that take uniformly random actions instead of the policy's (SB3 does
     this during ``learning_starts``; the configs set it to ``train.learning_starts``)."""
+
+    resumable: ClassVar[frozenset[str]] = frozenset({"tau", "target_update_every", "autotune_alpha", "target_entropy",
+                                                    "log_std_min", "log_std_max", "random_steps"})
+    optimizer_settings: ClassVar[Mapping[str, tuple[tuple[str, str], ...]]] = {
+        "actor_lr": (("actor_optimizer", "lr"),), "critic_lr": (("critic_optimizer", "lr"),),
+        "alpha_lr": (("alpha_optimizer", "lr"),)}
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -148,9 +156,10 @@ def soft_td_target(rewards: torch.Tensor, discounts: torch.Tensor, next_q: torch
 class Actor(nn.Module):
     """obs ``[B, *obs_shape]`` (or a dict of such) -> mean ``[B, A]`` and log std ``[B, A]`` (unclamped)."""
 
-    def __init__(self, observation_space: gym.Space, act_dim: int, hidden: list[int]) -> None:
+    def __init__(self, observation_space: gym.Space, act_dim: int, hidden: list[int],
+                 encoder_hidden: list[int] = ()) -> None:
         super().__init__()
-        self.encoder = make_encoder(observation_space)
+        self.encoder = make_encoder(observation_space, encoder_hidden)
         inplace_relu = functools.partial(nn.ReLU, inplace=True)  # saves an allocation per layer; same values
         self.torso = mlp(self.encoder.out_dim, hidden, None, activation=inplace_relu)  # [B, hidden[-1]]
         self.head = nn.Linear(hidden[-1], 2 * act_dim)           # [B, 2A]: mean and log std in one matmul
@@ -158,22 +167,6 @@ class Actor(nn.Module):
     def forward(self, obs: torch.Tensor | dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         mean, log_std = self.head(self.torso(self.encoder(obs))).chunk(2, dim=-1)
         return mean, log_std
-
-
-class EnsembleLinear(nn.Module):
-    """``E`` independent linear layers evaluated as one batched matmul: ``[E, B, in]`` -> ``[E, B, out]``.
-
-    Each member is initialised like ``nn.Linear`` (uniform in +-1/sqrt(in) for weights and biases).
-    """
-
-    def __init__(self, members: int, in_dim: int, out_dim: int) -> None:
-        super().__init__()
-        bound = 1.0 / math.sqrt(in_dim)
-        self.weight = nn.Parameter(torch.empty(members, in_dim, out_dim).uniform_(-bound, bound))
-        self.bias = nn.Parameter(torch.empty(members, 1, out_dim).uniform_(-bound, bound))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.baddbmm(self.bias, x, self.weight)
 
 
 class TwinCritic(nn.Module):
@@ -186,9 +179,10 @@ class TwinCritic(nn.Module):
 
     members = 2
 
-    def __init__(self, observation_space: gym.Space, act_dim: int, hidden: list[int]) -> None:
+    def __init__(self, observation_space: gym.Space, act_dim: int, hidden: list[int],
+                 encoder_hidden: list[int] = ()) -> None:
         super().__init__()
-        self.encoder = make_encoder(observation_space)
+        self.encoder = make_encoder(observation_space, encoder_hidden)
         dims = [self.encoder.out_dim + act_dim, *hidden, 1]
         self.layers = nn.ModuleList(EnsembleLinear(self.members, i, o) for i, o in zip(dims[:-1], dims[1:]))
 
@@ -205,38 +199,23 @@ class TwinCritic(nn.Module):
 # --------------------------------------------------------------------------------------
 
 
-class SAC:
+class SAC(Agent):
     """SAC agent: ``act`` samples the squashed Gaussian (or takes tanh(mean)); ``update`` is one step of
     critic, policy and temperature on a replay batch, then the Polyak target update."""
 
-    supports_prioritized_replay = False
-    """``update`` computes no priorities: the config refuses ``train.replay.prioritized: true``."""
-    acting_modules = ("policy",)
-    """The modules ``act`` needs: what ``rlkit export`` writes to safetensors (no critics, no optimizers)."""
-    resumable_keys = frozenset({"tau", "target_update_every", "autotune_alpha", "target_entropy",
-                                "log_std_min", "log_std_max", "random_steps"})
-    """Config fields read at use time: a resume may change them."""
-    optimizer_keys = {"actor_lr": (("actor_optimizer", "lr"),), "critic_lr": (("critic_optimizer", "lr"),),
-                      "alpha_lr": (("alpha_optimizer", "lr"),)}
-    """Config fields written into the optimizers' param groups on resume."""
+    capabilities = Capabilities(env_step_clock=True, discrete_actions=False)
 
     def __init__(self, cfg: SACConfig, observation_space: gym.Space, action_space: gym.Space,
                  device: torch.device | str = "cpu", seed: int = 0) -> None:
         check_bounded_box_actions("SAC", action_space)
-        self.cfg = cfg
-        self.device = torch.device(device)
-        self.act_dim = act_dim = int(np.prod(action_space.shape))
-        self.action_shape = tuple(action_space.shape)
-        self.action_dtype = action_space.dtype
-        self.action_space = action_space
-        low = torch.as_tensor(action_space.low, dtype=torch.float32, device=self.device).flatten()
-        high = torch.as_tensor(action_space.high, dtype=torch.float32, device=self.device).flatten()
-        self.action_center, self.action_half_range = (high + low) / 2, (high - low) / 2
-        self.unit_actions = bool((low == -1).all() and (high == 1).all())  # skip the rescaling when in [-1, 1]
+        super().__init__(cfg, observation_space, action_space, device)
+        self.actions = BoxActions(action_space, self.device)
+        self.act_dim = act_dim = self.actions.dim
 
-        self.policy = Actor(observation_space, act_dim, cfg.actor_hidden).to(self.device)
-        self.critic = TwinCritic(observation_space, act_dim, cfg.critic_hidden).to(self.device)
-        self.target_critic = TwinCritic(observation_space, act_dim, cfg.critic_hidden).to(self.device)
+        self.policy = Actor(observation_space, act_dim, cfg.actor_hidden, cfg.encoder_hidden).to(self.device)
+        new_critic = lambda: TwinCritic(observation_space, act_dim, cfg.critic_hidden,  # noqa: E731
+                                        cfg.encoder_hidden).to(self.device)
+        self.critic, self.target_critic = new_critic(), new_critic()
         self.target_critic.load_state_dict(self.critic.state_dict())
         self.target_critic.requires_grad_(False)
         self.critic_params = list(self.critic.parameters())
@@ -252,13 +231,14 @@ class SAC:
         self.rng = np.random.default_rng(seed)  # exploration noise and random actions in act()
         self.generator = torch.Generator(device=self.device)  # policy samples in update()
         self.generator.manual_seed(seed + 1)
-        self.env_steps = 0  # the loop's clock of real env transitions (set_env_steps): drives random_steps
-        self.updates = 0
-
-    def set_env_steps(self, env_steps: int) -> None:
-        """The loop's count of real env transitions so far (SB3's ``num_timesteps``); ``random_steps`` reads
-        it. A hand-written loop calls it after each env step."""
-        self.env_steps = int(env_steps)
+        # the critic's encoder is the shared one (SAC-AE, CURL: the critic's loss trains it)
+        self.declare(parts={"policy": acting(self.policy), "critic": trained(self.critic),
+                            "target_critic": target_of("critic", self.target_critic),
+                            "log_alpha": free_tensor(self.log_alpha)},
+                     optimizers={"actor_optimizer": trains(self.actor_optimizer, "policy"),
+                                 "critic_optimizer": trains(self.critic_optimizer, "critic"),
+                                 "alpha_optimizer": trains(self.alpha_optimizer, "log_alpha")},
+                     generators={"rng": self.rng, "generator": self.generator}, encoder="critic.encoder")
 
     @property
     def target_entropy(self) -> float:
@@ -269,10 +249,6 @@ class SAC:
         return float(self.log_alpha.detach().exp())
 
     # ------------------------------------------------------------------ acting
-    def _normalize(self, actions: torch.Tensor) -> torch.Tensor:
-        actions = actions.reshape(actions.shape[0], -1).float()
-        return actions if self.unit_actions else (actions - self.action_center) / self.action_half_range
-
     def _sample(self, obs, noise: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Reparameterised actions ``[B, A]`` in [-1, 1] and their log-probs ``[B]`` under the policy."""
         mean, log_std = self.policy(obs)                                          # [B, A] each
@@ -282,30 +258,24 @@ class SAC:
         return squashed_gaussian_sample(mean, log_std, noise)
 
     @torch.no_grad()
-    def act(self, obs, explore: bool, episode_start: np.ndarray | None = None,
-            epsilon: float | None = None) -> np.ndarray:
+    def act(self, step: StepRecord, explore: bool, epsilon: float | None = None) -> np.ndarray:
         """Env-scale actions ``[n, *action_shape]``: tanh(u), u ~ N(mu, sigma^2) if ``explore`` else
         tanh(mu), rescaled to the Box bounds; uniform ones while exploring before ``random_steps`` env steps
         (the loop's clock, :meth:`set_env_steps`); with probability ``epsilon`` a uniform one."""
-        n = obs_batch_size(obs)
         if explore and self.env_steps < self.cfg.random_steps:
-            low, high = self.action_space.low, self.action_space.high
-            return self.rng.uniform(low, high, size=(n, *self.action_shape)).astype(self.action_dtype)
-        mean, log_std = self.policy(obs_to_tensor(obs, self.device))
+            return self.actions.uniform(step.size, self.rng)
+        mean, log_std = self.policy(step.obs)
         if explore:
             std = log_std.clamp(self.cfg.log_std_min, self.cfg.log_std_max).exp()
             noise = torch.from_numpy(self.rng.standard_normal(mean.shape, dtype=np.float32)).to(self.device)
             mean = mean + std * noise
-        action = torch.tanh(mean)
-        if not self.unit_actions:
-            action = self.action_center + self.action_half_range * action
-        actions = action.cpu().numpy().astype(self.action_dtype, copy=False).reshape(n, *self.action_shape)
+        actions = self.actions.to_env(torch.tanh(mean))
         return epsilon_mix(actions, epsilon, self.action_space, self.rng)
 
     # ------------------------------------------------------------------ learning
     def update(self, batch: Transitions) -> dict[str, torch.Tensor]:
         cfg = self.cfg
-        actions = self._normalize(batch.actions)                                 # [B, A] in [-1, 1]
+        actions = self.actions.normalize(batch.actions)                               # [B, A] in [-1, 1]
         alpha = self.log_alpha.detach().exp()                                    # [] (this step's alpha)
 
         # policy samples on s (reparameterised; its graph is kept for the policy loss)
@@ -314,9 +284,7 @@ class SAC:
         # temperature: L_alpha = -mean log alpha * (log pi + Hbar)   (eq. 18)
         if cfg.autotune_alpha:
             alpha_loss = -(self.log_alpha * (log_prob.detach() + self.target_entropy)).mean()
-            self.alpha_optimizer.zero_grad(set_to_none=True)
-            alpha_loss.backward()
-            self.alpha_optimizer.step()
+            self.optimize("alpha_optimizer", alpha_loss)
 
         # critic: y = R + gamma^k * (min_i Qbar_i(s', a') - alpha log pi(a'|s')),  a' ~ pi(.|s')
         with torch.no_grad():
@@ -325,9 +293,7 @@ class SAC:
             target = soft_td_target(batch.rewards, batch.discounts, next_q, next_log_prob, alpha)  # [B]
         q = self.critic(batch.obs, actions)                                      # [2, B]
         critic_loss = 0.5 * (batch.weights * (q - target).square()).mean(dim=1).sum()
-        self.critic_optimizer.zero_grad(set_to_none=True)
-        critic_loss.backward()
-        self.critic_optimizer.step()
+        self.optimize("critic_optimizer", critic_loss, batch)
 
         # policy: L_pi = mean (alpha log pi(a|s) - min_i Q_i(s, a)), the critic frozen (no weight gradients)
         for p in self.critic_params:
@@ -336,9 +302,7 @@ class SAC:
         for p in self.critic_params:
             p.requires_grad_(True)
         actor_loss = (alpha * log_prob - q_pi).mean()
-        self.actor_optimizer.zero_grad(set_to_none=True)
-        actor_loss.backward()
-        self.actor_optimizer.step()
+        self.optimize("actor_optimizer", actor_loss, batch)
 
         # targets: Qbar <- tau Q + (1 - tau) Qbar every target_update_every updates
         self.updates += 1
@@ -348,29 +312,5 @@ class SAC:
 
         return {  # 0-dim tensors, read at log time (no host sync per update)
             "critic_loss": critic_loss.detach(), "actor_loss": actor_loss.detach(), "alpha": alpha,
-            "entropy": -log_prob.detach().mean(), "q_mean": q.detach().mean(),
+            "entropy": -log_prob.detach().mean(), "q_mean": q.detach().mean(), **self.aux_metrics,
         }
-
-    # ------------------------------------------------------------------ checkpoints
-    def state_dict(self) -> dict:
-        return {
-            "policy": self.policy.state_dict(), "critic": self.critic.state_dict(),
-            "target_critic": self.target_critic.state_dict(),
-            "actor_optimizer": self.actor_optimizer.state_dict(),
-            "critic_optimizer": self.critic_optimizer.state_dict(),
-            "alpha_optimizer": self.alpha_optimizer.state_dict(),
-            "log_alpha": self.log_alpha.detach().clone(),
-            "env_steps": self.env_steps, "updates": self.updates,
-            "rng": json.dumps(self.rng.bit_generator.state),
-            "generator": self.generator.get_state(),
-        }
-
-    def load_state_dict(self, state: dict) -> None:
-        for name in ("policy", "critic", "target_critic", "actor_optimizer", "critic_optimizer", "alpha_optimizer"):
-            getattr(self, name).load_state_dict(state[name])
-        with torch.no_grad():  # in place: the alpha optimizer holds this very tensor
-            self.log_alpha.copy_(state["log_alpha"])
-        self.env_steps = int(state["env_steps"])
-        self.updates = int(state["updates"])
-        self.rng.bit_generator.state = json.loads(state["rng"])
-        self.generator.set_state(state["generator"])

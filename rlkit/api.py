@@ -226,7 +226,8 @@ def train(config: ConfigLike = None, *, run_dir: str | Path | None = None, seed:
 class Policy:
     """A trained agent with its spaces, acting on single observations or batches (SB3's ``predict``).
 
-    Attributes: ``agent`` (the rlkit agent: ``agent.act(obs_batch, explore, episode_start, epsilon)``),
+    Attributes: ``agent`` (the rlkit agent: ``agent.predict(obs_batch, deterministic, epsilon, episode_start)``,
+    over ``agent.act(StepRecord, explore, epsilon)``),
     ``observation_space`` and ``action_space`` (one env's, not the vector env's), ``config`` (the run's
     :class:`~rlkit.config.RunConfig`), ``device``, ``source`` (the file the weights came from).
     """
@@ -250,7 +251,7 @@ class Policy:
         A Dict observation is a dict of arrays: one observation when every value has its subspace's
         shape, a batch when every value has one more leading axis of the same length N.
         ``deterministic``: the evaluation policy (DQN's greedy action, MPO's mean); False acts as in
-        training (``agent.act(explore=True)``: DQN's epsilon-greedy at its schedule's current epsilon,
+        training (``agent.act(..., explore=True)``: DQN's epsilon-greedy at its schedule's current epsilon,
         MPO's Gaussian samples) at the point of its exploration schedule where training left it (the
         schedule follows the training loop's env-step clock, not ``predict`` calls).
         ``episode_start``: True where ``obs`` starts an episode (a bool, or a bool array ``[N]``); agents
@@ -266,7 +267,7 @@ class Policy:
             starts = np.asarray(episode_start, dtype=bool).reshape(-1)
             if starts.shape != (n,):
                 raise ValueError(f"episode_start has {starts.size} entries for {n} observation(s)")
-        actions = self.agent.act(batch, explore=not deterministic, episode_start=starts)
+        actions = self.agent.predict(batch, deterministic=deterministic, episode_start=starts)
         return actions[0] if single else actions
 
     def evaluate(self, episodes: int = 10, seed: int = 0, epsilon: float = 0.0) -> dict[str, Any]:
@@ -309,7 +310,7 @@ class Policy:
             return {key: value for key, (value, _) in parts.items()}, kinds.pop()
         if isinstance(spaces, (tuple, list)):
             raise ValueError(f"Policy.predict does not take {type(space).__name__} observation spaces; "
-                             "call policy.agent.act(obs_batch, explore=False) directly")
+                             "call policy.agent.act(StepRecord(...), explore=False) directly")
         return _as_batch_array(obs, space, "observation")
 
 

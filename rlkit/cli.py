@@ -167,7 +167,7 @@ def record_video(agent, cfg, path: Path, seed: int, epsilon: float, max_steps: i
     obs, _ = env.reset(seed=seed)
     frames = [env.render()]
     for t in range(max_steps):
-        action = agent.act(obs[None], explore=False, episode_start=np.array([t == 0]), epsilon=epsilon)[0]
+        action = agent.predict(obs[None], episode_start=np.array([t == 0]), epsilon=epsilon)[0]
         obs, _, terminated, truncated, _ = env.step(action)
         frames.append(env.render())
         if terminated or truncated:
@@ -318,7 +318,7 @@ def _collect_policy(ns: argparse.Namespace, num_envs: int):
         raise
 
     def act(obs, episode_start):
-        return agent.act(obs, explore=False, episode_start=episode_start, epsilon=ns.epsilon)
+        return agent.predict(obs, episode_start=episode_start, epsilon=ns.epsilon)
 
     meta = {"source": "policy", "run_dir": str(run_dir.resolve()), "agent": cfg.agent.name,
             "checkpoint": ckpt_path.name, "run_env_id": cfg.env.id}

@@ -345,6 +345,47 @@ def build_dataclass(cls: type, values: dict[str, Any], where: str) -> Any:
         raise ConfigError(f"{where or 'config'}: {exc}") from None
 
 
+def _aux_config(entry: Any, where: str) -> Any:
+    """An ``agent.aux`` entry as its module's typed config (``rlkit.auxiliary.AUX_MODULES``)."""
+    from rlkit.auxiliary import AUX_MODULES  # local import, as for the agents' registry
+
+    if not isinstance(entry, dict):
+        return entry  # already typed (a config built in Python)
+    name = entry.get("name")
+    if name not in AUX_MODULES:
+        raise ConfigError(f"{where}.name: unknown auxiliary module {name!r}."
+                          + _closest(str(name), list(AUX_MODULES)).replace("keys", "modules"))
+    return build_dataclass(AUX_MODULES[name], entry, where)
+
+
+def check_capabilities(cfg: "RunConfig", agent_cls: type) -> None:
+    """The config asks the agent only for what its ``capabilities`` declare: checked once, before anything
+    is built, so a mismatch fails at start with one line instead of deep in a run (or never)."""
+    caps, name, replay = agent_cls.capabilities, cfg.agent.name, cfg.train.replay
+    if replay.prioritized and not caps.priority_feedback:
+        raise ConfigError(f"train.replay.prioritized: true, but agent '{name}' returns no TD errors to "
+                          "prioritize by (it would silently sample uniformly); set "
+                          "train.replay.prioritized: false, or use an agent that supports it (dqn)")
+    if replay.her is not None and caps.experience != "transitions":
+        raise ConfigError(f"train.replay.her relabels transitions, but agent '{name}' learns from "
+                          f"{caps.experience}; remove train.replay.her")
+    if cfg.offline is not None and caps.sample_hook:
+        raise ConfigError(f"agent '{name}' rewrites every batch with its sample-time hook, which needs the online "
+                          "replay buffer; the offline dataset source does not run it: train it online (remove "
+                          "offline:)")
+    if cfg.offline is not None and cfg.agent.env_step_schedules():
+        key = cfg.agent.env_step_schedules()[0]
+        raise ConfigError(f"agent.{key} is a schedule over env steps, and an offline run has none (its steps are "
+                          f"gradient steps); set agent.{key}: 0 (or its schedule off), or train online")
+    for i, aux in enumerate(cfg.agent.aux):
+        if type(aux).needs_one_step and replay.n_step != 1:
+            raise ConfigError(f"agent.aux[{i}] ({aux.name}) learns from one-step transitions (s_t, a_t, s_t+1), "
+                              f"but train.replay.n_step is {replay.n_step}; set train.replay.n_step: 1")
+        if type(aux).needs_one_step and caps.experience != "transitions":
+            raise ConfigError(f"agent.aux[{i}] ({aux.name}) learns from transitions, but agent '{name}' learns from "
+                              f"{caps.experience}")
+
+
 def _agent_registry() -> dict[str, tuple[type, type]]:
     from rlkit.agents import AGENTS  # local import: agents import the core, not the other way round
 
@@ -498,12 +539,11 @@ def build_run_config(data: dict[str, Any], overrides: list[str] = (), source: st
         offline = _coerce(data.get("offline"), OfflineConfig | None, "offline")
         if env.id is None and offline is None:
             raise ConfigError("env.id is null, but only offline runs (an `offline:` section) can train without an env")
-        if train.replay.prioritized and not getattr(registry[name][1], "supports_prioritized_replay", False):
-            raise ConfigError(f"train.replay.prioritized: true, but agent '{name}' returns no TD errors to "
-                              "prioritize by (it would silently sample uniformly); set "
-                              "train.replay.prioritized: false, or use an agent that supports it (dqn)")
-        return RunConfig(env=env, agent=agent, train=train, log=log, seed=seed, device=device, torch_threads=threads,
-                         offline=offline)
+        agent.aux = [_aux_config(entry, f"agent.aux[{i}]") for i, entry in enumerate(agent.aux)]
+        cfg = RunConfig(env=env, agent=agent, train=train, log=log, seed=seed, device=device, torch_threads=threads,
+                        offline=offline)
+        check_capabilities(cfg, registry[name][1])
+        return cfg
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
 

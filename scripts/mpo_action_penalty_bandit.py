@@ -27,7 +27,7 @@ def bandit_means(action_penalization: bool, epsilon_penalty: float, updates: int
                           target_update_every=100, policy_lr=3e-4, critic_lr=3e-4), space, space, seed=seed)
     obs, means = torch.zeros(64, 1), []
     for i in range(updates):
-        actions = torch.as_tensor(agent.act(np.zeros((64, 1), np.float32), explore=True))
+        actions = torch.as_tensor(agent.predict(np.zeros((64, 1), np.float32), deterministic=False))
         agent.update(Transitions(obs=obs, actions=actions, rewards=actions[:, 0].clone(), next_obs=obs,
                                  discounts=torch.zeros(64), weights=torch.ones(64), indices=torch.arange(64)))
         if (i + 1) % 1000 == 0:

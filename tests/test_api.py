@@ -154,7 +154,7 @@ def test_load_a_run_and_predict_single_and_batch_discrete(dqn_run):
     batch = np.stack([env.observation_space.sample() for _ in range(5)])
     actions = policy.predict(batch)
     assert actions.shape == (5,)
-    np.testing.assert_array_equal(actions, policy.agent.act(batch, explore=False))
+    np.testing.assert_array_equal(actions, policy.agent.predict(batch, deterministic=True))
     assert [policy.predict(o) for o in batch] == list(actions)
     assert policy.predict(batch.tolist()).shape == (5,)  # lists (float64) are converted to the space's dtype
     assert policy.predict(batch, episode_start=np.ones(5, bool)).shape == (5,)

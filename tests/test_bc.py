@@ -87,7 +87,7 @@ def test_fits_a_box_policy(loss):
         obs = 2 * torch.rand(128, 3, generator=g) - 1
         agent.update(_batch(obs, (2 * obs[:, :1]).clamp(-2, 2)))          # the expert: a = 2 s_0
     test_obs = np.linspace(-0.9, 0.9, 7, dtype=np.float32)[:, None].repeat(3, axis=1)
-    assert np.abs(agent.act(test_obs, explore=False)[:, 0] - 2 * test_obs[:, 0]).max() < 0.15
+    assert np.abs(agent.predict(test_obs, deterministic=True)[:, 0] - 2 * test_obs[:, 0]).max() < 0.15
 
 
 def test_discrete_actions_with_a_start_learn_by_cross_entropy():
@@ -100,8 +100,8 @@ def test_discrete_actions_with_a_start_learn_by_cross_entropy():
         metrics = agent.update(_batch(obs, actions))
     assert metrics["accuracy"].item() > 0.95 and "action_error" not in metrics
     test_obs = np.array([[0.8, 0, 0], [-0.8, 0, 0]], dtype=np.float32)
-    assert agent.act(test_obs, explore=False).tolist() == [1, -1]
-    assert set(agent.act(np.repeat(test_obs, 50, 0), explore=False, epsilon=1.0).tolist()) <= {-1, 0, 1}
+    assert agent.predict(test_obs, deterministic=True).tolist() == [1, -1]
+    assert set(agent.predict(np.repeat(test_obs, 50, 0), deterministic=True, epsilon=1.0).tolist()) <= {-1, 0, 1}
 
 
 # ------------------------------------------------------------------ acting
@@ -115,18 +115,18 @@ def test_actions_stay_inside_the_box_bounds(loss):
         agent.policy.net[-1].bias.fill_(5.0)
     obs = np.random.default_rng(0).uniform(-1, 1, (64, 3)).astype(np.float32)
     for explore in (False, True):
-        actions = agent.act(obs, explore=explore, epsilon=0.3)
+        actions = agent.predict(obs, deterministic=not explore, epsilon=0.3)
         assert actions.shape == (64, 2) and actions.dtype == np.float32
         assert np.all(actions >= space.low) and np.all(actions <= space.high)
-    assert np.allclose(agent.act(obs, explore=False), space.high)        # the clipped mean: the upper bound
+    assert np.allclose(agent.predict(obs, deterministic=True), space.high)        # the clipped mean: the upper bound
 
 
 def test_mse_explores_as_it_evaluates_and_gaussian_samples():
     obs = np.random.default_rng(0).uniform(-1, 1, (8, 3)).astype(np.float32)
     mse = _agent(loss="mse")
-    assert np.array_equal(mse.act(obs, explore=True), mse.act(obs, explore=False))
+    assert np.array_equal(mse.predict(obs, deterministic=False), mse.predict(obs, deterministic=True))
     gaussian = _agent(loss="gaussian")
-    assert not np.array_equal(gaussian.act(obs, explore=True), gaussian.act(obs, explore=False))
+    assert not np.array_equal(gaussian.predict(obs, deterministic=False), gaussian.predict(obs, deterministic=True))
 
 
 def test_dict_observations():
@@ -137,7 +137,7 @@ def test_dict_observations():
     obs = {"observation": torch.rand(32, 3, generator=g), "desired_goal": torch.rand(32, 2, generator=g)}
     metrics = agent.update(_batch(obs, torch.rand(32, 1, generator=g)))
     assert math.isfinite(metrics["loss"].item())
-    actions = agent.act({k: v.numpy()[:5] for k, v in obs.items()}, explore=False)
+    actions = agent.predict({k: v.numpy()[:5] for k, v in obs.items()}, deterministic=True)
     assert actions.shape == (5, 1)
 
 
@@ -158,7 +158,7 @@ def test_state_dict_round_trip_with_weights_only_continues_identically(action_sp
     a = _agent(action_space=action_space, loss=loss, seed=3)
     for batch in list(batches())[:2]:
         a.update(batch)
-    a.act(np.zeros((2, 3), np.float32), explore=True)
+    a.predict(np.zeros((2, 3), np.float32), deterministic=False)
     buffer = io.BytesIO()
     torch.save(a.state_dict(), buffer)
     buffer.seek(0)
@@ -168,7 +168,7 @@ def test_state_dict_round_trip_with_weights_only_continues_identically(action_sp
     for batch in list(batches())[2:]:
         assert a.update(batch)["loss"].item() == b.update(batch)["loss"].item()
     obs = np.random.default_rng(1).uniform(-1, 1, (6, 3)).astype(np.float32)
-    assert np.array_equal(a.act(obs, explore=True, epsilon=0.5), b.act(obs, explore=True, epsilon=0.5))
+    assert np.array_equal(a.predict(obs, deterministic=False, epsilon=0.5), b.predict(obs, deterministic=False, epsilon=0.5))
     for pa, pb in zip(a.policy.parameters(), b.policy.parameters()):
         assert torch.equal(pa, pb)
 

@@ -53,8 +53,8 @@ def test_loss_matches_hand_computed_target(double):
         expected = (batch.weights * F.huber_loss(q, y, reduction="none")).mean()
         expected_td = (q - y).abs()
     reported = {}
-    metrics = agent.update(batch, update_priorities=lambda indices, priorities: reported.update(
-        indices=indices, priorities=priorities))
+    agent.connect_priorities(lambda indices, priorities: reported.update(indices=indices, priorities=priorities))
+    metrics = agent.update(batch)
     assert float(metrics["loss"]) == pytest.approx(expected.item(), rel=1e-5)
     torch.testing.assert_close(reported["priorities"], expected_td)
     torch.testing.assert_close(reported["indices"], batch.indices)
@@ -81,7 +81,7 @@ def test_epsilon_schedule_and_greedy_evaluation():
     assert agent.epsilon == pytest.approx(0.91)
     agent.set_env_steps(210)
     assert agent.epsilon == pytest.approx(0.1)
-    greedy = agent.act(obs, explore=False)
+    greedy = agent.predict(obs, deterministic=True)
     assert agent.env_steps == 210  # evaluation does not advance the schedule
     assert np.all(greedy == greedy[0])  # same obs, deterministic
 
@@ -92,11 +92,11 @@ def test_epsilon_follows_the_loops_clock_of_real_env_steps():
     agent = DQN(DQNConfig(hidden=[8], eps_start=1.0, eps_end=0.0, eps_decay_steps=100), BOX, ACTIONS, seed=1)
     obs = np.zeros((4, 4), dtype=np.float32)
     for _ in range(3):
-        agent.act(obs, explore=True, episode_start=np.ones(4, dtype=bool))
+        agent.predict(obs, deterministic=False, episode_start=np.ones(4, dtype=bool))
     assert agent.env_steps == 0 and agent.epsilon == 1.0
     agent.set_env_steps(40)
     assert agent.epsilon == pytest.approx(0.6)
-    agent.act(obs, explore=False, epsilon=0.5)
+    agent.predict(obs, deterministic=True, epsilon=0.5)
     assert agent.env_steps == 40
 
 
@@ -124,7 +124,7 @@ def test_learning_rate_schedule_follows_env_steps():
     agent.update(_batch())
     assert agent.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3)  # stays at lr_end
     constant = DQN(DQNConfig(hidden=[8], lr=1e-2), BOX, ACTIONS)
-    constant.act(obs, explore=True)
+    constant.predict(obs, deterministic=False)
     metrics = constant.update(_batch())
     assert constant.optimizer.param_groups[0]["lr"] == 1e-2 and "lr" not in metrics
 

@@ -16,6 +16,7 @@ from rlkit.runfiles.checkpoint import load_checkpoint
 from rlkit.training.collector import Collector
 from rlkit.config import build_run_config
 from rlkit.experience.sources import DatasetSource, ExperienceSource, fill_replay
+from rlkit.training.build import build_agent, run_spaces
 from rlkit.training.loops import train_online
 from rlkit.experience.replay import ReplayBuffer, SampleContext, Transitions
 from rlkit.runfiles.runs import LATEST
@@ -222,12 +223,17 @@ def test_dataset_source_fills_the_replay_layout_and_is_read_only():
 
 
 class _FirstAction:
-    def __init__(self, space):
-        self.space, self.starts = space, []
+    """Always action 0; records the step records it was given."""
 
-    def act(self, obs, explore, episode_start=None, epsilon=None):
-        self.starts.append(episode_start.copy())
-        return np.stack([self.space.sample() * 0 for _ in range(len(episode_start))])
+    device = torch.device("cpu")
+
+    def __init__(self, space):
+        self.space, self.starts, self.prev_rewards = space, [], []
+
+    def act(self, step, explore, epsilon=None):
+        self.starts.append(step.episode_start.numpy().copy())
+        self.prev_rewards.append(step.prev_reward.numpy().copy())
+        return np.stack([self.space.sample() * 0 for _ in range(step.size)])
 
 
 def test_collector_marks_episode_starts_and_counts_real_steps():
@@ -242,6 +248,8 @@ def test_collector_marks_episode_starts_and_counts_real_steps():
         autoresets.append(step.autoreset)
         assert step.real_steps == int((~step.autoreset).sum())
     assert agent.starts[0].all()  # the first observations start episodes
+    starts, prev = np.array(agent.starts), np.array(agent.prev_rewards)
+    assert (prev[starts] == 0).all() and (prev[~starts] == 1).all()  # CartPole pays 1 per step; 0 at a start
     assert len(ended) >= 4
     # the step after an autoreset step (which ignored the action and reset) acts on a first observation
     for i in range(1, 60):
@@ -284,7 +292,9 @@ def test_dict_observation_env_trains_and_resumes_exactly(tmp_path, agent, env_id
     train_online(build_run_config(data), part, resume=True)
     assert _metrics(part) == _metrics(full)
     a, b = load_checkpoint(full / LATEST)["agent"], load_checkpoint(part / LATEST)["agent"]
-    for name in getattr(AGENTS[agent["name"]][1], "acting_modules"):
+    acting = [n for n, role in build_agent(build_run_config(data), *run_spaces(build_run_config(data)),
+                                              torch.device("cpu")).parts.roles.items() if role == "acts"]
+    for name in acting:
         for key, value in a[name].items():
             torch.testing.assert_close(b[name][key], value)
 

@@ -157,12 +157,12 @@ def test_critic_scores_sampled_actions_like_the_concatenated_input():
 def test_act_shapes_bounds_and_determinism():
     agent = _agent()
     obs = np.random.default_rng(0).normal(size=(500, 3)).astype(np.float32) * 3
-    explore = agent.act(obs, explore=True)
+    explore = agent.predict(obs, deterministic=False)
     assert explore.shape == (500, 2) and explore.dtype == np.float32
     assert (explore >= ACT_SPACE.low).all() and (explore <= ACT_SPACE.high).all()
     assert len(np.unique(explore[:, 0])) > 400        # sampled, not the mean
-    greedy = agent.act(obs, explore=False)
-    np.testing.assert_array_equal(greedy, agent.act(obs, explore=False))
+    greedy = agent.predict(obs, deterministic=True)
+    np.testing.assert_array_equal(greedy, agent.predict(obs, deterministic=True))
     # the initial policy is N(0, 0.7^2) in [-1, 1] units: the mean sits near the Box centre
     np.testing.assert_allclose(greedy.mean(0), (ACT_SPACE.low + ACT_SPACE.high) / 2, atol=0.1)
 
@@ -183,14 +183,14 @@ def test_state_dict_round_trip_weights_only(tmp_path):
     agent = _agent(target_update_every=3)
     for seed in range(5):
         agent.update(_batch(seed=seed))
-    agent.act(np.zeros((4, 3), np.float32), explore=True)
+    agent.predict(np.zeros((4, 3), np.float32), deterministic=False)
     path = tmp_path / "agent.pt"
     torch.save(agent.state_dict(), path)
     restored = _agent(target_update_every=3)
     restored.load_state_dict(torch.load(path, weights_only=True))
     obs = np.random.default_rng(1).normal(size=(16, 3)).astype(np.float32)
-    np.testing.assert_array_equal(agent.act(obs, explore=False), restored.act(obs, explore=False))
-    np.testing.assert_array_equal(agent.act(obs, explore=True), restored.act(obs, explore=True))  # RNG too
+    np.testing.assert_array_equal(agent.predict(obs, deterministic=True), restored.predict(obs, deterministic=True))
+    np.testing.assert_array_equal(agent.predict(obs, deterministic=False), restored.predict(obs, deterministic=False))  # RNG too
     assert restored.updates == agent.updates == 5 and restored.env_steps == agent.env_steps
     m1 = agent.update(_batch(seed=9))
     m2 = restored.update(_batch(seed=9))  # optimizers, dual variables and sampling RNG continue exactly
@@ -223,12 +223,12 @@ def test_eval_epsilon_mixes_uniform_actions():
     one with probability epsilon (inside the Box bounds)."""
     agent = _agent()
     obs = np.zeros((2000, *OBS_SPACE.shape), dtype=np.float32)
-    mean = agent.act(obs, explore=False)
-    mixed = agent.act(obs, explore=False, epsilon=0.25)
+    mean = agent.predict(obs, deterministic=True)
+    mixed = agent.predict(obs, deterministic=True, epsilon=0.25)
     changed = np.any(mixed != mean, axis=1).mean()
     assert 0.2 < changed < 0.3
     assert np.all(mixed >= agent.action_space.low) and np.all(mixed <= agent.action_space.high)
-    np.testing.assert_array_equal(agent.act(obs, explore=False, epsilon=0.0), mean)
+    np.testing.assert_array_equal(agent.predict(obs, deterministic=True, epsilon=0.0), mean)
 
 
 class BoundedQ(nn.Module):

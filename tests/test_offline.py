@@ -51,11 +51,13 @@ def _without_wall_clock(records: list[dict]) -> list[dict]:
 class _UniformRandom:
     """The random policy of the normalised score (uniform on the Box)."""
 
+    device = torch.device("cpu")
+
     def __init__(self, action_space, seed: int) -> None:
         self.space, self.rng = action_space, np.random.default_rng(seed)
 
-    def act(self, obs, explore, episode_start=None, epsilon=None):
-        return self.rng.uniform(self.space.low, self.space.high, (len(obs), *self.space.shape)).astype(self.space.dtype)
+    def act(self, step, explore, epsilon=None):
+        return self.rng.uniform(self.space.low, self.space.high, (step.size, *self.space.shape)).astype(self.space.dtype)
 
 
 # ------------------------------------------------------------------ the pipeline

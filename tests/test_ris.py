@@ -163,12 +163,12 @@ def test_agent_refuses_non_goal_spaces_and_plain_batches():
 def test_update_and_state_dict_round_trip_with_weights_only(tmp_path):
     cfg = RISConfig(**SMALL, candidates_per_sample=2, subgoal_samples=4, random_steps=5)
     agent = RIS(cfg, GOAL_SPACE, ACTIONS, seed=0)
-    buffer = _filled_buffer(40, hook=agent.sample_hook)
+    buffer = _filled_buffer(40, hook=agent.make_sample_hook())
     obs = {k: np.zeros((3, *s.shape), np.float32) for k, s in GOAL_SPACE.spaces.items()}
     agent.set_env_steps(0)
-    random_actions = agent.act(obs, explore=True)
+    random_actions = agent.predict(obs, deterministic=False)
     agent.set_env_steps(5)
-    assert random_actions.shape == (3, 2) and np.all(np.abs(agent.act(obs, explore=False)) <= 2.0)
+    assert random_actions.shape == (3, 2) and np.all(np.abs(agent.predict(obs, deterministic=True)) <= 2.0)
     for _ in range(3):
         metrics = agent.update(buffer.sample(16))
     assert set(metrics) >= {"critic_loss", "actor_loss", "subgoal_loss", "kl", "adv_mean"}
@@ -181,7 +181,7 @@ def test_update_and_state_dict_round_trip_with_weights_only(tmp_path):
     a, b = agent.update(batch), other.update(batch)
     for key in a:
         torch.testing.assert_close(a[key], b[key])
-    np.testing.assert_array_equal(agent.act(obs, explore=True), other.act(obs, explore=True))
+    np.testing.assert_array_equal(agent.predict(obs, deterministic=False), other.predict(obs, deterministic=False))
 
 
 # --------------------------------------------------------------------------------------

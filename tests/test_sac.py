@@ -77,7 +77,7 @@ def test_squashed_density_integrates_to_one_and_is_stable_far_out():
 def test_twin_critic_is_two_independent_q_functions():
     agent = _agent()
     batch = _batch(16)
-    obs, actions = batch.obs, agent._normalize(batch.actions)
+    obs, actions = batch.obs, agent.actions.normalize(batch.actions)
     q = agent.critic(obs, actions)
     assert q.shape == (2, 16)
     # each member is a plain MLP on [obs, action] with its own weights
@@ -170,23 +170,23 @@ def test_actions_stay_inside_the_box_bounds():
     obs = np.random.default_rng(0).standard_normal((200, 3)).astype(np.float32) * 100  # saturating inputs
     low, high = ACT_SPACE.low, ACT_SPACE.high
     agent.set_env_steps(49)
-    random = agent.act(obs[:50], explore=True)  # the random phase: uniform actions
+    random = agent.predict(obs[:50], deterministic=False)  # the random phase: uniform actions
     assert random.shape == (50, 2) and random.dtype == np.float32
     agent.set_env_steps(50)  # the loop's clock: the policy from here on
     for explore in (True, False):
         for epsilon in (None, 0.5):
-            actions = agent.act(obs, explore=explore, epsilon=epsilon)
+            actions = agent.predict(obs, deterministic=not explore, epsilon=epsilon)
             assert actions.shape == (200, 2) and actions.dtype == np.float32
             assert (actions >= low).all() and (actions <= high).all()
     assert np.unique(random[:, 1]).size == 50 and random[:, 1].std() > 1.0  # spread over [0, 10]
     # the policy's exploring actions saturate here (|obs| ~ 100): they differ from uniform ones
-    policy = agent.act(obs[:50], explore=True)
+    policy = agent.predict(obs[:50], deterministic=False)
     near_bound = np.minimum(policy - low, high - policy) < 0.05 * (high - low)  # 10% of uniform actions are
     assert near_bound.mean() > 0.5 and (np.minimum(random - low, high - random) < 0.05 * (high - low)).mean() < 0.3
     # the deterministic action is tanh(mean), rescaled
     mean, _ = agent.policy(torch.as_tensor(obs[:4]))
     expected = (low + high) / 2 + (high - low) / 2 * torch.tanh(mean).detach().numpy()
-    np.testing.assert_allclose(agent.act(obs[:4], explore=False), expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(agent.predict(obs[:4], deterministic=True), expected, rtol=1e-5, atol=1e-5)
 
 
 # ------------------------------------------------------------------ checkpoints
@@ -197,7 +197,7 @@ def test_state_dict_round_trip_continues_identically():
     for i in range(3):
         agent.update(_batch(seed=i))
     agent.set_env_steps(2)
-    agent.act(np.zeros((2, 3), np.float32), explore=True)
+    agent.predict(np.zeros((2, 3), np.float32), deterministic=False)
     buffer = io.BytesIO()
     torch.save(agent.state_dict(), buffer)
     buffer.seek(0)
@@ -206,7 +206,7 @@ def test_state_dict_round_trip_continues_identically():
     clone.load_state_dict(state)
     assert clone.alpha == agent.alpha and clone.updates == 3 and clone.env_steps == 2
     obs = np.ones((4, 3), np.float32)
-    np.testing.assert_array_equal(agent.act(obs, explore=True), clone.act(obs, explore=True))
+    np.testing.assert_array_equal(agent.predict(obs, deterministic=False), clone.predict(obs, deterministic=False))
     for i in range(3, 6):
         a, b = metric_values(agent.update(_batch(seed=i))), metric_values(clone.update(_batch(seed=i)))
         assert a == b
@@ -251,11 +251,11 @@ def test_config_files_and_spaces():
         SAC(SACConfig(), OBS_SPACE, gym.spaces.Box(-np.inf, np.inf, (2,), np.float32))
     # resumable and optimizer keys are real config fields and optimizer attributes
     fields = set(SACConfig.__dataclass_fields__)
-    assert SAC.resumable_keys <= fields and set(SAC.optimizer_keys) <= fields
+    assert SACConfig.resumable <= fields and set(SACConfig.optimizer_settings) <= fields
     agent = _agent()
-    for targets in SAC.optimizer_keys.values():
+    for targets in SACConfig.optimizer_settings.values():
         for optimizer, key in targets:
-            assert key in getattr(agent, optimizer).param_groups[0]
+            assert key in agent.parts.optimizers[optimizer].optimizer.param_groups[0]
 
 
 # ------------------------------------------------------------------ Dict observations through train_online
@@ -307,7 +307,7 @@ def test_sac_on_a_dict_observation_env_through_train_online(tmp_path):
     evals = [r for r in records if r["kind"] == "eval"]
     assert len(evals) == 2 and evals[-1]["step"] == 400 and all(math.isfinite(r["return_mean"]) for r in evals)
     assert summary is not None
-    # resume with the fields SAC declares changeable (resumable_keys, optimizer_keys); others are refused
+    # resume with the fields SAC's config declares changeable (resumable, optimizer_settings); others are refused
     changed = ["train.total_steps=500", "agent.tau=0.01", "agent.critic_lr=5.0e-4", "agent.random_steps=0"]
     with pytest.raises(ConfigError, match="actor_hidden"):
         train_online(build_run_config(data, [*changed, "agent.actor_hidden=[16,16]"]), tmp_path / "run", resume=True)
@@ -334,7 +334,7 @@ def test_learns_a_contextual_bandit_quickly():
                                  next_obs=obs, discounts=torch.zeros(128), weights=torch.ones(128),
                                  indices=torch.arange(128)))
     test_obs = np.linspace(-0.8, 0.8, 9, dtype=np.float32).reshape(-1, 1)
-    error = np.abs(agent.act(test_obs, explore=False) - test_obs)
+    error = np.abs(agent.predict(test_obs, deterministic=True) - test_obs)
     assert error.max() < 0.15, error.ravel()
 
 

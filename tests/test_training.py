@@ -94,7 +94,7 @@ def test_checkpoint_round_trip_gives_same_actions(tmp_path, cartpole_data):
     with torch.no_grad():  # training changed the network (greedy actions alone may coincide by chance)
         assert not torch.equal(fresh.q_net(torch.as_tensor(obs)), trained.q_net(torch.as_tensor(obs)))
     fresh.load_state_dict(load_checkpoint(tmp_path / LATEST)["agent"])
-    np.testing.assert_array_equal(fresh.act(obs, explore=False), trained.act(obs, explore=False))
+    np.testing.assert_array_equal(fresh.predict(obs, deterministic=True), trained.predict(obs, deterministic=True))
     with torch.no_grad():
         assert torch.equal(fresh.q_net(torch.as_tensor(obs)), trained.q_net(torch.as_tensor(obs)))
     assert fresh.env_steps == trained.env_steps > 0 and fresh.updates == trained.updates > 0

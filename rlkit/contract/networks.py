@@ -6,6 +6,7 @@ Agents import these instead of re-declaring them, so every agent file stays abou
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -99,15 +100,48 @@ class DictEncoder(nn.Module):
         return torch.cat(parts, dim=1)
 
 
-def make_encoder(observation_space: gym.Space) -> nn.Module:
+class MLPEncoder(nn.Module):
+    """A base encoder followed by a learned MLP (``hidden`` widths, ReLU after each): ``[B, hidden[-1]]``."""
+
+    def __init__(self, base: nn.Module, hidden: Sequence[int]) -> None:
+        super().__init__()
+        self.base = base
+        self.mlp = mlp(base.out_dim, hidden, None)
+        self.out_dim = int(hidden[-1])
+
+    def forward(self, obs: Any) -> torch.Tensor:
+        return self.mlp(self.base(obs))
+
+
+def make_encoder(observation_space: gym.Space, hidden: Sequence[int] = ()) -> nn.Module:
     """The encoder for an observation space (``out_dim`` features): Nature CNN for images, flattening
-    for vectors, :class:`DictEncoder` for Dict spaces."""
+    for vectors, :class:`DictEncoder` for Dict spaces; with ``hidden`` widths, a learned MLP after it
+    (``agent.encoder_hidden``: a trainable encoder for vector observations, e.g. for auxiliary losses)."""
     if isinstance(observation_space, gym.spaces.Dict):
-        return DictEncoder(observation_space)
-    shape = tuple(observation_space.shape)
-    if is_image_space(shape, observation_space.dtype):
-        return NatureCNN(shape[0], shape[1], shape[2])
-    return FlatEncoder(shape)
+        base = DictEncoder(observation_space)
+    elif is_image_space(tuple(observation_space.shape), observation_space.dtype):
+        shape = tuple(observation_space.shape)
+        base = NatureCNN(shape[0], shape[1], shape[2])
+    else:
+        base = FlatEncoder(tuple(observation_space.shape))
+    return MLPEncoder(base, hidden) if hidden else base
+
+
+class EnsembleLinear(nn.Module):
+    """``E`` independent linear layers evaluated as one batched matmul: ``[E, B, in]`` -> ``[E, B, out]``.
+
+    Each member is initialised like ``nn.Linear`` (uniform in +-1/sqrt(in) for weights and biases).
+    Twin critics (SAC, RIS) use it so both Q-functions share every kernel launch.
+    """
+
+    def __init__(self, members: int, in_dim: int, out_dim: int) -> None:
+        super().__init__()
+        bound = 1.0 / math.sqrt(in_dim)
+        self.weight = nn.Parameter(torch.empty(members, in_dim, out_dim).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(members, 1, out_dim).uniform_(-bound, bound))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.baddbmm(self.bias, x, self.weight)
 
 
 def obs_to_tensor(obs: Any, device: torch.device) -> torch.Tensor | dict[str, torch.Tensor]:

@@ -837,14 +837,11 @@ def dataset_from_run(run_dir: str | os.PathLike, dataset_id: str, overwrite: boo
     return path, {**counts, **episode_stats(episodes)}
 
 
-class _PolicyAgent:
-    """``policy(obs, episode_start) -> actions`` as the Agent protocol's ``act`` (for the Collector)."""
+def _PolicyAgent(policy):  # noqa: N802
+    """``policy(obs, episode_start) -> actions`` seen through the step record (for the Collector)."""
+    from rlkit.contract.agent import FunctionPolicy
 
-    def __init__(self, policy) -> None:
-        self.policy = policy
-
-    def act(self, obs, explore, episode_start=None, epsilon=None):
-        return self.policy(obs, episode_start)
+    return FunctionPolicy(policy)
 
 
 def record_episodes(envs: gym.vector.VectorEnv, policy, episodes: int, seed: int) -> list[Episode]:

@@ -191,14 +191,14 @@ class ReplayBuffer:
         obs, _ = envs.reset(seed=seed)
         autoreset = np.zeros(num_envs, bool)
         while ...:
-            actions = agent.act(obs, explore=True)
+            actions = agent.predict(obs, deterministic=False)
             next_obs, rewards, terminated, truncated, infos = envs.step(actions)
             buffer.add(obs, actions, rewards, terminated, truncated, autoreset)
             autoreset = terminated | truncated
             obs = next_obs
         batch = buffer.sample(batch_size, beta)
-        metrics = agent.update(batch)                      # prioritized: agent.update(batch,
-                                                           #   update_priorities=buffer.update_priorities)
+        metrics = agent.update(batch)                      # prioritized: first
+                                                           #   agent.connect_priorities(buffer.update_priorities)
 
     ``capacity`` counts transitions over all envs: each stream holds ``capacity // num_envs`` rows.
     """

@@ -107,7 +107,7 @@ def dataset_source(cfg: RunConfig, device: torch.device):
     episodes = list(dataset.episodes)
     if not episodes:
         raise DatasetError(f"offline.dataset '{cfg.offline.dataset}' holds no episodes")
-    experience = getattr(AGENTS[cfg.agent.name][0], "experience", "transitions")
+    experience = AGENTS[cfg.agent.name][1].capabilities.experience
     checksum = 0
     for episode in episodes:  # the rewards' bytes: a resume against another dataset of the same size is refused
         checksum = zlib.crc32(np.ascontiguousarray(episode.rewards, dtype=np.float32).tobytes(), checksum)

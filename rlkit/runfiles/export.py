@@ -4,7 +4,7 @@
     rlkit eval OUT_DIR --episodes 100
 
 An exported directory holds ``config.yaml`` (the run's resolved config) and ``model.safetensors``
-(the tensors of the agent's ``acting_modules``, e.g. MPO's policy or DQN's Q-network: no critic, no
+(the tensors of the agent's acting parts, e.g. MPO's policy or DQN's Q-network: no critic, no
 optimizer, no replay), a few MB at most. It is what a pretrained model shipped with the repo or
 downloaded from elsewhere looks like. safetensors holds only named tensors and a string-to-string
 header, so loading one never runs code; its header records the agent and env it was made for, and a
@@ -31,12 +31,8 @@ def is_exported(path: str | Path) -> bool:
 
 
 def acting_tensors(agent) -> dict[str, torch.Tensor]:
-    """``{"<module>.<param>": tensor}`` for every module in ``agent.acting_modules``."""
-    modules = getattr(type(agent), "acting_modules", None)
-    if not modules:
-        raise CheckpointError(f"{type(agent).__name__} does not declare its acting_modules; it cannot be exported")
-    return {f"{name}.{key}": value.detach().cpu().contiguous()
-            for name in modules for key, value in getattr(agent, name).state_dict().items()}
+    """``{"<part>.<param>": tensor}`` for every part the agent declares as acting (``acting(...)``)."""
+    return agent.acting_tensors()
 
 
 def export_agent(agent, config_text: str, out_dir: str | Path, metadata: dict[str, str]) -> Path:
@@ -75,12 +71,9 @@ def load_exported(agent, path: str | Path, agent_name: str, device: torch.device
                               f"expected {FORMAT!r}); write one with `rlkit export RUN_DIR OUT_DIR`")
     if header.get("agent") not in (None, agent_name):
         raise CheckpointError(f"'{file}' holds a '{header['agent']}' agent but config.yaml asks for '{agent_name}'")
-    for name in type(agent).acting_modules:
-        prefix = f"{name}."
-        part = {k[len(prefix):]: v.to(device) for k, v in tensors.items() if k.startswith(prefix)}
-        try:
-            getattr(agent, name).load_state_dict(part)
-        except RuntimeError as exc:
-            text = " ".join(str(exc).split())[:200]
-            raise CheckpointError(f"'{file}' does not fit the agent of config.yaml ({text})") from None
+    try:
+        agent.load_acting_tensors(tensors)
+    except RuntimeError as exc:
+        text = " ".join(str(exc).split())[:200]
+        raise CheckpointError(f"'{file}' does not fit the agent of config.yaml ({text})") from None
     return header

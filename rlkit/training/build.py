@@ -122,7 +122,7 @@ def build_replay(cfg: RunConfig, obs_space: gym.Space, act_space: gym.Space, num
     """The run's replay buffer; a layout the spaces do not allow is a one-line ConfigError.
     ``compute_reward`` (the env's, :func:`rlkit.experience.her.env_compute_reward`) is needed by ``train.replay.her``;
     ``compute_terminated`` (the env's, if it has one) makes it recompute relabelled terminations.
-    ``agent_hook``: the agent's own sample hook (``agent.sample_hook``, e.g. RIS's candidate subgoals), run
+    ``agent_hook``: the agent's own sample hook (``agent.make_sample_hook()``, e.g. RIS's candidate subgoals), run
     after HER's relabelling, so it sees the goals the agent trains on."""
     replay_cfg = cfg.train.replay
     if (replay_cfg.frame_stack > 1 and not isinstance(obs_space, gym.spaces.Dict)
@@ -169,16 +169,15 @@ def build_experience(cfg: RunConfig, obs_space: gym.Space, act_space: gym.Space,
                      device: torch.device, compute_reward: Callable[..., Any] | None = None,
                      agent_hook: Callable[..., Any] | None = None,
                      compute_terminated: Callable[..., Any] | None = None):
-    """The online experience source the agent's config asks for (``AgentConfig.experience``):
+    """The online experience source the agent's config asks for (``capabilities.experience``):
     the transition replay buffer, or fixed-length sequences (``agent.sequence_length`` steps).
     ``compute_reward``: the env's, for hindsight relabelling (``train.replay.her``); ``agent_hook``: the
     agent's sample hook for transition batches (run after HER's)."""
-    if getattr(type(cfg.agent), "experience", "transitions") == "sequences":
+    from rlkit.agents import AGENTS
+
+    if AGENTS[cfg.agent.name][1].capabilities.experience == "sequences":  # HER was refused by check_capabilities
         from rlkit.experience.sequences import SequenceBuffer
 
-        if cfg.train.replay.her is not None:
-            raise ConfigError(f"train.replay.her relabels transitions, but agent '{cfg.agent.name}' learns from "
-                              "sequences; remove train.replay.her")
         try:
             return SequenceBuffer(obs_space, act_space, capacity=cfg.train.replay.capacity,
                                   length=cfg.agent.sequence_length, num_envs=num_envs, device=device, seed=cfg.seed)

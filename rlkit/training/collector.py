@@ -25,6 +25,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from rlkit.contract.agent import StepRecord
+
 
 @dataclass
 class EpisodeTracker:
@@ -121,7 +123,8 @@ class VectorStep:
 class Collector:
     """Steps a vector env with ``agent.act`` and keeps what the next step needs: the current
     observations, which sub-envs autoreset next, which observations start an episode (``episode_start``
-    for agents with memory) and the running episode returns. Its ``state_dict`` is the env side of a
+    for agents with memory), the reward that led to each observation (``prev_reward``: 0 at an episode's
+    first) and the running episode returns; ``agent.act`` gets them as one :class:`StepRecord`. Its ``state_dict`` is the env side of a
     checkpoint; :meth:`load_state_dict` brings the envs back exactly where :class:`EnvReplay` can."""
 
     def __init__(self, envs: gym.vector.VectorEnv, seed: int) -> None:
@@ -135,12 +138,15 @@ class Collector:
         self.obs, _ = self.envs.reset(seed=seed)
         self.autoreset = np.zeros(self.num_envs, dtype=bool)
         self.episode_start = np.ones(self.num_envs, dtype=bool)
+        self.prev_reward = np.zeros(self.num_envs, dtype=np.float32)
         self.tracker.returns[:] = 0.0
         self.tracker.lengths[:] = 0
 
     def step(self, agent, explore: bool, epsilon: float | None = None) -> VectorStep:
         obs, autoreset = self.obs, self.autoreset
-        actions = agent.act(obs, explore=explore, episode_start=self.episode_start, epsilon=epsilon)
+        record = StepRecord.from_arrays(obs, agent.device, prev_reward=self.prev_reward,
+                                        episode_start=self.episode_start)
+        actions = agent.act(record, explore=explore, epsilon=epsilon)
         self.env_replay.before_step(actions, autoreset)
         next_obs, rewards, terminated, truncated, infos = self.envs.step(actions)
         life_loss = np.asarray(infos.get("life_loss", np.zeros(self.num_envs, dtype=bool)), dtype=bool)
@@ -151,6 +157,7 @@ class Collector:
                           real_steps=int((~autoreset).sum()),
                           episodes=[(e, ret, length) for e, (ret, length) in zip(ended, finished)])
         self.episode_start = autoreset
+        self.prev_reward = np.where(autoreset, 0.0, rewards).astype(np.float32)
         self.autoreset = terminated | truncated
         self.obs = next_obs
         return step
@@ -159,6 +166,7 @@ class Collector:
         return {
             "obs": _obs_to_state(self.obs),
             "autoreset": torch.as_tensor(self.autoreset), "episode_start": torch.as_tensor(self.episode_start),
+            "prev_reward": torch.as_tensor(self.prev_reward),
             "episode_returns": torch.as_tensor(self.tracker.returns),
             "episode_lengths": torch.as_tensor(self.tracker.lengths),
             "env_replay": self.env_replay.state_dict(),
@@ -169,6 +177,9 @@ class Collector:
         (the resumed run is then statistically, not bitwise, the same)."""
         self.autoreset = state["autoreset"].numpy().astype(bool)
         self.episode_start = state["episode_start"].numpy().astype(bool)
+        prev_reward = state.get("prev_reward")  # absent in checkpoints from before the step record
+        self.prev_reward = (np.zeros(self.num_envs, dtype=np.float32) if prev_reward is None
+                            else prev_reward.numpy().astype(np.float32))
         self.tracker.returns[:] = state["episode_returns"].numpy()
         self.tracker.lengths[:] = state["episode_lengths"].numpy()
         restored = self.env_replay.restore(state["env_replay"], seed, self.autoreset)

@@ -61,7 +61,7 @@ def train_online(cfg: RunConfig, run_dir: Path, resume: bool = False, source: st
         replay = build_experience(cfg, envs.single_observation_space, envs.single_action_space, envs.num_envs, device,
                                   compute_reward=env_compute_reward(envs),
                                   compute_terminated=env_compute_terminated(envs),
-                                  agent_hook=getattr(agent, "sample_hook", None))  # e.g. RIS's subgoal candidates
+                                  agent_hook=agent.make_sample_hook())  # e.g. RIS's subgoal candidates
         collector = Collector(envs, cfg.seed)
         state = run.start(agent, device, source=replay, collector=collector, updates_from=train.learning_starts)
         if resume and not run.buffer_restored:  # refill before updating again
@@ -69,10 +69,9 @@ def train_online(cfg: RunConfig, run_dir: Path, resume: bool = False, source: st
         warning = no_update_warning(train, state.updates_from, state.step)
         if warning:
             run.logger.message(warning)
-        update_priorities = replay.update_priorities if train.replay.prioritized else None
-        clock = getattr(agent, "set_env_steps", None)  # agents with env-step schedules read the loop's clock
-        if clock:
-            clock(state.step)
+        if train.replay.prioritized:  # the config checked capabilities.priority_feedback
+            agent.connect_priorities(replay.update_priorities)
+        agent.set_env_steps(state.step)  # the clock of env-step schedules (capabilities.env_step_clock)
 
         ready = False  # the source has something to sample
         with _StopRequest() as stop:
@@ -90,8 +89,7 @@ def train_online(cfg: RunConfig, run_dir: Path, resume: bool = False, source: st
                     run.logger.log("episode", state.step, run.clock(), record)
                 before = state.step
                 state.step += step.real_steps
-                if clock:
-                    clock(state.step)
+                agent.set_env_steps(state.step)
                 run.logger.advance(state.step)
 
                 # update
@@ -104,9 +102,7 @@ def train_online(cfg: RunConfig, run_dir: Path, resume: bool = False, source: st
                     for _ in range(phases * train.gradient_steps):
                         batch = replay.sample(train.batch_size, beta=linear_schedule(
                             train.replay.beta_start, 1.0, train.total_steps, state.step))
-                        metrics = (agent.update(batch, update_priorities=update_priorities) if update_priorities
-                                   else agent.update(batch))
-                        state.add_metrics(metrics)
+                        state.add_metrics(agent.update(batch))
 
                 # log, evaluate, checkpoint
                 if _crossed(before, state.step, cfg.log.log_every):

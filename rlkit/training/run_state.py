@@ -174,20 +174,14 @@ def nonfinite(state: Any, prefix: str = "") -> str | None:
 
 # Everything else in the config is baked into the checkpoint (env state, networks, replay layout,
 # seeds, the dataset) or read only when a run starts, so changing it on resume would either break the
-# load or be recorded in config.yaml without taking effect: both are refused. Agents add their own
-# fields through ``resumable_keys`` and ``optimizer_keys`` class attributes.
+# load or be recorded in config.yaml without taking effect: both are refused. Agent configs add their own
+# fields through their ``resumable`` and ``optimizer_settings`` class variables (rlkit.contract.agent).
 RESUMABLE_KEYS = frozenset({
     "train.total_steps", "train.train_every", "train.gradient_steps", "train.batch_size", "train.eval_every",
     "train.eval_episodes", "train.eval_epsilon", "train.checkpoint_every", "train.save_buffer",
     "train.stop_at_solve", "train.replay.beta_start", "log.progress", "log.tensorboard", "log.log_every",
     "log.plot", "device", "torch_threads",
 })  # and train.eval_env_kwargs.* (the evaluation envs are rebuilt when a run resumes)
-
-
-def _agent_class(name: str):
-    from rlkit.agents import AGENTS
-
-    return AGENTS[name][1]
 
 
 def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -207,10 +201,8 @@ def resume_changes(old: RunConfig, new: RunConfig) -> dict[str, tuple[Any, Any]]
     changes = {k: (before.get(k), after.get(k)) for k in sorted(set(before) | set(after))
                if before.get(k) != after.get(k)}
     allowed = set(RESUMABLE_KEYS)
-    if new.agent.name == old.agent.name:
-        agent_cls = _agent_class(old.agent.name)
-        allowed |= {f"agent.{k}" for k in getattr(agent_cls, "resumable_keys", ())}
-        allowed |= {f"agent.{k}" for k in getattr(agent_cls, "optimizer_keys", {})}
+    if type(new.agent) is type(old.agent):
+        allowed |= {f"agent.{k}" for k in (*old.agent.resumable, *old.agent.optimizer_settings)}
     refused = [k for k in changes if k not in allowed and not k.startswith("train.eval_env_kwargs")]
     if refused:
         shown = "; ".join(f"{k} {changes[k][0]!r} -> {changes[k][1]!r}" for k in refused[:6])
@@ -223,10 +215,5 @@ def resume_changes(old: RunConfig, new: RunConfig) -> dict[str, tuple[Any, Any]]
 
 def apply_optimizer_changes(agent, changes: dict[str, tuple[Any, Any]]) -> None:
     """Write changed optimizer hyperparameters into the loaded optimizers' param groups."""
-    for key, targets in getattr(type(agent), "optimizer_keys", {}).items():
-        if f"agent.{key}" not in changes:
-            continue
-        value = changes[f"agent.{key}"][1]
-        for optimizer_name, group_key in targets:
-            for group in getattr(agent, optimizer_name).param_groups:
-                group[group_key] = value
+    agent.apply_optimizer_settings({key[len("agent."):]: new for key, (_, new) in changes.items()
+                                    if key.startswith("agent.")})

@@ -1,0 +1,231 @@
+"""Declared parts: an agent's modules, free tensors, optimizers and random generators, named once.
+
+d3rlpy's ``Modules`` dataclass is the model (``torch_utility.py``): an algorithm's networks and optimizers
+are declared as one object, and save/load, freezing and device moves are written once over it. Here the
+declaration also says each part's *role*:
+
+- ``acting(module)``: what ``act`` needs — written by ``rlkit export``, loaded by ``rlkit.load``;
+- ``trained(module)``: trained but not needed to act (critics, a subgoal policy);
+- ``target_of(source, module)`` / ``momentum_of(source, module)``: slow copies of another part (Polyak or
+  hard-copied targets, an EMA key encoder); never trained by an optimizer, never wrapped in DDP;
+- ``free_tensor(tensor)``: a leaf tensor an optimizer trains outside any module (SAC's log alpha).
+
+and which parts each optimizer trains (``trains(optimizer, "critic", ...)``), so an auxiliary loss attached
+to ``critic.encoder`` knows which optimizer step it joins. Parts may be named with dots into a module
+(``q_net.encoder``) wherever a part is named.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+Role = Literal["acts", "trains", "target", "momentum", "tensor", "aux"]
+
+
+@dataclass(frozen=True)
+class Part:
+    value: nn.Module | torch.Tensor
+    role: Role
+    source: str | None = None  # the online part a target / momentum copy follows
+
+
+def acting(module: nn.Module) -> Part:
+    return Part(module, "acts")
+
+
+def trained(module: nn.Module) -> Part:
+    return Part(module, "trains")
+
+
+def target_of(source: str, module: nn.Module) -> Part:
+    """A target copy of ``source``; :meth:`Parts.check` requires it to hold no trainable parameters."""
+    return Part(module, "target", source)
+
+
+def momentum_of(source: str, module: nn.Module) -> Part:
+    """A momentum (EMA) copy of ``source`` (MoCo / CURL key encoders)."""
+    return Part(module, "momentum", source)
+
+
+def free_tensor(tensor: torch.Tensor) -> Part:
+    return Part(tensor, "tensor")
+
+
+@dataclass(frozen=True)
+class OptimizerSpec:
+    optimizer: torch.optim.Optimizer
+    trains: tuple[str, ...]
+
+
+def trains(optimizer: torch.optim.Optimizer, *parts: str) -> OptimizerSpec:
+    """Declare that ``optimizer`` trains the parameters of ``parts`` (and only those)."""
+    return OptimizerSpec(optimizer, tuple(parts))
+
+
+class DeclarationError(TypeError):
+    """An agent's declaration does not match what it built (a programming error in the agent file)."""
+
+
+class Parts:
+    """The declaration, and everything written once over it (see :class:`rlkit.contract.agent.Agent`)."""
+
+    def __init__(self, parts: dict[str, Part], optimizers: dict[str, OptimizerSpec],
+                 generators: dict[str, np.random.Generator | torch.Generator], encoder: str | None,
+                 encoder_inputs: Callable[[Any], Any] | None) -> None:
+        self.modules = {n: p.value for n, p in parts.items() if isinstance(p.value, nn.Module)}
+        self.tensors = {n: p.value for n, p in parts.items() if not isinstance(p.value, nn.Module)}
+        self.roles = {n: p.role for n, p in parts.items()}
+        self.sources = {n: p.source for n, p in parts.items() if p.source is not None}
+        self.optimizers = optimizers
+        self.generators = generators
+        self.encoder, self.encoder_inputs = encoder, encoder_inputs
+
+    # ------------------------------------------------------------------ lookups
+    def names(self) -> list[str]:
+        return [n for n in self.roles if self.roles[n] != "aux"]
+
+    def module_at(self, name: str) -> nn.Module:
+        """The module named ``name`` (``critic`` or dotted, ``critic.encoder``), unwrapped."""
+        head, _, rest = name.partition(".")
+        module = self.modules[head]
+        return module.get_submodule(rest) if rest else module
+
+    def has(self, name: str, _agent: Any = None) -> bool:
+        try:
+            self.module_at(name)
+        except (KeyError, AttributeError):
+            return False
+        return True
+
+    def optimizer_of(self, name: str) -> str | None:
+        """The declared optimizer that trains part ``name`` (or the part it lies in)."""
+        for opt_name, spec in self.optimizers.items():
+            for trained_name in spec.trains:
+                if name == trained_name or name.startswith(trained_name + "."):
+                    return opt_name
+        return None
+
+    def optimizer_params(self, name: str) -> list[torch.Tensor]:
+        return [p for group in self.optimizers[name].optimizer.param_groups for p in group["params"]]
+
+    def acting_names(self) -> list[str]:
+        return [n for n, role in self.roles.items() if role == "acts"]
+
+    # ------------------------------------------------------------------ checks
+    def check(self, agent: str, optimizer_settings: Mapping[str, tuple[tuple[str, str], ...]]) -> None:
+        """The declaration matches what the agent built: raise :class:`DeclarationError` where not."""
+        def fail(text: str) -> None:
+            raise DeclarationError(f"{agent}.declare: {text}")
+
+        if not self.acting_names():
+            fail("no acting part (acting(module)): nothing to act with or export")
+        for name, source in self.sources.items():
+            if source not in self.modules:
+                fail(f"'{name}' is a copy of '{source}', which is not a declared module")
+            if any(p.requires_grad for p in self.modules[name].parameters()):
+                fail(f"'{name}' is a {self.roles[name]} copy but has trainable parameters (requires_grad_(False))")
+        owner: dict[int, str] = {}
+        for opt_name, spec in self.optimizers.items():
+            declared = set()
+            for name in spec.trains:
+                if name in self.tensors:
+                    declared.add(id(self.tensors[name]))
+                elif self.has(name):
+                    declared |= {id(p) for p in self.module_at(name).parameters()}
+                else:
+                    fail(f"optimizer '{opt_name}' trains '{name}', which is not a declared part")
+            for p in self.optimizer_params(opt_name):
+                if id(p) not in declared:
+                    fail(f"optimizer '{opt_name}' holds a parameter of no part it declares ({', '.join(spec.trains)})")
+                if id(p) in owner:
+                    fail(f"a parameter is trained by both '{owner[id(p)]}' and '{opt_name}'")
+                owner[id(p)] = opt_name
+        for name, module in self.modules.items():
+            if self.roles[name] in ("acts", "trains"):
+                for pname, p in module.named_parameters():
+                    if p.requires_grad and id(p) not in owner:
+                        fail(f"'{name}.{pname}' is trainable but no optimizer declares it")
+        for name in self.tensors:
+            if id(self.tensors[name]) not in owner:
+                fail(f"free tensor '{name}' is trained by no optimizer")
+        for key, targets in optimizer_settings.items():
+            for opt_name, _ in targets:
+                if opt_name not in self.optimizers:
+                    fail(f"optimizer_settings['{key}'] names optimizer '{opt_name}', which is not declared")
+        if self.encoder is not None and not self.has(self.encoder):
+            fail(f"encoder '{self.encoder}' is not a declared part (or a dotted part of one)")
+
+    # ------------------------------------------------------------------ checkpoint state
+    def state_dict(self) -> dict[str, Any]:
+        state: dict[str, Any] = {name: module.state_dict() for name, module in self.modules.items()}
+        state.update({name: t.detach().clone() for name, t in self.tensors.items()})
+        state.update({name: spec.optimizer.state_dict() for name, spec in self.optimizers.items()})
+        for name, gen in self.generators.items():
+            state[name] = json.dumps(gen.bit_generator.state) if isinstance(gen, np.random.Generator) else gen.get_state()
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        for name, module in self.modules.items():
+            module.load_state_dict(state[name])
+        with torch.no_grad():  # in place: the optimizers hold these very tensors
+            for name, tensor in self.tensors.items():
+                tensor.copy_(state[name])
+        for name, spec in self.optimizers.items():
+            spec.optimizer.load_state_dict(state[name])
+        for name, gen in self.generators.items():
+            if isinstance(gen, np.random.Generator):
+                gen.bit_generator.state = json.loads(state[name])
+            else:
+                gen.set_state(state[name])
+
+    def acting_tensors(self) -> dict[str, torch.Tensor]:
+        return {f"{name}.{key}": value.detach().cpu().contiguous()
+                for name in self.acting_names() for key, value in self.modules[name].state_dict().items()}
+
+    def load_acting_tensors(self, tensors: Mapping[str, torch.Tensor], device: torch.device) -> None:
+        """Load ``{"<part>.<param>": tensor}`` into the acting parts; raises RuntimeError on any mismatch."""
+        names = self.acting_names()
+        stray = sorted({k.split(".", 1)[0] for k in tensors} - set(names))
+        if stray:
+            raise RuntimeError(f"tensors of parts this agent does not act with: {', '.join(stray)} "
+                               f"(acting parts: {', '.join(names)})")
+        for name in names:
+            prefix = f"{name}."
+            self.modules[name].load_state_dict({k[len(prefix):]: v.to(device) for k, v in tensors.items()
+                                                if k.startswith(prefix)})
+
+    # ------------------------------------------------------------------ devices, wrappers, aux
+    def to(self, device: torch.device) -> None:
+        for module in self.modules.values():
+            module.to(device)
+        with torch.no_grad():
+            for tensor in self.tensors.values():
+                tensor.data = tensor.data.to(device)  # same object: the optimizers keep holding it
+        for spec in self.optimizers.values():
+            for state in spec.optimizer.state.values():
+                for key, value in state.items():
+                    if isinstance(value, torch.Tensor) and key != "step":
+                        state[key] = value.to(device)
+        for name, gen in list(self.generators.items()):
+            if isinstance(gen, torch.Generator) and gen.device != device:
+                moved = torch.Generator(device=device)  # a generator's state cannot change device: reseed
+                moved.manual_seed(int(torch.randint(0, 2**62, (), generator=gen)))
+                self.generators[name] = moved
+
+    def wrap_trainable(self, wrap: Callable[[nn.Module], nn.Module]) -> dict[str, nn.Module]:
+        return {name: wrap(module) for name, module in self.modules.items() if self.roles[name] in ("acts", "trains")}
+
+    def add_aux(self, name: str, module: nn.Module, optimizer: str) -> None:
+        """An auxiliary module's own parameters (its head) join ``optimizer`` as a new param group."""
+        self.modules[name] = module
+        self.roles[name] = "aux"
+        params = [p for p in module.parameters() if p.requires_grad]
+        if params:
+            self.optimizers[optimizer].optimizer.add_param_group({"params": params})
