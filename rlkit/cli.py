@@ -412,7 +412,8 @@ def _dataset_from_mocap(ns: argparse.Namespace) -> int:
 
 
 def cmd_bench(ns: argparse.Namespace) -> int:
-    from rlkit.bench import LONG_SUITES, SUITES, report, run_suite
+    from rlkit.bench.registry import LONG_SUITES, SUITES  # the bench package (bench/), its suites by name
+    from rlkit.bench.runner import report, run_suite  # run_suite: one line and exit 2 without the bench extra
 
     if ns.seeds < 1 or ns.threads < 1:
         raise ConfigError("rlkit bench: --seeds and --threads must be >= 1")
@@ -535,7 +536,8 @@ def _add_bench_command(sub) -> None:
     bench = sub.add_parser("bench", help="rlkit vs the reference (SB3, raw ALE), side by side, as ratios",
                            description="Runs rlkit and the reference interleaved in one process with the same env, "
                                        "hyperparameters, budget and threads; writes OUT/<suite>.json and .png and "
-                                       "regenerates the suite's section of docs/benchmarks.md.")
+                                       "regenerates the suite's section of docs/benchmarks.md. Needs the bench "
+                                       "extra (Stable-Baselines3): pip install 'rlkit-toolkit[bench]'.")
     bench.add_argument("suite", help="a suite (dqn-cartpole, dqn-throughput, atari-collect, replay, sac, sac-her, "
                                       "sac-her-fetch, ris-antmaze, ris-pointmaze) or all (every suite but the last three: hours each)")
     bench.add_argument("--seeds", type=int, default=3, help="repeats (seeds 0..N-1); ratios are per repeat")

@@ -1,11 +1,25 @@
-"""The benchmark harness runs end to end on tiny budgets and writes its JSON, PNG and docs section."""
+"""The benchmark harness (bench/, installed as rlkit.bench) runs end to end on tiny budgets and writes its JSON, PNG
+and docs section; its suites are registered; it needs Stable-Baselines3 (the bench extra), which rlkit's core never
+imports at module level."""
 
+import ast
+import configparser
+import functools
+import inspect
 import json
+import pkgutil
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from rlkit.bench import SMOKE, Figure, Outcome, markdown_section, update_docs
+from rlkit.bench.registry import LONG_SUITES, SUITES
 from rlkit.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_figure_ratios_and_goals():
@@ -79,7 +93,7 @@ def test_bench_rejects_bad_arguments(capsys):
     assert main(["bench", "replay", "--seeds", "0", "--no-docs"]) == 2
     assert main(["bench", "nonsense"]) == 2
     assert "unknown suite 'nonsense'" in capsys.readouterr().err
-    assert main(["bench", "sacc", "--quick", "--no-docs"]) == 2  # every suite in rlkit.bench.SUITES is accepted
+    assert main(["bench", "sacc", "--quick", "--no-docs"]) == 2  # every suite in rlkit.bench.registry.SUITES is accepted
     assert "Did you mean 'sac'" in capsys.readouterr().err
 
 
@@ -87,10 +101,10 @@ def test_bench_rejects_bad_arguments(capsys):
 def test_ris_antmaze_suite_trains_then_resumes(tmp_path, capsys, monkeypatch):
     """The RIS vs SAC + HER suite trains both configs as separate processes to a budget and, run again with a
     larger one, resumes them from their checkpoints: the second half is trained, nothing is repeated."""
-    import rlkit.bench as bench
+    from rlkit.bench.suites import ris
 
     out = tmp_path / "out"
-    budgets = bench.RIS_TASKS["ris-antmaze"].budgets
+    budgets = ris.RIS_TASKS["ris-antmaze"].budgets
     total, eval_every, shrink = budgets[True]
     monkeypatch.setitem(budgets, True, (total // 2, eval_every, shrink))
     assert main(["bench", "ris-antmaze", "--seeds", "1", "--quick", "--out", str(out), "--no-docs"]) == 0
@@ -122,7 +136,7 @@ def test_run_parallel_passes_one_sigint_on_and_reports_failures(tmp_path):
     import sys
     import threading
 
-    from rlkit.bench import _run_parallel
+    from rlkit.bench.suites.ris import _run_parallel
 
     child = ("import signal, sys, time\n"
              "count = []\n"
@@ -145,3 +159,107 @@ def test_run_parallel_passes_one_sigint_on_and_reports_failures(tmp_path):
     assert [(tmp_path / f"sigints{i}").read_text() for i in range(2)] == ["1", "1"]
     finished, failed = _run_parallel([("bad", [sys.executable, "-c", "raise SystemExit(3)"], tmp_path / "bad.log")], 1)
     assert finished is True and failed == ["bad"]
+
+
+# ------------------------------------------------------------------ the package, its registry, its optional dependency
+
+
+def test_registry_lists_every_suite_module_with_one_signature():
+    """``rlkit bench`` reads rlkit.bench.registry: every module under bench/suites/ provides a suite there, and every
+    suite runs as ``run(seeds, out, quick, threads)``."""
+    import rlkit.bench.suites as suites
+
+    modules = {f"rlkit.bench.suites.{m.name}" for m in pkgutil.iter_modules(suites.__path__)}
+    runs = [s.run.func if isinstance(s.run, functools.partial) else s.run for s in SUITES.values()]
+    assert {run.__module__ for run in runs} == modules
+    for name, suite in SUITES.items():
+        inspect.signature(suite.run).bind([0], Path("out"), True, 1)
+        assert suite.notes and (name in LONG_SUITES) == suite.long
+    assert LONG_SUITES == {"sac-her-fetch", "ris-antmaze", "ris-pointmaze"}
+
+
+def test_suite_notes_name_files_that_exist():
+    """The notes printed under each table (docs/benchmarks.md) name configs that exist."""
+    for name, suite in SUITES.items():
+        for ref in re.findall(r"configs/[\w.-]+\.yaml", suite.notes):
+            assert (ROOT / ref).is_file(), f"{name}: {ref}"
+
+
+@pytest.mark.parametrize("argv", [["bench", "replay", "--seeds", "1", "--quick"], ["bench", "all", "--seeds", "1"]])
+def test_bench_without_sb3_says_how_to_install_it(argv, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "stable_baselines3", None)  # `import stable_baselines3` now fails
+    out = tmp_path / "out"
+    assert main([*argv, "--out", str(out), "--no-docs"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and not out.exists()  # nothing ran, nothing written
+    lines = captured.err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("rlkit: error: ")
+    assert "pip install 'rlkit-toolkit[bench]'" in lines[0]
+
+
+def _module_level_imports(tree: ast.AST) -> set[str]:
+    """Modules imported when the file is imported: everything but the bodies of functions."""
+    found, todo = set(), list(ast.iter_child_nodes(tree))
+    while todo:
+        node = todo.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            continue
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+        todo.extend(ast.iter_child_nodes(node))
+    return found
+
+
+def test_core_never_imports_sb3_at_module_level():
+    """rlkit's core (rlkit/, envs/, agents/) and the bench package itself import Stable-Baselines3 inside functions
+    only: read from the source, and proved by importing every module with SB3 made unimportable."""
+    for folder in ("rlkit", "envs", "agents", "bench"):
+        for path in (ROOT / folder).rglob("*.py"):
+            imports = _module_level_imports(ast.parse(path.read_text(encoding="utf-8")))
+            assert not {m for m in imports if m.split(".")[0] == "stable_baselines3"}, path
+    code = ("import importlib, pkgutil, sys\n"
+            "sys.modules['stable_baselines3'] = None\n"
+            "names = []\n"
+            "for package in ('rlkit', 'rlkit.envs', 'rlkit.agents', 'rlkit.bench'):\n"
+            "    path = importlib.import_module(package).__path__\n"
+            "    names += [m.name for m in pkgutil.walk_packages(path, package + '.')]\n"
+            "for name in names:\n"
+            "    importlib.import_module(name)\n"
+            "print(len(names))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout) > 30  # every module, not an empty walk
+
+
+def _setup_cfg() -> configparser.ConfigParser:
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg")
+    return config
+
+
+def _requirements(text: str) -> set[str]:
+    return {line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")}
+
+
+def test_sb3_is_an_extra_that_bench_and_dev_include():
+    """SB3 is not installed with rlkit; the sb3 extra has it, bench has sb3's packages, dev (``make test``) bench's."""
+    config = _setup_cfg()
+    extras = {name: _requirements(config["options.extras_require"][name]) for name in ("sb3", "bench", "dev")}
+    assert any(r.startswith("stable-baselines3") for r in extras["sb3"])
+    assert extras["sb3"] <= extras["bench"] <= extras["dev"]
+    assert not any(r.startswith("stable-baselines3") for r in _requirements(config["options"]["install_requires"]))
+
+
+def test_bench_folder_installs_as_rlkit_bench():
+    """bench/ maps to rlkit.bench (package_dir), and each of its package folders is listed in setup.cfg's packages."""
+    config = _setup_cfg()
+    package_dir = dict(line.split(" = ") for line in _requirements(config["options"]["package_dir"]))
+    assert package_dir["rlkit.bench"] == "bench"
+    folders = {".".join(["rlkit", *p.parent.relative_to(ROOT).parts]) for p in (ROOT / "bench").rglob("__init__.py")}
+    assert folders == {"rlkit.bench", "rlkit.bench.suites"}
+    assert folders <= _requirements(config["options"]["packages"])
+    import rlkit.bench
+
+    assert Path(rlkit.bench.__file__).resolve().parent == ROOT / "bench"

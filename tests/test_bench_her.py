@@ -6,7 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from rlkit.bench import SAC_HER_CONFIGS, SMOKE, _sb3_her_hyper, _SB3Actor
+from rlkit.bench import SMOKE
+from rlkit.bench.suites.sac_her import SAC_HER_CONFIGS, _sb3_her_hyper, _SB3Actor
 from rlkit.cli import main
 from rlkit.config import configs_dir, load_config
 
