@@ -403,3 +403,19 @@ def test_ddp_wrapping_trains_in_a_one_process_group(tmp_path):
         gc.collect()
         dist.barrier()
         dist.destroy_process_group()
+
+
+@pytest.mark.slow  # ~16 s: inductor compiles the Q-network's forward and backward on the CPU
+def test_compiled_agent_trains_like_the_eager_one():
+    cfg = build_run_config(_config("dqn", 100, max_grad_norm=None))
+    compiled = build_agent(cfg, *run_spaces(cfg), torch.device("cpu"))
+    eager = build_agent(cfg, *run_spaces(cfg), torch.device("cpu"))
+    eager.load_state_dict(compiled.state_dict())
+    compiled.compile()
+    assert type(compiled.q_net).__name__ == "OptimizedModule"
+    buffer = _transitions(compiled, cfg, 200)
+    for i in range(3):
+        torch.manual_seed(i)
+        batch = buffer.sample(32)
+        assert float(compiled.update(batch)["loss"]) == pytest.approx(float(eager.update(batch)["loss"]), rel=1e-5)
+    assert compiled.state_dict()["q_net"].keys() == eager.state_dict()["q_net"].keys()
