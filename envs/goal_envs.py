@@ -69,6 +69,7 @@ import numpy as np
 
 from rlkit.envs import mujoco_compat
 from rlkit.errors import ConfigError
+from rlkit.mujoco_gl import check_mujoco_gl, choose_mujoco_gl
 
 #: RIS: success (and episode end) when the xy distance to the goal is below this (``--distance_threshold``).
 ANT_SUCCESS_RADIUS = 0.5
@@ -277,8 +278,8 @@ def make_fetch(task: str = "push", pixels: bool = False, reward_type: str = "spa
 # ----------------------------------------------------------------------------------------- pixels
 
 def _choose_gl(env_id: str) -> dict[str, str]:
-    """Pick ``MUJOCO_GL`` (rlkit.runfiles.rendering's rule) before MuJoCo is imported; refuse a value MuJoCo rejects."""
-    from rlkit.runfiles.rendering import check_mujoco_gl, choose_mujoco_gl
+    """Pick ``MUJOCO_GL`` (rlkit.mujoco_gl's rule, as videos do) before MuJoCo is imported; refuse a value MuJoCo
+    rejects."""
 
     complaint = check_mujoco_gl()
     if complaint:

@@ -22,7 +22,7 @@ import pytest
 import rlkit.envs  # noqa: F401  (registers rlkit/... ids)
 from rlkit.envs import goal_envs, mujoco_compat
 from rlkit.errors import ConfigError
-from rlkit.runfiles.rendering import probe_mujoco_gl
+from rlkit.mujoco_gl import probe_mujoco_gl
 
 from test_registry import _can_render, _no_unexpected_warnings  # noqa: E402  (tests/ is on sys.path under pytest)
 

@@ -1,5 +1,5 @@
-"""rlkit.runfiles.rendering: MuJoCo's offscreen backend chosen before MuJoCo is imported, SDL kept quiet, and
-`rlkit eval --video` failing in one line, before any episode, when no frame can be rendered."""
+"""rlkit.runfiles.rendering and rlkit.mujoco_gl: MuJoCo's offscreen backend chosen before MuJoCo is imported, SDL
+kept quiet, and `rlkit eval --video` failing in one line, before any episode, when no frame can be rendered."""
 
 from __future__ import annotations
 
@@ -11,9 +11,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rlkit.runfiles import rendering
+from rlkit import mujoco_gl
 from rlkit.cli import main
-from rlkit.runfiles.rendering import RenderingError, choose_mujoco_gl, quiet_sdl
+from rlkit.mujoco_gl import choose_mujoco_gl
+from rlkit.runfiles import rendering
+from rlkit.runfiles.rendering import RenderingError, quiet_sdl
 
 HEADLESS_UNSET = ("DISPLAY", "WAYLAND_DISPLAY", "XDG_RUNTIME_DIR", "MUJOCO_GL", "SDL_VIDEODRIVER", "SDL_AUDIODRIVER")
 
@@ -54,7 +56,7 @@ def probes(monkeypatch):
         calls.append(backend)
         return results.get(backend, "no such backend here")
 
-    monkeypatch.setattr(rendering, "probe_mujoco_gl", probe)
+    monkeypatch.setattr(mujoco_gl, "probe_mujoco_gl", probe)
     return results, calls
 
 
@@ -99,7 +101,7 @@ def test_choose_mujoco_gl_when_none_works(probes):
 
 
 def test_probe_reports_a_broken_backend_in_one_line():
-    reason = rendering.probe_mujoco_gl("bogus")
+    reason = mujoco_gl.probe_mujoco_gl("bogus")
     assert reason is not None and "\n" not in reason and "bogus" in reason
 
 
@@ -163,7 +165,7 @@ def test_eval_video_with_a_broken_mujoco_gl_exits_2_in_one_line_before_any_episo
 
 
 def test_eval_video_headless_chooses_an_offscreen_backend(humanoid_run):
-    if all(rendering.probe_mujoco_gl(b) for b in rendering.OFFSCREEN_BACKENDS):
+    if all(mujoco_gl.probe_mujoco_gl(b) for b in mujoco_gl.OFFSCREEN_BACKENDS):
         pytest.skip("no offscreen OpenGL backend (EGL, OSMesa) on this machine")
     result = run_cli("eval", str(humanoid_run), "--episodes", "1", "--video", env=headless_env())
     assert result.returncode == 0, result.stderr
@@ -181,7 +183,7 @@ def test_eval_video_of_classic_control_prints_nothing_on_stderr(cartpole_run):
 def test_invalid_mujoco_gl_is_one_line_for_every_command(monkeypatch, capsys):
     """MuJoCo raises from inside `import mujoco` on an unknown MUJOCO_GL: rlkit says so in one line first."""
     from rlkit.cli import main
-    from rlkit.runfiles.rendering import check_mujoco_gl
+    from rlkit.mujoco_gl import check_mujoco_gl
 
     assert check_mujoco_gl({"MUJOCO_GL": "egl"}) is None and check_mujoco_gl({}) is None
     assert check_mujoco_gl({"MUJOCO_GL": " EGL "}) is None and check_mujoco_gl({"MUJOCO_GL": "disable"}) is None
