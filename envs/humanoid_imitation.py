@@ -99,6 +99,12 @@ Rendering
 ``mujoco.Renderer`` (offscreen). Without a display MuJoCo needs ``MUJOCO_GL=egl`` (GPU or Mesa EGL;
 works on rlkit's CI machine) or ``MUJOCO_GL=osmesa`` (needs libOSMesa and PyOpenGL's OSMesa
 support); set it before ``mujoco`` is first imported.
+
+Demonstrations
+--------------
+:func:`build_mocap_dataset` turns clips into state-action rows (this env's observation in each reference
+state, the torques of :func:`rlkit.envs.mocap.inverse_dynamics`); ``rlkit dataset from-mocap`` writes
+them as a Minari dataset (:func:`rlkit.training.recording.write_mocap_dataset`).
 """
 
 from __future__ import annotations
@@ -114,8 +120,8 @@ import mujoco
 import numpy as np
 
 from rlkit.errors import ConfigError
-from rlkit.envs.mocap import (HUMANOID_XML, MotionClip, MotionLibrary, actuated_dofs, load_model, quat_conj,
-                              quat_mul)
+from rlkit.envs.mocap import (HUMANOID_XML, MotionClip, MotionLibrary, actuated_dofs, inverse_dynamics, load_model,
+                              quat_conj, quat_mul)
 
 BALL_ACTION_SCALE = {"chest": 1.2, "neck": 1.4, "right_shoulder": 2.6, "left_shoulder": 2.6, "right_hip": 2.2,
                      "left_hip": 2.2, "right_ankle": 1.1, "left_ankle": 1.1}
@@ -552,3 +558,54 @@ class HumanoidImitationEnv(gym.Env):
         if self._renderer is not None:
             self._renderer.close()
             self._renderer = None
+
+
+# ------------------------------------------------------------------------ demonstrations
+
+MOCAP_ENV_ID = "rlkit/HumanoidImitation-v0"
+"""The env whose observations :func:`build_mocap_dataset` records (and a mocap dataset's ``env_id``)."""
+
+
+def build_mocap_dataset(clips: Sequence[str | Path], env_kwargs: dict | None = None,
+                        contacts: bool = True) -> dict[str, np.ndarray]:
+    """A state-action dataset of clips, one row per frame, from inverse dynamics.
+
+    Keys: ``observations`` (N, obs_dim) float32 — the observation :data:`MOCAP_ENV_ID`
+    (built with ``env_kwargs``) gives in that reference state; ``qpos`` (N, nq), ``qvel`` /
+    ``qacc`` (N, nv); ``actions`` (N, nu) actuator forces [N m] for the actuated DOFs;
+    ``actions_normalized`` = actions / gear (the env's ``action_mode="torque"`` action, unclipped);
+    ``root_residual`` (N, 6); ``clip_index`` (N,) int; ``frame`` (N,) int; ``episode_starts`` (N,)
+    bool; ``final_observations`` (C, obs_dim) float32 — the observation of the frame after each clip's
+    last row (the final observation of its episode); ``clip_names`` (C,); ``dt`` (). Frames are those
+    of :func:`~rlkit.envs.mocap.dataset_frames` at the env's control ``dt``.
+    :func:`rlkit.training.recording.write_mocap_dataset` writes it as a Minari dataset.
+    """
+    env = HumanoidImitationEnv(clips=list(clips), **(env_kwargs or {}))
+    model = env.model
+    dofs, gears = env._dofs, env._gear  # the torque limits (the env's PD servos act along unit axes)
+    rows: dict[str, list] = {k: [] for k in ("observations", "qpos", "qvel", "qacc", "actions", "root_residual",
+                                             "clip_index", "frame", "episode_starts")}
+    finals = []
+    for i, clip in enumerate(env.library.clips):
+        inv = inverse_dynamics(clip, model, contacts=contacts)
+        obs = np.stack([env.reference_observation(i, int(k)) for k in inv["frames"]])
+        rows["observations"].append(obs)
+        for key in ("qpos", "qvel", "qacc", "root_residual"):
+            rows[key].append(inv[key])
+        rows["actions"].append(inv["qfrc"][:, dofs])
+        rows["clip_index"].append(np.full(len(obs), i))
+        rows["frame"].append(inv["frames"])
+        starts = np.zeros(len(obs), dtype=bool)
+        starts[0] = True
+        rows["episode_starts"].append(starts)
+        finals.append(env.reference_observation(i, int(inv["frames"][-1]) + 1))
+    env.close()
+    data = {k: np.concatenate(v) for k, v in rows.items()}
+    data["observations"] = data["observations"].astype(np.float32)
+    data["actions_normalized"] = data["actions"] / gears
+    data["clip_names"] = np.array(env.library.names)
+    data["dt"] = np.float64(env.control_dt)
+    data["contacts"] = np.bool_(contacts)
+    data["total_mass"] = np.float64(model.body_subtreemass[1])
+    data["final_observations"] = np.stack(finals).astype(np.float32)
+    return data

@@ -65,9 +65,10 @@ Inverse dynamics
 ``nv - 6`` entries are joint torques (what the actuators would have to produce); its first 6 are a
 force and torque on the free root that no actuator can produce — the *root residual*, a measure of
 how physically implausible a clip is for this model (contact forces that the clip's foot placement
-does not explain, mis-scaled masses, retargeting artefacts). :func:`build_mocap_dataset` turns clips
-into a state-action dataset and :func:`write_mocap_dataset` writes it in Minari's format, one episode
-per clip (``rlkit dataset from-mocap``).
+does not explain, mis-scaled masses, retargeting artefacts). The imitation env
+(:func:`rlkit.envs.humanoid_imitation.build_mocap_dataset`) turns clips into a state-action dataset
+with it, and :func:`rlkit.training.recording.write_mocap_dataset` writes that in Minari's format, one
+episode per clip (``rlkit dataset from-mocap``). This module imports neither.
 """
 
 from __future__ import annotations
@@ -530,92 +531,6 @@ def actuated_dofs(model: mujoco.MjModel) -> tuple[np.ndarray, np.ndarray]:
         dofs.append(adr + k)
         gears.append(float(axis[k]))
     return np.array(dofs), np.array(gears)
-
-
-def build_mocap_dataset(clips: Sequence[str | Path], env_kwargs: dict | None = None,
-                        contacts: bool = True) -> dict[str, np.ndarray]:
-    """A state-action dataset of clips, one row per frame, from inverse dynamics.
-
-    Keys: ``observations`` (N, obs_dim) float32 — the observation ``rlkit/HumanoidImitation-v0``
-    (built with ``env_kwargs``) gives in that reference state; ``qpos`` (N, nq), ``qvel`` /
-    ``qacc`` (N, nv); ``actions`` (N, nu) actuator forces [N m] for the actuated DOFs;
-    ``actions_normalized`` = actions / gear (the env's ``action_mode="torque"`` action, unclipped);
-    ``root_residual`` (N, 6); ``clip_index`` (N,) int; ``frame`` (N,) int; ``episode_starts`` (N,)
-    bool; ``final_observations`` (C, obs_dim) float32 — the observation of the frame after each clip's
-    last row (the final observation of its episode); ``clip_names`` (C,); ``dt`` (). Frames are those
-    of :func:`dataset_frames` at the env's control ``dt``. :func:`write_mocap_dataset` writes it.
-    """
-    from rlkit.envs.humanoid_imitation import HumanoidImitationEnv
-
-    env = HumanoidImitationEnv(clips=list(clips), **(env_kwargs or {}))
-    model = env.model
-    dofs, gears = env._dofs, env._gear  # the torque limits (the env's PD servos act along unit axes)
-    rows: dict[str, list] = {k: [] for k in ("observations", "qpos", "qvel", "qacc", "actions", "root_residual",
-                                             "clip_index", "frame", "episode_starts")}
-    finals = []
-    for i, clip in enumerate(env.library.clips):
-        inv = inverse_dynamics(clip, model, contacts=contacts)
-        obs = np.stack([env.reference_observation(i, int(k)) for k in inv["frames"]])
-        rows["observations"].append(obs)
-        for key in ("qpos", "qvel", "qacc", "root_residual"):
-            rows[key].append(inv[key])
-        rows["actions"].append(inv["qfrc"][:, dofs])
-        rows["clip_index"].append(np.full(len(obs), i))
-        rows["frame"].append(inv["frames"])
-        starts = np.zeros(len(obs), dtype=bool)
-        starts[0] = True
-        rows["episode_starts"].append(starts)
-        finals.append(env.reference_observation(i, int(inv["frames"][-1]) + 1))
-    env.close()
-    data = {k: np.concatenate(v) for k, v in rows.items()}
-    data["observations"] = data["observations"].astype(np.float32)
-    data["actions_normalized"] = data["actions"] / gears
-    data["clip_names"] = np.array(env.library.names)
-    data["dt"] = np.float64(env.control_dt)
-    data["contacts"] = np.bool_(contacts)
-    data["total_mass"] = np.float64(model.body_subtreemass[1])
-    data["final_observations"] = np.stack(finals).astype(np.float32)
-    return data
-
-
-MOCAP_ENV_ID = "rlkit/HumanoidImitation-v0"
-
-
-def write_mocap_dataset(data: dict[str, np.ndarray], dataset_id: str, overwrite: bool = False) -> Path:
-    """Write :func:`build_mocap_dataset`'s output as a Minari dataset (``rlkit.experience.datasets``): one episode
-    per clip, ``T`` frames -> ``T`` steps with ``T + 1`` observations (the last from
-    ``final_observations``). Actions are the env's ``action_mode="torque"`` actions (actuator force / gear),
-    clipped to its ``[-1, 1]`` box; rewards are 0 (demonstrations, no reward); the last step is a
-    truncation (the clip ends, the motion does not terminate). Per-step ``infos``: ``qpos``, ``qvel``,
-    ``qacc``, ``actuator_forces`` [N m] (unclipped), ``actions_normalized`` (unclipped), ``root_residual``,
-    ``frame``. Returns the dataset directory."""
-    import gymnasium as gym
-
-    from rlkit.experience.datasets import Episode, write_dataset
-
-    episodes = []
-    for i, name in enumerate(data["clip_names"]):
-        rows = np.flatnonzero(data["clip_index"] == i)
-        T = len(rows)
-        truncations = np.zeros(T, dtype=bool)
-        truncations[-1] = True
-        episodes.append(Episode(
-            observations=np.concatenate([data["observations"][rows], data["final_observations"][i][None]]),
-            actions=np.clip(data["actions_normalized"][rows], -1.0, 1.0).astype(np.float32),
-            rewards=np.zeros(T, dtype=np.float32), terminations=np.zeros(T, dtype=bool), truncations=truncations,
-            infos={"qpos": data["qpos"][rows], "qvel": data["qvel"][rows], "qacc": data["qacc"][rows],
-                   "actuator_forces": data["actions"][rows], "actions_normalized": data["actions_normalized"][rows],
-                   "root_residual": data["root_residual"][rows], "frame": data["frame"][rows]}))
-    obs_dim, nu = data["observations"].shape[1], data["actions"].shape[1]
-    clips = [str(c) for c in data["clip_names"]]
-    return write_dataset(
-        dataset_id, episodes, gym.spaces.Box(-np.inf, np.inf, (obs_dim,), np.float32),
-        gym.spaces.Box(-1.0, 1.0, (nu,), np.float32), env_id=MOCAP_ENV_ID,
-        env_kwargs={"clips": clips, "action_mode": "torque"}, algorithm_name="inverse dynamics (mj_inverse)",
-        description=f"Motion-capture clips {', '.join(clips)} as state-action pairs by MuJoCo inverse dynamics "
-                    f"(contacts {'on' if bool(data['contacts']) else 'off'}); actions are torque-mode actions.",
-        metadata={"source": "mocap", "clips": clips, "dt": float(data["dt"]), "contacts": bool(data["contacts"]),
-                  "total_mass": float(data["total_mass"])}, overwrite=overwrite)
 
 
 def residual_summary(data: dict[str, np.ndarray]) -> list[dict]:

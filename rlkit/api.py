@@ -37,8 +37,8 @@ from typing import Any, Literal
 import numpy as np
 
 from rlkit.config import (RunConfig, build_run_config, configs_dir, default_config_path, read_yaml, to_dict)
-from rlkit.errors import ConfigError, RunDirError
-from rlkit.runfiles.runs import BEST, CONFIG_FILE, LATEST, RunLock, check_new_run_dir, check_run_dir, new_run_dir
+from rlkit.errors import ConfigError
+from rlkit.runfiles.runs import CONFIG_FILE, RunLock, check_new_run_dir, check_run_dir, new_run_dir, open_run
 
 ConfigLike = str | Path | Mapping | RunConfig | None
 
@@ -349,31 +349,20 @@ def load(path: str | Path | Run, checkpoint: Literal["best", "latest"] = "best",
     """
     import torch
 
-    from rlkit.runfiles.export import WEIGHTS_FILE, is_exported, load_exported
+    from rlkit.runfiles.export import load_exported
     from rlkit.training.build import build_agent, load_agent_weights, resolve_device, run_spaces
 
-    if isinstance(path, Run):
-        path = path.run_dir
-    if checkpoint not in ("best", "latest"):
-        raise ConfigError(f"checkpoint must be 'best' or 'latest', got {checkpoint!r}")
-    path = Path(path)
-    if path.is_file():
-        raise RunDirError(f"'{path}' is a file; pass the run directory (the one holding {CONFIG_FILE} and "
-                          "checkpoints/) or a directory written by `rlkit export`")
-    exported = path.is_dir() and is_exported(path) and not (path / LATEST).exists()
-    run_dir = check_run_dir(path, need_checkpoint=not exported)
-    cfg = build_run_config(read_yaml(run_dir / CONFIG_FILE), [], source=str(run_dir / CONFIG_FILE))
+    run = open_run(path.run_dir if isinstance(path, Run) else path, checkpoint)
+    run_dir, cfg, source = run.run_dir, run.config, run.weights
     try:
         torch_device = resolve_device(device)
     except RuntimeError as exc:  # torch.device("gpu")
         raise ConfigError(f"device {device!r}: {' '.join(str(exc).split())[:200]}") from None
     observation_space, action_space = run_spaces(cfg)  # exactly as training saw them (env, or dataset)
     agent = build_agent(cfg, observation_space, action_space, torch_device)
-    if exported:
-        source = run_dir / WEIGHTS_FILE
+    if run.exported:
         load_exported(agent, run_dir, cfg.agent.name, torch_device)
     else:
-        source = run_dir / (BEST if checkpoint == "best" and (run_dir / BEST).exists() else LATEST)
         load_agent_weights(agent, source, torch_device)
     return Policy(agent, observation_space, action_space, cfg, device=torch.device(torch_device), source=source)
 

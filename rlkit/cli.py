@@ -72,22 +72,15 @@ def _print_summary(summary: dict) -> None:
 
 
 def cmd_eval(ns: argparse.Namespace) -> int:
-    from rlkit.runfiles.checkpoint import load_checkpoint
-    from rlkit.config import build_run_config, read_yaml
     from rlkit.training.loops import build_agent, evaluate, load_agent_weights, make_vector_env, resolve_device
-    from rlkit.runfiles.export import WEIGHTS_FILE, is_exported, load_exported
-    from rlkit.runfiles.runs import BEST, CONFIG_FILE, LATEST, check_run_dir
+    from rlkit.runfiles.export import load_exported
+    from rlkit.runfiles.runs import open_run
 
     # a run directory (checkpoints/) or an exported policy (model.safetensors + config.yaml, `rlkit export`)
-    exported = Path(ns.run_dir).is_dir() and is_exported(ns.run_dir) and not (Path(ns.run_dir) / LATEST).exists()
-    run_dir = check_run_dir(ns.run_dir, need_checkpoint=not exported)
-    cfg = build_run_config(read_yaml(run_dir / CONFIG_FILE), [], source=str(run_dir / CONFIG_FILE))
+    run = open_run(ns.run_dir, ns.checkpoint)
+    run_dir, cfg, ckpt_path = run.run_dir, run.config, run.weights
     if ns.device:
         cfg.device = ns.device
-    if exported:
-        ckpt_path = run_dir / WEIGHTS_FILE
-    else:
-        ckpt_path = run_dir / (BEST if ns.checkpoint == "best" and (run_dir / BEST).exists() else LATEST)
     trained_spaces = None
     if ns.env is not None:
         from rlkit.training.build import run_spaces
@@ -111,7 +104,7 @@ def cmd_eval(ns: argparse.Namespace) -> int:
         raise ConfigError(f"--env {ns.env}: its spaces ({envs.single_observation_space}, {envs.single_action_space}) "
                           f"are not the ones the agent was trained on ({trained_spaces[0]}, {trained_spaces[1]})")
     agent = build_agent(cfg, envs.single_observation_space, envs.single_action_space, device)
-    if exported:
+    if run.exported:
         load_exported(agent, run_dir, cfg.agent.name, device)
     else:
         load_agent_weights(agent, ckpt_path, device)
@@ -130,16 +123,14 @@ def cmd_eval(ns: argparse.Namespace) -> int:
 
 def cmd_export(ns: argparse.Namespace) -> int:
     """Write a run's acting weights (safetensors) and resolved config into a new directory."""
-    from rlkit.config import build_run_config, read_yaml
     from rlkit.runfiles.export import export_agent
     from rlkit.training.build import build_agent, load_agent_weights, run_spaces
-    from rlkit.runfiles.runs import BEST, CONFIG_FILE, LATEST, check_new_run_dir, check_run_dir
+    from rlkit.runfiles.runs import CONFIG_FILE, check_new_run_dir, open_run
 
-    run_dir = check_run_dir(ns.run_dir)
+    run = open_run(ns.run_dir, ns.checkpoint, exported=False)
+    run_dir, cfg, ckpt_path = run.run_dir, run.config, run.weights
     out_dir = check_new_run_dir(ns.out_dir)
     config_text = (run_dir / CONFIG_FILE).read_text()
-    cfg = build_run_config(read_yaml(run_dir / CONFIG_FILE), [], source=str(run_dir / CONFIG_FILE))
-    ckpt_path = run_dir / (BEST if ns.checkpoint == "best" and (run_dir / BEST).exists() else LATEST)
     agent = build_agent(cfg, *run_spaces(cfg), torch_device("cpu"))  # the env's spaces, or the dataset's
     state = load_agent_weights(agent, ckpt_path, torch_device("cpu"))
     step = state.get("step", "")
@@ -218,9 +209,10 @@ def cmd_collect(ns: argparse.Namespace) -> int:
     import numpy as np
 
     from rlkit.config import EnvConfig
-    from rlkit.experience.datasets import check_dataset_id, dataset_path, episode_stats, record_episodes, write_dataset
+    from rlkit.experience.datasets import check_dataset_id, dataset_path, episode_stats, write_dataset
     from rlkit.errors import DatasetError
     from rlkit.training.loops import make_vector_env
+    from rlkit.training.recording import record_episodes
 
     if ns.episodes < 1:
         raise ConfigError(f"--episodes must be >= 1, got {ns.episodes}")
@@ -286,14 +278,12 @@ def _collect_policy(ns: argparse.Namespace, num_envs: int):
     """(env config, vector env, policy, metadata) for ``rlkit collect RUN_DIR``, loaded as `rlkit eval` does."""
     import dataclasses
 
-    from rlkit.config import build_run_config, read_yaml
-    from rlkit.runfiles.export import WEIGHTS_FILE, is_exported, load_exported
+    from rlkit.runfiles.export import load_exported
     from rlkit.training.loops import build_agent, load_agent_weights, make_vector_env, resolve_device
-    from rlkit.runfiles.runs import BEST, CONFIG_FILE, LATEST, check_run_dir
+    from rlkit.runfiles.runs import open_run
 
-    exported = Path(ns.source).is_dir() and is_exported(ns.source) and not (Path(ns.source) / LATEST).exists()
-    run_dir = check_run_dir(ns.source, need_checkpoint=not exported)
-    cfg = build_run_config(read_yaml(run_dir / CONFIG_FILE), [], source=str(run_dir / CONFIG_FILE))
+    run = open_run(ns.source, ns.checkpoint)
+    run_dir, cfg, ckpt_path = run.run_dir, run.config, run.weights
     if ns.device:
         cfg.device = ns.device
     if ns.env is None and cfg.env.id is None:
@@ -301,15 +291,11 @@ def _collect_policy(ns: argparse.Namespace, num_envs: int):
     env_cfg = dataclasses.replace(cfg.env, num_envs=num_envs)
     if ns.env is not None and ns.env != cfg.env.id:  # another env: the run's kwargs belong to its own env
         env_cfg = dataclasses.replace(env_cfg, id=ns.env, kwargs={})
-    if exported:
-        ckpt_path = run_dir / WEIGHTS_FILE
-    else:
-        ckpt_path = run_dir / (BEST if ns.checkpoint == "best" and (run_dir / BEST).exists() else LATEST)
     device = resolve_device(cfg.device)
     envs = make_vector_env(env_cfg, num_envs=num_envs)
     try:
         agent = build_agent(cfg, envs.single_observation_space, envs.single_action_space, device)
-        if exported:
+        if run.exported:
             load_exported(agent, run_dir, cfg.agent.name, device)
         else:
             load_agent_weights(agent, ckpt_path, device)
@@ -373,7 +359,7 @@ def _dataset_info(ns: argparse.Namespace) -> int:
 
 
 def _dataset_from_run(ns: argparse.Namespace) -> int:
-    from rlkit.experience.datasets import dataset_from_run
+    from rlkit.training.recording import dataset_from_run
 
     path, counts = dataset_from_run(ns.run_dir, ns.out, overwrite=ns.overwrite)
     print(f"wrote dataset {ns.out} ({path}): {counts['total_episodes']} episodes, {counts['total_steps']} steps of "
@@ -386,9 +372,10 @@ def _dataset_from_run(ns: argparse.Namespace) -> int:
 def _dataset_from_mocap(ns: argparse.Namespace) -> int:
     """A state-action dataset of mocap clips by inverse dynamics, written as a Minari dataset."""
     from rlkit.experience.datasets import check_dataset_id, dataset_path
-    from rlkit.envs.mocap import DEEPMIMIC_CLIPS, build_mocap_dataset, residual_summary, resolve_clip_name, \
-        write_mocap_dataset
+    from rlkit.envs.humanoid_imitation import build_mocap_dataset
+    from rlkit.envs.mocap import DEEPMIMIC_CLIPS, residual_summary, resolve_clip_name
     from rlkit.errors import DatasetError
+    from rlkit.training.recording import write_mocap_dataset
 
     check_dataset_id(ns.out)
     if dataset_path(ns.out).exists() and not ns.overwrite:  # before the computation, not after it
@@ -559,7 +546,7 @@ def main(argv: list[str] | None = None) -> int:
         ns.args = list(ns.args) + extra
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    from rlkit.runfiles.rendering import check_mujoco_gl
+    from rlkit.mujoco_gl import check_mujoco_gl
 
     try:
         bad_gl = check_mujoco_gl()  # else `import mujoco` raises from deep inside, whatever the command

@@ -20,6 +20,10 @@ that do not fit the spaces, NaN — is a one-line :class:`~rlkit.errors.DatasetE
 
 Writing is atomic enough: the dataset is built in a hidden directory beside its final place and
 renamed into it, so a failure never leaves a half dataset under the final id.
+
+This module is storage only (reading, writing, checking datasets, and rebuilding episodes from a replay
+buffer's saved state); it never imports training. Recording datasets — a policy's episodes, a run's
+replay buffer, motion clips — is :mod:`rlkit.training.recording`.
 """
 
 from __future__ import annotations
@@ -42,8 +46,7 @@ from rlkit.errors import DatasetError
 
 __all__ = ["Episode", "LoadedDataset", "EpisodeTransitions", "ReplayStream", "write_dataset", "load_dataset", "dataset_spaces",
            "list_datasets", "dataset_info", "check_dataset_fits", "check_dataset_id", "dataset_path",
-           "datasets_root", "iter_transitions", "replay_stream", "episode_stats", "episodes_from_replay",
-           "dataset_from_run", "record_episodes"]
+           "datasets_root", "iter_transitions", "replay_stream", "episode_stats", "episodes_from_replay"]
 
 DATA_DIR = "data"
 METADATA_FILE = "metadata.json"
@@ -666,7 +669,7 @@ def replay_stream(dataset: LoadedDataset | list[Episode]) -> ReplayStream:
 
 
 # --------------------------------------------------------------------------------------
-# A run's replay buffer -> episodes (``rlkit dataset from-run``)
+# A run's replay buffer -> episodes (``rlkit dataset from-run``, see rlkit.training.recording)
 # --------------------------------------------------------------------------------------
 
 
@@ -780,105 +783,3 @@ def episodes_from_replay(state: Mapping[str, Any], observation_space: gym.Space,
                     else:
                         counts["dropped_leading"] += 1  # the ring overwrote this episode's start
     return episodes, counts
-
-
-def _last_obs(checkpoint: Mapping[str, Any]) -> Any:
-    """The loop's current observations in a checkpoint (``collector.obs``; older runs: ``loop.obs``)."""
-    for section in ("collector", "loop"):
-        part = checkpoint.get(section)
-        if isinstance(part, Mapping) and part.get("obs") is not None:
-            return part["obs"]
-    return None
-
-
-def dataset_from_run(run_dir: str | os.PathLike, dataset_id: str, overwrite: bool = False
-                     ) -> tuple[Path, dict[str, Any]]:
-    """Write the replay buffer saved in a run's latest checkpoint as a dataset (episodes rebuilt by
-    :func:`episodes_from_replay`). Returns the dataset directory and the counts (plus ``episodes`` and
-    the return statistics)."""
-    from rlkit.runfiles.checkpoint import load_checkpoint
-    from rlkit.config import build_run_config, read_yaml
-    from rlkit.training.loops import make_vector_env
-    from rlkit.runfiles.runs import CONFIG_FILE, LATEST, check_run_dir
-
-    check_dataset_id(dataset_id)
-    if dataset_path(dataset_id).exists() and not overwrite:
-        raise DatasetError(f"dataset '{dataset_id}' already exists ({dataset_path(dataset_id)}); pick another id "
-                           "(e.g. bump -vN) or pass --overwrite")
-    run_dir = check_run_dir(run_dir)
-    cfg = build_run_config(read_yaml(run_dir / CONFIG_FILE), [], source=str(run_dir / CONFIG_FILE))
-    if cfg.offline is not None:
-        raise DatasetError(f"run '{run_dir}' trained offline: it has no replay buffer of its own, its data is the "
-                           f"dataset '{cfg.offline.dataset}'")
-    checkpoint = load_checkpoint(run_dir / LATEST, map_location="cpu", required=("agent",))
-    if checkpoint.get("buffer") is None:
-        raise DatasetError(f"run '{run_dir}' was saved without its replay buffer (train.save_buffer: false), so "
-                           f"{LATEST} holds no experience; train with train.save_buffer=true, or record episodes "
-                           f"with `rlkit collect {run_dir} --episodes N --out ID`")
-    envs = make_vector_env(cfg.env, num_envs=1)
-    obs_space, act_space = envs.single_observation_space, envs.single_action_space
-    envs.close()
-    try:
-        episodes, counts = episodes_from_replay(checkpoint["buffer"], obs_space, _last_obs(checkpoint))
-    except DatasetError as exc:
-        raise DatasetError(f"run '{run_dir}': {exc}") from None
-    except (KeyError, TypeError, ValueError, IndexError) as exc:
-        raise DatasetError(f"run '{run_dir}': {LATEST} holds a replay buffer rlkit cannot read "
-                           f"({type(exc).__name__}: {_one_line(exc, 120)})") from None
-    if not episodes:
-        raise DatasetError(f"run '{run_dir}': its replay buffer holds no whole episode yet "
-                           f"({counts['transitions']} transitions); train longer first")
-    step = checkpoint.get("step")
-    path = write_dataset(dataset_id, episodes, obs_space, act_space, env_id=cfg.env.id, env_kwargs=cfg.env.kwargs,
-                         algorithm_name=f"{cfg.agent.name} replay buffer",
-                         description=f"The replay buffer of rlkit run {run_dir.name} at step {step}.",
-                         metadata={"source": "replay", "run_dir": str(run_dir.resolve()), "step": step,
-                                   "agent": cfg.agent.name, **counts}, overwrite=overwrite)
-    return path, {**counts, **episode_stats(episodes)}
-
-
-def _PolicyAgent(policy):  # noqa: N802
-    """``policy(obs, episode_start) -> actions`` seen through the step record (for the Collector)."""
-    from rlkit.contract.agent import FunctionPolicy
-
-    return FunctionPolicy(policy)
-
-
-def record_episodes(envs: gym.vector.VectorEnv, policy, episodes: int, seed: int) -> list[Episode]:
-    """Run ``episodes`` whole episodes on a vector env (gymnasium's NEXT_STEP autoreset) and record them
-    with their true final observations. ``policy(obs, episode_start) -> actions`` for the batch.
-
-    As in evaluation, each sub-env runs a fixed quota of episodes (short episodes are not
-    over-represented). After a step that ends env ``e``'s episode, the next step resets ``e`` and its
-    action is ignored: that step's observation starts the next episode."""
-    from rlkit.training.collector import Collector
-
-    n = envs.num_envs
-    quota = np.array([episodes // n + (1 if e < episodes % n else 0) for e in range(n)])
-    done = np.zeros(n, dtype=np.int64)
-    collector = Collector(envs, seed)
-    agent = _PolicyAgent(policy)
-    pick = lambda x, e: _map(lambda a: np.asarray(a)[e], x)  # noqa: E731
-    current: list[dict[str, list]] = [{"obs": [pick(collector.obs, e)], "act": [], "rew": [], "term": [],
-                                       "trunc": []} for e in range(n)]
-    finished: list[Episode] = []
-    while (done < quota).any():
-        step = collector.step(agent, explore=False)
-        for e in range(n):
-            if step.autoreset[e]:  # a reset step: its action was ignored, next_obs[e] starts a new episode
-                current[e] = {"obs": [pick(step.next_obs, e)], "act": [], "rew": [], "term": [], "trunc": []}
-                continue
-            ep = current[e]
-            ep["act"].append(np.asarray(step.actions[e]))
-            ep["rew"].append(float(step.rewards[e]))
-            ep["term"].append(bool(step.terminated[e]))
-            ep["trunc"].append(bool(step.truncated[e]))
-            ep["obs"].append(pick(step.next_obs, e))
-            if (step.terminated[e] or step.truncated[e]) and done[e] < quota[e]:
-                first = ep["obs"][0]
-                stacked = ({k: np.stack([o[k] for o in ep["obs"]]) for k in first} if isinstance(first, Mapping)
-                           else np.stack(ep["obs"]))
-                finished.append(Episode(stacked, np.stack(ep["act"]), np.asarray(ep["rew"]),
-                                        np.asarray(ep["term"]), np.asarray(ep["trunc"])))
-                done[e] += 1
-    return finished

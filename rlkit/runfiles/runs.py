@@ -11,6 +11,9 @@
 
 A run directory is created only once the run is built (env, agent, replay buffer), so a failed start
 leaves nothing behind, and rlkit writes only into a new or empty directory, or into its own run.
+
+:func:`open_run` opens a run (or an ``rlkit export`` directory) to load its policy: ``rlkit eval``,
+``rlkit export``, ``rlkit collect``, ``rlkit dataset from-run`` and ``rlkit.load`` all go through it.
 """
 
 from __future__ import annotations
@@ -19,11 +22,16 @@ import errno
 import fcntl
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 import yaml
 
-from rlkit.errors import RunDirError
+from rlkit.errors import ConfigError, RunDirError
+
+if TYPE_CHECKING:
+    from rlkit.config import RunConfig
 
 CONFIG_FILE = "config.yaml"
 LATEST = Path("checkpoints") / "latest.pt"
@@ -54,6 +62,50 @@ def check_run_dir(run_dir: str | Path, need_checkpoint: bool = True) -> Path:
         raise RunDirError(f"run '{run_dir}' has no checkpoint yet ({LATEST}); it stopped before its first "
                           "checkpoint, so there is nothing to resume — remove it and start again with `rlkit train`")
     return run_dir
+
+
+@dataclass(frozen=True)
+class OpenedRun:
+    """A run directory, or an ``rlkit export`` directory, opened to load its policy.
+
+    ``config``: its ``config.yaml``, built and checked; ``weights``: the file to load the agent from
+    (``checkpoints/best.pt`` or ``latest.pt``, or the export's ``model.safetensors``); ``exported``: which
+    of the two kinds of directory it is (load with ``load_exported`` or ``load_agent_weights``).
+    """
+
+    run_dir: Path
+    config: "RunConfig"
+    weights: Path
+    exported: bool
+
+
+def open_run(path: str | Path, checkpoint: Literal["best", "latest"] = "best", *,
+             exported: bool = True) -> OpenedRun:
+    """Open the run directory ``path`` (or, unless ``exported=False``, a directory written by
+    ``rlkit export``) to load its policy: check it, read its config, pick the weights to load.
+
+    ``checkpoint``: ``best`` (the best evaluation's weights; the latest when the run has not evaluated
+    yet) or ``latest``; an exported directory holds one set of weights. A run without a checkpoint, a
+    file or a directory that is not a run is a one-line :class:`~rlkit.errors.RunDirError`.
+    """
+    from rlkit.config import build_run_config, read_yaml
+    from rlkit.runfiles.export import WEIGHTS_FILE, is_exported
+
+    if checkpoint not in ("best", "latest"):
+        raise ConfigError(f"checkpoint must be 'best' or 'latest', got {checkpoint!r}")
+    path = Path(path)
+    if path.is_file():
+        export = " or a directory written by `rlkit export`" if exported else ""
+        raise RunDirError(f"'{path}' is a file; pass the run directory (the one holding {CONFIG_FILE} and "
+                          f"checkpoints/){export}")
+    is_export = exported and path.is_dir() and is_exported(path) and not (path / LATEST).exists()
+    run_dir = check_run_dir(path, need_checkpoint=not is_export)
+    config = build_run_config(read_yaml(run_dir / CONFIG_FILE), [], source=str(run_dir / CONFIG_FILE))
+    if is_export:
+        weights = run_dir / WEIGHTS_FILE
+    else:
+        weights = run_dir / (BEST if checkpoint == "best" and (run_dir / BEST).exists() else LATEST)
+    return OpenedRun(run_dir, config, weights, is_export)
 
 
 def check_new_run_dir(run_dir: str | Path) -> Path:
