@@ -69,7 +69,7 @@ def _fill(buffer, steps, seed=0):
 
 def _episode_bounds(log, buffer, env, c):
     """(first stored, last stored) write index of the episode that row ``c`` of ``env`` belongs to."""
-    oldest = len(log[env]) - buffer.rows_per_env if buffer._full else 0
+    oldest = len(log[env]) - buffer.rows_stored  # 0 until the ring wraps
     episode = log[env][c][1]
     members = [i for i, ep in log[env][max(oldest, 0):] if ep == episode]
     return members[0], members[-1]
@@ -280,7 +280,7 @@ def test_episode_start_rows_mirror_the_end_rows():
     for t in range(13, 17):  # now write 5..8 are overwritten: the oldest stored row starts the episode
         buffer.add(np.array([[t]], np.float32), np.zeros((1, 1)), np.zeros(1), np.zeros(1, bool), np.zeros(1, bool),
                    np.zeros(1, bool))
-    oldest = buffer._oldest_row()
+    oldest = buffer.oldest_row
     starts = buffer.episode_start_rows(torch.tensor([oldest, 0, 7]), torch.zeros(3, dtype=torch.int64))
     assert starts.tolist() == [oldest] * 3
     # episodes longer than the 64-row look-back blocks, before and after the ring wraps

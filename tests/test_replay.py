@@ -408,6 +408,30 @@ def test_from_spaces():
         ReplayBuffer.from_spaces(obs_space, gym.spaces.MultiBinary(3), capacity=100, num_envs=2)
 
 
+def test_public_surface_for_sample_hooks():
+    """What HER reads: stored rows, episode bounds, one key's rows, the stacked keys, gamma powers."""
+    buffer = vector_buffer(8, 1, gamma=0.5, n_step=2)
+    assert (buffer.rows_stored, buffer.oldest_row, buffer.stacked_keys) == (0, 0, frozenset())
+    add_rows(buffer, [(t, 0.0, t == 3, False, t == 4) for t in range(6)])
+    assert (buffer.rows_stored, buffer.oldest_row) == (6, 0)
+    add_rows(buffer, [(t, 0.0, False, False, False) for t in range(6, 11)])  # 11 writes in 8 rows: wrapped
+    assert (buffer.rows_stored, buffer.oldest_row) == (8, 3)
+    rows, envs = torch.tensor([3, 0, 2]), torch.zeros(3, dtype=torch.int64)
+    assert buffer.stored("", rows, envs).flatten().tolist() == [3.0, 8.0, 10.0]  # write t sits in row t % 8
+    assert torch.equal(buffer.stored("", rows, envs), buffer.obs_at(rows, envs))
+    # write 3 ends the first episode (its start overwritten: the oldest row), writes 5.. are the second's
+    assert buffer.episode_start_rows(rows, envs).tolist() == [3, 5, 5]
+    assert buffer.episode_end_rows(rows, envs).tolist() == [4, 2, 2]  # its final-obs row; the newest row
+    assert buffer.gamma_powers.tolist() == [1.0, 0.5, 0.25]
+    with pytest.raises(KeyError, match="no stored observation key 'goal'"):
+        buffer.stored("goal", rows, envs)
+    stacked = ReplayBuffer.from_spaces(gym.spaces.Box(0, 255, (4, 8, 8), np.uint8), gym.spaces.Discrete(2),
+                                       capacity=40, num_envs=2, frame_stack=4)
+    assert stacked.stacked_keys == frozenset({""})
+    with pytest.raises(ValueError, match="frame-stacked"):
+        stacked.stored("", rows, envs)
+
+
 @pytest.mark.parametrize("kwargs, message", [
     (dict(capacity=3, num_envs=4), "capacity"),
     (dict(n_step=0), "n_step"),

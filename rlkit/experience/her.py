@@ -128,7 +128,7 @@ class HindsightRelabeler:
         if replayed:  # the first `replayed` of the (randomly ordered) picked samples: any stored state
             goal_rows, goal_envs = goal_rows.clone(), envs.clone()
             goal_rows[:replayed], goal_envs[:replayed] = self.replayed_rows(buffer, replayed, g)
-        goals = _stored(buffer, self.achieved_key, goal_rows, goal_envs)        # [M, *goal_shape]
+        goals = buffer.stored(self.achieved_key, goal_rows, goal_envs)          # [M, *goal_shape]
         goals = goals.to(batch.obs[self.desired_key].dtype)
         steps = (ctx.next_rows[picked] - rows) % buffer.rows_per_env            # [M] k of each n-step window
         rewards, discounts = self.window_rewards(buffer, rows, envs, steps, goals)  # [M], [M] or None
@@ -142,7 +142,7 @@ class HindsightRelabeler:
         if discounts is not None:
             # a stored termination that the old goal did not cause (a fall, a life lost) stays a termination
             stored = batch.discounts[device_picked].cpu()
-            end_achieved = _stored(buffer, self.achieved_key, ctx.next_rows[picked], envs).detach().cpu().numpy()
+            end_achieved = buffer.stored(self.achieved_key, ctx.next_rows[picked], envs).detach().cpu().numpy()
             old_goals = batch.obs[self.desired_key][device_picked].detach().cpu().numpy()
             by_goal = torch.from_numpy(np.asarray(self.compute_terminated(end_achieved, old_goals, None), dtype=bool))
             discounts = torch.where((stored == 0) & ~by_goal, 0.0, discounts)
@@ -153,10 +153,9 @@ class HindsightRelabeler:
     def replayed_rows(buffer: ReplayBuffer, count: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """``count`` (row, env) pairs drawn uniformly over every stored row of every sub-env (CPU int64):
         each written row holds a real observation (a reset, a mid-episode or a final state)."""
-        filled = buffer.rows_per_env if buffer._full else buffer._pos
-        offsets = torch.randint(0, filled, (count,), generator=generator)
+        offsets = torch.randint(0, buffer.rows_stored, (count,), generator=generator)
         envs = torch.randint(0, buffer.num_envs, (count,), generator=generator)
-        return (buffer._oldest_row() + offsets) % buffer.rows_per_env, envs
+        return (buffer.oldest_row + offsets) % buffer.rows_per_env, envs
 
     def goal_rows(self, buffer: ReplayBuffer, rows: torch.Tensor, envs: torch.Tensor,
                   generator: torch.Generator) -> torch.Tensor:
@@ -183,7 +182,7 @@ class HindsightRelabeler:
         ``gamma^k``."""
         R, n = buffer.rows_per_env, int(steps.max())
         ahead = (rows[None, :] + torch.arange(1, n + 1)[:, None]) % R                    # [n, M]
-        achieved = _stored(buffer, self.achieved_key, ahead.flatten(), envs.repeat(n))  # [n*M, *goal_shape]
+        achieved = buffer.stored(self.achieved_key, ahead.flatten(), envs.repeat(n))    # [n*M, *goal_shape]
         goals_np = goals.detach().cpu().numpy()
         tiled = np.broadcast_to(goals_np[None], (n, *goals_np.shape)).reshape(n * len(rows), *goals_np.shape[1:])
         rewards = np.asarray(self.compute_reward(achieved.detach().cpu().numpy(), tiled, None), dtype=np.float32)
@@ -193,7 +192,7 @@ class HindsightRelabeler:
         rewards = torch.from_numpy(rewards).view(n, len(rows))
         position = torch.arange(n)[:, None]
         inside = position < steps[None, :]                                              # [n, M]: i < k
-        powers = buffer._gamma_powers[:n, None]                                         # [n, 1] gamma^i
+        powers = buffer.gamma_powers[:n, None]                                          # [n, 1] gamma^i
         if self.compute_terminated is None:
             return torch.where(inside, powers * rewards, 0.0).sum(dim=0), None
         terminated = np.asarray(self.compute_terminated(achieved.detach().cpu().numpy(), tiled, None), dtype=bool)
@@ -204,13 +203,8 @@ class HindsightRelabeler:
         ended = terminated.any(dim=0)                                                   # [M]
         last = torch.where(ended, terminated.to(torch.uint8).argmax(dim=0), steps - 1)  # [M] last step summed
         summed = torch.where(position <= last[None, :], powers * rewards, 0.0).sum(dim=0)
-        discounts = torch.where(ended, 0.0, buffer._gamma_powers[steps])
+        discounts = torch.where(ended, 0.0, buffer.gamma_powers[steps])
         return summed, discounts
-
-
-def _stored(buffer: ReplayBuffer, key: str, rows: torch.Tensor, envs: torch.Tensor) -> torch.Tensor:
-    """One Dict key's stored values at CPU ``rows``/``envs`` (``obs_at`` would gather every key)."""
-    return buffer._gather(buffer._obs[key], rows, envs)
 
 
 # --------------------------------------------------------------------------------------

@@ -110,8 +110,13 @@ class Transitions:
 @dataclass(frozen=True)
 class SampleContext:
     """What a sample-time hook may read besides the batch: the sampled ``rows`` and sub-env ``envs``
-    (CPU int64 ``[B]``), the bootstrap rows ``next_rows``, and the ``buffer`` itself (read-only use:
-    :meth:`ReplayBuffer.obs_at`, :meth:`ReplayBuffer.episode_end_rows`) and a seeded ``generator``."""
+    (CPU int64 ``[B]``), the bootstrap rows ``next_rows``, the ``buffer`` itself and a seeded ``generator``.
+
+    A hook reads the buffer through its public surface only: the layout (``rows_per_env``, ``num_envs``,
+    ``device``, :attr:`~ReplayBuffer.stacked_keys`, :attr:`~ReplayBuffer.gamma_powers`), which rows are
+    stored (:attr:`~ReplayBuffer.oldest_row`, :attr:`~ReplayBuffer.rows_stored`), episode bounds
+    (:meth:`~ReplayBuffer.episode_start_rows`, :meth:`~ReplayBuffer.episode_end_rows`) and row lookups
+    (:meth:`~ReplayBuffer.obs_at`, :meth:`~ReplayBuffer.stored`)."""
 
     rows: torch.Tensor
     envs: torch.Tensor
@@ -330,6 +335,29 @@ class ReplayBuffer:
     def _oldest_row(self) -> int:
         return self._pos if self._full else 0
 
+    @property
+    def rows_stored(self) -> int:
+        """Rows stored per sub-env stream (autoreset rows included): ``rows_per_env`` once the ring is full."""
+        return self._rows_written()
+
+    @property
+    def oldest_row(self) -> int:
+        """The ring row holding every stream's oldest stored row; the stored rows are
+        ``(oldest_row + i) % rows_per_env`` for ``i < rows_stored``, oldest first."""
+        return self._oldest_row()
+
+    @property
+    def stacked_keys(self) -> frozenset[str]:
+        """Observation keys stored one frame per row and sampled as frame stacks (``""`` is a Box
+        observation's key; Dict observations: their stacked image keys). Empty without frame stacking."""
+        return frozenset(self._stacked)
+
+    @property
+    def gamma_powers(self) -> torch.Tensor:
+        """``gamma ** k`` for ``k = 0 .. n_step`` (CPU float32 ``[n_step + 1]``), the factors the n-step sums
+        and discounts use (read only)."""
+        return self._gamma_powers
+
     def _sampleable(self, rows: torch.Tensor) -> torch.Tensor:
         """``[K, N]`` bool: which (row, env) pairs of the given CPU row indices can be sampled."""
         lo, hi = self._sampleable_offsets()
@@ -486,6 +514,16 @@ class ReplayBuffer:
             else:
                 out[key] = self._gather(storage, rows, envs)
         return self._join_obs(out)
+
+    def stored(self, key: str, rows: torch.Tensor, envs: torch.Tensor) -> torch.Tensor:
+        """One observation key's stored values at CPU ``rows``/``envs`` (``""`` for a Box observation), on the
+        buffer's device: what :meth:`obs_at` gathers for that key alone (a goal, for HER). Frame-stacked keys
+        are stored one frame per row: read those through :meth:`obs_at`."""
+        if key not in self._obs:
+            raise KeyError(f"no stored observation key {key!r} (keys: {sorted(self._obs)})")
+        if key in self._stacked:
+            raise ValueError(f"observation key {key!r} is frame-stacked (one frame per row): use obs_at")
+        return self._gather(self._obs[key], rows, envs)
 
     def episode_end_rows(self, rows: torch.Tensor, envs: torch.Tensor) -> torch.Tensor:
         """For each (row, env), the last written row of its episode in that stream: the final-observation

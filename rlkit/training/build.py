@@ -145,7 +145,7 @@ def build_replay(cfg: RunConfig, obs_space: gym.Space, act_space: gym.Space, num
         raise
     except ValueError as exc:  # e.g. capacity < num_envs, a frame stack the observations do not have
         raise ConfigError(f"train.replay: {' '.join(str(exc).split())}") from None
-    if relabeler is not None and {relabeler.achieved_key, relabeler.desired_key} & buffer._stacked:
+    if relabeler is not None and {relabeler.achieved_key, relabeler.desired_key} & buffer.stacked_keys:
         raise ConfigError("train.replay.her: goal keys stored as frame stacks cannot be relabelled; set "
                           "train.replay.frame_stack=1")
     return buffer
