@@ -265,7 +265,14 @@ def test_malformed_npz_clips_are_clear_errors(model, tmp_path, capsys, monkeypat
     with pytest.raises(ConfigError) as excinfo:
         load_clip(path, model)
     message = str(excinfo.value)
-    assert "\n" not in message and str(path) in message or "clip" in message
+    # one line, naming the file (unreadable) or the clip read from it (bad contents), and what is wrong
+    what = {"garbage": "not a readable .npz clip", "truncated": "not a readable .npz clip",
+            "object": "not a readable .npz clip", "nan": "qpos holds 1 NaN or infinite values (first at frame 5",
+            "inf": "qpos holds 1 NaN or infinite values (first at frame 5", "zero_quat": "a zero quaternion",
+            "text_qpos": "'qpos' must hold numbers", "array_dt": "'dt' must be a scalar number",
+            "nan_dt": "dt must be a finite number > 0, got nan", "unknown_joint": "unknown joint types ['weird'"}[case]
+    assert "\n" not in message and what in message, message
+    assert message.startswith(f"{path}: ") or message.startswith("clip 'walk': "), message
     assert main(["dataset", "from-mocap", "--clips", str(path), "--out", f"test/{case}-v0"]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
