@@ -48,13 +48,16 @@ def run_mpo(args, seed: int, out: Path) -> dict:
 
 
 class _SB3Policy:
-    """rlkit's ``evaluate`` calls ``act(obs, explore=False)``: the SB3 model's deterministic action."""
+    """rlkit's ``evaluate`` calls ``act(step, explore=False, epsilon=...)`` with the agent contract's step record,
+    built on ``device``: the SB3 model's deterministic action for its observations as host arrays."""
+
+    device = torch.device("cpu")
 
     def __init__(self, model) -> None:
         self.model = model
 
-    def act(self, obs: np.ndarray, explore: bool) -> np.ndarray:
-        return self.model.predict(obs, deterministic=not explore)[0]
+    def act(self, step, explore: bool, epsilon: float | None = None) -> np.ndarray:
+        return self.model.predict(step.obs.cpu().numpy(), deterministic=not explore)[0]
 
 
 def run_sac(args, seed: int) -> dict:

@@ -38,13 +38,26 @@ def test_sb3_hyperparameters_refuse_what_sb3_cannot_express():
 
 
 def test_sb3_actor_acts_on_dict_observation_batches():
+    """The SB3 side takes the agent contract's step record, as rlkit's evaluate builds it, and gives SB3's predict the
+    observations back as host arrays."""
+    from rlkit.contract.agent import StepRecord
+
+    seen = {}
+
     class Model:
         def predict(self, obs, deterministic):
             assert deterministic
+            seen.update(obs)
             return np.zeros((len(obs["observation"]), 2), np.float32), None
 
-    obs = {"observation": np.zeros((3, 4), np.float32), "desired_goal": np.zeros((3, 2), np.float32)}
-    assert _SB3Actor(Model()).act(obs, explore=False).shape == (3, 2)
+    rng = np.random.default_rng(0)
+    obs = {"observation": rng.standard_normal((3, 4)), "desired_goal": rng.standard_normal((3, 2)).astype(np.float32)}
+    actor = _SB3Actor(Model())
+    assert actor.act(StepRecord.from_arrays(obs, actor.device), explore=False).shape == (3, 2)
+    assert seen.keys() == obs.keys()
+    for key, value in obs.items():
+        assert isinstance(seen[key], np.ndarray) and seen[key].dtype == value.dtype
+        np.testing.assert_array_equal(seen[key], value)
 
 
 @pytest.mark.slow  # 20 s on 2 idle cores, ~45 s loaded (two short learning runs and a lockstep run per env)

@@ -86,12 +86,17 @@ def _lockstep_her_rates(config: str, overrides: list[str], total: int, run_dir: 
 
 class _SB3Actor:
     """An SB3 model as an rlkit agent for :func:`rlkit.training.evaluation.evaluate` (deterministic actions), so both
-    sides are evaluated on the very same vector envs, seeds and episode quotas."""
+    sides are evaluated on the very same vector envs, seeds and episode quotas. It takes the agent contract's step
+    record (built on ``device``) and gives SB3's ``predict`` its observations as host arrays."""
+
+    device = torch.device("cpu")
 
     def __init__(self, model: Any) -> None:
         self.model = model
 
-    def act(self, obs, explore: bool, episode_start=None, epsilon=None) -> np.ndarray:
+    def act(self, step: Any, explore: bool, epsilon: float | None = None) -> np.ndarray:
+        obs = step.obs
+        obs = {k: v.cpu().numpy() for k, v in obs.items()} if isinstance(obs, dict) else obs.cpu().numpy()
         return self.model.predict(obs, deterministic=not explore)[0]
 
 
