@@ -708,78 +708,82 @@ def episodes_from_replay(state: Mapping[str, Any], observation_space: gym.Space,
     Returns (episodes in stream order, counts: ``transitions`` real rows in the buffer, ``kept``,
     ``dropped_leading``, ``dropped_trailing``).
     """
-    R, N = int(state["rows_per_env"]), int(state["num_envs"])
-    S = int(state.get("frame_stack", 1))
-    pos, full = int(state["pos"]), bool(state["full"])
-    count = R if full else pos
-    order = np.r_[np.arange(pos, R), np.arange(0, pos)] if full else np.arange(count)
+    N, S = int(state["num_envs"]), int(state.get("frame_stack", 1))
+    order = _ring_order(int(state["rows_per_env"]), int(state["pos"]), bool(state["full"]))
+    is_dict = isinstance(observation_space, gym.spaces.Dict)
+    spaces = dict(observation_space.spaces) if is_dict else {"": observation_space}
     stored = _replay_obs(state, observation_space)
-    spaces = observation_space.spaces if isinstance(observation_space, gym.spaces.Dict) else None
-
-    def is_stacked(array: np.ndarray, key: str | None) -> bool:  # stored one frame per row
-        shape = tuple((spaces[key] if spaces is not None else observation_space).shape)
-        return S > 1 and len(shape) >= 2 and shape[0] == S and tuple(array.shape[2:]) == shape[1:]
-
-    stacked = ({k: is_stacked(v, k) for k, v in stored.items()} if spaces is not None
-               else is_stacked(stored, None))
-    obs = _map(lambda a: a[order], stored)
+    stored = stored if is_dict else {"": stored}                      # key "" for a Box observation
+    stacked = {k: _stored_one_frame(v, spaces[k], S) for k, v in stored.items()}
+    obs = {k: v[order] for k, v in stored.items()}                     # [count, N, ...], oldest row first
     actions, rewards = _np(state["actions"])[order], _np(state["rewards"])[order]
     terminated, truncated = _np(state["terminated"])[order].astype(bool), _np(state["truncated"])[order].astype(bool)
     valid, first = _np(state["valid"])[order].astype(bool), _np(state["first"])[order].astype(bool)
-    tail = None
+    tail = None  # the observation after each stream's newest row, newest frame only: [N, ...] per key
     if last_obs is not None:
-        if spaces is not None:
-            tail = {k: _np(last_obs[k])[:, -1] if stacked[k] else _np(last_obs[k]) for k in spaces}
-        else:
-            tail = _np(last_obs)[:, -1] if stacked else _np(last_obs)
+        last = last_obs if is_dict else {"": last_obs}
+        tail = {k: _np(last[k])[:, -1] if stacked[k] else _np(last[k]) for k in spaces}
     counts = {"transitions": int(valid.sum()), "kept": 0, "dropped_leading": 0, "dropped_trailing": 0}
     episodes: list[Episode] = []
-
-    def stack(frames: np.ndarray, key: str | None = None) -> np.ndarray:
-        if not (stacked[key] if spaces is not None else stacked):
-            return frames
-        idx = np.maximum(np.arange(len(frames))[:, None] - np.arange(S - 1, -1, -1)[None, :], 0)
-        return frames[idx]  # [T+1, S, ...], padded with the episode's first frame
-
     for e in range(N):
-        col = lambda a: a[:, e]  # noqa: E731
-        o = _map(col, obs)
-        start = None
-        for t in range(count + 1):
-            at_end = t == count
-            if at_end or not valid[t, e] or (first[t, e] and start is not None):
-                # rows [start, t) are an episode's steps; row t (autoreset row, or the tail) is its final obs
-                if start is not None and t > start:
-                    if not at_end and not valid[t, e]:
-                        final = _map(lambda a: a[t], o)
-                        cut = False
-                    elif at_end and tail is not None:
-                        final = _map(lambda a: a[e], tail)
-                        cut = True
-                    else:
-                        counts["dropped_trailing"] += t - start
-                        start = None
-                        continue
-                    steps = slice(start, t)
-                    if spaces is not None:
-                        episode_obs = {k: stack(np.concatenate([o[k][steps], np.asarray(final[k])[None]]), k)
-                                       for k in spaces}
-                    else:
-                        episode_obs = stack(np.concatenate([o[steps], np.asarray(final)[None]]))
-                    term = np.zeros(t - start, bool)
-                    trunc = np.zeros(t - start, bool)
-                    term[-1], trunc[-1] = terminated[t - 1, e], truncated[t - 1, e]
-                    if cut and not term[-1]:
-                        trunc[-1] = True
-                    episodes.append(Episode(episode_obs, actions[steps, e], rewards[steps, e], term, trunc))
-                    counts["kept"] += t - start
-                start = None
-            if at_end:
-                break
-            if valid[t, e]:
-                if start is None:
-                    if first[t, e]:
-                        start = t
-                    else:
-                        counts["dropped_leading"] += 1  # the ring overwrote this episode's start
+        for start, stop, cut in _episode_spans(valid[:, e], first[:, e], tail is not None, counts):
+            # rows [start, stop) are the steps; the final observation is row `stop` (autoreset) or the tail
+            final = {k: tail[k][e] for k in spaces} if cut else {k: obs[k][stop, e] for k in spaces}
+            episode_obs = {k: _frame_stacks(np.concatenate([obs[k][start:stop, e], np.asarray(final[k])[None]]),
+                                            S if stacked[k] else 1) for k in spaces}
+            term, trunc = np.zeros(stop - start, bool), np.zeros(stop - start, bool)
+            term[-1], trunc[-1] = terminated[stop - 1, e], truncated[stop - 1, e]
+            if cut and not term[-1]:
+                trunc[-1] = True
+            episodes.append(Episode(episode_obs if is_dict else episode_obs[""], actions[start:stop, e],
+                                    rewards[start:stop, e], term, trunc))
     return episodes, counts
+
+
+def _ring_order(rows_per_env: int, pos: int, full: bool) -> np.ndarray:
+    """The stored rows of a replay ring, oldest first (``pos`` is the next row to write)."""
+    return np.r_[np.arange(pos, rows_per_env), np.arange(0, pos)] if full else np.arange(pos)
+
+
+def _stored_one_frame(array: np.ndarray, space: gym.Space, frame_stack: int) -> bool:
+    """Whether a key's observations (``[rows, N, ...]``) are frame stacks stored as their newest frame."""
+    shape = tuple(space.shape)
+    return frame_stack > 1 and len(shape) >= 2 and shape[0] == frame_stack and tuple(array.shape[2:]) == shape[1:]
+
+
+def _frame_stacks(frames: np.ndarray, frame_stack: int) -> np.ndarray:
+    """``[T+1, S, ...]`` stacks of an episode's ``[T+1, ...]`` frames, padded with its first frame."""
+    if frame_stack == 1:
+        return frames
+    idx = np.maximum(np.arange(len(frames))[:, None] - np.arange(frame_stack - 1, -1, -1)[None, :], 0)
+    return frames[idx]
+
+
+def _episode_spans(valid: np.ndarray, first: np.ndarray, has_tail: bool, counts: dict[str, int]
+                   ) -> Iterator[tuple[int, int, bool]]:
+    """The whole episodes of one stream (rows oldest first) as ``(start, stop, cut)``: rows ``[start, stop)``
+    are its steps; its final observation is the autoreset row ``stop`` or, ``cut`` True, the tail (the
+    episode running at the end, kept only ``has_tail``). Counts kept and dropped rows into ``counts``."""
+    count, start = len(valid), None
+    for t in range(count + 1):
+        at_end = t == count
+        if at_end or not valid[t] or (first[t] and start is not None):
+            if start is not None and t > start:
+                if not at_end and not valid[t]:
+                    yield start, t, False
+                elif at_end and has_tail:
+                    yield start, t, True
+                else:
+                    counts["dropped_trailing"] += t - start
+                    start = None
+                    continue
+                counts["kept"] += t - start
+            start = None
+        if at_end:
+            break
+        if valid[t]:
+            if start is None:
+                if first[t]:
+                    start = t
+                else:
+                    counts["dropped_leading"] += 1  # the ring overwrote this episode's start

@@ -188,6 +188,45 @@ def _torch_dtype(np_dtype: Any) -> torch.dtype:
     return torch.from_numpy(np.zeros(0, dtype=np_dtype)).dtype
 
 
+def _stacked_keys(shapes: dict[str, tuple[int, ...]], dtypes: dict[str, torch.dtype], frame_stack: int,
+                  is_dict: bool) -> set[str]:
+    """The keys stored one frame per row: with ``frame_stack > 1``, a Box observation shaped ``(S, ...)``, or a
+    Dict's uint8 image keys shaped ``(S, H, W)``."""
+    return {k for k, s in shapes.items()
+            if frame_stack > 1 and len(s) >= 2 and s[0] == frame_stack
+            and (not is_dict or (len(s) == 3 and dtypes[k] == torch.uint8))}
+
+
+def _check_layout(*, capacity: int, num_envs: int, n_step: int, frame_stack: int, stacked: set[str], obs_shape: Any,
+                  stack_padding: str, gamma: float, alpha: float, eps: float) -> int:
+    """A ValueError for arguments no buffer can be built from, else the rows per env stream."""
+    if num_envs < 1:
+        raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+    if capacity < num_envs:
+        raise ValueError(f"capacity ({capacity}) must be >= num_envs ({num_envs})")
+    if n_step < 1:
+        raise ValueError(f"n_step must be >= 1, got {n_step}")
+    if frame_stack < 1:
+        raise ValueError(f"frame_stack must be >= 1, got {frame_stack}")
+    if frame_stack > 1 and not stacked:
+        raise ValueError(f"frame_stack={frame_stack} needs obs_shape (frame_stack, ...) with the "
+                         f"stack first, got obs_shape={obs_shape}")
+    if stack_padding not in ("repeat", "zero"):
+        raise ValueError(f"stack_padding must be 'repeat' or 'zero', got {stack_padding!r}")
+    if not 0.0 <= gamma <= 1.0:
+        raise ValueError(f"gamma must be in [0, 1], got {gamma}")
+    if alpha < 0.0:
+        raise ValueError(f"alpha must be >= 0, got {alpha}")
+    if eps <= 0.0:
+        raise ValueError(f"eps must be > 0 (a zero TD error must stay drawable), got {eps}")
+    rows_per_env = capacity // num_envs
+    if rows_per_env < n_step + frame_stack:
+        raise ValueError(f"capacity // num_envs = {rows_per_env} rows per env is too small for "
+                         f"n_step={n_step} and frame_stack={frame_stack}: need at least "
+                         f"{n_step + frame_stack} (= {(n_step + frame_stack) * num_envs} capacity)")
+    return rows_per_env
+
+
 class ReplayBuffer:
     """Preallocated ring of per-env transition streams with n-step returns, frame stacking and PER.
 
@@ -235,34 +274,10 @@ class ReplayBuffer:
         if self.is_dict and (not shapes or set(dtypes) != set(shapes)):
             raise ValueError(f"Dict observations need a shape and a dtype per key, got {obs_shape} / {obs_dtype}")
         action_shape = tuple(int(d) for d in action_shape)
-        if num_envs < 1:
-            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
-        if capacity < num_envs:
-            raise ValueError(f"capacity ({capacity}) must be >= num_envs ({num_envs})")
-        if n_step < 1:
-            raise ValueError(f"n_step must be >= 1, got {n_step}")
-        if frame_stack < 1:
-            raise ValueError(f"frame_stack must be >= 1, got {frame_stack}")
-        # keys stored one frame per row: the stacked keys (Box: the observation; Dict: image keys)
-        self._stacked = {k for k, s in shapes.items()
-                         if frame_stack > 1 and len(s) >= 2 and s[0] == frame_stack
-                         and (not self.is_dict or (len(s) == 3 and dtypes[k] == torch.uint8))}
-        if frame_stack > 1 and not self._stacked:
-            raise ValueError(f"frame_stack={frame_stack} needs obs_shape (frame_stack, ...) with the "
-                             f"stack first, got obs_shape={obs_shape}")
-        if stack_padding not in ("repeat", "zero"):
-            raise ValueError(f"stack_padding must be 'repeat' or 'zero', got {stack_padding!r}")
-        if not 0.0 <= gamma <= 1.0:
-            raise ValueError(f"gamma must be in [0, 1], got {gamma}")
-        if alpha < 0.0:
-            raise ValueError(f"alpha must be >= 0, got {alpha}")
-        if eps <= 0.0:
-            raise ValueError(f"eps must be > 0 (a zero TD error must stay drawable), got {eps}")
-        rows_per_env = capacity // num_envs
-        if rows_per_env < n_step + frame_stack:
-            raise ValueError(f"capacity // num_envs = {rows_per_env} rows per env is too small for "
-                             f"n_step={n_step} and frame_stack={frame_stack}: need at least "
-                             f"{n_step + frame_stack} (= {(n_step + frame_stack) * num_envs} capacity)")
+        self._stacked = _stacked_keys(shapes, dtypes, frame_stack, self.is_dict)
+        rows_per_env = _check_layout(capacity=capacity, num_envs=num_envs, n_step=n_step, frame_stack=frame_stack,
+                                     stacked=self._stacked, obs_shape=obs_shape, stack_padding=stack_padding,
+                                     gamma=gamma, alpha=alpha, eps=eps)
 
         self.rows_per_env, self.num_envs = rows_per_env, num_envs
         self.capacity = rows_per_env * num_envs  # effective capacity
