@@ -54,3 +54,34 @@ def test_plot_aggregates_seeds(two_runs, tmp_path, capsys):
     assert main(["plot", *map(str, two_runs), "--out", str(out)]) == 0
     assert out.stat().st_size > 10_000
     assert main(["plot", str(tmp_path)]) == 2  # not a run
+
+
+def test_one_way_to_open_a_run(two_runs, tmp_path, capsys, monkeypatch):
+    """open_run: what rlkit eval / export / collect and rlkit.load share (and say, word for word)."""
+    import rlkit
+    from rlkit.errors import RunDirError
+    from rlkit.runfiles.runs import BEST, LATEST, open_run
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
+    run = two_runs[0]
+    opened = open_run(run)
+    assert (opened.run_dir, opened.weights, opened.exported, opened.config.seed) == (run, run / BEST, False, 0)
+    assert open_run(run, "latest").weights == run / LATEST
+    out = tmp_path / "exported"
+    assert main(["export", str(run), str(out)]) == 0
+    exported = open_run(out)
+    assert exported.exported and exported.weights == out / "model.safetensors" and exported.config.seed == 0
+    with pytest.raises(RunDirError, match="has no checkpoint yet"):  # `rlkit export` takes runs only
+        open_run(out, exported=False)
+    capsys.readouterr()
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    for path, fragment in ((a_file, "is a file; pass the run directory"), (tmp_path / "nope", "does not exist"),
+                           (tmp_path, "is not an rlkit run")):
+        with pytest.raises(RunDirError) as excinfo:
+            rlkit.load(path)
+        message = " ".join(str(excinfo.value).split())
+        assert fragment in message
+        for argv in (["eval", str(path)], ["collect", str(path), "--episodes", "1", "--out", "test/x-v0"]):
+            assert main(argv) == 2
+            assert capsys.readouterr().err.strip() == f"rlkit: error: {message}"
