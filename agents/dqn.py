@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rlkit.contract.agent import Agent, AgentConfig, Capabilities, StepRecord
-from rlkit.contract.networks import NatureCNN, index_obs, make_encoder, mlp, polyak_update
+from rlkit.contract.networks import NatureCNN, index_obs, make_encoder, mlp
 from rlkit.contract.parts import acting, target_of, trains
 from rlkit.contract.schedules import linear_schedule
 from rlkit.errors import ConfigError
@@ -201,7 +201,7 @@ class DQN(Agent):
         # target network
         self.updates += 1
         if self.updates % self.cfg.target_update_every == 0:
-            polyak_update(self.q_net, self.target_net, self.cfg.tau)
+            self.update_target("target_net", self.cfg.tau)
 
         self.report_priorities(batch.indices, td_error.detach().abs())
         return {"loss": loss.detach(), "q_mean": q.detach().mean(), "grad_norm": grad_norm.detach(),

@@ -67,7 +67,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rlkit.contract.agent import Agent, AgentConfig, BoxActions, Capabilities, StepRecord, check_bounded_box_actions, epsilon_mix
-from rlkit.contract.networks import MLPEncoder, make_encoder, mlp, polyak_update
+from rlkit.contract.networks import MLPEncoder, make_encoder, mlp
 from rlkit.contract.parts import acting, free_tensor, target_of, trained, trains
 from rlkit.errors import ConfigError
 from rlkit.experience.replay import Transitions
@@ -258,7 +258,7 @@ class MPO(Agent):
     """MPO agent: ``act`` samples the Gaussian policy (or takes its mean); ``update`` is one step of
     critic, E-step, M-step and dual variables on a replay batch."""
 
-    capabilities = Capabilities(env_step_clock=True, discrete_actions=False)
+    capabilities = Capabilities(discrete_actions=False)
 
     def __init__(self, cfg: MPOConfig, observation_space: gym.Space, action_space: gym.Space,
                  device: torch.device | str = "cpu", seed: int = 0) -> None:
@@ -395,8 +395,8 @@ class MPO(Agent):
         # targets: hard copies every target_update_every updates
         self.updates += 1
         if self.updates % cfg.target_update_every == 0:
-            polyak_update(self.policy, self.target_policy, 1.0)
-            polyak_update(self.critic, self.target_critic, 1.0)
+            self.update_target("target_policy", 1.0)
+            self.update_target("target_critic", 1.0)
 
         with torch.no_grad():  # KL(q_b || uniform over the N samples): eps at the dual's optimum
             kl_q = (weights * torch.log(weights * N + 1e-12)).sum(dim=0).mean()

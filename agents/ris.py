@@ -445,9 +445,8 @@ class RIS(Agent):
         log_prob = gaussian_log_prob(pre_tanh, mean, log_std)                     # [B]
         prior_log_probs = gaussian_log_prob(pre_tanh.unsqueeze(0), prior_mean, prior_log_std).T  # [B, n]
         kl = mixture_kl(log_prob, prior_log_probs, cfg.epsilon)                   # [B]
-        self.critic.requires_grad_(False)                                         # no weight gradients for Q
-        q_pi = self.critic(state, torch.tanh(pre_tanh), goal).min(dim=0).values   # [B]
-        self.critic.requires_grad_(True)
+        with self.without_weight_grads("critic"):                                # no weight gradients for Q
+            q_pi = self.critic(state, torch.tanh(pre_tanh), goal).min(dim=0).values  # [B]
         actor_loss = (cfg.alpha * kl - q_pi).mean()
         self.optimize("actor_optimizer", actor_loss, batch)
 

@@ -296,11 +296,8 @@ class SAC(Agent):
         self.optimize("critic_optimizer", critic_loss, batch)
 
         # policy: L_pi = mean (alpha log pi(a|s) - min_i Q_i(s, a)), the critic frozen (no weight gradients)
-        for p in self.critic_params:
-            p.requires_grad_(False)
-        q_pi = self.critic(batch.obs, actions_pi).min(dim=0).values              # [B]
-        for p in self.critic_params:
-            p.requires_grad_(True)
+        with self.without_weight_grads("critic"):
+            q_pi = self.critic(batch.obs, actions_pi).min(dim=0).values          # [B]
         actor_loss = (alpha * log_prob - q_pi).mean()
         self.optimize("actor_optimizer", actor_loss, batch)
 

@@ -245,7 +245,7 @@ class Policy:
         return (f"Policy({self.config.agent.name} on {self.config.env.id}, observations {self.observation_space}, "
                 f"actions {self.action_space}{f', from {self.source}' if self.source else ''})")
 
-    def predict(self, obs: Any, deterministic: bool = True, episode_start: Any = None) -> Any:
+    def predict(self, obs: Any, deterministic: bool = True, episode_start: Any = None, prev_reward: Any = None) -> Any:
         """Actions for ``obs``: one observation gives one action, a batch ``[N, *obs_shape]`` gives ``[N, ...]``.
 
         A Dict observation is a dict of arrays: one observation when every value has its subspace's
@@ -255,7 +255,8 @@ class Policy:
         MPO's Gaussian samples) at the point of its exploration schedule where training left it (the
         schedule follows the training loop's env-step clock, not ``predict`` calls).
         ``episode_start``: True where ``obs`` starts an episode (a bool, or a bool array ``[N]``); agents
-        with memory reset their context there.
+        with memory reset their context there. ``prev_reward``: the reward of the step that led to ``obs`` (a
+        float, or ``[N]``; 0 at an episode's start), which the Decision Transformer's return-to-go reads.
 
         Unlike Stable-Baselines3's ``predict``, which returns ``(actions, state)``, this returns the actions
         only: agents with memory keep their state themselves and reset it at ``episode_start``.
@@ -267,7 +268,12 @@ class Policy:
             starts = np.asarray(episode_start, dtype=bool).reshape(-1)
             if starts.shape != (n,):
                 raise ValueError(f"episode_start has {starts.size} entries for {n} observation(s)")
-        actions = self.agent.predict(batch, deterministic=deterministic, episode_start=starts)
+        rewards = None
+        if prev_reward is not None:
+            rewards = np.asarray(prev_reward, dtype=np.float32).reshape(-1)
+            if rewards.shape != (n,):
+                raise ValueError(f"prev_reward has {rewards.size} entries for {n} observation(s)")
+        actions = self.agent.predict(batch, deterministic=deterministic, episode_start=starts, prev_reward=rewards)
         return actions[0] if single else actions
 
     def evaluate(self, episodes: int = 10, seed: int = 0, epsilon: float = 0.0) -> dict[str, Any]:

@@ -157,9 +157,11 @@ def record_video(agent, cfg, path: Path, seed: int, epsilon: float, max_steps: i
     env = gym.make(cfg.env.id, render_mode="rgb_array", **cfg.env.kwargs)
     obs, _ = env.reset(seed=seed)
     frames = [env.render()]
+    reward = 0.0
     for t in range(max_steps):
-        action = agent.predict(obs[None], episode_start=np.array([t == 0]), epsilon=epsilon)[0]
-        obs, _, terminated, truncated, _ = env.step(action)
+        action = agent.predict(obs[None], episode_start=np.array([t == 0]), prev_reward=np.array([reward]),
+                               epsilon=epsilon)[0]
+        obs, reward, terminated, truncated, _ = env.step(action)
         frames.append(env.render())
         if terminated or truncated:
             break
@@ -235,7 +237,7 @@ def cmd_collect(ns: argparse.Namespace) -> int:
         act_space = envs.single_action_space
         act_space.seed(ns.seed)
 
-        def act(obs, episode_start):
+        def act(obs, episode_start, prev_reward):
             return np.stack([act_space.sample() for _ in range(envs.num_envs)])
 
         source = {"source": "random"}
@@ -253,8 +255,8 @@ def cmd_collect(ns: argparse.Namespace) -> int:
         half = (act_space.high - act_space.low) / 2.0
         base_act = act
 
-        def act(obs, episode_start):
-            a = np.asarray(base_act(obs, episode_start), dtype=act_space.dtype)
+        def act(obs, episode_start, prev_reward):
+            a = np.asarray(base_act(obs, episode_start, prev_reward), dtype=act_space.dtype)
             noisy = a + rng.normal(size=a.shape) * ns.noise * half
             return np.clip(noisy, act_space.low, act_space.high).astype(act_space.dtype)
 
@@ -303,8 +305,8 @@ def _collect_policy(ns: argparse.Namespace, num_envs: int):
         envs.close()
         raise
 
-    def act(obs, episode_start):
-        return agent.predict(obs, episode_start=episode_start, epsilon=ns.epsilon)
+    def act(obs, episode_start, prev_reward):
+        return agent.predict(obs, episode_start=episode_start, prev_reward=prev_reward, epsilon=ns.epsilon)
 
     meta = {"source": "policy", "run_dir": str(run_dir.resolve()), "agent": cfg.agent.name,
             "checkpoint": ckpt_path.name, "run_env_id": cfg.env.id}

@@ -366,6 +366,9 @@ def check_capabilities(cfg: "RunConfig", agent_cls: type) -> None:
         raise ConfigError(f"train.replay.prioritized: true, but agent '{name}' returns no TD errors to "
                           "prioritize by (it would silently sample uniformly); set "
                           "train.replay.prioritized: false, or use an agent that supports it (dqn)")
+    if replay.prioritized and cfg.offline is not None:
+        raise ConfigError("train.replay.prioritized is not supported offline (a dataset source is read-only and "
+                          "takes no priorities); set train.replay.prioritized: false")
     if replay.her is not None and caps.experience != "transitions":
         raise ConfigError(f"train.replay.her relabels transitions, but agent '{name}' learns from "
                           f"{caps.experience}; remove train.replay.her")

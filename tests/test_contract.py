@@ -158,7 +158,7 @@ def _transitions(agent, cfg, steps: int = 400) -> ReplayBuffer:
     space.seed(0)
     from rlkit.contract.agent import FunctionPolicy
 
-    random_policy = FunctionPolicy(lambda obs, starts: np.stack([space.sample() for _ in starts]))
+    random_policy = FunctionPolicy(lambda obs, starts, prev_reward: np.stack([space.sample() for _ in starts]))
     for _ in range(steps):
         step = collector.step(random_policy, explore=True)
         buffer.add(step.obs, step.actions, step.rewards, step.terminated, step.truncated, step.autoreset)
@@ -233,6 +233,14 @@ def _refused(data: dict, match: str) -> str:
     return message
 
 
+def test_action_kind_is_checked_when_the_agent_is_built(tmp_path):
+    data = _config("sac", 100)
+    data["env"]["id"] = "CartPole-v1"
+    with pytest.raises(ConfigError, match="agent 'sac' takes continuous .* CartPole-v1 has Discrete"):
+        rlkit.train(data, run_dir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
 def test_prioritized_replay_needs_priority_feedback():
     data = _config("sac", 100)
     data["train"]["replay"]["prioritized"] = True
@@ -240,6 +248,8 @@ def test_prioritized_replay_needs_priority_feedback():
     data = _config("dqn", 100)
     data["train"]["replay"]["prioritized"] = True
     assert build_run_config(data).train.replay.prioritized  # DQN declares priority_feedback
+    data["offline"] = {"dataset": "rlkit/contract-v0"}
+    _refused(data, "not supported offline")
 
 
 def test_sample_hook_agents_are_refused_where_the_source_cannot_run_the_hook():
@@ -282,31 +292,43 @@ def test_aux_config_errors_are_one_line():
     _refused(_config("dqn", 100, aux=[{"name": "inverse_dynamics", "weight": -1}]), "weight")
 
 
-@pytest.mark.parametrize("field,value,match", [
-    ("aux", [{"name": "inverse_dynamics", "part": "policy"}], "has no part 'policy'"),
-    ("aux", [{"name": "inverse_dynamics", "part": "target_net"}], "no optimizer of DQN trains 'target_net'"),
-    ("freeze", ["encoderr"], "has no part 'encoderr'"),
+@pytest.mark.parametrize("agent_name,fields,match", [
+    ("dqn", {"aux": [{"name": "inverse_dynamics", "part": "policy"}]}, "has no module part 'policy'"),
+    ("dqn", {"aux": [{"name": "inverse_dynamics", "part": "target_net"}]}, "no optimizer of DQN trains 'target_net'"),
+    ("dqn", {"aux": AUX}, "which has no trainable parameters .* set agent.encoder_hidden"),
+    ("sac", {"aux": [{"name": "inverse_dynamics", "part": "critic"}]}, "does not map a batch of observations"),
+    ("dqn", {"freeze": ["encoderr"]}, "has no module part 'encoderr'"),
 ])
-def test_parts_named_in_the_config_must_exist(field, value, match, tmp_path):
-    cfg = build_run_config(_config("dqn", 100, **{field: value}))
+def test_parts_named_in_the_config_must_exist(agent_name, fields, match, tmp_path):
+    cfg = build_run_config(_config(agent_name, 100, **fields))
     with pytest.raises(ConfigError, match=match):
         build_agent(cfg, *run_spaces(cfg), torch.device("cpu"))
-    with pytest.raises(ConfigError, match=match):  # a run fails before its directory appears
-        rlkit.train(_config("dqn", 100, **{field: value}), run_dir=tmp_path / "run")
-    assert not (tmp_path / "run").exists()
+    with pytest.raises(ConfigError, match=match) as info:  # a run fails before its directory appears
+        rlkit.train(_config(agent_name, 100, **fields), run_dir=tmp_path / "run")
+    assert "\n" not in str(info.value) and not (tmp_path / "run").exists()
 
 
-def test_frozen_part_does_not_move():
-    cfg = build_run_config(_config("dqn", 100, encoder_hidden=[16], freeze=["q_net.encoder"]))
+@pytest.mark.parametrize("agent_name,frozen,moving", [
+    ("dqn", "q_net.encoder", "q_net.q"),
+    ("sac", "critic.encoder", "critic.layers"),        # SAC's policy loss lifts the critic's flags and restores them
+    ("sac", "policy", "critic"),                       # a whole part: its optimizer's step is skipped
+    ("mpo", "encoder", "critic"),
+    ("bc", "policy.encoder", "policy.net"),
+    ("ris", "critic.layers.0", "critic.layers.1"),     # RIS's policy loss does the same through its critic
+])
+def test_frozen_part_does_not_move(agent_name, frozen, moving, contract_dataset):
+    extra = {} if agent_name == "ris" else {"encoder_hidden": [16]}
+    cfg = build_run_config(_config(agent_name, 100, freeze=[frozen], **extra))
     agent = build_agent(cfg, *run_spaces(cfg), torch.device("cpu"))
-    before = [p.detach().clone() for p in agent.q_net.encoder.parameters()]
-    head = [p.detach().clone() for p in agent.q_net.q.parameters()]
+    before = [p.detach().clone() for p in agent.parts.module_at(frozen).parameters()]
+    others = [p.detach().clone() for p in agent.parts.module_at(moving).parameters()]
     buffer = _transitions(agent, cfg, 200)
     for _ in range(5):
         agent.update(buffer.sample(32))
-    for p, q in zip(agent.q_net.encoder.parameters(), before):
+    for p, q in zip(agent.parts.module_at(frozen).parameters(), before):
+        assert not p.requires_grad
         torch.testing.assert_close(p, q, rtol=0, atol=0)
-    assert any(not torch.equal(p, q) for p, q in zip(agent.q_net.q.parameters(), head))
+    assert any(not torch.equal(p, q) for p, q in zip(agent.parts.module_at(moving).parameters(), others))
 
 
 # --------------------------------------------------------------------------------------
@@ -327,8 +349,14 @@ class _Toy(Agent):
                      optimizers={"optimizer": trains(self.opt, "net")})
 
 
+class _ToyWithoutHook(_Toy):
+    capabilities = Capabilities(sample_hook=True)
+
+
 def test_declaration_is_checked():
     _Toy()
+    with pytest.raises(DeclarationError, match="make_sample_hook is not overridden"):
+        _ToyWithoutHook()
     with pytest.raises(DeclarationError, match="holds a parameter of no part"):
         _Toy(undeclared=True)
     with pytest.raises(DeclarationError, match="'target' is a target copy but has trainable parameters"):
@@ -345,6 +373,16 @@ def test_state_dict_holds_every_declared_part_and_loads_strictly():
     del broken["target_critic"]
     with pytest.raises(KeyError):
         build_agent(cfg, *run_spaces(cfg), torch.device("cpu")).load_state_dict(broken)
+    with pytest.raises(KeyError, match="does not declare: aux.inverse_dynamics"):  # e.g. a checkpoint with an aux head
+        build_agent(cfg, *run_spaces(cfg), torch.device("cpu")).load_state_dict({**state, "aux.inverse_dynamics": {}})
+
+
+def test_parameter_free_parts_missing_from_older_checkpoints_load():
+    cfg = build_run_config(_config("mpo", 100))
+    agent = build_agent(cfg, *run_spaces(cfg), torch.device("cpu"))
+    state = agent.state_dict()
+    del state["encoder"]  # MPO checkpoints from before the contract did not list its flattening encoder
+    build_agent(cfg, *run_spaces(cfg), torch.device("cpu")).load_state_dict(state)
 
 
 def test_step_record_carries_prev_reward_ids_and_masks_and_checks_shapes():
@@ -356,8 +394,10 @@ def test_step_record_carries_prev_reward_ids_and_masks_and_checks_shapes():
         StepRecord.from_arrays(np.zeros((3, 4), np.float32), "cpu", prev_reward=[1.0, 0.0])
 
 
-def test_wrap_trainable_keeps_checkpoints_and_targets_on_the_modules():
-    cfg = build_run_config(_config("dqn", 100))
+@pytest.mark.parametrize("agent_name", ["dqn", "mpo", "sac"])
+def test_wrap_trainable_keeps_checkpoints_and_targets_on_the_modules(agent_name):
+    # target updates every other update: hard copies (DQN tau 1, MPO) and Polyak averages (SAC) across the wrapper
+    cfg = build_run_config(_config(agent_name, 100, target_update_every=2))
     agent = build_agent(cfg, *run_spaces(cfg), torch.device("cpu"))
     reference = build_agent(cfg, *run_spaces(cfg), torch.device("cpu"))
     reference.load_state_dict(agent.state_dict())
@@ -371,16 +411,21 @@ def test_wrap_trainable_keeps_checkpoints_and_targets_on_the_modules():
             return self.module(*args)
 
     agent.wrap_trainable(Wrapper)
-    assert isinstance(agent.q_net, Wrapper) and not isinstance(agent.target_net, Wrapper)
+    trained = [n for n, role in agent.parts.roles.items() if role in ("acts", "trains")]
+    targets = [n for n, role in agent.parts.roles.items() if role == "target"]
+    assert all(isinstance(getattr(agent, n), Wrapper) for n in trained)
+    assert targets and not any(isinstance(getattr(agent, n), Wrapper) for n in targets)
     buffer = _transitions(agent, cfg, 200)
-    for _ in range(3):
-        torch.manual_seed(1)
+    for i in range(5):
+        torch.manual_seed(i)
         batch = buffer.sample(32)
         agent.update(batch)
         reference.update(batch)
-    assert agent.state_dict()["q_net"].keys() == reference.state_dict()["q_net"].keys()
-    for key, value in reference.state_dict()["q_net"].items():
-        torch.testing.assert_close(agent.state_dict()["q_net"][key], value, rtol=0, atol=0)
+    got, expected = agent.state_dict(), reference.state_dict()
+    for name in trained + targets:
+        assert got[name].keys() == expected[name].keys()
+        for key, value in expected[name].items():
+            torch.testing.assert_close(got[name][key], value, rtol=0, atol=0)
 
 
 def test_ddp_wrapping_trains_in_a_one_process_group(tmp_path):
@@ -388,13 +433,14 @@ def test_ddp_wrapping_trains_in_a_one_process_group(tmp_path):
 
     dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
     try:
-        cfg = build_run_config(_config("sac", 100))
+        cfg = build_run_config(_config("sac", 100, encoder_hidden=[16], aux=AUX))  # aux heads average by hand
         agent = build_agent(cfg, *run_spaces(cfg), torch.device("cpu"))
         agent.wrap_ddp()
         assert type(agent.critic).__name__ == "DistributedDataParallel"
         buffer = _transitions(agent, cfg, 200)
-        metrics = agent.update(buffer.sample(32))
-        assert np.isfinite(float(metrics["critic_loss"]))
+        for _ in range(3):
+            metrics = agent.update(buffer.sample(32))
+        assert np.isfinite(float(metrics["critic_loss"])) and np.isfinite(float(metrics["aux/inverse_dynamics"]))
         assert not any(k.startswith("module.") for k in agent.state_dict()["critic"])
         del agent
     finally:

@@ -129,7 +129,7 @@ def test_empty_run_dir_is_accepted(tmp_path, tiny_config, capsys):
 
 @pytest.mark.parametrize("override, fragment", [
     ("env.kwargs.no_such_kwarg=1", "env.kwargs"),
-    ("env.id=Pendulum-v1", "DQN needs a Discrete action space"),
+    ("env.id=Pendulum-v1", "agent 'dqn' takes discrete actions, but Pendulum-v1 has Box"),
     ("train.replay.frame_stack=4", "frame_stack"),
 ])
 def test_failed_start_leaves_no_run_directory(capsys, tmp_path, tiny_config, override, fragment):

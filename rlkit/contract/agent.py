@@ -16,15 +16,16 @@ both loops call the same ``update(batch)``). The contract has four pieces (docs/
    tensors on the agent's device (one host-to-device copy per vector step). Agents with memory keep it per
    row and reset it where ``episode_start`` is set. :meth:`Agent.predict` is the plain-array front door.
 3. **Declared capabilities** (:class:`Capabilities`, a class attribute): the experience kind, the
-   sample-time batch hook, the env-step clock, priority feedback. Checked once when a run is built
-   (:func:`rlkit.training.build.check_capabilities`): a config asking for what the agent cannot do fails
-   at start with one line. The loops read the declaration; they never probe with ``getattr``.
+   sample-time batch hook, the env-step clock, priority feedback, the action kinds. Checked once when a run is
+   built: a config asking for what the agent cannot do fails at start with one line
+   (:func:`rlkit.config.check_capabilities`; the action kind in :func:`rlkit.training.build.build_agent`).
+   The loops read the declaration; they never probe with ``getattr``.
 4. **The auxiliary-loss hook**: every optimizer step goes through :meth:`Agent.optimize`, which adds the
    weighted losses of the auxiliary modules attached to the parts that optimizer trains (``agent.aux`` in
    the config; :mod:`rlkit.auxiliary`), in the same step, and reports them as ``aux/<name>``.
 
-Adding an agent touches three places: ``agents/<name>.py`` (config + agent), ``configs/<name>_*.yaml`` and
-one line in ``agents/__init__.py``'s ``AGENTS``.
+Adding an agent is one file, ``agents/<name>.py`` (config + agent), and one line in ``agents/__init__.py``'s
+``AGENTS`` (docs/design.md has the recipe); it ships with ``configs/<name>_*.yaml`` and its tests.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from torch import nn
 
 from rlkit.contract.auxiliary import AuxConfig, AuxModule
 from rlkit.contract.networks import obs_to_tensor
-from rlkit.contract.parts import OptimizerSpec, Part, Parts
+from rlkit.contract.parts import DeclarationError, OptimizerSpec, Part, Parts
 from rlkit.errors import ConfigError
 
 Experience = Literal["transitions", "sequences"]
@@ -137,8 +138,9 @@ class Capabilities:
     """:meth:`Agent.make_sample_hook` returns a hook that rewrites every sampled batch (RIS adds its
     candidate subgoals); the update needs it, so a source that cannot run it is refused."""
     env_step_clock: bool = False
-    """The agent has schedules over env steps (epsilon, random warm-up steps) read from the loop's clock,
-    :meth:`Agent.set_env_steps`."""
+    """The agent acts or learns on schedules over env steps (epsilon, random warm-up steps, a learning-rate
+    decay) read from the loop's clock, :meth:`Agent.set_env_steps` (which every agent keeps, checkpointed).
+    An agent whose config reports active ``env_step_schedules()`` must declare it; offline runs refuse those."""
     priority_feedback: bool = False
     """The update reports new priorities (|TD error|) through :meth:`Agent.report_priorities`, so
     prioritized replay is meaningful."""
@@ -227,6 +229,7 @@ class Agent:
         self.aux_metrics: dict[str, torch.Tensor] = {}
         self._aux_by_optimizer: dict[str, list[tuple[str, AuxModule]]] = {}
         self._priority_sink: Callable[[torch.Tensor, torch.Tensor], None] | None = None
+        self._ddp = False  # wrap_ddp: auxiliary heads (outside the wrapped parts) average their gradients by hand
 
     # ------------------------------------------------------------------ the declaration
     def declare(self, parts: Mapping[str, Part], optimizers: Mapping[str, OptimizerSpec],
@@ -241,6 +244,17 @@ class Agent:
         """
         self.parts = Parts(dict(parts), dict(optimizers), dict(generators), encoder, encoder_inputs)
         self.parts.check(type(self).__name__, self.cfg.optimizer_settings)
+        for name, generator in self.parts.generators.items():  # to() re-points these attributes
+            if getattr(self, name, None) is not generator:
+                raise DeclarationError(f"{type(self).__name__}.declare: generator '{name}' must be the agent's "
+                                       f"attribute of that name")
+        if self.cfg.env_step_schedules() and not self.capabilities.env_step_clock:
+            raise DeclarationError(f"{type(self).__name__}: its config has env-step schedules "
+                                   f"{self.cfg.env_step_schedules()} but capabilities.env_step_clock is False")
+        overrides_hook = type(self).make_sample_hook is not Agent.make_sample_hook
+        if overrides_hook != self.capabilities.sample_hook:
+            raise DeclarationError(f"{type(self).__name__}: capabilities.sample_hook={self.capabilities.sample_hook} "
+                                   f"but make_sample_hook is {'' if overrides_hook else 'not '}overridden")
         for i, aux_cfg in enumerate(self.cfg.aux):
             self._attach_aux(aux_cfg, f"agent.aux[{i}]")
         for name in self.cfg.freeze:
@@ -274,12 +288,17 @@ class Agent:
         ``self.aux_metrics`` as ``aux/<name>``). Clips the gradient norm of its parameters to
         ``max_grad_norm`` if given and returns the norm before clipping (else None)."""
         spec = self.parts.optimizers[optimizer]
-        for name, module in self._aux_by_optimizer.get(optimizer, ()):
+        if not self.parts.trains_anything(optimizer):  # everything it trains is frozen (agent.freeze)
+            return None
+        attached = self._aux_by_optimizer.get(optimizer, ())
+        for name, module in attached:
             aux_loss = module.loss(batch, self)
             self.aux_metrics[f"aux/{name}"] = aux_loss.detach()
             loss = loss + module.cfg.weight * aux_loss
         spec.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if self._ddp and attached:
+            _average_gradients([p for _, module in attached for p in module.parameters()])
         norm = None
         if max_grad_norm is not None:
             norm = nn.utils.clip_grad_norm_(self.parts.optimizer_params(optimizer), max_grad_norm)
@@ -287,6 +306,16 @@ class Agent:
             before_step()
         spec.optimizer.step()
         return norm
+
+    def update_target(self, target: str, tau: float) -> None:
+        """Polyak-average the declared target (or momentum) copy ``target`` toward its source (``tau = 1``: a
+        hard copy), on the unwrapped modules, so it works the same under DDP and ``torch.compile``."""
+        self.parts.update_target(target, tau)
+
+    def without_weight_grads(self, part: str):
+        """``with self.without_weight_grads("critic"):`` a loss backpropagates through ``part`` without
+        computing its weight gradients (SAC's and RIS's policy losses through the critic); frozen stays frozen."""
+        return self.parts.no_weight_grads(part)
 
     def encode(self, obs: Any, part: str | None = None) -> torch.Tensor:
         """Features of a batch of observations from the declared ``encoder`` (or another named part):
@@ -320,7 +349,7 @@ class Agent:
         return {**self.parts.state_dict(), "env_steps": self.env_steps, "updates": self.updates}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.parts.load_state_dict(state)
+        self.parts.load_state_dict(state, counters=("env_steps", "updates"))
         self.env_steps = int(state.get("env_steps", 0))  # BC checkpoints before the contract had no clock
         self.updates = int(state["updates"])
 
@@ -342,9 +371,9 @@ class Agent:
     # ------------------------------------------------------------------ freezing, devices, wrappers
     def freeze(self, name: str) -> None:
         """Stop training the part ``name`` (or a dotted sub-part): no gradients, so no optimizer step moves it."""
-        if not self.parts.has(name, self):
-            raise ConfigError(f"agent.freeze: {type(self).__name__} has no part '{name}'; its parts: "
-                              f"{', '.join(self.parts.names())}")
+        if not self.parts.has(name):
+            raise ConfigError(f"agent.freeze: {type(self).__name__} has no module part '{name}'; its module parts: "
+                              f"{', '.join(self.parts.module_names())} (or dotted sub-parts, e.g. q_net.encoder)")
         self.parts.module_at(name).requires_grad_(False)
 
     def to(self, device: torch.device | str) -> "Agent":
@@ -382,6 +411,7 @@ class Agent:
             return DistributedDataParallel(module, device_ids=ids, **kwargs)
 
         self.wrap_trainable(wrap)
+        self._ddp = True
 
     # ------------------------------------------------------------------ auxiliary modules
     def _attach_aux(self, aux_cfg: AuxConfig | dict, where: str) -> None:
@@ -396,20 +426,42 @@ class Agent:
         if part is None:
             raise ConfigError(f"{where}: {name} attaches to the encoder, but {type(self).__name__} declares none; "
                               f"set part: to one of {', '.join(self.parts.names())}")
-        if not self.parts.has(part, self):
-            raise ConfigError(f"{where}: {type(self).__name__} has no part '{part}'; its parts: "
-                              f"{', '.join(self.parts.names())}")
+        if not self.parts.has(part):
+            raise ConfigError(f"{where}: {type(self).__name__} has no module part '{part}'; its module parts: "
+                              f"{', '.join(self.parts.module_names())}")
         optimizer = self.parts.optimizer_of(part)
         if optimizer is None:
             raise ConfigError(f"{where}: no optimizer of {type(self).__name__} trains '{part}', so {name}'s loss "
                               "would train nothing")
-        with torch.no_grad():
-            probe = self.encode(obs_to_tensor(_zeros_like_space(self.observation_space), self.device), part)
+        if not any(p.requires_grad for p in self.parts.module_at(part).parameters()):
+            raise ConfigError(f"{where}: {name} would shape '{part}', which has no trainable parameters (vector "
+                              "observations are only flattened); set agent.encoder_hidden (e.g. [256]) to learn an "
+                              "encoder, or attach it to another part")
+        try:
+            with torch.no_grad():
+                probe = self.encode(obs_to_tensor(_zeros_like_space(self.observation_space), self.device), part)
+            if not isinstance(probe, torch.Tensor) or probe.ndim != 2:
+                raise TypeError(f"it returned {type(probe).__name__}")
+        except (TypeError, AttributeError, RuntimeError, ValueError, KeyError) as exc:
+            raise ConfigError(f"{where}: part '{part}' does not map a batch of observations to features [B, F] "
+                              f"({' '.join(str(exc).split())[:120]}); attach {name} to the encoder") from None
         module = aux_cfg.build(int(probe.shape[-1]), self.observation_space, self.action_space).to(self.device)
         module.part = part
         self.aux_modules[name] = module
         self._aux_by_optimizer.setdefault(optimizer, []).append((name, module))
         self.parts.add_aux(f"aux.{name}", module, optimizer)
+
+
+def _average_gradients(params: list[torch.Tensor]) -> None:
+    """All-reduce and average the gradients of ``params`` across the process group (what DDP does for the
+    parts it wraps; auxiliary heads live outside them)."""
+    import torch.distributed as dist
+
+    world = dist.get_world_size()
+    for p in params:
+        if p.grad is not None:
+            dist.all_reduce(p.grad)
+            p.grad /= world
 
 
 def _zeros_like_space(space: gym.Space) -> Any:
@@ -420,19 +472,19 @@ def _zeros_like_space(space: gym.Space) -> Any:
 
 
 class FunctionPolicy:
-    """A policy on host arrays, ``fn(obs, episode_start) -> actions`` (uniform random, a scripted policy, a
-    Stable-Baselines3 model), seen through the step record so that the collector drives it like an agent.
+    """A policy on host arrays, ``fn(obs, episode_start, prev_reward) -> actions`` (uniform random, a scripted
+    policy, a Stable-Baselines3 model), seen through the step record so that the collector drives it like an agent.
     On the CPU the record's tensors share memory with the arrays, so nothing is copied either way."""
 
     device = torch.device("cpu")
 
-    def __init__(self, fn: Callable[[Any, np.ndarray], np.ndarray]) -> None:
+    def __init__(self, fn: Callable[[Any, np.ndarray, np.ndarray], np.ndarray]) -> None:
         self.fn = fn
 
     def act(self, step: StepRecord, explore: bool, epsilon: float | None = None) -> np.ndarray:
         obs = ({k: v.cpu().numpy() for k, v in step.obs.items()} if isinstance(step.obs, dict)
                else step.obs.cpu().numpy())
-        return self.fn(obs, step.episode_start.cpu().numpy())
+        return self.fn(obs, step.episode_start.cpu().numpy(), step.prev_reward.cpu().numpy())
 
 
 # --------------------------------------------------------------------------------------

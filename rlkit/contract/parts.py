@@ -17,8 +17,9 @@ to ``critic.encoder`` knows which optimizer step it joins. Parts may be named wi
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -91,6 +92,9 @@ class Parts:
     def names(self) -> list[str]:
         return [n for n in self.roles if self.roles[n] != "aux"]
 
+    def module_names(self) -> list[str]:
+        return [n for n in self.modules if self.roles[n] != "aux"]
+
     def module_at(self, name: str) -> nn.Module:
         """The module named ``name`` (``critic`` or dotted, ``critic.encoder``), unwrapped."""
         head, _, rest = name.partition(".")
@@ -114,6 +118,31 @@ class Parts:
 
     def optimizer_params(self, name: str) -> list[torch.Tensor]:
         return [p for group in self.optimizers[name].optimizer.param_groups for p in group["params"]]
+
+    def trains_anything(self, name: str) -> bool:
+        """Whether optimizer ``name`` has a parameter left that requires a gradient (not all frozen)."""
+        return any(p.requires_grad for p in self.optimizer_params(name))
+
+    @contextlib.contextmanager
+    def no_weight_grads(self, name: str) -> Iterator[None]:
+        """Inside, part ``name`` computes no weight gradients (a loss backpropagates *through* it, as SAC's
+        policy loss through the critic); each parameter's own flag comes back after, so frozen parts stay frozen."""
+        params = list(self.module_at(name).parameters())
+        flags = [p.requires_grad for p in params]
+        for p in params:
+            p.requires_grad_(False)
+        try:
+            yield
+        finally:
+            for p, flag in zip(params, flags):
+                p.requires_grad_(flag)
+
+    def update_target(self, name: str, tau: float) -> None:
+        """target <- tau * source + (1 - tau) * target on the unwrapped modules (``tau = 1``: a hard copy), so a
+        DDP- or compile-wrapped source still matches its target's keys."""
+        from rlkit.contract.networks import polyak_update
+
+        polyak_update(self.modules[self.sources[name]], self.modules[name], tau)
 
     def acting_names(self) -> list[str]:
         return [n for n, role in self.roles.items() if role == "acts"]
@@ -161,6 +190,9 @@ class Parts:
                     fail(f"optimizer_settings['{key}'] names optimizer '{opt_name}', which is not declared")
         if self.encoder is not None and not self.has(self.encoder):
             fail(f"encoder '{self.encoder}' is not a declared part (or a dotted part of one)")
+        for name, gen in self.generators.items():
+            if not isinstance(gen, (np.random.Generator, torch.Generator)):
+                fail(f"generator '{name}' is a {type(gen).__name__}, not a numpy or torch generator")
 
     # ------------------------------------------------------------------ checkpoint state
     def state_dict(self) -> dict[str, Any]:
@@ -171,8 +203,16 @@ class Parts:
             state[name] = json.dumps(gen.bit_generator.state) if isinstance(gen, np.random.Generator) else gen.get_state()
         return state
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+    def load_state_dict(self, state: Mapping[str, Any], counters: tuple[str, ...] = ()) -> None:
+        """Strict: every declared entry must be there and nothing else (a checkpoint with an auxiliary head
+        this agent lacks is refused), except parameter-free modules, which older checkpoints may not list."""
+        expected = {*self.modules, *self.tensors, *self.optimizers, *self.generators, *counters}
+        unexpected = sorted(set(state) - expected)
+        if unexpected:
+            raise KeyError(f"entries this agent does not declare: {', '.join(unexpected)}")
         for name, module in self.modules.items():
+            if name not in state and not module.state_dict():
+                continue  # e.g. MPO's flattening encoder, declared after its checkpoints were written
             module.load_state_dict(state[name])
         with torch.no_grad():  # in place: the optimizers hold these very tensors
             for name, tensor in self.tensors.items():
@@ -209,23 +249,27 @@ class Parts:
             for tensor in self.tensors.values():
                 tensor.data = tensor.data.to(device)  # same object: the optimizers keep holding it
         for spec in self.optimizers.values():
-            for state in spec.optimizer.state.values():
-                for key, value in state.items():
-                    if isinstance(value, torch.Tensor) and key != "step":
-                        state[key] = value.to(device)
+            # loading its own state moves every state tensor next to its parameter, with the optimizer's own
+            # rule for the step counter (on the device for fused/capturable Adam, on the CPU otherwise)
+            spec.optimizer.load_state_dict(spec.optimizer.state_dict())
         for name, gen in list(self.generators.items()):
-            if isinstance(gen, torch.Generator) and gen.device != device:
-                moved = torch.Generator(device=device)  # a generator's state cannot change device: reseed
-                moved.manual_seed(int(torch.randint(0, 2**62, (), generator=gen)))
+            if isinstance(gen, torch.Generator) and not _same_device(gen.device, device):
+                moved = torch.Generator(device=device)  # a generator's state cannot change device: reseed from it
+                moved.manual_seed(int(torch.randint(0, 2**62, (), generator=gen, device=gen.device)))
                 self.generators[name] = moved
 
     def wrap_trainable(self, wrap: Callable[[nn.Module], nn.Module]) -> dict[str, nn.Module]:
         return {name: wrap(module) for name, module in self.modules.items() if self.roles[name] in ("acts", "trains")}
 
-    def add_aux(self, name: str, module: nn.Module, optimizer: str) -> None:
+    def add_aux(self, name: str, module: nn.Module, optimizer: str) -> None:  # noqa: D102
         """An auxiliary module's own parameters (its head) join ``optimizer`` as a new param group."""
         self.modules[name] = module
         self.roles[name] = "aux"
         params = [p for p in module.parameters() if p.requires_grad]
         if params:
             self.optimizers[optimizer].optimizer.add_param_group({"params": params})
+
+
+def _same_device(a: torch.device, b: torch.device) -> bool:
+    """``cuda`` and ``cuda:0`` are the same device when one of them names no index."""
+    return a.type == b.type and (a.index is None or b.index is None or a.index == b.index)

@@ -85,6 +85,14 @@ def build_agent(cfg: RunConfig, observation_space: gym.Space, action_space: gym.
     from rlkit.agents import AGENTS
 
     _, agent_cls = AGENTS[cfg.agent.name]
+    caps, name = agent_cls.capabilities, cfg.agent.name
+    where = cfg.env.id or f"offline.dataset '{cfg.offline.dataset}'"
+    if isinstance(action_space, gym.spaces.Discrete) and not caps.discrete_actions:
+        raise ConfigError(f"agent '{name}' takes continuous (Box) actions, but {where} has {action_space}; use an "
+                          "agent for discrete actions (dqn, bc)")
+    if isinstance(action_space, gym.spaces.Box) and not caps.continuous_actions:
+        raise ConfigError(f"agent '{name}' takes discrete actions, but {where} has {action_space}; use an agent for "
+                          "continuous actions (sac, mpo, bc)")
     try:
         return agent_cls(cfg.agent, observation_space, action_space, device=device, seed=cfg.seed)
     except ConfigError:

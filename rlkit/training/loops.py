@@ -71,7 +71,7 @@ def train_online(cfg: RunConfig, run_dir: Path, resume: bool = False, source: st
             run.logger.message(warning)
         if train.replay.prioritized:  # the config checked capabilities.priority_feedback
             agent.connect_priorities(replay.update_priorities)
-        agent.set_env_steps(state.step)  # the clock of env-step schedules (capabilities.env_step_clock)
+        agent.set_env_steps(state.step)  # every agent keeps the clock (checkpointed); env-step schedules read it
 
         ready = False  # the source has something to sample
         with _StopRequest() as stop:

@@ -61,7 +61,7 @@ def _finish_episode(ep: dict[str, list]) -> Episode:
 
 def record_episodes(envs: gym.vector.VectorEnv, policy, episodes: int, seed: int) -> list[Episode]:
     """Run ``episodes`` whole episodes on a vector env (gymnasium's NEXT_STEP autoreset) and record them
-    with their true final observations. ``policy(obs, episode_start) -> actions`` for the batch.
+    with their true final observations. ``policy(obs, episode_start, prev_reward) -> actions`` for the batch.
 
     As in evaluation, each sub-env runs a fixed quota of episodes (short episodes are not
     over-represented). After a step that ends env ``e``'s episode, the next step resets ``e`` and its
