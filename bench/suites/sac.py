@@ -204,18 +204,11 @@ def suite_sac(seeds: list[int], out: Path, quick: bool, threads: int) -> list[Fi
             sign = -1.0 if final.unit == "cost" else 1.0
             final.rlkit.append(sign * ours_evals[-1][1] if ours_evals else None)
             final.reference.append(sign * theirs_evals[-1][1] if theirs_evals else None)
-            train_rate.rlkit.append(ours_rate)
-            train_rate.reference.append(theirs_rate)
-            alone.rlkit.append(ours_step)
-            alone.reference.append(theirs_limit)
-            share.rlkit.append(ours_rate)
-            share.reference.append(ours_limit)
-            sb3_share.rlkit.append(theirs_rate)
-            sb3_share.reference.append(theirs_limit)
-            inside.rlkit.append(ours_rate)
-            inside.reference.append(ours_inside)
-            sb3_inside.rlkit.append(theirs_rate)
-            sb3_inside.reference.append(theirs_inside)
+            for figure, ours, theirs in ((train_rate, ours_rate, theirs_rate), (alone, ours_step, theirs_limit),
+                                         (share, ours_rate, ours_limit), (sb3_share, theirs_rate, theirs_limit),
+                                         (inside, ours_rate, ours_inside), (sb3_inside, theirs_rate, theirs_inside)):
+                figure.rlkit.append(ours)
+                figure.reference.append(theirs)
             print(f"  seed {seed} {env_id}: evaluations rlkit {[round(m) for _, m in ours_evals]}, "
                   f"SB3 {[round(m) for _, m in theirs_evals]}; training updates/s rlkit {ours_rate or 0:.1f} vs SB3 "
                   f"{theirs_rate or 0:.1f}; sample + update alone rlkit {ours_step:.1f} vs SB3 {theirs_limit:.1f}; "
