@@ -185,6 +185,12 @@ def cmd_list(ns: argparse.Namespace) -> int:
     for name, (cfg_cls, agent_cls) in AGENTS.items():
         doc = (sys.modules[agent_cls.__module__].__doc__ or "").strip().splitlines()
         print(f"  {name:<12} {doc[0] if doc else ''}")
+    from rlkit.auxiliary import AUX_MODULES
+
+    print(f"auxiliary modules ({len(AUX_MODULES)}; agent.aux: [{{name: ..., weight: ...}}]):")
+    for name, aux_cls in AUX_MODULES.items():
+        doc = (sys.modules[aux_cls.__module__].__doc__ or "").strip().splitlines()
+        print(f"  {name:<18} {doc[0] if doc else ''}")
     configs = sorted(configs_dir().glob("*.yaml"))
     print(f"configs ({len(configs)}, in {configs_dir()}):")
     for path in configs:

@@ -11,7 +11,10 @@ With phi the attached part (the agent's encoder by default) and g this module's 
     L = 1/A sum_j (a_hat_tj - a~_tj)^2              Box actions, a~ = (a - c) / h normalised by the bounds
                                                     (c = (high + low) / 2, h = (high - low) / 2; raw if unbounded)
 The batch must hold one-step transitions (s_t+1 = ``batch.next_obs``): a run with ``train.replay.n_step``
-> 1 is refused at start. Gradients flow into phi through ``agent.encode``; the head trains in the same step.
+> 1 is refused at start. Gradients flow into phi through ``agent.encode``; the head trains in the same step
+(its parameters join the optimizer of phi, so they share its learning rate and its gradient-norm clipping).
+The loss is a plain batch mean: prioritized replay's importance weights correct the TD loss's bias toward
+high-error rows, which a supervised loss on the observed action does not have.
 """
 
 from __future__ import annotations
