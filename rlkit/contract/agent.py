@@ -281,8 +281,8 @@ class Agent:
     def update(self, batch: Any) -> dict[str, torch.Tensor | float]:
         raise NotImplementedError
 
-    def optimize(self, optimizer: str, loss: torch.Tensor, batch: Any = None, max_grad_norm: float | None = None,
-                 before_step: Callable[[], None] | None = None) -> torch.Tensor | None:
+    def optimize(self, optimizer: str, loss: torch.Tensor, batch: Any = None,
+                 max_grad_norm: float | None = None) -> torch.Tensor | None:
         """One step of the declared optimizer ``optimizer`` on ``loss`` plus the weighted losses of the
         auxiliary modules attached to the parts it trains (computed on ``batch``; reported in
         ``self.aux_metrics`` as ``aux/<name>``). Clips the gradient norm of its parameters to
@@ -302,8 +302,6 @@ class Agent:
         norm = None
         if max_grad_norm is not None:
             norm = nn.utils.clip_grad_norm_(self.parts.optimizer_params(optimizer), max_grad_norm)
-        if before_step is not None:
-            before_step()
         spec.optimizer.step()
         return norm
 
