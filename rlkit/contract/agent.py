@@ -502,6 +502,8 @@ def check_bounded_box_actions(agent: str, action_space: gym.Space) -> None:
 class BoxActions:
     """The map between a Box action space and the policy's [-1, 1]^A units, written once:
     a = c + h * u and u = (a - c) / h with c = (high + low) / 2, h = (high - low) / 2 (flattened, on device).
+    A fixed dimension (low == high, h = 0) has one env value, low, whatever the policy outputs, and its
+    normalised value is 0 (not (a - c) / 0, which is NaN for a == c and would poison every network input).
     """
 
     def __init__(self, space: gym.spaces.Box, device: torch.device) -> None:
@@ -512,18 +514,31 @@ class BoxActions:
         high = torch.as_tensor(space.high, dtype=torch.float32, device=device).flatten()
         self.center, self.half_range = (high + low) / 2, (high - low) / 2
         self.unit = bool((low == -1).all() and (high == 1).all())  # the rescaling is the identity
+        fixed = self.half_range == 0                                  # [A] dimensions with low == high
+        self.fixed = fixed if bool(fixed.any()) else None
+        if self.fixed is not None:  # divide by 1 there (then set to 0): no 0/0 in the graph
+            self.divisor = torch.where(fixed, torch.ones_like(high), self.half_range)
 
     def to(self, device: torch.device) -> None:
         self.center, self.half_range = self.center.to(device), self.half_range.to(device)
+        if self.fixed is not None:
+            self.fixed, self.divisor = self.fixed.to(device), self.divisor.to(device)
 
     def normalize(self, actions: torch.Tensor) -> torch.Tensor:
-        """Env-scale actions ``[B, *shape]`` -> ``[B, A]`` float32 in policy units."""
+        """Env-scale actions ``[B, *shape]`` -> ``[B, A]`` float32 in policy units (0 in fixed dimensions)."""
         actions = actions.reshape(actions.shape[0], -1).float()
-        return actions if self.unit else (actions - self.center) / self.half_range
+        if self.unit:
+            return actions
+        if self.fixed is None:
+            return (actions - self.center) / self.half_range
+        return ((actions - self.center) / self.divisor).masked_fill(self.fixed, 0.0)
 
     def to_env(self, unit_actions: torch.Tensor) -> np.ndarray:
-        """Policy-unit actions ``[n, A]`` -> env-scale host actions ``[n, *shape]`` in the space's dtype."""
+        """Policy-unit actions ``[n, A]`` -> env-scale host actions ``[n, *shape]`` in the space's dtype (``low`` in
+        fixed dimensions, even for a non-finite policy output there)."""
         env = unit_actions if self.unit else self.center + self.half_range * unit_actions
+        if self.fixed is not None:
+            env = torch.where(self.fixed, self.center, env)
         return env.cpu().numpy().astype(self.dtype, copy=False).reshape(len(unit_actions), *self.shape)
 
     def uniform(self, n: int, rng: np.random.Generator) -> np.ndarray:
