@@ -19,7 +19,12 @@ Rewards (``distance_rewards``, ref ``train_ant.py: sample_and_preprocess_batch``
 transition is terminal when its next state reached the goal, so V(s, g) = -(discounted steps from s to g),
 a distance. rlkit's sparse goal rewards (0 on success, -1 otherwise; HER recomputes them for relabelled
 goals) mark success by r = 0: RIS's reward is then r' = -1 and its discount d' = 0 where r = 0, else the
-batch's gamma^k (one-step replay, ``train.replay.n_step: 1``).
+batch's gamma. This reading holds for one-step transitions of the sparse 0/-1 reward only: an n-step sum
+(-2.97 for three missed steps at gamma 0.99) would become -1 and a dense reward (-distance) would never
+read as success, both silently wrong targets. So ``distance_rewards`` refuses ``train.replay.n_step > 1``
+and an env whose ``reward_type`` is not ``sparse`` when the run is built (:meth:`RISConfig.check_run`), and
+the first update checks that the batch's rewards are 0 or -1 (an env whose reward kind the config does not
+name); ``distance_rewards: false`` trains on the batch's rewards and discounts as they are, any n.
 
 Value (ref ``RIS.value``): V(s, g) = min_i Q_i(s, tanh(mu(s, g)), g), the policy's mean action.
 
@@ -52,13 +57,17 @@ Replay: each batch is a :class:`SubgoalTransitions`, the loop's ``Transitions`` 
 as one more declared field, made by :meth:`RIS.make_sample_hook` (the replay's sample-time hook, run after HER).
 
 Differences from the reference, all deliberate: evaluation acts with tanh(mu) (ref samples); the mixture's
-log-density is computed in log space (``logaddexp``: the same value, no underflow of the density product).
+log-density is computed in log space (``logaddexp``: the same value, no underflow of the density product);
+the reference replaces every stored terminal flag by "the goal was reached" (``done = distance < threshold``),
+rlkit does too except that a termination the env gave for another reason (a fall; none of the maze or Fetch
+tasks has one) stays terminal, as HER keeps it (``rlkit.experience.her``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -158,6 +167,56 @@ class RISConfig(AgentConfig):
         for low, high in (("log_std_min", "log_std_max"), ("log_scale_min", "log_scale_max")):
             if not getattr(self, low) < getattr(self, high):
                 raise ConfigError(f"agent.{low} ({getattr(self, low)}) must be < agent.{high} ({getattr(self, high)})")
+
+    def check_run(self, run) -> None:
+        """``distance_rewards`` reads one-step transitions of the sparse 0/-1 goal reward (module docstring):
+        a one-line ConfigError for ``train.replay.n_step > 1`` or an env whose ``reward_type`` is not sparse."""
+        if not self.distance_rewards:
+            return
+        n_step = run.train.replay.n_step
+        if n_step != 1:
+            raise ConfigError(f"train.replay.n_step is {n_step}, but RIS's distance rewards (agent.distance_rewards) "
+                              "turn each transition's reward into -1 and end it where the sparse reward is 0, which "
+                              f"holds for one-step transitions only (an {n_step}-step reward sum would become -1); set "
+                              "train.replay.n_step: 1")
+        reward_type = env_reward_type(run.env)
+        if reward_type not in (None, "sparse"):
+            raise ConfigError(f"RIS's distance rewards (agent.distance_rewards) read success from the sparse 0/-1 "
+                              f"goal reward (r = 0), but the env's reward_type is {reward_type!r} (its rewards would "
+                              "never read as success); set env.kwargs.reward_type: sparse, or agent.distance_rewards: "
+                              "false to train on the env's rewards as they are")
+
+
+def env_reward_type(env_cfg) -> str | None:
+    """The ``reward_type`` an env will be made with (``env.kwargs``, else the registered kwargs, else the entry
+    point's default), or None when the env takes no such argument or is not registered."""
+    if "reward_type" in env_cfg.kwargs:
+        return env_cfg.kwargs["reward_type"]
+    if env_cfg.id is None:
+        return None
+    if env_cfg.id.startswith("rlkit/"):
+        import rlkit.envs  # noqa: F401  (registers rlkit's ids; the run imports it anyway)
+    try:
+        spec = gym.spec(env_cfg.id)
+    except gym.error.Error:
+        return None  # the run's env check names the unknown id
+    if "reward_type" in spec.kwargs:
+        return spec.kwargs["reward_type"]
+    if not isinstance(spec.entry_point, str):
+        return None if not callable(spec.entry_point) else _default_reward_type(spec.entry_point)
+    try:
+        creator = gym.envs.registration.load_env_creator(spec.entry_point)
+    except Exception:  # noqa: BLE001 (an entry point that cannot load fails with its own message when made)
+        return None
+    return _default_reward_type(creator)
+
+
+def _default_reward_type(creator) -> str | None:
+    try:
+        parameter = inspect.signature(creator).parameters.get("reward_type")
+    except (TypeError, ValueError):
+        return None
+    return None if parameter is None or parameter.default is inspect.Parameter.empty else parameter.default
 
 
 # --------------------------------------------------------------------------------------
@@ -347,6 +406,7 @@ class RIS(Agent):
         self.rng = np.random.default_rng(seed)                     # exploration noise, random actions
         self.generator = torch.Generator(device=self.device)       # samples in update()
         self.generator.manual_seed(seed + 1)
+        self.rewards_checked = False                               # the first update checks the reward kind
         # no separate observation encoder (subgoals are states): auxiliary losses shape the actor's torso on [s, g]
         self.declare(parts={"actor": acting(self.actor), "actor_target": target_of("actor", self.actor_target),
                             "critic": trained(self.critic), "critic_target": target_of("critic", self.critic_target),
@@ -404,6 +464,13 @@ class RIS(Agent):
         next_state, _ = self.split(batch.next_obs)                                # [B, S]
         actions = self.actions.normalize(batch.actions)                          # [B, A] in [-1, 1]
         rewards, discounts = batch.rewards, batch.discounts
+        if cfg.distance_rewards and not self.rewards_checked:  # once: one host sync (check_run's backstop)
+            if not bool(((rewards == 0) | (rewards == -1)).all()):
+                raise ConfigError("RIS's distance rewards (agent.distance_rewards) need the sparse 0/-1 goal reward "
+                                  "and one-step transitions, but a batch holds rewards other than 0 and -1 (a dense "
+                                  "reward, or an n-step sum); set env.kwargs.reward_type: sparse and "
+                                  "train.replay.n_step: 1, or agent.distance_rewards: false")
+            self.rewards_checked = True
         if cfg.distance_rewards:  # -1 per step, terminal where the sparse reward says the goal was reached
             discounts = torch.where(rewards > -0.5, 0.0, discounts)
             rewards = torch.full_like(rewards, -1.0)

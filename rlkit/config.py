@@ -387,6 +387,7 @@ def check_capabilities(cfg: "RunConfig", agent_cls: type) -> None:
         if type(aux).needs_one_step and caps.experience != "transitions":
             raise ConfigError(f"agent.aux[{i}] ({aux.name}) learns from transitions, but agent '{name}' learns from "
                               f"{caps.experience}")
+    cfg.agent.check_run(cfg)  # what only the agent knows it needs (e.g. RIS: one-step targets, sparse rewards)
 
 
 def _agent_registry() -> dict[str, tuple[type, type]]:

@@ -228,3 +228,84 @@ def test_point_maze_smoke_run(tmp_path):
     summary = train_online(build_run_config(data), tmp_path / "run")
     assert summary["steps"] == 300 and "success_rate" in summary["final_eval"]
     assert any(r["kind"] == "train" and r["updates"] > 0 for r in _metrics(tmp_path / "run"))
+
+
+# --------------------------------------------------------------------------------------
+# Distance rewards: what the critic's target is built from, and the configs that would break it
+# --------------------------------------------------------------------------------------
+
+GAMMA, Q_NEXT, Q_NOW = 0.99, 10.0, 100.0
+
+
+def _constant_critics(agent: RIS) -> None:
+    """Qbar = Q_NEXT and Q = Q_NOW everywhere (last layers: zero weights, constant bias), so a one-sample batch's
+    critic loss is (Q_NOW - y)^2 and gives the target y back."""
+    with torch.no_grad():
+        for critic, value in ((agent.critic_target, Q_NEXT), (agent.critic, Q_NOW)):
+            critic.layers[-1].weight.zero_()
+            critic.layers[-1].bias.fill_(value)
+
+
+def _one_sample_batch(reward: float, discount: float) -> SubgoalTransitions:
+    g = torch.Generator().manual_seed(0)
+    obs = {"observation": torch.rand(1, 3, generator=g), "achieved_goal": torch.rand(1, 2, generator=g),
+           "desired_goal": torch.rand(1, 2, generator=g)}
+    return SubgoalTransitions(obs=obs, actions=torch.zeros(1, 2), rewards=torch.tensor([reward]),
+                              next_obs={k: v + 0.1 for k, v in obs.items()}, discounts=torch.tensor([discount]),
+                              weights=torch.ones(1), indices=torch.zeros(1, dtype=torch.long),
+                              subgoal_candidates=torch.rand(1, 1, 5, generator=g))
+
+
+def _critic_target(reward: float, discount: float, **cfg) -> float:
+    agent = RIS(RISConfig(**SMALL, gamma=GAMMA, **cfg), GOAL_SPACE, ACTIONS, seed=0)
+    _constant_critics(agent)
+    loss = float(agent.update(_one_sample_batch(reward, discount))["critic_loss"])
+    return Q_NOW - math.sqrt(loss)
+
+
+@pytest.mark.parametrize("reward, discount, expected", [
+    (0.0, GAMMA, -1.0),                  # the goal reached: terminal, although the env did not end the episode
+    (-1.0, GAMMA, -1.0 + GAMMA * Q_NEXT),  # not reached: -1 and bootstrap
+    (0.0, 0.0, -1.0),                    # reached and the env ended it: terminal
+    (-1.0, 0.0, -1.0),                   # an env termination the goal did not cause stays one (see the docstring)
+])
+def test_distance_rewards_replace_the_stored_flags_by_goal_reached(reward, discount, expected):
+    # ref train_ant.py: reward = -1 everywhere, done = (the next state reached the goal); the batch's own
+    # 0/-1 reward says where (HER recomputed it for relabelled goals)
+    assert _critic_target(reward, discount) == pytest.approx(expected, abs=1e-4)
+
+
+@pytest.mark.parametrize("reward, discount", [(0.0, GAMMA), (-1.0, GAMMA), (-2.9701, GAMMA ** 3), (-0.37, 0.0)])
+def test_without_distance_rewards_the_target_is_the_batchs_reward_and_discount(reward, discount):
+    # the general case (any n-step sum, any reward): y = R + d * min Qbar, no entropy term
+    expected = reward + discount * Q_NEXT
+    assert _critic_target(reward, discount, distance_rewards=False) == pytest.approx(expected, abs=1e-4)
+
+
+@pytest.mark.parametrize("reward", [-2.9701, -0.37])
+def test_distance_rewards_refuse_a_batch_of_n_step_sums_or_dense_rewards(reward):
+    # before: -2.9701 (three missed steps at 0.99) silently became -1 and a dense -0.37 never read as success
+    with pytest.raises(ConfigError, match="rewards other than 0 and -1"):
+        _critic_target(reward, GAMMA ** 3)
+
+
+@pytest.mark.parametrize("env_id, kwargs, overrides, words", [
+    ("rlkit/PointGoal-v0", {"reward_type": "sparse"}, ["train.replay.n_step=3"], "n_step is 3"),
+    ("rlkit/PointMazeU-v0", {}, ["train.replay.n_step=2"], "n_step is 2"),
+    ("rlkit/PointGoal-v0", {"reward_type": "dense"}, [], "reward_type is 'dense'"),
+    ("rlkit/PointGoal-v0", {}, [], "reward_type is 'dense'"),             # the env's default reward is dense
+    ("rlkit/PointMazeU-v0", {"reward_type": "dense"}, [], "reward_type is 'dense'"),
+])
+def test_distance_rewards_refuse_n_step_and_dense_rewards_when_the_run_is_built(env_id, kwargs, overrides, words):
+    with pytest.raises(ConfigError, match=words) as info:
+        build_run_config(_run_data(env_id, kwargs, 400), overrides)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("env_id, kwargs, overrides", [
+    ("rlkit/PointGoal-v0", {"reward_type": "sparse"}, []),
+    ("rlkit/PointMazeU-v0", {}, []),                                      # sparse by default
+    ("rlkit/PointGoal-v0", {}, ["agent.distance_rewards=false", "train.replay.n_step=3"]),
+])
+def test_distance_rewards_accept_one_step_sparse_runs_and_anything_without_them(env_id, kwargs, overrides):
+    build_run_config(_run_data(env_id, kwargs, 400), overrides)

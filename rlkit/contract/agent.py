@@ -95,6 +95,11 @@ class AgentConfig:
         ``lr_decay_steps`` with ``lr_end`` set): an offline run, which has no env steps, refuses them."""
         return []
 
+    def check_run(self, run: Any) -> None:
+        """Checks this agent's needs against the rest of the run's config (a :class:`rlkit.config.RunConfig`:
+        the replay, the env): :func:`rlkit.config.check_capabilities` calls it once, before anything is
+        built, so a setting the agent would silently get wrong fails at start with one line. Default: none."""
+
     # shared checks, so every agent words the same mistake the same way
     def check_positive(self, *names: str) -> None:
         for name in names:
