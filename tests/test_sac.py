@@ -363,3 +363,58 @@ def test_bench_window_rate_leaves_evaluations_out():
     assert _window_rate(marks, [(7.0, 5.0)], start_step=1000) == pytest.approx(300 / 3.0)
     assert _window_rate(marks, [(0.5, 5.0)], start_step=1000) == pytest.approx(300 / 8.0)  # before the window
     assert _window_rate(marks, [], start_step=1300) is None  # one mark: no window
+
+
+# ------------------------------------------------------------------ what update() feeds its losses (issue 18, finding 13)
+
+Q_NEXT, Q_NOW = 10.0, 100.0
+
+
+def _constant_critics(agent: SAC) -> None:
+    """Qbar = Q_NEXT and Q = Q_NOW everywhere (last layers: zero weights, constant bias): a one-sample batch's
+    critic loss is then (Q_NOW - y)^2, which gives the target y back."""
+    with torch.no_grad():
+        for critic, value in ((agent.target_critic, Q_NEXT), (agent.critic, Q_NOW)):
+            critic.layers[-1].weight.zero_()
+            critic.layers[-1].bias.fill_(value)
+
+
+@pytest.mark.parametrize("reward, discount", [(-2.5, 0.95 ** 3), (1.0, 0.0), (0.5, 0.9)])
+def test_update_bootstraps_with_the_batchs_discounts_not_gamma(reward, discount):
+    # the replay returns n-step sums and gamma^k (0 at terminals): the target is R + d * (min Qbar - alpha log pi)
+    # with d the batch's discount, never cfg.gamma again (alpha ~ 0 here, so y = R + d * Q_NEXT)
+    agent = _agent(gamma=0.99, init_alpha=1e-9, autotune_alpha=False)
+    _constant_critics(agent)
+    one = _batch(size=1)
+    batch = Transitions(obs=one.obs, actions=one.actions, rewards=torch.tensor([reward]), next_obs=one.next_obs,
+                        discounts=torch.tensor([discount]), weights=torch.ones(1), indices=torch.zeros(1, dtype=torch.long))
+    target = Q_NOW - math.sqrt(float(agent.update(batch)["critic_loss"]))
+    assert target == pytest.approx(reward + discount * Q_NEXT, abs=1e-3)
+
+
+def test_the_critic_sees_actions_normalised_to_minus_one_one():
+    agent = _agent()
+    seen = []
+    agent.critic.register_forward_hook(lambda module, args, output: seen.append(args[1].detach().clone()))
+    batch = _batch(size=256)
+    agent.update(batch)
+    low, high = torch.as_tensor(ACT_SPACE.low), torch.as_tensor(ACT_SPACE.high)
+    expected = (batch.actions - (high + low) / 2) / ((high - low) / 2)
+    # the first critic call is Q(s, a) on the replayed actions; the second Q(s, a~pi) on the policy's (in [-1, 1])
+    torch.testing.assert_close(seen[0], expected)
+    assert bool((seen[0].abs() <= 1).all()) and float(seen[0][:, 1].abs().max()) > 0.9
+    assert not torch.allclose(seen[0], batch.actions)
+    assert all(bool((s.abs() <= 1).all()) for s in seen)
+
+
+@pytest.mark.parametrize("init_alpha", [0.05, 5.0])
+def test_the_temperature_loss_is_on_log_alpha(init_alpha):
+    # L = -log alpha * (log pi + Hbar): d L / d log alpha = -(mean log pi + Hbar) = entropy - Hbar, whatever
+    # alpha is (a loss on alpha itself would scale the gradient by alpha: 0.05x or 5x)
+    agent = _agent(init_alpha=init_alpha)
+    metrics = agent.update(_batch())
+    expected = float(metrics["entropy"]) - agent.target_entropy
+    assert agent.target_entropy == -2.0
+    assert float(agent.log_alpha.grad) == pytest.approx(expected, rel=1e-5, abs=1e-6)
+    # and the step moved log alpha toward the target entropy: up while the entropy is below Hbar
+    assert math.log(agent.alpha) != pytest.approx(math.log(init_alpha))
