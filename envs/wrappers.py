@@ -284,11 +284,27 @@ class RunningMeanStd:
         return {"mean": torch.tensor(self.mean), "var": torch.tensor(self.var), "count": float(self.count)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        mean = np.asarray(torch.as_tensor(state["mean"]).cpu().numpy(), dtype=np.float64)
-        var = np.asarray(torch.as_tensor(state["var"]).cpu().numpy(), dtype=np.float64)
+        """Restore saved statistics, checked first (a ValueError names what is wrong; nothing changes): shapes
+        that fit, a finite mean, a finite variance >= 0 and a finite count >= 0."""
+        try:
+            mean = np.asarray(torch.as_tensor(state["mean"]).cpu().numpy(), dtype=np.float64)
+            var = np.asarray(torch.as_tensor(state["var"]).cpu().numpy(), dtype=np.float64)
+            count = float(state["count"])
+        except KeyError as exc:
+            raise ValueError(f"normalisation statistics lack {exc}; expected mean, var and count") from None
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise ValueError(f"normalisation statistics are not numbers ({' '.join(str(exc).split())[:120]})") \
+                from None
         if mean.shape != self.shape or var.shape != self.shape:
             raise ValueError(f"normalisation statistics of shape {mean.shape} do not fit this env's {self.shape}")
-        self.mean, self.var, self.count = mean.copy(), var.copy(), float(state["count"])
+        if not np.isfinite(mean).all():
+            raise ValueError("normalisation statistics: the mean holds NaN or inf")
+        if not np.isfinite(var).all() or (var < 0).any():
+            raise ValueError(f"normalisation statistics: the variance must be finite and >= 0, got min "
+                             f"{np.nanmin(var) if np.isfinite(var).any() else var.flat[0]}")
+        if not 0.0 <= count < np.inf:
+            raise ValueError(f"normalisation statistics: the count must be finite and >= 0, got {count}")
+        self.mean, self.var, self.count = mean.copy(), var.copy(), count
 
 
 def _normalized_box(space: gym.Space, clip: float, who: str) -> spaces.Box:
@@ -378,8 +394,11 @@ class NormalizeReward(gym.Wrapper, gym.utils.RecordConstructorArgs):
         return {**self.return_rms.state_dict(), "return": float(self.discounted_return)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        discounted = float(state.get("return", 0.0))
+        if not np.isfinite(discounted):
+            raise ValueError(f"normalisation statistics: the running return must be finite, got {discounted}")
         self.return_rms.load_state_dict(state)
-        self.discounted_return = float(state.get("return", 0.0))
+        self.discounted_return = discounted
 
 
 class VecNormalizeObservation(VectorObservationWrapper):
@@ -452,11 +471,15 @@ class VecNormalizeReward(VectorWrapper):
                 "resetting": torch.as_tensor(self._resetting)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.return_rms.load_state_dict(state)
+        returns = None
         if "return" in state:
             returns = torch.as_tensor(state["return"]).cpu().numpy().astype(np.float64)
             if returns.shape != self.discounted_return.shape:
                 raise ValueError(f"saved returns for {returns.shape[0]} sub-envs, this env has {self.num_envs}")
+            if not np.isfinite(returns).all():
+                raise ValueError("normalisation statistics: the running returns hold NaN or inf")
+        self.return_rms.load_state_dict(state)
+        if returns is not None:
             self.discounted_return = returns.copy()
         if "resetting" in state:  # sub-envs whose next step is an autoreset step (left out of the statistics)
             self._resetting = torch.as_tensor(state["resetting"]).cpu().numpy().astype(bool).copy()

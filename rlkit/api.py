@@ -263,6 +263,9 @@ class Policy:
         """
         batch, single = self._as_batch(obs)
         n = _batch_size(batch)
+        if n == 0:  # an empty batch: no actions (networks cannot reshape 0 rows)
+            space = self.action_space
+            return np.zeros((0, *(space.shape or ())), dtype=space.dtype)
         starts = None
         if episode_start is not None:
             starts = np.asarray(episode_start, dtype=bool).reshape(-1)
@@ -331,6 +334,9 @@ def _as_batch_array(obs: Any, space: Any, where: str) -> tuple[np.ndarray, bool]
     if given.dtype.kind == "f" and array.dtype.kind in "iu" and not np.array_equal(array, given):
         raise ValueError(f"{where} holds fractional floats but the space stores {space.dtype} (e.g. images in "
                          "[0, 1] where 0..255 bytes are expected); pass values the space holds")
+    if array.dtype.kind == "f" and not np.isfinite(array).all():  # a NaN input gives an arbitrary action
+        bad = np.argwhere(~np.isfinite(array))[0].tolist()
+        raise ValueError(f"{where} holds NaN or inf (first at index {bad}); a policy acts on finite observations")
     if array.shape == shape:
         return array[None], True
     if array.ndim == len(shape) + 1 and array.shape[1:] == shape:

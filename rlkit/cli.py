@@ -129,7 +129,7 @@ def cmd_export(ns: argparse.Namespace) -> int:
 
     run = open_run(ns.run_dir, ns.checkpoint, exported=False)
     run_dir, cfg, ckpt_path = run.run_dir, run.config, run.weights
-    out_dir = check_new_run_dir(ns.out_dir)
+    out_dir = check_new_run_dir(ns.out_dir, flag="OUT_DIR")
     config_text = (run_dir / CONFIG_FILE).read_text()
     agent = build_agent(cfg, *run_spaces(cfg), torch_device("cpu"))  # the env's spaces, or the dataset's
     state = load_agent_weights(agent, ckpt_path, torch_device("cpu"))
@@ -560,6 +560,10 @@ def main(argv: list[str] | None = None) -> int:
         bad_gl = check_mujoco_gl()  # else `import mujoco` raises from deep inside, whatever the command
         if bad_gl is not None:
             raise ConfigError(bad_gl)
+        if getattr(ns, "seed", None) is not None:  # every command's --seed: numpy's range, before anything runs
+            from rlkit.config import check_seed
+
+            check_seed(ns.seed, "--seed")
         if ns.command == "eval":
             if ns.episodes < 1:
                 raise ConfigError(f"--episodes must be >= 1, got {ns.episodes}")

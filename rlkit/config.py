@@ -36,6 +36,15 @@ MAX_DEPTH = 32
 """Deepest nesting of sections, lists and mappings accepted in a config or an override value."""
 MAX_VALUES = 100_000
 """Most values (scalars, lists, mappings; aliases counted each time they are used) in a config."""
+MAX_SEED = 2**32 - 1
+"""Seeds lie in [0, MAX_SEED]: what numpy, Python's ``random`` and Gymnasium all accept."""
+
+
+def check_seed(seed: Any, where: str = "seed") -> int:
+    """``seed`` if it is an integer in [0, 2**32 - 1], else a one-line :class:`ConfigError`."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise ConfigError(f"{where} must be an integer in [0, 2**32 - 1] (numpy's seed range), got {seed!r}")
+    return seed
 
 
 # --------------------------------------------------------------------------------------
@@ -237,6 +246,7 @@ class RunConfig:
     """Learn from a dataset instead of env interaction (see :class:`OfflineConfig`); None: online."""
 
     def __post_init__(self) -> None:
+        check_seed(self.seed)
         if self.torch_threads < 0:
             raise ConfigError(f"torch_threads must be >= 0, got {self.torch_threads}")
         if self.offline is not None and self.train.replay.her is not None:

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from rlkit.errors import CheckpointError, DiskFullError
+from rlkit.errors import CheckpointError, DiskFullError, TrainingDiverged
 
 
 FORMAT_VERSION = 1
@@ -56,10 +56,26 @@ def _nearly_full(path: Path) -> bool:
         return False
 
 
+def nonfinite(state: Any, prefix: str = "") -> str | None:
+    """The name of the first floating tensor in a state dict holding NaN or inf, else None."""
+    if isinstance(state, torch.Tensor):
+        return prefix if state.is_floating_point() and not bool(torch.isfinite(state).all()) else None
+    if isinstance(state, dict):
+        for key, value in state.items():
+            found = nonfinite(value, f"{prefix}.{key}" if prefix else str(key))
+            if found is not None:
+                return found
+    return None
+
+
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """Write ``state`` atomically. A full disk raises :class:`DiskFullError` (one clear line) and
-    leaves the previous checkpoint at ``path`` untouched."""
+    leaves the previous checkpoint at ``path`` untouched. Non-finite agent weights (``state["agent"]``)
+    are never written: :class:`TrainingDiverged`, and the previous checkpoint stays."""
     path = Path(path)
+    broken = nonfinite(state.get("agent"))
+    if broken is not None:
+        raise TrainingDiverged(f"agent state '{broken}' is not finite")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
@@ -112,4 +128,8 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu",
     missing = [key for key in required if key not in state]
     if missing:
         raise CheckpointError(f"'{path}' is not an rlkit checkpoint: it has no {', '.join(repr(k) for k in missing)}")
+    broken = nonfinite(state.get("agent"))
+    if broken is not None:  # rlkit never writes one: a damaged or foreign file, not a "last good" state
+        raise CheckpointError(f"'{path}' holds non-finite weights ('{broken}' has NaN or inf): it cannot be resumed, "
+                              "evaluated or exported; use another checkpoint (--checkpoint best|latest) or run")
     return state

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from rlkit.runfiles.checkpoint import CheckpointError
+from rlkit.runfiles.checkpoint import CheckpointError, nonfinite
 
 WEIGHTS_FILE = "model.safetensors"
 FORMAT = "rlkit-acting-weights-1"
@@ -39,12 +39,17 @@ def export_agent(agent, config_text: str, out_dir: str | Path, metadata: dict[st
     """Write ``out_dir/model.safetensors`` (atomically) and ``out_dir/config.yaml``; returns ``out_dir``."""
     from safetensors.torch import save_file
 
+    tensors = acting_tensors(agent)
+    broken = nonfinite(tensors)
+    if broken is not None:  # an export of NaN weights "evaluates" to nan: refuse it before writing anything
+        raise CheckpointError(f"the agent's weights are not finite ('{broken}' has NaN or inf); nothing was exported: "
+                              "export a checkpoint from before the run diverged")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = out_dir / f".{WEIGHTS_FILE}.tmp-{os.getpid()}"
     header = {"format": FORMAT, **{k: str(v) for k, v in metadata.items()}}
     try:
-        save_file(acting_tensors(agent), str(tmp), metadata=header)
+        save_file(tensors, str(tmp), metadata=header)
         os.chmod(tmp, 0o644)  # safetensors creates the file owner-only; a shared model is world-readable
         os.replace(tmp, out_dir / WEIGHTS_FILE)
     finally:
@@ -69,6 +74,10 @@ def load_exported(agent, path: str | Path, agent_name: str, device: torch.device
     if header.get("format") != FORMAT:
         raise CheckpointError(f"'{file}' is not an rlkit export (header format {header.get('format')!r}, "
                               f"expected {FORMAT!r}); write one with `rlkit export RUN_DIR OUT_DIR`")
+    broken = nonfinite(tensors)
+    if broken is not None:
+        raise CheckpointError(f"'{file}' holds non-finite weights ('{broken}' has NaN or inf): it cannot be "
+                              "evaluated or loaded; export a checkpoint from before the run diverged")
     if header.get("agent") not in (None, agent_name):
         raise CheckpointError(f"'{file}' holds a '{header['agent']}' agent but config.yaml asks for '{agent_name}'")
     try:

@@ -39,6 +39,7 @@ class RunLogger:
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
+            _quiet_tensorboard_thread()
             self._tb = SummaryWriter(str(self.run_dir / "tb"), purge_step=start_step if start_step > 0 else None)
         self._bar = None
         if progress:
@@ -116,9 +117,31 @@ class RunLogger:
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
-        if self._tb is not None:
-            self._tb.close()
-        self._file.close()
+        try:
+            if self._tb is not None:
+                self._tb.close()  # a write error of its thread (a full disk) is raised here, once
+        finally:
+            self._tb = None
+            self._file.close()
+
+
+def _quiet_tensorboard_thread() -> None:
+    """TensorBoard writes events from a thread; when a write fails (a full disk) that thread would print its
+    own traceback, and the writer raises the same error again in the main thread at its next call, where the
+    CLI turns it into one line. Installed once: only that thread's OSErrors are kept quiet."""
+    import threading
+
+    previous = threading.excepthook
+    if getattr(previous, "rlkit_quiet_tensorboard", False):
+        return
+
+    def hook(args) -> None:
+        if type(args.thread).__name__ == "_AsyncWriterThread" and isinstance(args.exc_value, OSError):
+            return
+        previous(args)
+
+    hook.rlkit_quiet_tensorboard = True
+    threading.excepthook = hook
 
 
 # --------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,14 +41,35 @@ LOCK_FILE = ".rlkit.lock"
 
 
 def new_run_dir(root: str | Path, name: str | None, config_name: str, agent: str, seed: int) -> Path:
+    """A new run directory ``root/<name>`` (default ``<config>-<agent>-s<seed>-<timestamp>``), claimed
+    atomically: it is created here, holding only an empty lock file, so two runs started in the same
+    second (or with the same ``log.name``) get two directories (``<name>``, ``<name>-2``, ...). A run that
+    fails before its first checkpoint removes it again (``rlkit.training.loops._Run``)."""
     if name is None:
         name = f"{config_name}-{agent}-s{seed}-{time.strftime('%Y%m%d-%H%M%S')}"
     path = Path(root) / name
     suffix = 1
-    while path.exists():  # never write into someone else's run
-        suffix += 1
-        path = Path(root) / f"{name}-{suffix}"
-    return path
+    while True:  # never write into someone else's run: mkdir is atomic, the first process to make it owns it
+        try:
+            path.mkdir(parents=True)
+            (path / LOCK_FILE).touch()  # marks the directory as claimed by rlkit (a failed start removes it)
+            return path
+        except FileExistsError:
+            suffix += 1
+            path = Path(root) / f"{name}-{suffix}"
+        except OSError as exc:
+            raise RunDirError(f"cannot create run directory '{path}' (log.root '{root}'): "
+                              f"{exc.strerror or exc}") from None
+
+
+def is_claimed_empty(run_dir: Path) -> bool:
+    """``run_dir`` holds nothing but rlkit's lock file: claimed by :func:`new_run_dir`, nothing written yet."""
+    lock = Path(run_dir) / LOCK_FILE
+    try:
+        return ([p.name for p in Path(run_dir).iterdir()] == [LOCK_FILE] and not lock.is_symlink()
+                and lock.is_file() and lock.stat().st_size == 0)
+    except OSError:
+        return False
 
 
 def check_run_dir(run_dir: str | Path, need_checkpoint: bool = True) -> Path:
@@ -108,34 +130,39 @@ def open_run(path: str | Path, checkpoint: Literal["best", "latest"] = "best", *
     return OpenedRun(run_dir, config, weights, is_export)
 
 
-def check_new_run_dir(run_dir: str | Path) -> Path:
+def check_new_run_dir(run_dir: str | Path, flag: str = "--run-dir") -> Path:
     """A path where a new run may be written: absent, or an empty directory, in a writable place.
+    ``flag`` names the argument in messages (``rlkit export`` passes ``OUT_DIR``).
 
     Never a directory holding anything else: rlkit would overwrite or append to the user's files.
     """
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
-        raise RunDirError(f"--run-dir '{run_dir}' is a file, not a directory; pick a new directory")
+        raise RunDirError(f"{flag} '{run_dir}' is a file, not a directory; pick a new directory")
     if run_dir.is_dir():
         if (run_dir / CONFIG_FILE).exists():
-            raise RunDirError(f"--run-dir '{run_dir}' already holds a run; pick a new directory or resume it "
-                              f"with `rlkit train --resume {run_dir}`")
+            resume = f" or resume it with `rlkit train --resume {run_dir}`" if flag == "--run-dir" else ""
+            raise RunDirError(f"{flag} '{run_dir}' already holds a run; pick a new directory{resume}")
         try:
             others = sorted(p.name for p in run_dir.iterdir() if p.name != LOCK_FILE)
         except OSError as exc:
-            raise RunDirError(f"--run-dir '{run_dir}' cannot be read: {exc.strerror}") from None
+            raise RunDirError(f"{flag} '{run_dir}' cannot be read: {exc.strerror}") from None
         if others:
-            raise RunDirError(f"--run-dir '{run_dir}' is not empty ({len(others)} entries, e.g. '{others[0]}') and is "
+            raise RunDirError(f"{flag} '{run_dir}' is not empty ({len(others)} entries, e.g. '{others[0]}') and is "
                               "not an rlkit run; rlkit writes only into a new or empty directory — pick another")
+        lock = run_dir / LOCK_FILE
+        if lock.is_symlink() or (lock.exists() and not lock.is_file()):
+            raise RunDirError(f"{flag} '{run_dir}': its {LOCK_FILE} is {'a symlink' if lock.is_symlink() else 'not a file'}; "
+                              "rlkit writes its lock only as a plain file — remove it or pick another directory")
         writable = run_dir
     else:
         writable = run_dir.parent
         while not writable.exists() and writable != writable.parent:
             writable = writable.parent
         if not writable.is_dir():
-            raise RunDirError(f"--run-dir '{run_dir}' cannot be created: '{writable}' is a file, not a directory")
+            raise RunDirError(f"{flag} '{run_dir}' cannot be created: '{writable}' is a file, not a directory")
     if not os.access(writable, os.W_OK | os.X_OK):
-        raise RunDirError(f"--run-dir '{run_dir}' cannot be written: no write permission in '{writable}'")
+        raise RunDirError(f"{flag} '{run_dir}' cannot be written: no write permission in '{writable}'")
     return run_dir
 
 
@@ -158,10 +185,16 @@ class RunLock:
         self._fd: int | None = None
 
     def acquire(self) -> "RunLock":
-        try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:  # never through a symlink: the pid written below would overwrite whatever it points at
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise RunDirError(f"cannot lock run '{self.path.parent}': its lock file {LOCK_FILE} is a symlink; "
+                                  "rlkit writes its lock only as a plain file — remove the link") from None
             raise RunDirError(f"cannot lock run '{self.path.parent}': {exc.strerror or exc}") from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise RunDirError(f"cannot lock run '{self.path.parent}': {LOCK_FILE} is not a plain file; remove it")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:

@@ -15,6 +15,7 @@ Collection conventions (NEXT_STEP autoreset, ``info["raw_reward"]``, ``info["lif
 from __future__ import annotations
 
 import math
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -27,12 +28,13 @@ from rlkit.training.build import (build_agent, build_experience, build_replay, e
 from rlkit.runfiles.checkpoint import save_checkpoint
 from rlkit.training.collector import Collector, EnvReplay, EpisodeTracker  # noqa: F401  (re-exported)
 from rlkit.config import RunConfig, build_run_config, dump_yaml, read_yaml
-from rlkit.errors import TrainingDiverged
+from rlkit.errors import ConfigError, TrainingDiverged
 from rlkit.training.evaluation import evaluate, evaluation_seed
 from rlkit.experience.her import env_compute_reward, env_compute_terminated
 from rlkit.runfiles.logger import CURVE_FILE, RunLogger, plot_runs
 from rlkit.training.run_state import RESUMABLE_KEYS, RunState, apply_optimizer_changes, resume_changes  # noqa: F401
-from rlkit.runfiles.runs import BEST, CONFIG_FILE, LATEST, RunLock, check_new_run_dir, check_run_dir, create_run_dir
+from rlkit.runfiles.runs import (BEST, CONFIG_FILE, LATEST, LOCK_FILE, RunLock, check_new_run_dir, check_run_dir, create_run_dir,
+                                is_claimed_empty)
 from rlkit.contract.schedules import linear_schedule
 
 
@@ -196,6 +198,7 @@ class _Run:
         self.last_eval: dict[str, Any] | None = None
         self.buffer_restored = False
         self.stop_signum = 0
+        self._remove_dir = False
         self._started = time.perf_counter()
         self._sps_mark = (0, time.perf_counter())
 
@@ -212,14 +215,49 @@ class _Run:
                 raise
         else:
             check_new_run_dir(self.run_dir)
+            # a failed start leaves nothing behind: the directory goes too if rlkit made it (else only its files)
+            self._remove_dir = not self.run_dir.exists() or is_claimed_empty(self.run_dir)
         return self
 
-    def __exit__(self, *exc) -> None:
-        if self.logger is not None:
-            self.logger.close()
-        for thing in self.owned:
-            thing.close()
-        self.lock.release()
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if self.logger is not None:
+                self.logger.close()
+        finally:
+            for thing in self.owned:
+                thing.close()
+            self.lock.release()
+        if exc is None:
+            return
+        if not self.resume and not (self.run_dir / LATEST).exists():
+            self._remove_new_run()  # a new run that failed before its first checkpoint: nothing to resume
+        if _allocation_error(exc):
+            raise ConfigError(self._allocation_message(exc)) from None
+
+    def _remove_new_run(self) -> None:
+        if not self.run_dir.is_dir():
+            return
+        if self._remove_dir:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+        else:  # the user's empty --run-dir: as it was (empty, or holding only a lock file)
+            for child in self.run_dir.iterdir():
+                if child.name == LOCK_FILE:
+                    continue
+                shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink(missing_ok=True)
+
+    def _allocation_message(self, exc: BaseException) -> str:
+        import re
+
+        size = re.search(r"allocate (\d+) bytes", str(exc))
+        tried = f" (tried {int(size.group(1)) / 2**30:.1f} GiB)" if size else ""
+        if (self.run_dir / LATEST).exists():
+            kept = (f"the checkpoint at step {self.state.checkpoint_step} is kept: resume with smaller settings, e.g. "
+                    f"`rlkit train --resume {self.run_dir} train.batch_size=64`")
+        else:
+            kept = "no run directory was left behind"
+        return (f"out of memory{tried}: the networks, batch or replay buffer this config asks for do not fit in "
+                "memory; lower agent.hidden (or the agent's other widths), train.batch_size or "
+                f"train.replay.capacity; {kept}")
 
     def own(self, closable):
         """Close ``closable`` (an env) when the run ends, however it ends."""
@@ -284,8 +322,11 @@ class _Run:
         self.last_eval = result
         self.logger.log("eval", state.step, self.clock(), result)
         if result["return_mean"] > state.best_eval:
+            try:  # never a best.pt of non-finite weights (a NaN net can still act, and score)
+                save_checkpoint(self.run_dir / BEST, {"step": state.step, "agent": agent.state_dict()})
+            except TrainingDiverged as exc:
+                raise self.diverged(str(exc)) from None
             state.best_eval, state.best_step = result["return_mean"], state.step
-            save_checkpoint(self.run_dir / BEST, {"step": state.step, "agent": agent.state_dict()})
         if cfg.train.stop_at_solve is not None and result["return_mean"] >= cfg.train.stop_at_solve:
             self.solved = True
         self.logger.progress(state.step)
@@ -351,6 +392,14 @@ class _StopRequest:
     def __exit__(self, *exc) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
+
+
+def _allocation_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is a failed allocation (host or GPU): a config asking for more memory than there is."""
+    if isinstance(exc, MemoryError) or isinstance(exc, getattr(torch, "OutOfMemoryError", ())):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text.lower())
 
 
 def _crossed(before: int, after: int, every: int) -> int:

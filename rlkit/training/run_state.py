@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from rlkit.runfiles.checkpoint import load_checkpoint, save_checkpoint
+from rlkit.runfiles.checkpoint import load_checkpoint, nonfinite, save_checkpoint  # noqa: F401 (nonfinite re-exported)
 from rlkit.config import RunConfig, to_dict
 from rlkit.errors import CheckpointError, ConfigError, TrainingDiverged
 
@@ -97,26 +97,61 @@ class RunState:
         checkpoint = load_checkpoint(path, map_location=device, required=("agent", "loop", "rng"))
         try:
             agent.load_state_dict(checkpoint["agent"])
-            loop = checkpoint["loop"]
-            state = cls(step=int(loop["step"]), elapsed=float(loop["elapsed"]), best_eval=float(loop["best_eval"]),
-                        best_step=loop.get("best_step"), updates_from=int(loop["updates_from"]),
-                        train_sums=json.loads(loop["train_sums"]), train_count=int(loop["train_count"]),
-                        records=int(loop["records"]))
+            state = cls._from_loop(checkpoint["loop"])
             buffer_restored = source is not None and checkpoint.get("buffer") is not None
             if buffer_restored:
+                fresh = _layout(source.state_dict())  # what this run's buffer holds, to check the loaded one against
                 source.load_state_dict(checkpoint["buffer"])
+                _check_layout(fresh, _layout(source.state_dict()), "the replay buffer")
             envs_exact = True
             if collector is not None:
                 collector_state = checkpoint.get("collector") or _collector_state_v0(checkpoint)
                 envs_exact = collector.load_state_dict(collector_state, seed, reseed=seed + state.step)
-            rng = checkpoint["rng"]
-        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as exc:
+            restore_rng(checkpoint["rng"])  # a tampered RNG state is refused here, like any other entry
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError, OverflowError) as exc:
             text = " ".join(str(exc).split())[:200]
             raise CheckpointError(f"'{path}' does not fit this run ({type(exc).__name__}: {text}); it is not an "
                                   "rlkit checkpoint of this run's agent, env and experience source") from None
-        restore_rng(rng)
         state.checkpoint_step = state.step
         return state, {"buffer_restored": buffer_restored, "envs_exact": envs_exact}
+
+
+    @classmethod
+    def _from_loop(cls, loop: dict[str, Any]) -> "RunState":
+        """The counters of a checkpoint's ``loop`` entry, checked (a ValueError names the first bad one)."""
+        counts = {key: loop[key] for key in ("step", "updates_from", "train_count", "records")}
+        for key, value in counts.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"loop.{key} is {value!r}, not a count >= 0")
+        elapsed, best_eval, best_step = float(loop["elapsed"]), float(loop["best_eval"]), loop.get("best_step")
+        if not 0.0 <= elapsed < math.inf or math.isnan(best_eval) or best_eval == math.inf:
+            raise ValueError(f"loop.elapsed {elapsed!r} or loop.best_eval {best_eval!r} is out of range")
+        if best_step is not None and (isinstance(best_step, bool) or not isinstance(best_step, int)
+                                      or not 0 <= best_step <= counts["step"]):
+            raise ValueError(f"loop.best_step is {best_step!r}, not a step of this run")
+        sums = json.loads(loop["train_sums"])
+        if not isinstance(sums, dict) or not all(isinstance(v, (int, float)) for v in sums.values()):
+            raise ValueError("loop.train_sums is not a mapping of metric sums")
+        return cls(step=counts["step"], elapsed=elapsed, best_eval=best_eval, best_step=best_step,
+                   updates_from=counts["updates_from"], train_sums=sums, train_count=counts["train_count"],
+                   records=counts["records"])
+
+
+def _layout(state: dict[str, Any]) -> dict[str, tuple]:
+    """``{key: (shape, dtype)}`` of a state dict's tensors (and the types of its other entries)."""
+    return {k: (tuple(v.shape), v.dtype) if isinstance(v, torch.Tensor) else (type(v),) for k, v in state.items()}
+
+
+def _check_layout(fresh: dict[str, tuple], loaded: dict[str, tuple], what: str) -> None:
+    """A loaded state has the entries, dtypes and shapes of the freshly built one (its row counts may differ
+    where the fresh one has none yet): a tampered position, mask or RNG state is a ValueError."""
+    for key, spec in fresh.items():
+        got = loaded.get(key)
+        if got is None or len(got) != len(spec) or got[1:] != spec[1:] or (len(spec) == 1 and got != spec):
+            raise ValueError(f"{what}'s '{key}' is {got}, expected {spec}")
+        if len(spec) == 2 and (len(got[0]) != len(spec[0]) or got[0][1:] != spec[0][1:]
+                               or (spec[0][:1] != (0,) and got[0][:1] != spec[0][:1])):
+            raise ValueError(f"{what}'s '{key}' has shape {list(got[0])}, expected {list(spec[0])}")
 
 
 def _collector_state_v0(checkpoint: dict[str, Any]) -> dict[str, Any]:
@@ -154,18 +189,6 @@ def _np_state_from_json(text: str) -> tuple:
 def _py_state_from_json(text: str) -> tuple:
     version, internal, gauss = json.loads(text)
     return version, tuple(internal), gauss
-
-
-def nonfinite(state: Any, prefix: str = "") -> str | None:
-    """The name of the first floating tensor in a state dict holding NaN or inf, else None."""
-    if isinstance(state, torch.Tensor):
-        return prefix if state.is_floating_point() and not bool(torch.isfinite(state).all()) else None
-    if isinstance(state, dict):
-        for key, value in state.items():
-            found = nonfinite(value, f"{prefix}.{key}" if prefix else str(key))
-            if found is not None:
-                return found
-    return None
 
 
 # --------------------------------------------------------------------------------------
