@@ -39,6 +39,12 @@ def cmd_train(ns: argparse.Namespace) -> int:
         overrides.append(f"seed={ns.seed}")
     if ns.device is not None:
         overrides.append(f"device={ns.device}")
+    # --agent / --env: shortcuts for agent.name= / env.id= (before the other overrides, which may refine them);
+    # --agent without a CONFIG starts from that agent's defaults, not from the default DQN file
+    overrides[:0] = [f"{key}={value}" for key, value in (("agent.name", ns.agent), ("env.id", ns.env)) if value]
+    config = config_path
+    if config is None and ns.agent is not None and ns.resume is None:
+        config = {}
     if ns.resume is not None:
         if config_path is not None:
             raise ConfigError("--resume takes the run's own config.yaml; pass overrides only (no CONFIG)")
@@ -48,7 +54,7 @@ def cmd_train(ns: argparse.Namespace) -> int:
     # the same preparation as rlkit.train(): config + overrides, run directory checked before anything is
     # built (on resume the config is read under the run's lock, and the loop checks the overrides against
     # the checkpoint before anything is written)
-    cfg, run_dir, source = prepare_train(config_path, overrides, run_dir=ns.run_dir, resume_dir=ns.resume)
+    cfg, run_dir, source = prepare_train(config, overrides, run_dir=ns.run_dir, resume_dir=ns.resume)
     summary = train(cfg, run_dir, resume=ns.resume is not None, source=source)
     _print_summary(summary)
     return 128 + summary["interrupted"] if summary.get("interrupted") else 0
@@ -435,6 +441,9 @@ def build_parser() -> argparse.ArgumentParser:
                            description="rlkit train [CONFIG] [key.sub=value ...]; no CONFIG trains configs/dqn_cartpole.yaml")
     train.add_argument("args", nargs="*", metavar="CONFIG|key=value", help="config file, then dotted overrides")
     train.add_argument("--seed", type=int, help="shortcut for seed=N")
+    train.add_argument("--agent", metavar="NAME", help="shortcut for agent.name=NAME (`rlkit list` shows them); "
+                                                       "without CONFIG the agent's defaults, no YAML needed")
+    train.add_argument("--env", metavar="ID", help="shortcut for env.id=ID")
     train.add_argument("--device", choices=["auto", "cpu", "cuda"])
     train.add_argument("--run-dir", help="write the run here instead of runs/<name>")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its latest checkpoint")

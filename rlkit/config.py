@@ -528,9 +528,11 @@ def build_run_config(data: dict[str, Any], overrides: list[str] = (), source: st
     """Apply ``key.sub=value`` overrides to raw YAML data and build the typed :class:`RunConfig`."""
     data = copy.deepcopy(data)  # overrides must not leak into the caller's data
     try:
-        for text in overrides:
-            path, value = parse_override(text)
+        file_agent = dict(data["agent"]) if isinstance(data.get("agent"), dict) else {}  # as the file has it
+        parsed = [parse_override(text) for text in overrides]
+        for path, value in parsed:
             _set_path(data, path, value)
+        _drop_other_agents_keys(data, file_agent, parsed)
         agent_data = data.get("agent")
         if not isinstance(agent_data, dict) or "name" not in agent_data:
             raise ConfigError("the 'agent' section needs a 'name' (e.g. agent: {name: dqn})")
@@ -560,6 +562,28 @@ def build_run_config(data: dict[str, Any], overrides: list[str] = (), source: st
         return cfg
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
+
+
+def _drop_other_agents_keys(data: dict[str, Any], file_agent: dict[str, Any], parsed: list) -> None:
+    """An override that switches ``agent.name`` (``agent.name=sac`` over a DQN file) drops the file's other
+    agent keys, tuned for the other agent, so the new one starts from its own defaults (keys given as
+    overrides stay); a one-line notice names what was dropped."""
+    agent = data.get("agent")
+    old_name = file_agent.get("name")
+    if not isinstance(agent, dict) or old_name is None or agent.get("name") == old_name:
+        return
+    if any(path == ["agent"] for path, _ in parsed):  # the whole section was given: nothing of the file is left
+        return
+    given = {path[1] for path, _ in parsed if path[0] == "agent" and len(path) > 1}
+    dropped = [key for key in file_agent if key != "name" and key not in given]
+    for key in dropped:
+        del agent[key]
+    if dropped:
+        import sys
+
+        print(f"rlkit: note: agent.name {old_name} -> {agent.get('name')}: the config's {old_name} settings are "
+              f"dropped ({', '.join(f'agent.{k}' for k in dropped)}); {agent.get('name')} starts from its defaults",
+              file=sys.stderr)
 
 
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig:

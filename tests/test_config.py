@@ -105,3 +105,42 @@ def test_cli_list_shows_agents_envs_configs(capsys):
     assert code == 0
     assert "dqn" in out.out and "dqn_cartpole.yaml" in out.out and "rlkit/Pong-v0" in out.out
     assert "auxiliary modules (1;" in out.out and "inverse_dynamics" in out.out
+
+
+# --------------------------------------------------------------------------------------
+# Switching the agent from the command line (issue 18 #26)
+# --------------------------------------------------------------------------------------
+
+
+def test_switching_agent_name_drops_the_files_agent_keys(capsys):
+    """`agent.name=sac` over the DQN file: its DQN keys (lr, hidden, ...) go with one notice, SAC starts from
+    its defaults, and agent keys given as overrides stay."""
+    from rlkit.agents.sac import SACConfig
+
+    path = configs_dir() / "dqn_cartpole.yaml"
+    cfg = load_config(path, ["agent.name=sac", "env.id=Pendulum-v1", "agent.gamma=0.9"])
+    err = capsys.readouterr().err
+    assert isinstance(cfg.agent, SACConfig) and cfg.agent.gamma == 0.9
+    defaults = to_dict(SACConfig())
+    assert {k: v for k, v in to_dict(cfg.agent).items() if k != "gamma"} == \
+        {k: v for k, v in defaults.items() if k != "gamma"}
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "agent.name dqn -> sac" in lines[0] and "agent.lr" in lines[0]
+    assert "agent.gamma" not in lines[0]
+    # the same agent: nothing dropped, nothing said
+    load_config(path, ["agent.name=dqn", "agent.lr=0.01"])
+    assert capsys.readouterr().err == ""
+
+
+def test_train_with_agent_and_env_flags_needs_no_yaml(tmp_path, capsys):
+    """`rlkit train --agent sac --env Pendulum-v1`: SAC's defaults on Pendulum, no config file."""
+    run = tmp_path / "run"
+    assert main(["train", "--agent", "sac", "--env", "Pendulum-v1", f"--run-dir={run}", "train.total_steps=200",
+                 "train.learning_starts=100", "train.eval_episodes=1", "log.progress=false", "log.tensorboard=false",
+                 "log.plot=false", "device=cpu"]) == 0
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["agent"]["name"] == "sac" and saved["env"]["id"] == "Pendulum-v1"
+    from rlkit.agents.sac import SACConfig
+
+    assert saved["agent"] == to_dict(SACConfig())
+    assert "rlkit: note" not in capsys.readouterr().err
