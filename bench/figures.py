@@ -56,8 +56,10 @@ class Figure:
             out.update(ratio_median=float(np.median(ratios)), ratio_min=float(np.min(ratios)),
                        ratio_max=float(np.max(ratios)))
         elif not self.paired and ours and theirs:
+            # the extreme ratios, ordered: with negative values (returns) min/max is not the smallest
+            extremes = [a / b for a in (min(ours), max(ours)) for b in (min(theirs), max(theirs))]
             out.update(ratio_median=float(np.median(ours) / np.median(theirs)),
-                       ratio_min=float(min(ours) / max(theirs)), ratio_max=float(max(ours) / min(theirs)))
+                       ratio_min=float(min(extremes)), ratio_max=float(max(extremes)))
         if "ratio_median" in out:
             if self.goal:
                 op, value = self.goal.split()

@@ -87,6 +87,8 @@ def markdown_section(result: dict[str, Any]) -> str:
             goal = f"every seed {f['target']}"
             met = ({True: "yes", False: "**miss**"}[f["target_met_rlkit"]]
                    + f" (reference: {'yes' if f['target_met_reference'] else 'no'})")
+        if result.get("quick") and goal:  # tiny budgets measure nothing: no verdict on a goal
+            met = "not judged (smoke run)"
         lines.append(f"| {f['name']} ({f['unit']}) | {_fmt(median(f['rlkit']), f['unit'])} | "
                      f"{_fmt(median(f['reference']), f['unit'])} | {ratio} | {goal} | {met} |")
     if any(not f.get("paired", True) for f in result["figures"]):

@@ -39,6 +39,27 @@ def test_figure_targets_apply_to_every_seed_of_each_side():
     assert Figure("f", "return", rlkit=[500.0, None], reference=[], target=">= 475").summary()["target_met_rlkit"] is False
 
 
+def test_unpaired_spread_is_ordered_with_negative_values():
+    """Issue 18 #29: returns below zero once gave `0.38 [1.91..0.26]`: the spread is [smallest..largest]."""
+    summary = Figure("final", "return", rlkit=[-150.0, -400.0], reference=[-300.0, -600.0, -1500.0],
+                     paired=False).summary()
+    assert summary["ratio_min"] <= summary["ratio_median"] <= summary["ratio_max"]
+    assert summary["ratio_min"] == pytest.approx(0.1) and summary["ratio_max"] == pytest.approx(400 / 300)
+
+
+def test_smoke_runs_give_no_verdict_on_goals():
+    """Issue 18 #29: a --quick run measures nothing, so its goals are not judged ("miss" read as a result)."""
+    machine = {"date": "d", "cpu": "c", "cores": 2, "torch": "t", "torch_threads": 1, "sb3": "s", "python": "p",
+               "device": "cpu"}
+    figures = [Figure("sps", "steps/s", rlkit=[1.0], reference=[4.0], goal=">= 2.0").summary(),
+               Figure("final", "return", rlkit=[1.0], reference=[4.0], target=">= 475").summary()]
+    quick = markdown_section({"suite": "s", "command": "c", "notes": "n", "figures": figures, "machine": machine,
+                              "quick": True})
+    assert "miss" not in quick and quick.count("not judged (smoke run)") == 2 and SMOKE in quick
+    full = markdown_section({"suite": "s", "command": "c", "notes": "n", "figures": figures, "machine": machine})
+    assert "**miss**" in full
+
+
 def test_outcome_stability_figures():
     run = Outcome([(2500, 1.0, 100.0), (5000, 2.0, 480.0), (7500, 3.0, 300.0), (10000, 4.0, 500.0), (12500, 5.0, 490.0)])
     assert run.first_solve == (5000, 2.0) and run.final == 490.0 and run.best == 500.0
