@@ -67,6 +67,8 @@ def _print_summary(summary: dict) -> None:
             "incl. evaluation)")
     if final:
         line += f"  eval return {final['return_mean']:.1f} ± {final['return_std']:.1f} (last)"
+        if "success_rate" in final:  # goal tasks: what the return hides
+            line += f", success rate {final['success_rate']:.2f}"
     if summary.get("best_eval") is not None:
         line += f", best {summary['best_eval']:.1f} at step {summary['best_step']}"
     if summary.get("interrupted"):
@@ -435,6 +437,9 @@ def cmd_bench(ns: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rlkit", description="rlkit: train, evaluate and compare RL agents.")
+    from rlkit import __version__
+
+    parser.add_argument("--version", action="version", version=f"rlkit {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     train = sub.add_parser("train", help="train an agent from a YAML config",

@@ -85,3 +85,27 @@ def test_one_way_to_open_a_run(two_runs, tmp_path, capsys, monkeypatch):
         for argv in (["eval", str(path)], ["collect", str(path), "--episodes", "1", "--out", "test/x-v0"]):
             assert main(argv) == 2
             assert capsys.readouterr().err.strip() == f"rlkit: error: {message}"
+
+
+def test_version(capsys):
+    """Issue 18 #30: `rlkit --version` prints the installed version."""
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.strip() == f"rlkit {version('rlkit-toolkit')}"
+
+
+def test_closing_line_shows_the_success_rate_on_goal_tasks(tmp_path, capsys):
+    """Issue 18 #30: on a goal task the closing line of `rlkit train` gives the last evaluation's success rate."""
+    from rlkit.config import configs_dir
+
+    assert main(["train", str(configs_dir() / "sac_her_pointgoal.yaml"), f"--run-dir={tmp_path / 'r'}",
+                 "train.total_steps=300", "train.learning_starts=100", "train.eval_every=0", "train.eval_episodes=2",
+                 "log.progress=false", "log.tensorboard=false", "log.plot=false", "device=cpu"]) == 0
+    closing = [line for line in capsys.readouterr().out.splitlines() if line.startswith("steps ")]
+    assert len(closing) == 1 and ", success rate " in closing[0], closing
+    final = [json.loads(line) for line in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()
+             if json.loads(line)["kind"] == "eval"][-1]
+    assert f"success rate {final['success_rate']:.2f}" in closing[0]
