@@ -45,13 +45,15 @@ import numpy as np
 from rlkit.errors import DatasetError
 
 __all__ = ["Episode", "LoadedDataset", "EpisodeTransitions", "ReplayStream", "write_dataset", "load_dataset", "dataset_spaces",
-           "list_datasets", "dataset_info", "check_dataset_fits", "check_dataset_id", "dataset_path",
+           "list_datasets", "dataset_info", "check_dataset_fits", "check_dataset_env", "check_dataset_id", "dataset_path",
            "datasets_root", "iter_transitions", "replay_stream", "episode_stats", "episodes_from_replay"]
 
 DATA_DIR = "data"
 METADATA_FILE = "metadata.json"
 HDF5_FILE = "main_data.hdf5"
 MAX_METADATA_BYTES = 64 * 2**20
+MAX_ABS_REWARD = 1e9
+"""A reward beyond this magnitude is a unit or scaling mistake in the data, refused at load and write."""
 _ID_RE = re.compile(r"^(?:[-_\w][-_\w/]*[-_\w]/)?[-_\w]+?-v\d+$")
 
 Obs = Any  # np.ndarray, or a dict of arrays for Dict observation spaces
@@ -221,12 +223,16 @@ def _scan_ids(root: Path) -> Iterator[str]:
     """Dataset ids under ``root``: directories holding ``data/`` (hidden ones skipped), as Minari lists them."""
     if not root.is_dir():
         return
-    stack = [root]
+    stack, seen = [root], set()  # seen: (device, inode) of every directory entered, so symlink loops end
     while stack:
         current = stack.pop()
         try:
+            stat = current.stat()
+            if (stat.st_dev, stat.st_ino) in seen:
+                continue
+            seen.add((stat.st_dev, stat.st_ino))
             children = sorted(p for p in current.iterdir() if p.is_dir() and not p.name.startswith("."))
-        except OSError:
+        except OSError:  # unreadable, or a symlink loop the OS itself refuses (ELOOP)
             continue
         for child in children:
             if (child / DATA_DIR).is_dir():
@@ -268,15 +274,36 @@ def _check_leaf(name: str, array: Any, space: gym.Space, length: int, where: str
                                f"{_space_text(space)}; the dataset does not match its own spaces")
         if array.dtype.kind not in "biuf":
             raise DatasetError(f"{where}: {name} have dtype {array.dtype}, not numbers ({_space_text(space)})")
-        if array.dtype.kind == "f" and not np.isfinite(array).all():
-            bad = np.argwhere(~np.isfinite(array.reshape(len(array), -1)))[0][0]
-            raise DatasetError(f"{where}: {name} hold NaN or inf (first at step {bad}); clean the data or drop "
-                               "that episode")
         if array.dtype.kind == "f" and np.dtype(space.dtype).kind in "iub":
             raise DatasetError(f"{where}: {name} are floats but the space is {_space_text(space)}")
-        return array.astype(space.dtype, copy=False)
+        with np.errstate(over="ignore", invalid="ignore"):
+            cast = array.astype(space.dtype, copy=False)  # 1e39 as float32 is inf: checked after the cast
+        if cast.dtype.kind == "f" and not np.isfinite(cast).all():
+            bad = np.argwhere(~np.isfinite(cast.reshape(len(cast), -1)))[0][0]
+            raise DatasetError(f"{where}: {name} hold NaN or inf (first at step {bad}; values beyond {np.dtype(space.dtype)}'s "
+                               "range count as inf); clean the data or drop that episode")
+        if isinstance(space, gym.spaces.Box) and length:
+            _check_box_range(name, cast, space, where)
+        return cast
     raise DatasetError(f"{where}: {name}: space {_space_text(space)} is not supported (Box, Discrete, MultiBinary, "
                        "MultiDiscrete, or a Dict of them)")
+
+
+def _check_box_range(name: str, array: np.ndarray, space: gym.Box, where: str) -> None:
+    """Values farther outside a Box's finite bounds than the bounds' own width are not data of this space
+    (an action of 1e30 for a [-1, 1] box): a one-line DatasetError. Slightly out-of-bounds values (unclipped
+    exploration noise) pass."""
+    low, high = np.asarray(space.low, np.float64), np.asarray(space.high, np.float64)
+    slack = np.where(np.isfinite(high - low), np.maximum(high - low, 1e-6), np.inf)
+    values = array.astype(np.float64, copy=False)
+    with np.errstate(invalid="ignore"):  # inf - inf where a bound is infinite: never out of range
+        outside = (values < low - slack) | (values > high + slack)
+    if outside.any():
+        step = int(np.argwhere(outside.reshape(len(values), -1))[0][0])
+        value = values.reshape(len(values), -1)[step][outside.reshape(len(values), -1)[step]][0]
+        raise DatasetError(f"{where}: {name} at step {step} is {value:.6g}, far outside the space "
+                           f"{_space_text(space)}; the data does not belong to this space (rescale or clip it, or "
+                           "record the dataset with the space it was collected in)")
 
 
 def _check_values(name: str, values: Any, space: gym.Space, length: int, where: str) -> Obs:
@@ -302,8 +329,16 @@ def _check_flags(name: str, values: Any, length: int, where: str, kind: str = "b
         return array.astype(bool)
     if array.dtype.kind not in "biuf":
         raise DatasetError(f"{where}: {name} have dtype {array.dtype}, not numbers")
-    if not np.isfinite(array).all():
-        raise DatasetError(f"{where}: {name} hold NaN or inf (first at step {int(np.argmax(~np.isfinite(array)))})")
+    with np.errstate(over="ignore"):
+        cast = array.astype(np.float32)  # what the experience sources store: 1e308 becomes inf
+    if not np.isfinite(cast).all():
+        raise DatasetError(f"{where}: {name} hold NaN or inf (first at step {int(np.argmax(~np.isfinite(cast)))}; "
+                           "values beyond float32's range count as inf); clean the data or drop that episode")
+    big = np.flatnonzero(np.abs(cast) > MAX_ABS_REWARD)
+    if len(big):
+        raise DatasetError(f"{where}: {name} at step {int(big[0])} is {float(array[big[0]]):.6g}, beyond "
+                           f"±{MAX_ABS_REWARD:.0e}, far larger than any reward an agent can learn from; rescale "
+                           "the rewards (or clean that episode)")
     return array.astype(np.float64 if array.dtype == np.float64 else np.float32)
 
 
@@ -329,6 +364,9 @@ def _check_episode(ep: Episode, observation_space: gym.Space, action_space: gym.
         array = np.asarray(value)
         if array.dtype.kind not in "biuf" or array.ndim == 0:
             raise DatasetError(f"{where}: infos['{key}'] is not an array of numbers")
+        if len(array) not in (length, length + 1):
+            raise DatasetError(f"{where}: infos['{key}'] has {len(array)} entries for an episode of {length} steps "
+                               f"(Minari stores {length + 1}: the reset's info, then one per step)")
         infos[key] = array
     return Episode(obs, actions, rewards, terms, truncs, infos)
 
@@ -356,6 +394,35 @@ def check_dataset_fits(dataset: LoadedDataset, observation_space: gym.Space, act
             raise DatasetError(f"{prefix}dataset '{dataset.dataset_id}'{env} does not fit this env: its {what} "
                                f"space is {_space_text(mine)} but the env's is {_space_text(theirs)}; use a dataset "
                                "recorded on this env (and env.kwargs)")
+
+
+ALLOW_ENV_MISMATCH = "RLKIT_ALLOW_DATASET_ENV_MISMATCH"
+"""Set to 1 to train on a dataset recorded in another env (or other env kwargs) than the run's, on purpose."""
+
+
+def check_dataset_env(dataset: LoadedDataset, env_id: str, env_kwargs: Mapping[str, Any] | None = None,
+                      where: str | None = None) -> None:
+    """A one-line DatasetError naming both when the dataset was recorded in another env than ``env_id``
+    (or, for rlkit's datasets, with other ``env.kwargs``): same spaces do not make the same task. A dataset
+    that names no env passes; ``RLKIT_ALLOW_DATASET_ENV_MISMATCH=1`` lets a user who means it through."""
+    if dataset.env_id is None or os.environ.get(ALLOW_ENV_MISMATCH) == "1":
+        return
+    rlkit_meta = dataset.metadata.get("rlkit") if isinstance(dataset.metadata.get("rlkit"), dict) else {}
+    mine: Any = None
+    if rlkit_meta.get("env_id") == dataset.env_id and isinstance(rlkit_meta.get("env_kwargs"), dict):
+        mine = rlkit_meta["env_kwargs"]
+    try:
+        theirs = json.loads(json.dumps(dict(env_kwargs or {}), sort_keys=True, default=str))
+    except (TypeError, ValueError):
+        theirs = dict(env_kwargs or {})
+    if dataset.env_id == env_id and (mine is None or mine == theirs):
+        return
+    prefix = f"{where}: " if where else ""
+    recorded = dataset.env_id + (f" with kwargs {mine}" if mine else "")
+    running = env_id + (f" with kwargs {theirs}" if theirs else "")
+    raise DatasetError(f"{prefix}dataset '{dataset.dataset_id}' was recorded in {recorded} but this run's env is "
+                       f"{running}: the dataset does not fit this env. Use a dataset of this env, set env.id (and "
+                       f"env.kwargs) to the dataset's, or set {ALLOW_ENV_MISMATCH}=1 if you mean to mix them")
 
 
 # --------------------------------------------------------------------------------------
@@ -408,6 +475,8 @@ def write_dataset(dataset_id: str, episodes: Sequence[Episode], observation_spac
             env_spec = None
 
     final.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(final.parent)
+    _check_free_space(dataset_id, final.parent, checked)
     tmp = final.parent / f".tmp-{final.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
         tmp.mkdir()
@@ -425,6 +494,11 @@ def write_dataset(dataset_id: str, episodes: Sequence[Episode], observation_spac
             storage.update_episodes([EpisodeBuffer(observations=ep.observations, actions=ep.actions, rewards=ep.rewards,
                                                    terminations=ep.terminations, truncations=ep.truncations,
                                                    infos=dict(ep.infos)) for ep in checked])
+            # integrity: a checksum per array (verified at load, naming the array) and one fingerprint of it all
+            digests = _file_digests(tmp / DATA_DIR / HDF5_FILE, len(checked))
+            written = json.loads((tmp / DATA_DIR / METADATA_FILE).read_text(encoding="utf-8"))
+            storage.update_metadata({"rlkit": {**extra, "checksums": digests,
+                                               "fingerprint": _fingerprint(written, digests)}})
         _ensure_namespace(dataset_id)
         if final.exists():  # overwrite: swap, then drop the old one
             old = final.parent / f".old-{final.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -433,10 +507,12 @@ def write_dataset(dataset_id: str, episodes: Sequence[Episode], observation_spac
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, final)
-    except OSError as exc:
-        import errno
-
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+    except (OSError, RuntimeError) as exc:  # h5py reports a failed write as OSError or RuntimeError
+        full = "No space left" in str(exc) or "Disk quota" in str(exc) or getattr(exc, "errno", None) in (28, 122)
+        if full:
+            raise DatasetError(f"dataset '{dataset_id}': the disk under {final.parent} filled up while writing it; "
+                               "nothing was written there: free some space and record again") from None
+        if isinstance(exc, RuntimeError):
             raise
         raise DatasetError(f"dataset '{dataset_id}' cannot be written under {final.parent}: "
                            f"{exc.strerror or _one_line(exc, 120)}") from None
@@ -444,6 +520,45 @@ def write_dataset(dataset_id: str, episodes: Sequence[Episode], observation_spac
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return final
+
+
+def _remove_stale_temporaries(parent: Path) -> None:
+    """Remove what an earlier write killed mid-way (SIGKILL, power loss) left beside its dataset: the hidden
+    ``.tmp-<name>-<pid>-<hex>`` / ``.old-...`` directories whose writing process is gone."""
+    for path in parent.glob(".[to][ml][pd]-*-*-*"):
+        match = re.fullmatch(r"\.(?:tmp|old)-.+-(\d+)-[0-9a-f]{8}", path.name)
+        if match is None or not path.is_dir() or path.is_symlink():
+            continue
+        pid = int(match.group(1))
+        try:
+            if pid != os.getpid():
+                os.kill(pid, 0)
+            continue  # its writer is alive (or is this process): not stale
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except (PermissionError, OverflowError):  # another user's live process, or a forged name
+            continue
+
+
+def _check_free_space(dataset_id: str, parent: Path, episodes: Sequence[Episode]) -> None:
+    """A one-line DatasetError before anything is written when the episodes (plus HDF5's per-array overhead
+    and a margin) cannot fit on the disk: HDF5 failing mid-write floods stderr and can crash the process."""
+    def nbytes(value: Any) -> int:
+        return sum(nbytes(v) for v in value.values()) if isinstance(value, Mapping) else np.asarray(value).nbytes
+
+    arrays = sum(5 + len(ep.infos) + (len(ep.observations) if isinstance(ep.observations, Mapping) else 0)
+                 for ep in episodes)
+    need = sum(nbytes(ep.observations) + nbytes(ep.actions) + nbytes(ep.rewards) * 2 + nbytes(ep.terminations)
+               + nbytes(ep.truncations) + nbytes(dict(ep.infos)) for ep in episodes)
+    need = int(1.1 * (need + 3072 * arrays + 1024 * len(episodes))) + 2**16
+    try:
+        free = shutil.disk_usage(parent).free
+    except OSError:
+        return
+    if free < need:
+        raise DatasetError(f"dataset '{dataset_id}' needs about {need / 1e6:.1f} MB but {parent} has "
+                           f"{free / 1e6:.1f} MB free; free some space (or set MINARI_DATASETS_PATH to a larger "
+                           "disk) and record again")
 
 
 def _ensure_namespace(dataset_id: str) -> None:
@@ -521,30 +636,38 @@ def load_dataset(dataset: str | os.PathLike) -> LoadedDataset:
     obs_space = _deserialize(metadata, "observation_space", name)
     act_space = _deserialize(metadata, "action_space", name)
     expected = metadata["total_episodes"]
+    rlkit_meta = metadata.get("rlkit") if isinstance(metadata.get("rlkit"), dict) else {}
+    stored = rlkit_meta.get("checksums") if isinstance(rlkit_meta.get("checksums"), dict) else None
     h5 = data_dir / HDF5_FILE
     episodes: list[Episode] = []
+    digests: dict[str, str] = {}
     try:
         with h5py.File(h5, "r") as f:
             groups = [k for k in f.keys() if k.startswith("episode_")]
             if len(groups) < expected:
                 raise DatasetError(f"dataset '{name}': {h5} holds {len(groups)} episodes but its metadata says "
                                    f"{expected}; the file is truncated — re-create the dataset")
+            steps_left = metadata["total_steps"]
             for i in range(expected):
                 where = f"dataset '{name}', episode {i}"
                 if f"episode_{i}" not in f:
                     raise DatasetError(f"{where}: missing from {h5}; the file is truncated or mismatched")
+                group = f.get(f"episode_{i}", getlink=True)
+                if not isinstance(group, h5py.HardLink) or not isinstance(f[f"episode_{i}"], h5py.Group):
+                    raise DatasetError(f"{where}: not an HDF5 group in {h5} (links are refused)")
                 group = f[f"episode_{i}"]
-                if not isinstance(group, h5py.Group):
-                    raise DatasetError(f"{where}: not an HDF5 group in {h5}")
                 missing = [k for k in ("observations", "actions", "rewards", "terminations", "truncations")
                            if k not in group]
                 if missing:
                     raise DatasetError(f"{where}: no {', '.join(missing)} in {h5}; not a complete Minari episode")
-                raw = {k: _read_node(group[k], f"{where}: {k}") for k in
+                nodes = _episode_nodes(group, f"episode_{i}", where)
+                steps_left -= _check_declared_shapes(nodes, f"episode_{i}", obs_space, act_space, steps_left, where)
+                arrays = {path: _read_array(node, path, where, digests) for path, node in nodes.items()}
+                raw = {k: _gather(arrays, f"episode_{i}/{k}") for k in
                        ("observations", "actions", "rewards", "terminations", "truncations")}
-                infos = {}
-                if "infos" in group and isinstance(group["infos"], h5py.Group):
-                    infos = {k: v[()] for k, v in group["infos"].items() if isinstance(v, h5py.Dataset)}
+                infos = {path.rsplit("/", 1)[1]: value for path, value in arrays.items()
+                         if path.startswith(f"episode_{i}/infos/") and path.count("/") == 2
+                         and value.dtype.kind in "biuf"}
                 episodes.append(_check_episode(Episode(raw["observations"], raw["actions"], raw["rewards"],
                                                        raw["terminations"], raw["truncations"], infos),
                                                obs_space, act_space, where))
@@ -560,12 +683,174 @@ def load_dataset(dataset: str | os.PathLike) -> LoadedDataset:
     if steps != metadata["total_steps"]:
         raise DatasetError(f"dataset '{name}': its episodes hold {steps} steps but its metadata says "
                            f"{metadata['total_steps']}; the dataset is inconsistent — re-create it")
-    rlkit_meta = metadata.get("rlkit") if isinstance(metadata.get("rlkit"), dict) else {}
+    fingerprint = _fingerprint(metadata, digests)
+    if stored is not None:
+        _verify_checksums(stored, digests, rlkit_meta.get("fingerprint"), fingerprint, name, h5)
     env_id = rlkit_meta.get("env_id") or _env_id_from_spec(metadata.get("env_spec"))
-    info = {**metadata, **episode_stats(episodes), "env_id": env_id}
+    info = {**metadata, **episode_stats(episodes), "env_id": env_id, "fingerprint": fingerprint}
     dataset_id = metadata.get("dataset_id") if isinstance(metadata.get("dataset_id"), str) else name
     return LoadedDataset(dataset_id, data_dir.parent if data_dir.name == DATA_DIR else data_dir, obs_space, act_space,
                          episodes, info)
+
+
+# --------------------------------------------------------------------------------------
+# Integrity: links, declared shapes, checksums, the content fingerprint
+# --------------------------------------------------------------------------------------
+
+
+def _episode_nodes(group: Any, prefix: str, where: str) -> dict[str, Any]:
+    """Every HDF5 dataset under an episode group by its path (``episode_3/observations/goal``). Soft and
+    external links, external raw storage and virtual datasets are refused: a dataset reads only its own file."""
+    import h5py
+
+    nodes: dict[str, Any] = {}
+    for key in group.keys():
+        path = f"{prefix}/{key}"
+        link = group.get(key, getlink=True)
+        if not isinstance(link, h5py.HardLink):
+            kind = "an external link" if isinstance(link, h5py.ExternalLink) else "a soft link"
+            raise DatasetError(f"{where}: {path} is {kind}; rlkit reads only data inside the dataset's own file "
+                               "(re-create the dataset without links)")
+        node = group[key]
+        if isinstance(node, h5py.Group):
+            nodes.update(_episode_nodes(node, path, where))
+        elif isinstance(node, h5py.Dataset):
+            if node.is_virtual or node.external:
+                raise DatasetError(f"{where}: {path} keeps its data outside the dataset's file (a virtual or "
+                                   "external HDF5 dataset); re-create the dataset with the data inside it")
+            nodes[path] = node
+    return nodes
+
+
+def _leaf_space(space: gym.Space, parts: list[str]) -> gym.Space | None:
+    for part in parts:
+        if not isinstance(space, gym.spaces.Dict) or part not in space.spaces:
+            return None
+        space = space[part]
+    return None if isinstance(space, gym.spaces.Dict) else space
+
+
+def _check_declared_shapes(nodes: dict[str, Any], prefix: str, observation_space: gym.Space,
+                           action_space: gym.Space, steps_left: int, where: str) -> int:
+    """Before anything is read: every array's declared shape fits the episode's length (from its rewards),
+    the spaces and the metadata's step count, and the file holds the bytes the shapes declare (a 10 KB file
+    declaring a 3 GB array is refused, not allocated). Returns the episode's length."""
+    rewards = nodes.get(f"{prefix}/rewards")
+    if rewards is None or rewards.ndim != 1:
+        raise DatasetError(f"{where}: rewards must be one number per step, got shape "
+                           f"{None if rewards is None else rewards.shape}")
+    T = int(rewards.shape[0])
+    if T > steps_left:
+        raise DatasetError(f"{where}: its rewards declare {T} steps, more than the {steps_left} its metadata leaves "
+                           "(total_steps); the file does not match its metadata — re-create the dataset")
+    for path, node in nodes.items():
+        top, *rest = path[len(prefix) + 1:].split("/")
+        if top == "observations":
+            space, rows = _leaf_space(observation_space, rest), T + 1
+        elif top == "actions":
+            space, rows = (action_space if not rest else None), T
+        elif top in ("rewards", "terminations", "truncations"):
+            space, rows = None, T
+        else:  # infos and other extras: at most one entry per observation
+            space, rows = None, None
+        if top in ("observations", "actions", "rewards", "terminations", "truncations"):
+            if node.ndim == 0 or node.shape[0] != rows:
+                got = "a scalar" if node.ndim == 0 else f"{node.shape[0]} entries"
+                raise DatasetError(f"{where}: {path} declares {got} but the episode needs {rows} (its rewards have "
+                                   f"{T}; observations have one more); the file is truncated or mismatched")
+            if space is not None and space.shape is not None and tuple(node.shape[1:]) != tuple(space.shape):
+                raise DatasetError(f"{where}: {path} declares shape {tuple(node.shape[1:])} per step but the space "
+                                   f"is {_space_text(space)}; the dataset does not match its own spaces")
+        elif node.ndim and node.shape[0] > T + 1:
+            raise DatasetError(f"{where}: {path} declares {node.shape[0]} entries for an episode of {T} steps "
+                               f"(at most {T + 1}: one per observation); the file is corrupt or mismatched")
+        _check_storage(node, path, where)
+    return T
+
+
+def _check_storage(node: Any, path: str, where: str) -> None:
+    """The bytes an array declares are stored (compressed at most ~1000:1, gzip's ceiling), not conjured
+    from a fill value."""
+    if node.dtype.kind not in "biuf":
+        return
+    declared = int(np.prod(node.shape, dtype=np.float64)) * node.dtype.itemsize
+    stored = int(node.id.get_storage_size())
+    ratio = 1100 if node.compression else 1
+    if declared > max(stored, 1) * ratio and declared > 4096:
+        raise DatasetError(f"{where}: {path} declares {declared / 1e6:.1f} MB of data but its file stores "
+                           f"{stored / 1e6:.3f} MB for it; the file is corrupt or forged — re-create the dataset")
+
+
+def _digest(array: np.ndarray) -> str:
+    """A content hash of one array: its dtype, shape and bytes."""
+    import hashlib
+
+    h = hashlib.blake2b(digest_size=16)
+    h.update(f"{array.dtype.str}{array.shape}".encode())
+    h.update(np.ascontiguousarray(array).tobytes())
+    return h.hexdigest()
+
+
+def _read_array(node: Any, path: str, where: str, digests: dict[str, str]) -> np.ndarray:
+    if node.dtype.kind not in "biuf":
+        if path.split("/")[1] != "infos":
+            raise DatasetError(f"{where}: {path} has dtype {node.dtype}, not numbers (rlkit reads numeric arrays "
+                               "only)")
+        return np.zeros(0, np.uint8)  # a foreign dataset's text infos: skipped, not hashed
+    value = np.asarray(node[()])
+    digests[path] = _digest(value)
+    return value
+
+
+def _gather(arrays: dict[str, np.ndarray], path: str) -> Any:
+    """The array at ``path``, or a dict of arrays for a group (Dict space)."""
+    if path in arrays:
+        return arrays[path]
+    inner = {p[len(path) + 1:]: v for p, v in arrays.items() if p.startswith(path + "/")}
+    out: dict[str, Any] = {}
+    for key in {k.split("/", 1)[0] for k in inner}:
+        out[key] = _gather(arrays, f"{path}/{key}")
+    return out
+
+
+def _fingerprint(metadata: Mapping[str, Any], digests: Mapping[str, str]) -> str:
+    """One hash of everything a dataset holds: every array's content, the spaces, the env spec and rlkit's
+    env id and kwargs. Two datasets with the same fingerprint train the same run."""
+    import hashlib
+
+    rlkit_meta = metadata.get("rlkit") if isinstance(metadata.get("rlkit"), dict) else {}
+    head = {"observation_space": metadata.get("observation_space"), "action_space": metadata.get("action_space"),
+            "env_spec": metadata.get("env_spec"), "env_id": rlkit_meta.get("env_id"),
+            "env_kwargs": rlkit_meta.get("env_kwargs"), "arrays": sorted(digests.items())}
+    return hashlib.sha256(json.dumps(head, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _verify_checksums(stored: Mapping[str, Any], digests: Mapping[str, str], stored_fingerprint: Any,
+                      fingerprint: str, name: str, h5: Path) -> None:
+    for path, digest in digests.items():
+        if stored.get(path) != digest:
+            what = "has no checksum in the metadata" if path not in stored else "does not match its checksum"
+            raise DatasetError(f"dataset '{name}': {path} in {h5} {what}; the file is corrupt (bit flips, a bad "
+                               "copy) or was edited — re-create the dataset or copy it again")
+    lost = sorted(set(stored) - set(digests))
+    if lost:
+        raise DatasetError(f"dataset '{name}': {lost[0]} is missing from {h5} ({len(lost)} arrays with checksums "
+                           "are); the file is truncated or was edited — re-create the dataset")
+    if stored_fingerprint is not None and stored_fingerprint != fingerprint:
+        raise DatasetError(f"dataset '{name}': its metadata (spaces, env) no longer matches the fingerprint written "
+                           "with it; metadata.json was edited — re-create the dataset")
+
+
+def _file_digests(h5: Path, episodes: int) -> dict[str, str]:
+    """Checksums of a freshly written file, read back exactly as :func:`load_dataset` reads it."""
+    import h5py
+
+    digests: dict[str, str] = {}
+    with h5py.File(h5, "r") as f:
+        for i in range(episodes):
+            for path, node in _episode_nodes(f[f"episode_{i}"], f"episode_{i}", f"episode {i}").items():
+                _read_array(node, path, f"episode {i}", digests)
+    return digests
 
 
 def _read_node(node: Any, where: str) -> Any:
@@ -598,7 +883,7 @@ def list_datasets() -> list[dict[str, Any]]:
     rows = []
     for dataset_id in _scan_ids(root):
         data_dir = root / dataset_id / DATA_DIR
-        size = sum(p.stat().st_size for p in data_dir.rglob("*") if p.is_file()) / 1e6
+        size = sum(p.stat().st_size for p in (data_dir / METADATA_FILE, data_dir / HDF5_FILE) if p.is_file()) / 1e6
         row: dict[str, Any] = {"id": dataset_id, "path": str(root / dataset_id), "size_mb": size}
         try:
             meta = _read_metadata(data_dir, dataset_id)
@@ -618,7 +903,7 @@ def dataset_info(dataset: str | os.PathLike) -> dict[str, Any]:
     meta = data.metadata
     lengths = np.array([len(ep) for ep in data.episodes])
     skip = {"observation_space", "action_space", "env_spec", "eval_env_spec", "rlkit", "env_id", "total_episodes",
-            "total_steps", "return_mean", "return_std", "return_min", "return_max"}
+            "total_steps", "return_mean", "return_std", "return_min", "return_max", "fingerprint"}
     return {
         "id": data.dataset_id, "path": str(data.path), "env_id": data.env_id,
         "observation_space": _space_text(data.observation_space), "action_space": _space_text(data.action_space),
@@ -628,7 +913,8 @@ def dataset_info(dataset: str | os.PathLike) -> dict[str, Any]:
         "terminated": int(sum(bool(ep.terminations[-1]) for ep in data.episodes)),
         "truncated": int(sum(bool(ep.truncations[-1]) for ep in data.episodes)),
         "minari": {k: (sorted(v) if isinstance(v, (set, list)) else v) for k, v in meta.items() if k not in skip},
-        "rlkit": meta.get("rlkit") or {},
+        "fingerprint": meta["fingerprint"],
+        "rlkit": {k: v for k, v in (meta.get("rlkit") or {}).items() if k not in ("checksums", "fingerprint")},
     }
 
 

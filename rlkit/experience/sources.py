@@ -65,9 +65,16 @@ class DatasetSource:
         return {"rng_state": self.store._generator.get_state(), **self.fingerprint}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        saved = {k: state.get(k) for k in self.fingerprint}
-        if saved != self.fingerprint:
-            raise ValueError(f"the checkpoint was trained on another dataset ({saved}), this run has {self.fingerprint}")
+        # checkpoints before the content fingerprint carry only the counts and the rewards' CRC: compared as before
+        keys = [k for k in self.fingerprint if k in state or k != "dataset_fingerprint"]
+        saved = {k: state.get(k) for k in keys}
+        if saved != {k: self.fingerprint[k] for k in keys}:
+            def text(fp: dict[str, Any]) -> str:
+                content = fp.get("dataset_fingerprint") or f"rewards crc {fp.get('dataset_rewards_crc32')}"
+                return f"{str(content)[:12]}: {fp.get('dataset_episodes')} episodes, {fp.get('dataset_steps')} steps"
+
+            raise DatasetError(f"trained on another dataset ({text(saved)}) than offline.dataset ({text(self.fingerprint)}); "
+                               "resume with the dataset it was trained on")
         self.store._generator.set_state(state["rng_state"])
 
 
@@ -100,19 +107,24 @@ def dataset_source(cfg: RunConfig, device: torch.device):
     """(dataset, read-only source) for an offline run: the dataset named by ``offline.dataset``, in the
     store the agent's experience asks for."""
     from rlkit.agents import AGENTS
-    from rlkit.experience.datasets import load_dataset
+    from rlkit.experience.datasets import check_dataset_env, load_dataset
     from rlkit.experience.replay import ReplayBuffer
 
     dataset = load_dataset(cfg.offline.dataset)
     episodes = list(dataset.episodes)
     if not episodes:
         raise DatasetError(f"offline.dataset '{cfg.offline.dataset}' holds no episodes")
+    if cfg.env.id is not None:  # an env-bound run: the dataset must come from that env (and kwargs)
+        check_dataset_env(dataset, cfg.env.id, cfg.env.kwargs,
+                          where=f"offline.dataset '{cfg.offline.dataset}' vs env.id '{cfg.env.id}'")
     experience = AGENTS[cfg.agent.name][1].capabilities.experience
     checksum = 0
     for episode in episodes:  # the rewards' bytes: a resume against another dataset of the same size is refused
         checksum = zlib.crc32(np.ascontiguousarray(episode.rewards, dtype=np.float32).tobytes(), checksum)
     fingerprint = {"dataset_episodes": len(episodes), "dataset_steps": int(sum(len(e.actions) for e in episodes)),
-                   "dataset_rewards_crc32": int(checksum)}
+                   "dataset_rewards_crc32": int(checksum),
+                   # every array, the spaces and the env spec (rlkit.experience.datasets._fingerprint)
+                   "dataset_fingerprint": str(dataset.metadata["fingerprint"])}
     if experience == "sequences":
         from rlkit.experience.sequences import SequenceBuffer
 
