@@ -93,8 +93,10 @@ def cmd_eval(ns: argparse.Namespace) -> int:
     if ns.env is not None:
         from rlkit.training.build import run_spaces
 
-        trained_spaces = run_spaces(cfg)  # what the agent was built for, before the env id changes
-        cfg.env.id = ns.env
+        trained_spaces = run_spaces(cfg, run_dir)  # what the agent was built for, before the env id changes
+        import dataclasses
+
+        cfg.env = dataclasses.replace(cfg.env, id=ns.env)  # checked as in a config (module:Env-v0 ids import)
     if cfg.env.id is None:
         raise ConfigError(f"run '{run_dir}' names no env to evaluate in (env.id: null: an offline run trained "
                           "without evaluation); pass --env ID, e.g. the env its dataset was collected in")
@@ -132,18 +134,20 @@ def cmd_eval(ns: argparse.Namespace) -> int:
 def cmd_export(ns: argparse.Namespace) -> int:
     """Write a run's acting weights (safetensors) and resolved config into a new directory."""
     from rlkit.runfiles.export import export_agent
-    from rlkit.training.build import build_agent, load_agent_weights, run_spaces
+    from rlkit.training.build import SPACES_FILE, build_agent, load_agent_weights, run_spaces, save_run_spaces
     from rlkit.runfiles.runs import CONFIG_FILE, check_new_run_dir, open_run
 
     run = open_run(ns.run_dir, ns.checkpoint, exported=False)
     run_dir, cfg, ckpt_path = run.run_dir, run.config, run.weights
     out_dir = check_new_run_dir(ns.out_dir, flag="OUT_DIR")
     config_text = (run_dir / CONFIG_FILE).read_text()
-    agent = build_agent(cfg, *run_spaces(cfg), torch_device("cpu"))  # the env's spaces, or the dataset's
+    agent = build_agent(cfg, *run_spaces(cfg, run_dir), torch_device("cpu"))  # saved, the env's, or the dataset's
     state = load_agent_weights(agent, ckpt_path, torch_device("cpu"))
     step = state.get("step", "")
     export_agent(agent, config_text, out_dir, {"agent": cfg.agent.name, "env": cfg.env.id,
                                                "checkpoint": ckpt_path.name, "step": step})
+    if (run_dir / SPACES_FILE).is_file():  # an offline run's spaces: the export acts without the dataset
+        save_run_spaces(out_dir, *run_spaces(cfg, run_dir))
     size = sum(f.stat().st_size for f in out_dir.iterdir()) / 2**20
     print(f"exported {cfg.agent.name} on {cfg.env.id} ({ckpt_path.name}) to {out_dir} ({size:.1f} MiB); "
           f"check it with `rlkit eval {out_dir} --episodes 100`")

@@ -65,10 +65,34 @@ class EnvConfig:
     """``native``: the env's own vector entry point (gymnasium's ``vector_entry_point``).
     ``auto``: native for rlkit's ids that have one (Atari, whose autoreset contract rlkit tests),
     else ``sync``, which also allows exact resume (see rlkit.training.loops.EnvReplay)."""
+    imports: list[str] = field(default_factory=list)
+    """Python modules imported before the env is made, so that the ``gymnasium.register`` calls in your own
+    package run (``imports: [my_package.envs]``). Gymnasium's ``module:Env-v0`` id form does the same: it is
+    read as ``imports: [module]`` and ``id: Env-v0``."""
 
     def __post_init__(self) -> None:
         if self.num_envs < 1:
             raise ConfigError(f"env.num_envs must be >= 1, got {self.num_envs}")
+        if self.id is not None and ":" in self.id:  # gymnasium's "module:Env-v0"
+            module, self.id = self.id.split(":", 1)
+            if not module or not self.id:
+                raise ConfigError(f"env.id '{module}:{self.id}': expected module:Env-v0 (e.g. my_package:MyEnv-v0)")
+            if module not in self.imports:
+                self.imports = [*self.imports, module]
+        for module in self.imports:
+            import_env_module(module)
+
+
+def import_env_module(module: str) -> None:
+    """Import ``module`` (``env.imports``) so its env registrations run; a failure is one line."""
+    import importlib
+
+    try:
+        importlib.import_module(module)
+    except Exception as exc:  # ImportError, or whatever the user's module raises while importing
+        raise ConfigError(f"env.imports: cannot import '{module}' ({type(exc).__name__}: "
+                          f"{' '.join(str(exc).split())[:200]}); install your package (pip install -e .) or put it "
+                          "on PYTHONPATH") from None
 
 
 @dataclass

@@ -144,3 +144,48 @@ def test_train_with_agent_and_env_flags_needs_no_yaml(tmp_path, capsys):
 
     assert saved["agent"] == to_dict(SACConfig())
     assert "rlkit: note" not in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------
+# Custom environments (issue 18 #25)
+# --------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def user_env_package(tmp_path, monkeypatch):
+    """A package of the user's own that registers two ids (one without a -vN suffix) when imported."""
+    package = tmp_path / "pkgs" / "my_rlkit_envs"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text(
+        "import gymnasium as gym\n"
+        "for _id in ('MyCartPole-v0', 'MyBalance'):\n"
+        "    gym.register(_id, entry_point='gymnasium.envs.classic_control.cartpole:CartPoleEnv',"
+        " max_episode_steps=50)\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "pkgs"))
+    yield "my_rlkit_envs"
+    import gymnasium as gym
+    import sys as _sys
+
+    for _id in ("MyCartPole-v0", "MyBalance"):
+        gym.registry.pop(_id, None)
+    _sys.modules.pop("my_rlkit_envs", None)
+
+
+@pytest.mark.parametrize("env_args", [
+    ["env.id=my_rlkit_envs:MyCartPole-v0"],                   # gymnasium's module:Env-vN form
+    ["env.id=MyCartPole-v0", "env.imports=[my_rlkit_envs]"],  # an id registered by the user's own package
+    ["env.id=MyBalance", "env.imports=[my_rlkit_envs]"],      # and one without a -vN suffix
+], ids=["module-colon-id", "imports", "no-version"])
+def test_train_and_eval_take_the_users_own_env_ids(user_env_package, env_args, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", str(configs_dir() / "dqn_cartpole.yaml"), *env_args, f"--run-dir={run}",
+                 "train.total_steps=100", "train.learning_starts=50", "train.eval_episodes=1", "log.progress=false",
+                 "log.tensorboard=false", "log.plot=false", "device=cpu"]) == 0, capsys.readouterr().err
+    saved = yaml.safe_load((run / "config.yaml").read_text())["env"]
+    assert saved["imports"] == ["my_rlkit_envs"] and ":" not in saved["id"]  # the resolved config rebuilds it
+    assert main(["eval", str(run), "--episodes", "1"]) == 0
+
+
+def test_env_imports_that_fail_are_one_line(capsys):
+    with pytest.raises(ConfigError, match="env.imports: cannot import 'no_such_package_xyz'"):
+        load_config(configs_dir() / "dqn_cartpole.yaml", ["env.id=no_such_package_xyz:Env-v0"])
