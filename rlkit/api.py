@@ -370,7 +370,7 @@ def load(path: str | Path | Run, checkpoint: Literal["best", "latest"] = "best",
         torch_device = resolve_device(device)
     except RuntimeError as exc:  # torch.device("gpu")
         raise ConfigError(f"device {device!r}: {' '.join(str(exc).split())[:200]}") from None
-    observation_space, action_space = run_spaces(cfg)  # exactly as training saw them (env, or dataset)
+    observation_space, action_space = run_spaces(cfg, run_dir)  # exactly as training saw them (saved, env, dataset)
     agent = build_agent(cfg, observation_space, action_space, torch_device)
     if run.exported:
         load_exported(agent, run_dir, cfg.agent.name, torch_device)

@@ -245,3 +245,35 @@ def test_missing_dataset_is_one_line_and_exit_2_and_no_run_directory(datasets, t
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and err.startswith("rlkit: error:") and "nothing-here-v0" in err
     assert not run.exists()
+
+
+def test_an_offline_run_exports_evaluates_and_loads_without_its_dataset(datasets, tmp_path, capsys):
+    """The run directory carries the spaces its agent was built for (spaces.json, JSON, never pickle), and
+    so does its export: the dataset may be deleted or moved after training."""
+    import shutil
+
+    from rlkit.errors import ConfigError
+    from rlkit.training.build import SPACES_FILE
+
+    _small_dataset()
+    run_dir, out = tmp_path / "run", tmp_path / "export"
+    run = rlkit.train({"seed": 0, "env": {"id": None}, "offline": {"dataset": "rlkit/pendulum-random-v0"},
+                       "agent": {"name": "bc", "hidden": [16]}, "train": {"total_steps": 40, "batch_size": 16},
+                       "log": QUIET}, run_dir=run_dir)
+    expected = run.agent.predict(np.zeros(3, np.float32))
+    saved = json.loads((run_dir / SPACES_FILE).read_text())
+    assert set(saved) == {"observation_space", "action_space"}
+    shutil.rmtree(datasets)  # the dataset is gone
+    assert main(["export", str(run_dir), str(out), "--checkpoint", "latest"]) == 0
+    assert (out / SPACES_FILE).is_file()
+    assert main(["eval", str(run_dir), "--env", "Pendulum-v1", "--episodes", "1", "--checkpoint", "latest"]) == 0
+    assert main(["eval", str(out), "--env", "Pendulum-v1", "--episodes", "1"]) == 0
+    for path in (run_dir, out):
+        np.testing.assert_allclose(rlkit.load(path, checkpoint="latest").predict(np.zeros(3, np.float32)), expected)
+    # an eval env whose spaces differ from the saved ones is refused, as before
+    capsys.readouterr()
+    assert main(["eval", str(run_dir), "--env", "MountainCarContinuous-v0", "--episodes", "1"]) == 2
+    assert "not the ones the agent was trained on" in capsys.readouterr().err
+    (run_dir / SPACES_FILE).write_text('{"observation_space": "pickle"}')
+    with pytest.raises(ConfigError, match=SPACES_FILE):
+        rlkit.load(run_dir, checkpoint="latest")

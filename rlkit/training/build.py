@@ -7,6 +7,7 @@ any run directory exists.
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Callable
 from pathlib import Path
@@ -67,9 +68,47 @@ def make_vector_env(env_cfg: EnvConfig, num_envs: int | None = None, **extra: An
                           ) from None
 
 
-def run_spaces(cfg: RunConfig) -> tuple[gym.Space, gym.Space]:
-    """(observation space, action space) the run's agent was built for: the env's, or for an offline run
-    without an env (``env.id: null``) the dataset's."""
+SPACES_FILE = "spaces.json"
+"""The spaces an offline run's agent was built for, as JSON (Minari's space serialisation, never pickle):
+written into the run directory when the run starts and copied into exports, so ``rlkit eval``, ``rlkit
+export`` and ``rlkit.load`` need no dataset."""
+
+
+def save_run_spaces(run_dir: Path, observation_space: gym.Space, action_space: gym.Space) -> Path:
+    """Write ``run_dir/spaces.json`` atomically (``{"observation_space": ..., "action_space": ...}``)."""
+    import os
+
+    from minari.serialization import serialize_space
+
+    path = Path(run_dir) / SPACES_FILE
+    tmp = path.with_name(f".{SPACES_FILE}.tmp-{os.getpid()}")
+    text = json.dumps({"observation_space": serialize_space(observation_space),
+                       "action_space": serialize_space(action_space)})
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def _saved_spaces(path: Path) -> tuple[gym.Space, gym.Space]:
+    from minari.serialization import deserialize_space
+
+    try:
+        data = json.loads(path.read_text())
+        return deserialize_space(data["observation_space"]), deserialize_space(data["action_space"])
+    except Exception as exc:  # JSON only: bad JSON, unknown space type, bad bounds
+        raise ConfigError(f"{path} cannot be read ({type(exc).__name__}: {' '.join(str(exc).split())[:120]}); "
+                          "it holds the spaces the run's agent was built for — restore it from the run") from None
+
+
+def run_spaces(cfg: RunConfig, run_dir: Path | None = None) -> tuple[gym.Space, gym.Space]:
+    """(observation space, action space) the run's agent was built for: those saved in ``run_dir`` (an
+    offline run, or its export: ``spaces.json``), else the env's, or for an offline run without an env
+    (``env.id: null``) the dataset's (runs from before ``spaces.json``)."""
+    if run_dir is not None and (Path(run_dir) / SPACES_FILE).is_file():
+        return _saved_spaces(Path(run_dir) / SPACES_FILE)
     if cfg.env.id is None and cfg.offline is not None:
         from rlkit.experience.datasets import dataset_spaces
 

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from rlkit.training.build import (build_agent, build_experience, build_replay, env_spec, load_agent_weights, make_vector_env,  # noqa: F401
-                         resolve_device, seed_everything)
+                         resolve_device, save_run_spaces, seed_everything)
 from rlkit.runfiles.checkpoint import save_checkpoint
 from rlkit.training.collector import Collector, EnvReplay, EpisodeTracker  # noqa: F401  (re-exported)
 from rlkit.config import RunConfig, build_run_config, dump_yaml, read_yaml
@@ -139,6 +139,7 @@ def train_offline(cfg: RunConfig, run_dir: Path, resume: bool = False, source: s
             _check_dataset_fits(dataset, eval_envs, cfg)
         agent = build_agent(cfg, dataset.observation_space, dataset.action_space, device)
         state = run.start(agent, device, source=experience)
+        save_run_spaces(run_dir, dataset.observation_space, dataset.action_space)  # eval/export/load without it
 
         with _StopRequest() as stop:
             while state.step < train.total_steps:
