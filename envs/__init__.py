@@ -22,11 +22,17 @@ gymnasium.register(
     entry_point="rlkit.envs.humanoid_imitation:HumanoidImitationEnv",
 )
 
+# Goal envs: GoalEnvMethods (envs/goal_envs.py) as the outermost wrapper of gymnasium.make, so the made env answers
+# compute_reward / compute_terminated the way SB3's check_env and HER look them up (TimeLimit no longer forwards).
+from rlkit.envs.goal_envs import RIS_EPISODE_STEPS, GoalEnvMethods  # noqa: E402  (imports no gymnasium_robotics)
+
+GOAL_WRAPPERS = (GoalEnvMethods.wrapper_spec(),)
+
 # Goal-conditioned point mass (envs/point_goal.py): Dict observations, dense or sparse reward.
 gymnasium.register(id="rlkit/PointGoal-v0", entry_point="rlkit.envs.point_goal:PointGoalEnv",
-                   max_episode_steps=50, kwargs={"continuous": True})
+                   max_episode_steps=50, kwargs={"continuous": True}, additional_wrappers=GOAL_WRAPPERS)
 gymnasium.register(id="rlkit/PointGoalDiscrete-v0", entry_point="rlkit.envs.point_goal:PointGoalEnv",
-                   max_episode_steps=50, kwargs={"continuous": False})
+                   max_episode_steps=50, kwargs={"continuous": False}, additional_wrappers=GOAL_WRAPPERS)
 
 # --- Goal-conditioned navigation and manipulation (issue 10; envs/goal_envs.py) ---------------------------
 # Ant mazes under the RIS protocol (success: xy distance < 0.5, 600 steps for the U, eval_goal=True for the
@@ -35,18 +41,22 @@ gymnasium.register(id="rlkit/PointGoalDiscrete-v0", entry_point="rlkit.envs.poin
 # notice). mujoco_compat.apply() arms the patch of gymnasium-robotics' joint helpers for MuJoCo >= 4
 # (applied when gymnasium_robotics.utils.mujoco_utils is imported; a no-op where upstream already works).
 from rlkit.envs import mujoco_compat  # noqa: E402
-from rlkit.envs.goal_envs import RIS_EPISODE_STEPS  # noqa: E402  (goal_envs imports no gymnasium_robotics)
 
 mujoco_compat.apply()
 for _name, _maze, _steps in (("U", "u", RIS_EPISODE_STEPS), ("Medium", "medium", 1000), ("Large", "large", 1000)):
     gymnasium.register(id=f"rlkit/AntMaze{_name}-v0", entry_point="rlkit.envs.goal_envs:make_ant_maze",
-                       max_episode_steps=_steps, kwargs={"maze": _maze})
+                       max_episode_steps=_steps, kwargs={"maze": _maze},
+                       additional_wrappers=GOAL_WRAPPERS)
 for _name, _maze, _steps in (("U", "u", 300), ("Medium", "medium", 600), ("Large", "large", 800)):  # upstream's lengths
     gymnasium.register(id=f"rlkit/PointMaze{_name}-v0", entry_point="rlkit.envs.goal_envs:make_point_maze",
-                       max_episode_steps=_steps, kwargs={"maze": _maze})
+                       max_episode_steps=_steps, kwargs={"maze": _maze},
+                       additional_wrappers=GOAL_WRAPPERS)
 gymnasium.register(id="rlkit/FetchPush-v0", entry_point="rlkit.envs.goal_envs:make_fetch",
-                   max_episode_steps=50, kwargs={"task": "push"})
+                   max_episode_steps=50, kwargs={"task": "push"},
+                   additional_wrappers=GOAL_WRAPPERS)
 gymnasium.register(id="rlkit/FetchPickAndPlace-v0", entry_point="rlkit.envs.goal_envs:make_fetch",
-                   max_episode_steps=50, kwargs={"task": "pick_and_place"})
+                   max_episode_steps=50, kwargs={"task": "pick_and_place"},
+                   additional_wrappers=GOAL_WRAPPERS)
 gymnasium.register(id="rlkit/FetchPushPixels-v0", entry_point="rlkit.envs.goal_envs:make_fetch",
-                   max_episode_steps=50, kwargs={"task": "push", "pixels": True})
+                   max_episode_steps=50, kwargs={"task": "push", "pixels": True},
+                   additional_wrappers=GOAL_WRAPPERS)

@@ -69,7 +69,7 @@ import numpy as np
 
 from rlkit.envs import mujoco_compat
 from rlkit.errors import ConfigError
-from rlkit.mujoco_gl import check_mujoco_gl, choose_mujoco_gl
+from rlkit.mujoco_gl import check_mujoco_gl, ensure_mujoco_gl
 
 #: RIS: success (and episode end) when the xy distance to the goal is below this (``--distance_threshold``).
 ANT_SUCCESS_RADIUS = 0.5
@@ -176,10 +176,35 @@ class GoalTaskEnv(gym.Env):
         self.inner.close()
 
 
+#: The goal-env methods :class:`GoalEnvMethods` makes reachable on the outermost wrapper (those the base env has).
+GOAL_ENV_METHODS = ("compute_reward", "compute_terminated", "compute_truncated")
+
+
+class GoalEnvMethods(gym.Wrapper, gym.utils.RecordConstructorArgs):
+    """The goal-env methods of the base env (:data:`GOAL_ENV_METHODS`, those it has) as attributes of this wrapper.
+
+    Gymnasium >= 1.0 wrappers no longer forward attributes, so ``gymnasium.make(id).compute_reward`` fails on the
+    ``TimeLimit`` it returns, while SB3's ``check_env`` recognises a goal env by ``env.unwrapped.compute_reward``
+    and then calls ``env.compute_reward`` on the env it was given (HER finds the method with
+    ``get_wrapper_attr``, which reaches it either way). Every rlkit goal id registers this wrapper in
+    ``additional_wrappers``, which ``gymnasium.make`` applies outside ``TimeLimit``, so the made env answers
+    ``compute_reward`` the way both look it up. The methods are the base env's own (bound), not copies.
+    """
+
+    def __init__(self, env: gym.Env) -> None:
+        gym.utils.RecordConstructorArgs.__init__(self)
+        super().__init__(env)
+        for name in GOAL_ENV_METHODS:
+            method = getattr(env.unwrapped, name, None)
+            if callable(method):
+                setattr(self, name, method)
+
+
 def _import_upstream(entry: str) -> type:
     """Import a gymnasium-robotics env class ("module:Class") with the MuJoCo patch in place."""
     import importlib
 
+    ensure_mujoco_gl()  # before MuJoCo's first import: a pixel env made later in this process still renders
     try:
         import mujoco  # noqa: F401  (its OpenGL backend loads now: MUJOCO_GL=osmesa without OSMesa fails here)
     except Exception as exc:  # noqa: BLE001
@@ -284,8 +309,7 @@ def _choose_gl(env_id: str) -> dict[str, str]:
     complaint = check_mujoco_gl()
     if complaint:
         raise ConfigError(f"{env_id}: {complaint}")
-    _, failures = choose_mujoco_gl()
-    return failures
+    return ensure_mujoco_gl()
 
 
 def _no_gl_message(env_id: str, exc: BaseException, failures: dict[str, str]) -> str:

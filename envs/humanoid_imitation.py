@@ -116,12 +116,16 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import gymnasium as gym
-import mujoco
 import numpy as np
 
 from rlkit.errors import ConfigError
-from rlkit.envs.mocap import (HUMANOID_XML, MotionClip, MotionLibrary, actuated_dofs, inverse_dynamics, load_model,
-                              quat_conj, quat_mul)
+from rlkit.mujoco_gl import ensure_mujoco_gl
+
+ensure_mujoco_gl()  # MUJOCO_GL chosen before MuJoCo's first import (it is read then, once)
+import mujoco  # noqa: E402
+
+from rlkit.envs.mocap import (  # noqa: E402
+    HUMANOID_XML, MotionClip, MotionLibrary, actuated_dofs, inverse_dynamics, load_model, quat_conj, quat_mul)
 
 BALL_ACTION_SCALE = {"chest": 1.2, "neck": 1.4, "right_shoulder": 2.6, "left_shoulder": 2.6, "right_hip": 2.2,
                      "left_hip": 2.2, "right_ankle": 1.1, "left_ankle": 1.1}

@@ -80,8 +80,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
-import mujoco
 import numpy as np
+
+from rlkit.mujoco_gl import ensure_mujoco_gl
+
+ensure_mujoco_gl()  # MUJOCO_GL chosen before MuJoCo's first import (it is read then, once)
+import mujoco  # noqa: E402
 
 from rlkit.errors import ConfigError
 

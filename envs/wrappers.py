@@ -40,7 +40,10 @@ Atari preprocessing on any ALE id
     ``keys=``) becomes one flat ``Box``, the keys concatenated in the order of ``keys``
     (default :data:`GOAL_KEYS`: observation, achieved_goal, desired_goal), each flattened in C
     order; :meth:`FlattenGoalObservation.unflatten` inverts it (NumPy or torch, any batch dims).
-    ``VecFlattenGoalObservation`` does the same for a vector env.
+    ``VecFlattenGoalObservation`` does the same for a vector env.  Over a goal env with
+    ``compute_reward`` (``gymnasium.make("rlkit/PointMazeU-v0")``) it passes Gymnasium's checker and
+    trains with SB3; SB3's ``check_env`` refuses every flat view of such an env by its rule (a base
+    env with ``compute_reward`` must have a Dict observation space; the Dict env under it passes).
 
 Every wrapper passes ``gymnasium.utils.env_checker.check_env`` and SB3's ``check_env`` and
 trains with SB3 (``tests/test_wrappers.py``).  Gymnasium's checker resets and steps twice with

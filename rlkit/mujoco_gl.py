@@ -18,7 +18,7 @@ import sys
 from collections.abc import MutableMapping
 
 __all__ = ["OFFSCREEN_BACKENDS", "MUJOCO_GL_VALUES", "has_display", "probe_mujoco_gl", "choose_mujoco_gl",
-           "check_mujoco_gl"]
+           "ensure_mujoco_gl", "check_mujoco_gl"]
 
 #: Offscreen backends tried, in order, when there is no display.
 OFFSCREEN_BACKENDS = ("egl", "osmesa")
@@ -76,6 +76,25 @@ def choose_mujoco_gl(environ: MutableMapping[str, str] | None = None) -> tuple[s
             return backend, failures
         failures[backend] = reason
     return None, failures
+
+
+# What ensure_mujoco_gl found, once per process: {backend: why it failed} ({} when one was set or chosen).
+_ENSURED: dict[str, str] | None = None
+
+
+def ensure_mujoco_gl() -> dict[str, str]:
+    """:func:`choose_mujoco_gl` once per process, for ``os.environ``: every rlkit module calls it before its first
+    ``import mujoco`` (``rlkit.envs``' MuJoCo envs, gymnasium-robotics' factories), so that whichever MuJoCo env is
+    made first, the backend is already one that renders (a later pixel env or video still works).
+
+    Costs one probe subprocess per candidate on the first call, nothing after.  Returns the backends that failed
+    (``{}`` when one was chosen, ``MUJOCO_GL`` was set, or MuJoCo was imported before rlkit could choose): when none
+    works, MuJoCo keeps its default and only rendering fails, with one line naming these reasons.
+    """
+    global _ENSURED
+    if _ENSURED is None:
+        _, _ENSURED = choose_mujoco_gl()
+    return dict(_ENSURED)
 
 
 MUJOCO_GL_VALUES = ("", "enable", "enabled", "on", "true", "1", "glfw", "glx", "egl", "osmesa", "wgl", "cgl",

@@ -22,7 +22,7 @@ import pytest
 import rlkit.envs  # noqa: F401  (registers rlkit/... ids)
 from rlkit.envs import goal_envs, mujoco_compat
 from rlkit.errors import ConfigError
-from rlkit.mujoco_gl import probe_mujoco_gl
+from rlkit.mujoco_gl import OFFSCREEN_BACKENDS, probe_mujoco_gl
 
 from test_registry import _can_render, _no_unexpected_warnings  # noqa: E402  (tests/ is on sys.path under pytest)
 
@@ -45,12 +45,11 @@ def _run(code: str, **env) -> subprocess.CompletedProcess:
 # ----------------------------------------------------------------------------------------- checkers
 
 def check_goal_env(env_id: str) -> None:
-    """test_registry's check_registered_env, except that SB3's checker gets ``env.unwrapped``.
+    """Gymnasium's checker on the made env and on rlkit's class; SB3's on the made env.
 
     SB3 (2.9) recognises a goal env by ``env.unwrapped.compute_reward`` but then calls
     ``env.compute_reward`` on the env it was given; Gymnasium >= 1.0 wrappers (gym.make's TimeLimit...)
-    no longer forward attributes, so SB3's checker fails on *any* gym.make'd goal env (rlkit/PointGoal-v0
-    and upstream FetchPush-v4 alike). The unwrapped env is where compute_reward lives.
+    no longer forward attributes, so every rlkit goal id puts GoalEnvMethods outermost (issue 18 #22).
     """
     from gymnasium.utils.env_checker import check_env
     from stable_baselines3.common.env_checker import check_env as sb3_check_env
@@ -62,7 +61,7 @@ def check_goal_env(env_id: str) -> None:
             check_env(env, skip_render_check=skip_render)
             env.close()
         env = gym.make(env_id)
-        sb3_check_env(env.unwrapped, warn=True)
+        sb3_check_env(env, warn=True)
         env.close()
     _no_unexpected_warnings(caught, env_id)
 
@@ -96,6 +95,39 @@ def test_no_opengl_is_one_line_exit_2(tmp_path):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
     assert lines[0].startswith("rlkit: error: rlkit/FetchPushPixels-v0 renders its pixel observations offscreen")
+
+
+def test_pixel_env_renders_after_other_mujoco_envs_with_mujoco_gl_unset():
+    """Issue 18 #23: with MUJOCO_GL unset and no display, a MuJoCo env made first (a maze, the humanoid) imported
+    MuJoCo with its default backend (GLFW), and the pixel env made next could not render. rlkit now chooses the
+    backend (rlkit.mujoco_gl.ensure_mujoco_gl) before any of its modules first imports MuJoCo."""
+    if all(probe_mujoco_gl(backend) for backend in OFFSCREEN_BACKENDS):
+        pytest.skip("no offscreen OpenGL backend works here: the one-line error is tested")
+    result = _run("import os, gymnasium as gym, rlkit.envs\n"
+                  "for env_id in ('rlkit/PointMazeU-v0', 'rlkit/HumanoidImitation-v0', 'rlkit/FetchPushPixels-v0'):\n"
+                  "    env = gym.make(env_id); obs, _ = env.reset(seed=0); env.close()\n"
+                  "print(*obs['pixels'].shape, obs['pixels'].std() > 0, os.environ['MUJOCO_GL'])\n")
+    assert result.returncode == 0, result.stderr
+    *shape, rendered, backend = result.stdout.split()
+    assert shape == ["3", "84", "84"] and rendered == "True" and backend in OFFSCREEN_BACKENDS, result.stdout
+
+
+def test_no_backend_works_state_envs_still_run_and_pixels_fail_in_one_line():
+    """Every candidate backend failing (probes scripted to fail): state MuJoCo envs are unaffected; the pixel env
+    is one line naming each backend and why."""
+    result = _run("import rlkit.mujoco_gl as gl\n"
+                  "gl.probe_mujoco_gl = lambda backend, timeout=60.0: f'no {backend} here'\n"
+                  "import gymnasium as gym, rlkit.envs\n"
+                  "from rlkit.errors import ConfigError\n"
+                  "env = gym.make('rlkit/PointMazeU-v0'); env.reset(seed=0); env.step(env.action_space.sample())\n"
+                  "try:\n"
+                  "    gym.make('rlkit/FetchPushPixels-v0').reset(seed=0)\n"
+                  "except ConfigError as exc:\n"
+                  "    print(exc)\n")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"{PIXEL_ID} renders its pixel observations offscreen"), lines
+    assert "MUJOCO_GL=egl: no egl here; MUJOCO_GL=osmesa: no osmesa here" in lines[0]
 
 
 # ----------------------------------------------------------------------------------------- rewards and success

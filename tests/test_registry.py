@@ -1,6 +1,6 @@
 """Every registered ``rlkit/...`` id makes, resets, steps, and passes Gymnasium's and SB3's env checkers.
 
-The default suite checks a representative sample fully (~15 s) and every id's registration cheaply;
+The default suite checks a representative sample and every goal id fully (~30 s) and every id's registration cheaply;
 ``-m slow`` runs the full check over every id (104 Atari games and the humanoid: ~6 min on 2 cores).
 """
 
@@ -24,6 +24,10 @@ RLKIT_IDS = sorted(env_id for env_id in gym.registry if env_id.startswith("rlkit
 # them); the one whose ROM start-up plays 134 frames inside ALE's reset; the MuJoCo humanoid.
 SAMPLE = ["rlkit/Pong-v0", "rlkit/Backgammon-v0", "rlkit/VideoCheckers-v0", "rlkit/NameThisGame-v0",
           "rlkit/HumanoidImitation-v0"]
+
+# The goal ids (Dict observations with compute_reward): every one is checked in the default suite (~10 s).
+GOAL_IDS = [env_id for env_id in RLKIT_IDS if not gym.spec(env_id).kwargs.get("game")
+            and env_id != "rlkit/HumanoidImitation-v0"]
 
 # Warnings the checkers give for sound envs: the checked env is gym.make's wrapped stack; MuJoCo
 # observations are unbounded.  Anything else (an observation outside its space, a bad dtype...) fails.
@@ -79,9 +83,9 @@ def check_registered_env(env_id: str, **kwargs) -> None:
             check_env(unwrapped, skip_render_check=skip_render)
         unwrapped.close()
         env = gym.make(env_id, **kwargs)
-        # SB3 detects a goal env through env.unwrapped but calls compute_reward on the outer TimeLimit,
-        # which gymnasium 1.x no longer forwards: check goal envs unwrapped
-        sb3_check_env(env.unwrapped if hasattr(env.unwrapped, "compute_reward") else env, warn=True)
+        # goal envs too, as made: SB3 detects them by env.unwrapped.compute_reward and calls env.compute_reward
+        # on the env it is given (reachable through GoalEnvMethods, the outermost wrapper of every goal id)
+        sb3_check_env(env, warn=True)
         env.close()
     _no_unexpected_warnings(caught, env_id)
 
@@ -103,6 +107,23 @@ def test_every_rlkit_id_is_registered_soundly():
 @pytest.mark.parametrize("env_id", SAMPLE)
 def test_sample_of_ids_passes_env_checkers(env_id):
     check_registered_env(env_id)
+
+
+@pytest.mark.parametrize("env_id", GOAL_IDS)
+def test_every_goal_id_passes_both_checkers_through_make(env_id):
+    """Issue 18 #22: SB3's check_env on gymnasium.make(id) itself, not on env.unwrapped (compute_reward used to be
+    hidden by TimeLimit); compute_reward, compute_terminated reachable as SB3 and HER look them up; remade from
+    the made env's spec, the wrapper comes back."""
+    check_registered_env(env_id)
+    env = gym.make(env_id)
+    assert env.spec.additional_wrappers and type(gym.make(env.spec)) is type(env)
+    obs, _ = env.reset(seed=0)
+    for name in ("compute_reward", "compute_terminated"):
+        method = getattr(env, name)
+        assert method == getattr(env.unwrapped, name) and env.get_wrapper_attr(name) == method
+        batch = method(np.stack([obs["achieved_goal"]] * 2), np.stack([obs["desired_goal"]] * 2), None)
+        assert np.shape(batch) == (2,)
+    env.close()
 
 
 def test_machado_protocol_passes_env_checkers():

@@ -392,6 +392,28 @@ def test_flatten_goal_observation_passes_checkers_and_trains_with_sb3():
     _ppo_smoke(env)
 
 
+@pytest.mark.parametrize("env_id", ["rlkit/PointGoal-v0", "rlkit/PointMazeU-v0"])
+def test_flatten_goal_observation_on_a_made_goal_env(env_id):
+    """Issue 18 #22: over gymnasium.make of an rlkit goal id, Gymnasium's checker passes and SB3 trains.
+    SB3's check_env cannot pass on any flat view of a goal env: it calls an env a goal env when
+    ``env.unwrapped.compute_reward`` exists and then requires a Dict observation space, whatever the wrappers
+    (``gymnasium.wrappers.FlattenObservation`` fails the same way); that refusal, and only it, is what it gives."""
+    import rlkit.envs  # noqa: F401
+
+    env = FlattenGoalObservation(gym.make(env_id))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        check_env(env, skip_render_check=True)
+    unexpected = [str(w.message) for w in caught if not BENIGN.search(str(w.message))]
+    assert not unexpected, unexpected
+    with pytest.raises(AssertionError, match="require the observation space to be gymnasium.spaces.Dict"):
+        sb3_check_env(env, warn=True, skip_render_check=True)
+    sb3_check_env(gym.make(env_id), warn=True, skip_render_check=True)  # the Dict env under it passes
+    assert env.get_wrapper_attr("compute_reward") == env.unwrapped.compute_reward  # HER's lookup reaches it
+    _ppo_smoke(env, steps=64)
+    env.close()
+
+
 def test_vector_flatten_goal_observation():
     envs = VecFlattenGoalObservation(gym.vector.SyncVectorEnv([GoalEnv, GoalEnv]))
     assert envs.single_observation_space.shape == (8,) and envs.observation_space.shape == (2, 8)
