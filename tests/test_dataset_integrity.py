@@ -338,3 +338,46 @@ def test_slightly_out_of_bounds_actions_still_load():
     noisy = Episode(**{**episodes[0].__dict__, "actions": episodes[0].actions * 1.2})  # unclipped noise
     write_dataset("tt/noisy-v0", [noisy], PEND_OBS, PEND_ACT)
     assert load_dataset("tt/noisy-v0").total_steps == 20
+
+
+# ------------------------------------------------------------------ 6: infos in Minari's layout (T + 1)
+
+
+def test_infos_are_stored_in_minaris_layout_and_read_back_per_step():
+    import minari
+
+    episodes = _episodes()
+    steps = {"distance": np.arange(20, dtype=np.float32), "index": np.arange(20)}
+    write_dataset("tt/infos-v0", [Episode(**{**episodes[0].__dict__, "infos": steps})], PEND_OBS, PEND_ACT)
+    with h5py.File(_h5("tt/infos-v0"), "r") as f:  # on disk: the reset's entry, then one per step
+        assert f["episode_0/infos/distance"].shape == (21,) and np.isnan(f["episode_0/infos/distance"][0])
+        assert f["episode_0/infos/index"][0] == 0
+        np.testing.assert_array_equal(f["episode_0/infos/index"][1:], np.arange(20))
+    episode = next(minari.load_dataset("tt/infos-v0").iterate_episodes())  # Minari reads what rlkit writes
+    assert len(episode.infos["distance"]) == len(episode.observations) == 21
+    loaded = load_dataset("tt/infos-v0").episodes[0]
+    np.testing.assert_array_equal(loaded.infos["distance"], steps["distance"])  # per step again
+    # with a reset info, and given in Minari's layout directly: the same file
+    minari_layout = {"distance": np.arange(-1, 20, dtype=np.float32), "index": np.arange(-1, 20)}
+    write_dataset("tt/infos-v1", [Episode(**{**episodes[0].__dict__, "infos": minari_layout})], PEND_OBS, PEND_ACT)
+    loaded = load_dataset("tt/infos-v1").episodes[0]
+    assert loaded.reset_infos["distance"] == -1 and loaded.reset_infos["index"] == -1
+    np.testing.assert_array_equal(loaded.infos["index"], np.arange(20))
+    with pytest.raises(DatasetError) as excinfo:
+        write_dataset("tt/infos-v2", [Episode(**{**episodes[0].__dict__, "infos": {"x": np.zeros(5)}})],
+                      PEND_OBS, PEND_ACT)
+    _one_line(excinfo, "infos['x']", "21")
+
+
+def test_old_rlkit_datasets_with_one_info_per_step_still_load():
+    episodes = _episodes()
+    write_dataset("tt/oldinfos-v0", [Episode(**{**episodes[0].__dict__, "infos": {"d": np.ones(20)}})],
+                  PEND_OBS, PEND_ACT)
+    with h5py.File(_h5("tt/oldinfos-v0"), "a") as f:  # what rlkit wrote before: T entries
+        del f["episode_0/infos/d"]
+        f["episode_0/infos"].create_dataset("d", data=np.ones(20))
+    meta = dataset_path("tt/oldinfos-v0") / "data" / "metadata.json"
+    data = json.loads(meta.read_text())
+    data["rlkit"].pop("checksums", None), data["rlkit"].pop("fingerprint", None)
+    meta.write_text(json.dumps(data))
+    np.testing.assert_array_equal(load_dataset("tt/oldinfos-v0").episodes[0].infos["d"], np.ones(20))

@@ -4,7 +4,8 @@ A dataset is a Minari dataset directory (``$MINARI_DATASETS_PATH/<namespace>/<na
 default root ``~/.minari/datasets``) holding ``metadata.json`` (spaces serialised as JSON, counts,
 author, rlkit's own metadata under ``"rlkit"``) and ``main_data.hdf5`` (one group per episode:
 ``observations`` with ``T + 1`` entries, the final one included; ``actions``, ``rewards``,
-``terminations``, ``truncations`` with ``T``; optional ``infos``). Everything is read and written through
+``terminations``, ``truncations`` with ``T``; optional ``infos`` with ``T + 1``: the reset's, then one per
+step, as Minari's DataCollector writes them). Everything is read and written through
 the ``minari`` package, so ``minari.load_dataset(id)`` reads what rlkit writes and vice versa.
 
     write_dataset("rlkit/cartpole-random-v0", episodes, obs_space, act_space, env_id="CartPole-v1")
@@ -66,7 +67,10 @@ class Episode:
     ``observations``: ``[T + 1, ...]`` (the final observation included), or a dict of such arrays for a
     Dict observation space; ``actions`` ``[T, ...]``; ``rewards`` ``[T]`` float; ``terminations`` /
     ``truncations`` ``[T]`` bool (at most the last step sets one); ``infos``: optional per-step extras
-    (dict of arrays, stored as Minari ``infos``).
+    (dict of ``[T, ...]`` arrays: entry ``t`` is step ``t``'s info); ``reset_infos``: the info of the reset
+    that started the episode (dict of single entries). On disk they are Minari's ``infos``, ``T + 1`` entries
+    (the reset's first); an episode without a reset info stores NaN (floats) or 0 there. Infos given with
+    ``T + 1`` entries are read as Minari's layout; datasets rlkit wrote before with ``T`` entries load as they are.
     """
 
     observations: Obs
@@ -75,6 +79,7 @@ class Episode:
     terminations: np.ndarray
     truncations: np.ndarray
     infos: Mapping[str, Any] = field(default_factory=dict)
+    reset_infos: Mapping[str, Any] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.rewards)
@@ -358,6 +363,7 @@ def _check_episode(ep: Episode, observation_space: gym.Space, action_space: gym.
         raise DatasetError(f"{where}: step {int(early[0])} of {length} is marked terminated or truncated, but only an "
                            "episode's last step may be; split such data into separate episodes")
     infos = dict(ep.infos or {})
+    reset_infos = dict(ep.reset_infos or {})
     for key, value in infos.items():
         if isinstance(value, Mapping):
             raise DatasetError(f"{where}: infos['{key}'] is nested; rlkit stores flat infos (a dict of arrays)")
@@ -367,8 +373,29 @@ def _check_episode(ep: Episode, observation_space: gym.Space, action_space: gym.
         if len(array) not in (length, length + 1):
             raise DatasetError(f"{where}: infos['{key}'] has {len(array)} entries for an episode of {length} steps "
                                f"(Minari stores {length + 1}: the reset's info, then one per step)")
+        if len(array) == length + 1:  # Minari's layout: the reset's info first
+            reset_infos.setdefault(key, array[0])
+            array = array[1:]
         infos[key] = array
-    return Episode(obs, actions, rewards, terms, truncs, infos)
+    for key, value in reset_infos.items():
+        value = np.asarray(value)
+        if key not in infos or value.dtype.kind not in "biuf" or value.shape != infos[key].shape[1:]:
+            raise DatasetError(f"{where}: reset_infos['{key}'] does not match infos['{key}'] (one entry of the "
+                               "same shape, numbers)")
+        reset_infos[key] = value
+    return Episode(obs, actions, rewards, terms, truncs, infos, reset_infos)
+
+
+def _minari_infos(ep: Episode) -> dict[str, np.ndarray]:
+    """An episode's infos in Minari's layout: ``T + 1`` entries, the reset's info first (NaN or 0 where the
+    episode has none)."""
+    out = {}
+    for key, steps in ep.infos.items():
+        first = ep.reset_infos.get(key)
+        if first is None:
+            first = np.full(steps.shape[1:], np.nan if steps.dtype.kind == "f" else 0, steps.dtype)
+        out[key] = np.concatenate([np.asarray(first, steps.dtype)[None], steps])
+    return out
 
 
 def _spaces_equal(a: gym.Space, b: gym.Space) -> bool:
@@ -493,7 +520,7 @@ def write_dataset(dataset_id: str, episodes: Sequence[Episode], observation_spac
             })
             storage.update_episodes([EpisodeBuffer(observations=ep.observations, actions=ep.actions, rewards=ep.rewards,
                                                    terminations=ep.terminations, truncations=ep.truncations,
-                                                   infos=dict(ep.infos)) for ep in checked])
+                                                   infos=_minari_infos(ep)) for ep in checked])
             # integrity: a checksum per array (verified at load, naming the array) and one fingerprint of it all
             digests = _file_digests(tmp / DATA_DIR / HDF5_FILE, len(checked))
             written = json.loads((tmp / DATA_DIR / METADATA_FILE).read_text(encoding="utf-8"))
@@ -549,7 +576,7 @@ def _check_free_space(dataset_id: str, parent: Path, episodes: Sequence[Episode]
     arrays = sum(5 + len(ep.infos) + (len(ep.observations) if isinstance(ep.observations, Mapping) else 0)
                  for ep in episodes)
     need = sum(nbytes(ep.observations) + nbytes(ep.actions) + nbytes(ep.rewards) * 2 + nbytes(ep.terminations)
-               + nbytes(ep.truncations) + nbytes(dict(ep.infos)) for ep in episodes)
+               + nbytes(ep.truncations) + 2 * nbytes(dict(ep.infos)) for ep in episodes)
     need = int(1.1 * (need + 3072 * arrays + 1024 * len(episodes))) + 2**16
     try:
         free = shutil.disk_usage(parent).free
