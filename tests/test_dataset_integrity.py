@@ -381,3 +381,47 @@ def test_old_rlkit_datasets_with_one_info_per_step_still_load():
     data["rlkit"].pop("checksums", None), data["rlkit"].pop("fingerprint", None)
     meta.write_text(json.dumps(data))
     np.testing.assert_array_equal(load_dataset("tt/oldinfos-v0").episodes[0].infos["d"], np.ones(20))
+
+
+# ------------------------------------------------------------------ 5: Minari's JPEG-encoded images
+
+
+def _minari_image_dataset(dataset_id, noise):
+    import minari
+    from minari.data_collector import EpisodeBuffer
+
+    obs = gym.spaces.Box(0, 255, (32, 40, 3), np.uint8)
+    rng = np.random.default_rng(0)
+    buffers = []
+    for T in (5, 7):
+        term = np.zeros(T, bool)
+        term[-1] = True
+        images = rng.integers(0, 256, (T + 1, 32, 40, 3), dtype=np.uint8) if noise else \
+            np.zeros((T + 1, 32, 40, 3), np.uint8) + np.arange(T + 1, dtype=np.uint8)[:, None, None, None]
+        buffers.append(EpisodeBuffer(observations=images, actions=rng.integers(0, 3, T), rewards=np.ones(T),
+                                     terminations=term, truncations=np.zeros(T, bool)))
+    minari.create_dataset_from_buffers(dataset_id, buffers, observation_space=obs,
+                                       action_space=gym.spaces.Discrete(3), algorithm_name="random")  # JPEG: default
+    return [ep.observations for ep in minari.load_dataset(dataset_id).iterate_episodes()]
+
+
+@pytest.mark.parametrize("noise", [False, True])  # equal-length frames ([rows, L] uint8) and variable-length ones
+def test_jpeg_images_written_by_minari_load_as_minari_decodes_them(noise):
+    reference = _minari_image_dataset("foreign/images-v0", noise)
+    data = load_dataset("foreign/images-v0")
+    assert data.observation_space.shape == (32, 40, 3) and len(data) == 2
+    for episode, expected in zip(data.episodes, reference):
+        assert episode.observations.dtype == np.uint8
+        np.testing.assert_array_equal(episode.observations, expected)
+
+
+def test_a_corrupt_jpeg_frame_is_one_line():
+    _minari_image_dataset("foreign/images-v1", noise=True)
+    with h5py.File(_h5("foreign/images-v1"), "a") as f:
+        frames = list(f["episode_0/observations"][()])
+        frames[2] = np.frombuffer(b"not a jpeg at all", np.uint8)
+        del f["episode_0/observations"]
+        f["episode_0"].create_dataset("observations", data=frames, dtype=h5py.vlen_dtype(np.uint8))
+    with pytest.raises(DatasetError) as excinfo:
+        load_dataset("foreign/images-v1")
+    _one_line(excinfo, "episode_0/observations step 2", "JPEG")

@@ -689,7 +689,9 @@ def load_dataset(dataset: str | os.PathLike) -> LoadedDataset:
                     raise DatasetError(f"{where}: no {', '.join(missing)} in {h5}; not a complete Minari episode")
                 nodes = _episode_nodes(group, f"episode_{i}", where)
                 steps_left -= _check_declared_shapes(nodes, f"episode_{i}", obs_space, act_space, steps_left, where)
-                arrays = {path: _read_array(node, path, where, digests) for path, node in nodes.items()}
+                jpeg = _jpeg_nodes(nodes, f"episode_{i}", obs_space, act_space, metadata)
+                arrays = {path: (_read_jpeg(node, jpeg[path], path, where, digests) if path in jpeg
+                                 else _read_array(node, path, where, digests)) for path, node in nodes.items()}
                 raw = {k: _gather(arrays, f"episode_{i}/{k}") for k in
                        ("observations", "actions", "rewards", "terminations", "truncations")}
                 infos = {path.rsplit("/", 1)[1]: value for path, value in arrays.items()
@@ -785,7 +787,8 @@ def _check_declared_shapes(nodes: dict[str, Any], prefix: str, observation_space
                 got = "a scalar" if node.ndim == 0 else f"{node.shape[0]} entries"
                 raise DatasetError(f"{where}: {path} declares {got} but the episode needs {rows} (its rewards have "
                                    f"{T}; observations have one more); the file is truncated or mismatched")
-            if space is not None and space.shape is not None and tuple(node.shape[1:]) != tuple(space.shape):
+            if space is not None and space.shape is not None and tuple(node.shape[1:]) != tuple(space.shape) \
+                    and not _is_jpeg(node, space):
                 raise DatasetError(f"{where}: {path} declares shape {tuple(node.shape[1:])} per step but the space "
                                    f"is {_space_text(space)}; the dataset does not match its own spaces")
         elif node.ndim and node.shape[0] > T + 1:
@@ -806,6 +809,65 @@ def _check_storage(node: Any, path: str, where: str) -> None:
     if declared > max(stored, 1) * ratio and declared > 4096:
         raise DatasetError(f"{where}: {path} declares {declared / 1e6:.1f} MB of data but its file stores "
                            f"{stored / 1e6:.3f} MB for it; the file is corrupt or forged — re-create the dataset")
+
+
+def _is_jpeg(node: Any, space: gym.Space | None) -> bool:
+    """Whether an observation/action array holds JPEG-encoded frames (Minari's default for image spaces:
+    uint8 Box ``[H, W(, C)]`` in [0, 255], H and W >= 32): one byte string per step, stored as a ``[rows, L]``
+    uint8 array or a variable-length one."""
+    from minari.dataset.minari_storage import is_image_space
+
+    if space is None or not is_image_space(space):
+        return False
+    vlen = node.dtype.kind == "O"
+    return vlen or (node.dtype == np.uint8 and node.ndim == 2 and tuple(node.shape[1:]) != tuple(space.shape))
+
+
+def _jpeg_nodes(nodes: dict[str, Any], prefix: str, observation_space: gym.Space, action_space: gym.Space,
+                metadata: Mapping[str, Any]) -> dict[str, gym.Space]:
+    """``{path: image space}`` of an episode's arrays stored as JPEG frames (metadata ``jpeg_encoding``)."""
+    if metadata.get("jpeg_encoding", True) is False:
+        return {}
+    out = {}
+    for path, node in nodes.items():
+        top, *rest = path[len(prefix) + 1:].split("/")
+        space = (_leaf_space(observation_space, rest) if top == "observations" else
+                 _leaf_space(action_space, rest) if top == "actions" else None)
+        if _is_jpeg(node, space):
+            out[path] = space
+    return out
+
+
+def _read_jpeg(node: Any, space: gym.Space, path: str, where: str, digests: dict[str, str]) -> np.ndarray:
+    """Decode one JPEG frame per row into ``[rows, *space.shape]`` uint8 (each frame's size checked from its
+    header before it is decoded); the checksum covers the encoded bytes."""
+    import hashlib
+    import io
+
+    from PIL import Image
+
+    frames = node[()]
+    h = hashlib.blake2b(digest_size=16)
+    h.update(f"jpeg{len(frames)}".encode())
+    out = np.empty((len(frames), *space.shape), np.uint8)
+    for t, encoded in enumerate(frames):
+        data = np.asarray(encoded, np.uint8).tobytes()
+        h.update(len(data).to_bytes(8, "little") + data)
+        try:
+            with Image.open(io.BytesIO(data)) as image:
+                expected = (space.shape[1], space.shape[0])
+                if image.format != "JPEG" or image.size != expected:
+                    raise ValueError(f"a {image.format} image of {image.size[0]}x{image.size[1]}, not "
+                                     f"{expected[0]}x{expected[1]} JPEG")
+                frame = np.asarray(image, dtype=np.uint8)
+        except Exception as exc:  # PIL: not an image, truncated, a decompression bomb
+            raise DatasetError(f"{where}: {path} step {t} is not a JPEG frame of {_space_text(space)} "
+                               f"({_one_line(exc, 100)}); the file is corrupt") from None
+        if frame.shape != tuple(space.shape):
+            raise DatasetError(f"{where}: {path} step {t} decodes to shape {frame.shape}, not {_space_text(space)}")
+        out[t] = frame
+    digests[path] = h.hexdigest()
+    return out
 
 
 def _digest(array: np.ndarray) -> str:
