@@ -109,3 +109,33 @@ def test_closing_line_shows_the_success_rate_on_goal_tasks(tmp_path, capsys):
     final = [json.loads(line) for line in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()
              if json.loads(line)["kind"] == "eval"][-1]
     assert f"success rate {final['success_rate']:.2f}" in closing[0]
+
+
+def test_plot_keeps_one_colour_per_label_and_bands_success_over_seeds(tmp_path):
+    """Issue 18 #28: every panel gives a label the same colour, and the success panel aggregates seeds (mean
+    line and a min..max band) as the return panels do."""
+    from matplotlib.collections import PolyCollection
+
+    from rlkit.runfiles.logger import learning_curve_figure
+
+    runs = []
+    for seed in range(2):
+        run = tmp_path / f"goal-s{seed}"
+        run.mkdir()
+        records = [{"kind": "eval", "step": step, "time": step / 100, "return_mean": -50.0 + step / 100 + seed,
+                    "success_rate": min(1.0, step / 2000 + 0.1 * seed)} for step in (500, 1000, 1500)]
+        (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+        runs.append(run)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "metrics.jsonl").write_text(json.dumps({"kind": "eval", "step": 500, "time": 5.0, "return_mean": -20.0,
+                                                     "success_rate": 0.5}) + "\n")
+    fig = learning_curve_figure([*runs, other], labels=["her", "her", "ris"])
+    colours = {}
+    for ax in fig.axes:
+        for line in ax.get_lines():
+            colours.setdefault(line.get_label().split(" (n=")[0], set()).add(line.get_color())
+        assert len(ax.get_lines()) == 2  # one per label: seeds aggregate in every panel
+    assert set(colours) == {"her", "ris"} and all(len(c) == 1 for c in colours.values())
+    assert colours["her"] != colours["ris"]
+    assert all(any(isinstance(c, PolyCollection) for c in ax.collections) for ax in fig.axes)

@@ -218,7 +218,8 @@ not an invisible zero-length line."""
 
 def learning_curve_figure(run_dirs: list[Path], labels: list[str] | None = None):
     """Runs with the same label (by default the run's config without its seed) are aggregated:
-    mean line, shaded band = min..max over seeds."""
+    mean line, shaded band = min..max over seeds. Each label keeps one colour in every panel (return vs env
+    steps, vs wall time, and the success rate of goal tasks, aggregated over seeds the same way)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -227,21 +228,21 @@ def learning_curve_figure(run_dirs: list[Path], labels: list[str] | None = None)
     from rlkit.runfiles.runs import run_label
 
     groups: dict[str, list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]] = {}
-    successes: list[tuple[str, np.ndarray, np.ndarray]] = []  # goal-conditioned runs: success rate per eval
+    successes: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}  # goal-conditioned runs: success rate per eval
     for i, run_dir in enumerate(run_dirs):
         label = labels[i] if labels else run_label(Path(run_dir))
         records = read_metrics(Path(run_dir))
         groups.setdefault(label, []).append(_curves(records))
         rated = [r for r in records if r["kind"] == "eval" and r.get("success_rate") is not None]
         if rated:
-            successes.append((label, np.array([r["step"] for r in rated]),
-                              np.array([r["success_rate"] for r in rated], dtype=float)))
+            successes.setdefault(label, []).append((np.array([r["step"] for r in rated]),
+                                                    np.array([r["success_rate"] for r in rated], dtype=float)))
+    colours = {label: f"C{i % 10}" for i, label in enumerate(groups)}
 
     if successes:
         fig, (ax_steps, ax_time, ax_success) = plt.subplots(1, 3, figsize=(17, 4.5))
-        for label, steps, rates in successes:
-            ax_success.plot(steps, rates, label=label, marker="o" if len(steps) < MARKERS_BELOW else None,
-                            markersize=4)
+        for label, curves in successes.items():
+            _plot_seeds(ax_success, curves, label, colours[label])
         ax_success.set_xlabel("env steps")
         ax_success.set_ylabel("evaluation success rate")
         ax_success.set_ylim(-0.02, 1.02)
@@ -253,30 +254,9 @@ def learning_curve_figure(run_dirs: list[Path], labels: list[str] | None = None)
     for label, curves in groups.items():
         ylabel = curves[0][0]
         curves = [c for c in curves if len(c[1])]
-        if not curves:
-            continue
-        n = len(curves)
-        if n == 1:
-            _, steps, times, values = curves[0]
-            marker = "o" if len(steps) < MARKERS_BELOW else None
-            line = ax_steps.plot(steps, values, label=label, marker=marker, markersize=4)[0]
-            ax_time.plot(times, values, color=line.get_color(), label=label, marker=marker, markersize=4)
-            continue
-        # seeds: interpolate on a common grid, then mean and min..max band
-        for ax, x_index in ((ax_steps, 1), (ax_time, 2)):
-            x_min = max(c[x_index][0] for c in curves)
-            x_max = min(c[x_index][-1] for c in curves)
-            grid = np.linspace(x_min, max(x_max, x_min), 200)
-            stacked = np.stack([np.interp(grid, c[x_index], c[3]) for c in curves])
-            mean = stacked.mean(0)
-            few = max(len(c[x_index]) for c in curves) < MARKERS_BELOW
-            if few and x_max <= x_min:  # one shared point: the grid collapses, draw it as a dot
-                grid = grid[:1]
-                stacked = stacked[:, :1]
-                mean = mean[:1]
-            line = ax.plot(grid, mean, label=f"{label} (n={n})", marker="o" if len(grid) == 1 else None,
-                           markersize=4)[0]
-            ax.fill_between(grid, stacked.min(0), stacked.max(0), color=line.get_color(), alpha=0.2)
+        if curves:
+            _plot_seeds(ax_steps, [(c[1], c[3]) for c in curves], label, colours[label])
+            _plot_seeds(ax_time, [(c[2], c[3]) for c in curves], label, colours[label])
     ax_steps.set_xlabel("env steps")
     ax_time.set_xlabel("wall time (s)")
     for ax in (ax_steps, ax_time):
@@ -285,6 +265,25 @@ def learning_curve_figure(run_dirs: list[Path], labels: list[str] | None = None)
         ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def _plot_seeds(ax, curves: list[tuple[np.ndarray, np.ndarray]], label: str, colour: str) -> None:
+    """One label's curves (x, y) on ``ax`` in ``colour``: a single run as it is; several seeds interpolated on a
+    common grid, their mean as the line and min..max as a shaded band."""
+    n = len(curves)
+    if n == 1:
+        x, y = curves[0]
+        ax.plot(x, y, label=label, color=colour, marker="o" if len(x) < MARKERS_BELOW else None, markersize=4)
+        return
+    x_min = max(x[0] for x, _ in curves)
+    x_max = min(x[-1] for x, _ in curves)
+    grid = np.linspace(x_min, max(x_max, x_min), 200)
+    stacked = np.stack([np.interp(grid, x, y) for x, y in curves])
+    if x_max <= x_min:  # one shared point: the grid collapses, draw it as a dot
+        grid, stacked = grid[:1], stacked[:, :1]
+    ax.plot(grid, stacked.mean(0), label=f"{label} (n={n})", color=colour,
+            marker="o" if len(grid) == 1 else None, markersize=4)
+    ax.fill_between(grid, stacked.min(0), stacked.max(0), color=colour, alpha=0.2)
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
