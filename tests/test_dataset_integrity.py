@@ -273,6 +273,22 @@ def test_a_write_failing_with_enospc_is_one_line_and_leaves_nothing(root, monkey
     assert not [p for p in (root / "tt").iterdir() if p.name.startswith(".tmp-")]
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="the HDF5 write runs in a child process on POSIX only")
+def test_hdf5_crashing_mid_write_is_one_line_and_leaves_nothing(root, monkeypatch, capsys):
+    """A disk filling up mid-write made h5py flood stderr and segfault (exit 139): the write runs in a child
+    process, so the crash is one line here (ENOSPC itself: see the test above, and a tmpfs run in the report)."""
+    import signal
+
+    from minari.dataset._storages.hdf5_storage import HDF5Storage
+
+    monkeypatch.setattr(HDF5Storage, "update_episodes", lambda *a, **k: os.kill(os.getpid(), signal.SIGSEGV))
+    code = main(["collect", "random", "--env", "CartPole-v1", "--episodes", "2", "--out", "tt/crash-v0"])
+    captured = capsys.readouterr()
+    assert code == 2 and captured.err.count("\n") == 1 and "SIGSEGV" in captured.err, captured.err
+    assert not dataset_path("tt/crash-v0").exists()
+    assert not [p for p in (root / "tt").iterdir() if p.name.startswith(".tmp-")]
+
+
 def test_temporaries_of_a_killed_write_are_removed_by_the_next_one(root):
     write_dataset("tt/first-v0", _discrete_episodes(), OBS, ACT)
     dead = root / "tt" / ".tmp-killed-v0-999999999-0123abcd"  # no such pid

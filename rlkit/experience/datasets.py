@@ -505,8 +505,8 @@ def write_dataset(dataset_id: str, episodes: Sequence[Episode], observation_spac
     _remove_stale_temporaries(final.parent)
     _check_free_space(dataset_id, final.parent, checked)
     tmp = final.parent / f".tmp-{final.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    try:
-        tmp.mkdir()
+
+    def build() -> None:  # the HDF5 writing, in a child process where the OS allows (see _in_child)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             storage = MinariStorage.new(tmp / DATA_DIR, observation_space=observation_space, action_space=action_space,
@@ -526,6 +526,10 @@ def write_dataset(dataset_id: str, episodes: Sequence[Episode], observation_spac
             written = json.loads((tmp / DATA_DIR / METADATA_FILE).read_text(encoding="utf-8"))
             storage.update_metadata({"rlkit": {**extra, "checksums": digests,
                                                "fingerprint": _fingerprint(written, digests)}})
+
+    try:
+        tmp.mkdir()
+        _in_child(build, tmp)
         _ensure_namespace(dataset_id)
         if final.exists():  # overwrite: swap, then drop the old one
             old = final.parent / f".old-{final.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -547,6 +551,57 @@ def write_dataset(dataset_id: str, episodes: Sequence[Episode], observation_spac
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return final
+
+
+def _in_child(fn: Any, where: Path) -> None:
+    """Run ``fn()`` in a forked child process (POSIX; elsewhere in this one) and re-raise its error here.
+    HDF5 failing mid-write (a disk filling up) floods stderr from h5py's destructors and can crash the
+    process (exit 139): in a child, that crash stays there and becomes one line here."""
+    import errno
+    import signal
+
+    if not hasattr(os, "fork"):
+        fn()
+        return
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: write, report, exit without running the parent's cleanup
+        code = 0
+        try:
+            os.close(read_end)
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 2)  # h5py's destructor tracebacks
+            import faulthandler
+
+            faulthandler.disable()  # a crash here is reported by the parent, in one line
+            try:
+                fn()
+                report = b""
+            except BaseException as exc:  # noqa: BLE001 (everything goes back to the parent)
+                report = json.dumps([type(exc).__name__, getattr(exc, "errno", None), str(exc)]).encode()
+                code = 1
+            os.write(write_end, report)
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    chunks = []
+    with os.fdopen(read_end, "rb") as pipe:
+        while chunk := pipe.read(65536):
+            chunks.append(chunk)
+    _, status = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(status):
+        free = shutil.disk_usage(where).free if where.exists() else -1
+        if 0 <= free < 2**20:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        raise DatasetError(f"writing the dataset into {where.parent} crashed (signal {signal.Signals(os.WTERMSIG(status)).name} in HDF5); nothing was written; "
+                           "check the disk and record again")
+    if chunks:
+        name, number, text = json.loads(b"".join(chunks).decode())
+        if name == "DatasetError":
+            raise DatasetError(text)
+        if number is not None:
+            raise OSError(number, text)
+        raise RuntimeError(f"{name}: {text}")
 
 
 def _remove_stale_temporaries(parent: Path) -> None:
