@@ -152,8 +152,9 @@ def check_new_run_dir(run_dir: str | Path, flag: str = "--run-dir") -> Path:
                               "not an rlkit run; rlkit writes only into a new or empty directory — pick another")
         lock = run_dir / LOCK_FILE
         if lock.is_symlink() or (lock.exists() and not lock.is_file()):
-            raise RunDirError(f"{flag} '{run_dir}': its {LOCK_FILE} is {'a symlink' if lock.is_symlink() else 'not a file'}; "
-                              "rlkit writes its lock only as a plain file — remove it or pick another directory")
+            what = "a symlink" if lock.is_symlink() else "not a file"
+            raise RunDirError(f"{flag} '{run_dir}': its {LOCK_FILE} is {what}; rlkit writes its lock only as a plain "
+                              "file — remove it or pick another directory")
         writable = run_dir
     else:
         writable = run_dir.parent

@@ -33,8 +33,8 @@ from rlkit.training.evaluation import evaluate, evaluation_seed
 from rlkit.experience.her import env_compute_reward, env_compute_terminated
 from rlkit.runfiles.logger import CURVE_FILE, RunLogger, plot_runs
 from rlkit.training.run_state import RESUMABLE_KEYS, RunState, apply_optimizer_changes, resume_changes  # noqa: F401
-from rlkit.runfiles.runs import (BEST, CONFIG_FILE, LATEST, LOCK_FILE, RunLock, check_new_run_dir, check_run_dir, create_run_dir,
-                                is_claimed_empty)
+from rlkit.runfiles.runs import (BEST, CONFIG_FILE, LATEST, LOCK_FILE, RunLock, check_new_run_dir, check_run_dir,
+                                create_run_dir, is_claimed_empty)
 from rlkit.contract.schedules import linear_schedule
 
 
