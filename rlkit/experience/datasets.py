@@ -17,10 +17,20 @@ Safety: loading never runs code from a file. Spaces are rebuilt from JSON by Min
 rlkit refuses a dataset whose metadata lacks its spaces (Minari would then ``gym.make`` the env named
 in the file, importing its entry point) and reads only the ``hdf5`` format (h5py never unpickles).
 Every problem — unknown id, corrupt or truncated HDF5, missing keys, arrays of the wrong length, arrays
-that do not fit the spaces, NaN — is a one-line :class:`~rlkit.errors.DatasetError`.
+that do not fit the spaces, NaN, values far outside a Box or rewards beyond ``MAX_ABS_REWARD`` — is a
+one-line :class:`~rlkit.errors.DatasetError`.
 
-Writing is atomic enough: the dataset is built in a hidden directory beside its final place and
-renamed into it, so a failure never leaves a half dataset under the final id.
+Integrity: rlkit stores a checksum of every array and one content fingerprint (every array, the spaces,
+the env spec, the env id and kwargs) under ``"rlkit"`` in the metadata; loading verifies each checksum and
+names the array that fails (older rlkit datasets and foreign Minari ones have none and still load; their
+fingerprint is computed from the content). Declared shapes and stored bytes are checked against the
+spaces and the metadata before an array is read; soft and external links and data outside the file are
+refused. Minari's JPEG-encoded images are decoded (PIL), each frame's size checked from its header.
+
+Writing is atomic: the dataset is built in a hidden directory beside its final place (by a forked child
+process on POSIX, so HDF5 failing mid-write cannot take the caller down) and renamed into it, so a failure
+never leaves a half dataset under the final id; free space is checked first, and the hidden directories of
+writers that were killed are removed by the next write.
 
 This module is storage only (reading, writing, checking datasets, and rebuilding episodes from a replay
 buffer's saved state); it never imports training. Recording datasets — a policy's episodes, a run's
@@ -1058,6 +1068,7 @@ def dataset_info(dataset: str | os.PathLike) -> dict[str, Any]:
         "truncated": int(sum(bool(ep.truncations[-1]) for ep in data.episodes)),
         "minari": {k: (sorted(v) if isinstance(v, (set, list)) else v) for k, v in meta.items() if k not in skip},
         "fingerprint": meta["fingerprint"],
+        "checksums": isinstance((meta.get("rlkit") or {}).get("checksums"), dict),
         "rlkit": {k: v for k, v in (meta.get("rlkit") or {}).items() if k not in ("checksums", "fingerprint")},
     }
 
