@@ -372,6 +372,8 @@ def _dataset_info(ns: argparse.Namespace) -> int:
     print(f"steps        {info['steps']} (episode length mean {length['mean']:.1f}, min {length['min']}, "
           f"max {length['max']})")
     print(f"return       mean {ret['mean']:.3f}  std {ret['std']:.3f}  min {ret['min']:.3f}  max {ret['max']:.3f}")
+    print(f"fingerprint  {info['fingerprint']} (every array, the spaces, the env; "
+          f"{'per-array checksums verified' if info['checksums'] else 'no checksums stored: an older or foreign dataset'})")
     extra = {**info["minari"], **{f"rlkit.{k}": v for k, v in info["rlkit"].items()}}
     for key, value in extra.items():
         print(f"{key:<{max([12, *map(len, extra)])}} {json.dumps(value) if not isinstance(value, str) else value}")
