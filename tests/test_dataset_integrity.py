@@ -290,15 +290,20 @@ def test_hdf5_crashing_mid_write_is_one_line_and_leaves_nothing(root, monkeypatc
 
 
 def test_temporaries_of_a_killed_write_are_removed_by_the_next_one(root):
+    from rlkit.experience.datasets import _host_tag
+
     write_dataset("tt/first-v0", _discrete_episodes(), OBS, ACT)
-    dead = root / "tt" / ".tmp-killed-v0-999999999-0123abcd"  # no such pid
+    host = _host_tag()
+    dead = root / "tt" / f".tmp-killed-v0-{host}-999999999-0123abcd"  # no such pid on this host
     (dead / "data").mkdir(parents=True)
-    old = root / "tt" / ".old-killed-v0-999999999-0123abcd"
+    old = root / "tt" / f".old-killed-v0-{host}-999999999-0123abcd"
     old.mkdir()
-    alive = root / "tt" / f".tmp-running-v0-{os.getppid()}-0123abcd"  # a live writer's: kept
+    alive = root / "tt" / f".tmp-running-v0-{host}-{os.getppid()}-0123abcd"  # a live writer's: kept
     alive.mkdir()
+    elsewhere = root / "tt" / ".tmp-running-v0-0badf00d-999999999-0123abcd"  # another host's: not ours to judge
+    elsewhere.mkdir()
     write_dataset("tt/second-v0", _discrete_episodes(), OBS, ACT)
-    assert not dead.exists() and not old.exists() and alive.exists()
+    assert not dead.exists() and not old.exists() and alive.exists() and elsewhere.exists()
 
 
 @pytest.mark.parametrize("case", ["external_link", "soft_link", "external_storage"])

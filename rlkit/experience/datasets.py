@@ -514,7 +514,7 @@ def write_dataset(dataset_id: str, episodes: Sequence[Episode], observation_spac
     final.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temporaries(final.parent)
     _check_free_space(dataset_id, final.parent, checked)
-    tmp = final.parent / f".tmp-{final.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp = final.parent / f".tmp-{final.name}-{_writer_tag()}-{uuid.uuid4().hex[:8]}"
 
     def build() -> None:  # the HDF5 writing, in a child process where the OS allows (see _in_child)
         with warnings.catch_warnings():
@@ -542,7 +542,7 @@ def write_dataset(dataset_id: str, episodes: Sequence[Episode], observation_spac
         _in_child(build, tmp)
         _ensure_namespace(dataset_id)
         if final.exists():  # overwrite: swap, then drop the old one
-            old = final.parent / f".old-{final.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+            old = final.parent / f".old-{final.name}-{_writer_tag()}-{uuid.uuid4().hex[:8]}"
             os.replace(final, old)
             os.replace(tmp, final)
             shutil.rmtree(old, ignore_errors=True)
@@ -614,14 +614,27 @@ def _in_child(fn: Any, where: Path) -> None:
         raise RuntimeError(f"{name}: {text}")
 
 
+def _host_tag() -> str:
+    import socket
+    import zlib
+
+    return f"{zlib.crc32(socket.gethostname().encode()):08x}"
+
+
+def _writer_tag() -> str:
+    """``<host hash>-<pid>``: who writes a temporary directory (a shared disk may have writers on other hosts)."""
+    return f"{_host_tag()}-{os.getpid()}"
+
+
 def _remove_stale_temporaries(parent: Path) -> None:
     """Remove what an earlier write killed mid-way (SIGKILL, power loss) left beside its dataset: the hidden
-    ``.tmp-<name>-<pid>-<hex>`` / ``.old-...`` directories whose writing process is gone."""
+    ``.tmp-<name>-<host>-<pid>-<hex>`` / ``.old-...`` directories written on this host by a process that is
+    gone (another host's are left alone: its processes cannot be seen from here)."""
     for path in parent.glob(".[to][ml][pd]-*-*-*"):
-        match = re.fullmatch(r"\.(?:tmp|old)-.+-(\d+)-[0-9a-f]{8}", path.name)
-        if match is None or not path.is_dir() or path.is_symlink():
+        match = re.fullmatch(r"\.(?:tmp|old)-.+-([0-9a-f]{8})-(\d+)-[0-9a-f]{8}", path.name)
+        if match is None or match.group(1) != _host_tag() or not path.is_dir() or path.is_symlink():
             continue
-        pid = int(match.group(1))
+        pid = int(match.group(2))
         try:
             if pid != os.getpid():
                 os.kill(pid, 0)
