@@ -138,7 +138,7 @@ class Policy(nn.Module):
 class BC(Agent):
     """Behaviour cloning: ``act`` is the cloned policy, ``update`` one supervised step on a batch."""
 
-    capabilities = Capabilities()
+    capabilities = Capabilities(online=False)  # it clones a dataset's actions: cloning its own would teach nothing
 
     def __init__(self, cfg: BCConfig, observation_space: gym.Space, action_space: gym.Space,
                  device: torch.device | str = "cpu", seed: int = 0) -> None:

@@ -246,6 +246,9 @@ class OfflineConfig:
 
     dataset: str = ""
     """A Minari dataset id under ``MINARI_DATASETS_PATH`` (``rlkit dataset list``) or a dataset directory."""
+    allow_env_mismatch: bool = False
+    """Train on a dataset recorded in another env (or with other ``env.kwargs``) than ``env.id``, on purpose;
+    by default such a dataset is refused in one line naming both (same spaces do not make the same task)."""
 
     def __post_init__(self) -> None:
         if not self.dataset:
@@ -400,6 +403,9 @@ def check_capabilities(cfg: "RunConfig", agent_cls: type) -> None:
         raise ConfigError(f"train.replay.prioritized: true, but agent '{name}' returns no TD errors to "
                           "prioritize by (it would silently sample uniformly); set "
                           "train.replay.prioritized: false, or use an agent that supports it (dqn)")
+    if cfg.offline is None and not caps.online:
+        raise ConfigError(f"agent '{name}' learns from a dataset, and this config has no offline: section (it would "
+                          "clone its own random actions); add offline: {dataset: <id from `rlkit dataset list`>}")
     if replay.prioritized and cfg.offline is not None:
         raise ConfigError("train.replay.prioritized is not supported offline (a dataset source is read-only and "
                           "takes no priorities); set train.replay.prioritized: false")

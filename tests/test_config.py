@@ -76,6 +76,8 @@ def test_cli_bad_yaml_reports_line(capsys, tmp_path):
 def test_cli_unknown_env_id(capsys, tmp_path):
     code, out = _run_cli(["train", "env.id=CartPole-v9", f"--run-dir={tmp_path / 'r'}", "log.progress=false"], capsys)
     assert code == 2 and "unknown environment id 'CartPole-v9'" in out.err and "CartPole-v1" in out.err
+    code, out = _run_cli(["train", "env.id=Qwxyz-v0", f"--run-dir={tmp_path / 'r'}", "log.progress=false"], capsys)
+    assert code == 2 and len(out.err) < 300 and "env.imports" in out.err  # no list of every gymnasium id
 
 
 def test_cli_resume_dir_that_is_not_a_run(capsys, tmp_path):

@@ -259,6 +259,12 @@ def test_sample_hook_agents_are_refused_where_the_source_cannot_run_the_hook():
     _refused(data, "sample-time hook")
 
 
+def test_offline_only_agents_refuse_online_configs():
+    data = _config("bc", 100)
+    del data["offline"]
+    _refused(data, "agent 'bc' learns from a dataset, and this config has no offline: section")
+
+
 def test_env_step_schedules_are_refused_offline():
     data = _config("bc", 100)
     data["agent"] = {"name": "dqn", "lr_end": 1e-4, "lr_decay_steps": 1000}

@@ -28,7 +28,6 @@ ACT = gym.spaces.Discrete(2)
 @pytest.fixture(autouse=True)
 def root(tmp_path, monkeypatch):
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
-    monkeypatch.delenv("RLKIT_ALLOW_DATASET_ENV_MISMATCH", raising=False)
     return tmp_path / "minari"
 
 
@@ -63,9 +62,10 @@ def _one_line(excinfo, *fragments):
     return message
 
 
-def _cfg(dataset_id, env_id="Pendulum-v1", **env):
+def _cfg(dataset_id, env_id="Pendulum-v1", allow_env_mismatch=False, **env):
     return build_run_config({"seed": 0, "device": "cpu", "env": {"id": env_id, **env},
-                             "offline": {"dataset": dataset_id}, "agent": {"name": "bc", "hidden": [8]},
+                             "offline": {"dataset": dataset_id, "allow_env_mismatch": allow_env_mismatch},
+                             "agent": {"name": "bc", "hidden": [8]},
                              "train": {"total_steps": 10, "batch_size": 4}}, [])
 
 
@@ -105,15 +105,14 @@ def test_a_dataset_of_another_env_or_other_kwargs_is_refused_with_an_override(mo
     write_dataset("tt/noenv-v0", _episodes(), PEND_OBS, PEND_ACT)
     with pytest.raises(DatasetError) as excinfo:
         dataset_source(_cfg("tt/other-v0"), torch.device("cpu"))
-    _one_line(excinfo, "rlkit/SomethingElse-v0", "Pendulum-v1", "RLKIT_ALLOW_DATASET_ENV_MISMATCH")
+    _one_line(excinfo, "rlkit/SomethingElse-v0", "Pendulum-v1", "offline.allow_env_mismatch: true")
     with pytest.raises(DatasetError) as excinfo:
         dataset_source(_cfg("tt/kwargs-v0"), torch.device("cpu"))
     _one_line(excinfo, "{'g': 2.0}", "Pendulum-v1")
     dataset_source(_cfg("tt/same-v0", kwargs={"g": 2.0}), torch.device("cpu"))  # the same env and kwargs
     dataset_source(_cfg("tt/noenv-v0"), torch.device("cpu"))  # a dataset naming no env: nothing to compare
     dataset_source(_cfg("tt/other-v0", env_id=None), torch.device("cpu"))  # a run without an env
-    monkeypatch.setenv("RLKIT_ALLOW_DATASET_ENV_MISMATCH", "1")
-    dataset_source(_cfg("tt/other-v0"), torch.device("cpu"))
+    dataset_source(_cfg("tt/other-v0", allow_env_mismatch=True), torch.device("cpu"))  # the user means it
 
 
 # ------------------------------------------------------------------ 3: checksums name the array

@@ -151,6 +151,8 @@ class Capabilities:
     prioritized replay is meaningful."""
     discrete_actions: bool = True
     continuous_actions: bool = True
+    online: bool = True
+    """The agent learns from its own interaction; False (behaviour cloning) needs an ``offline:`` dataset."""
 
 
 @dataclass(frozen=True)

@@ -433,16 +433,12 @@ def check_dataset_fits(dataset: LoadedDataset, observation_space: gym.Space, act
                                "recorded on this env (and env.kwargs)")
 
 
-ALLOW_ENV_MISMATCH = "RLKIT_ALLOW_DATASET_ENV_MISMATCH"
-"""Set to 1 to train on a dataset recorded in another env (or other env kwargs) than the run's, on purpose."""
-
-
 def check_dataset_env(dataset: LoadedDataset, env_id: str, env_kwargs: Mapping[str, Any] | None = None,
                       where: str | None = None) -> None:
     """A one-line DatasetError naming both when the dataset was recorded in another env than ``env_id``
     (or, for rlkit's datasets, with other ``env.kwargs``): same spaces do not make the same task. A dataset
-    that names no env passes; ``RLKIT_ALLOW_DATASET_ENV_MISMATCH=1`` lets a user who means it through."""
-    if dataset.env_id is None or os.environ.get(ALLOW_ENV_MISMATCH) == "1":
+    that names no env passes; a run with ``offline.allow_env_mismatch: true`` does not call this."""
+    if dataset.env_id is None:
         return
     rlkit_meta = dataset.metadata.get("rlkit") if isinstance(dataset.metadata.get("rlkit"), dict) else {}
     mine: Any = None
@@ -459,7 +455,7 @@ def check_dataset_env(dataset: LoadedDataset, env_id: str, env_kwargs: Mapping[s
     running = env_id + (f" with kwargs {theirs}" if theirs else "")
     raise DatasetError(f"{prefix}dataset '{dataset.dataset_id}' was recorded in {recorded} but this run's env is "
                        f"{running}: the dataset does not fit this env. Use a dataset of this env, set env.id (and "
-                       f"env.kwargs) to the dataset's, or set {ALLOW_ENV_MISMATCH}=1 if you mean to mix them")
+                       "env.kwargs) to the dataset's, or set offline.allow_env_mismatch: true if you mean to mix them")
 
 
 # --------------------------------------------------------------------------------------

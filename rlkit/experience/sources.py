@@ -114,7 +114,7 @@ def dataset_source(cfg: RunConfig, device: torch.device):
     episodes = list(dataset.episodes)
     if not episodes:
         raise DatasetError(f"offline.dataset '{cfg.offline.dataset}' holds no episodes")
-    if cfg.env.id is not None:  # an env-bound run: the dataset must come from that env (and kwargs)
+    if cfg.env.id is not None and not cfg.offline.allow_env_mismatch:  # an env-bound run: that env's data only
         check_dataset_env(dataset, cfg.env.id, cfg.env.kwargs,
                           where=f"offline.dataset '{cfg.offline.dataset}' vs env.id '{cfg.env.id}'")
     experience = AGENTS[cfg.agent.name][1].capabilities.experience

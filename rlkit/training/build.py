@@ -7,6 +7,7 @@ any run directory exists.
 
 from __future__ import annotations
 
+import difflib
 import json
 import random
 from collections.abc import Callable
@@ -18,7 +19,7 @@ import numpy as np
 import torch
 
 from rlkit.runfiles.checkpoint import load_checkpoint
-from rlkit.config import EnvConfig, RunConfig, _closest
+from rlkit.config import EnvConfig, RunConfig
 from rlkit.errors import CheckpointError, ConfigError
 from rlkit.experience.replay import ReplayBuffer
 
@@ -40,9 +41,10 @@ def env_spec(env_id: str | None) -> gym.envs.registration.EnvSpec:
     try:
         return gym.spec(env_id)
     except gym.error.Error:
-        ids = list(gym.registry.keys())
-        raise ConfigError(f"unknown environment id '{env_id}'." + _closest(env_id, ids).replace("keys", "ids")
-                          + " `rlkit list` shows rlkit's environments") from None
+        match = difflib.get_close_matches(env_id, list(gym.registry.keys()), n=1, cutoff=0.5)
+        hint = f" Did you mean '{match[0]}'?" if match else ""  # never all of gymnasium's hundreds of ids
+        raise ConfigError(f"unknown environment id '{env_id}'.{hint} `rlkit list` shows rlkit's environments; "
+                          "register your own in a package named in env.imports") from None
 
 
 def make_vector_env(env_cfg: EnvConfig, num_envs: int | None = None, **extra: Any) -> gym.vector.VectorEnv:

@@ -19,7 +19,7 @@ import torch
 
 from rlkit.runfiles.checkpoint import load_checkpoint, nonfinite, save_checkpoint  # noqa: F401 (nonfinite re-exported)
 from rlkit.config import RunConfig, to_dict
-from rlkit.errors import CheckpointError, ConfigError, TrainingDiverged
+from rlkit.errors import CheckpointError, ConfigError, DatasetError, TrainingDiverged
 
 
 @dataclass
@@ -108,6 +108,8 @@ class RunState:
                 collector_state = checkpoint.get("collector") or _collector_state_v0(checkpoint)
                 envs_exact = collector.load_state_dict(collector_state, seed, reseed=seed + state.step)
             restore_rng(checkpoint["rng"])  # a tampered RNG state is refused here, like any other entry
+        except DatasetError:
+            raise  # the source's own one-line reason (e.g. trained on another dataset), not "not a checkpoint"
         except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError, OverflowError) as exc:
             text = " ".join(str(exc).split())[:200]
             raise CheckpointError(f"'{path}' does not fit this run ({type(exc).__name__}: {text}); it is not an "
