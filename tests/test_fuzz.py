@@ -12,8 +12,8 @@ RNG state replaced or corrupted; a key deleted or added; bytes of the file flipp
 shape or dtype changed, an array deleted, attributes and metadata rewritten, bytes flipped).
 
 Profiles:
-  quick (default suite): ``QUICK`` examples per target, ``derandomize=True`` (the same inputs on every run),
-      one small time and memory budget per example; ~20 s in all.
+  quick (default suite): ``QUICK`` (50) examples per target, ``derandomize=True`` (the same inputs every run),
+      one small time and memory budget per example; ~10 s in all.
   long (``slow``): ``RLKIT_FUZZ_EXAMPLES`` examples per target (default 2000), random seeds, and the known
       failures below reported instead of skipped when ``RLKIT_FUZZ_STRICT=1``:
 
@@ -54,10 +54,11 @@ from hypothesis import strategies as st  # noqa: E402
 
 from rlkit.cli import main  # noqa: E402
 
-QUICK = 30
+QUICK = 50
 LONG = int(os.environ.get("RLKIT_FUZZ_EXAMPLES", "2000"))
 STRICT = os.environ.get("RLKIT_FUZZ_STRICT") == "1"
 COLLECT = os.environ.get("RLKIT_FUZZ_COLLECT")  # a file: tracebacks are appended there instead of failing
+CURRENT_CASE: dict[str, object] = {}  # the drawn case, for COLLECT's record
 TIME_BUDGET_S = float(os.environ.get("RLKIT_FUZZ_TIME_BUDGET", "2.0"))  # per command
 MEMORY_HEADROOM = 3 << 30  # address space a command may add to the process (bytes)
 
@@ -76,6 +77,10 @@ KNOWN: list[tuple[str, str]] = [
     ("optimizer state tampered", r"\[agent\.py:\d+ in optimize\]"),
     # a config with `agent: {name: [..]}` or `{name: {..}}`: `name not in registry` raises TypeError (unhashable)
     # in rlkit/config.py's build_run_config (finding 21's class: a value of the wrong type)
+    # `train --resume` from a checkpoint whose replay buffer holds out-of-range actions (buffer.actions := 2**30
+    # everywhere): the sampled batch indexes Q-values out of bounds, RuntimeError in agents/dqn.py's update (finding
+    # 16: replay contents loaded unchecked)
+    ("replay contents tampered", r"(index -?\d+ is out of bounds|out of range).*\[\w+\.py:\d+ in update\]"),
     ("agent.name not a string", r"unhashable type: '\w+' \[config\.py:\d+ in build_run_config\]"),
     # `dataset info` on a dataset whose metadata.json has "rlkit": "x" (or a list, a number): AttributeError
     # ('str' object has no attribute 'get') in rlkit/experience/datasets.py's dataset_info (findings 1-4: metadata
@@ -151,6 +156,8 @@ def _innermost_rlkit_frame(exc: BaseException) -> str:
 def check_cli(argv: list[str], user_files: list[Path], *, unchanged_on_success: bool = True) -> int | None:
     """Run ``main(argv)`` under the budget and assert the property; returns the exit code (None: inconclusive)."""
     before = _digest(user_files)
+    if COLLECT:  # the input about to run, kept if it takes the process down (a segfault is not an exception)
+        Path(f"{COLLECT}.last").write_text(f"{' '.join(map(str, argv))}\t{CURRENT_CASE.get('case')!r}\n")
     out, err = io.StringIO(), io.StringIO()
     try:
         with _budget(TIME_BUDGET_S), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -267,6 +274,7 @@ configs = st.tuples(st.lists(mutation, min_size=1, max_size=3), st.sampled_from(
 
 
 def check_config(tmp: Path, mutations, edit: str, where: int) -> None:
+    CURRENT_CASE['case'] = (mutations, edit, where,)
     data = copy.deepcopy(BASE_CONFIG)
     for kind, path, value in mutations:
         if kind == "delete":
@@ -394,6 +402,7 @@ checkpoint_cases = st.tuples(
 
 
 def check_checkpoint(tmp: Path, index, kind, tensor_edit, json_edit, value, where, command) -> None:
+    CURRENT_CASE['case'] = (index, kind, tensor_edit, json_edit, value, where, command,)
     from rlkit.runfiles.checkpoint import load_checkpoint
 
     run = tmp / "run"
@@ -417,6 +426,12 @@ def check_checkpoint(tmp: Path, index, kind, tensor_edit, json_edit, value, wher
         elif kind == "add":
             parent[f"fuzz_{where % 7}"] = value if not isinstance(value, float) or math.isfinite(value) else 0.0
         elif kind == "tensor" and isinstance(leaf, torch.Tensor):
+            if path[:3] == ("agent", "optimizer", "state") and command == "resume" and not STRICT:
+                # CRASHES: an Adam moment of another shape or dtype (exp_avg := tensor(7)) is loaded unchecked and
+                # corrupts the heap at the first resumed step: `free(): invalid next size`, exit 134 or a
+                # segfault (139), which no in-process test survives. Left out until fixed (finding 16).
+                event("skipped: optimizer moment reshaped before resume (crashes the process)")
+                return
             parent[path[-1]] = _edit_tensor(leaf, tensor_edit)
         elif kind == "json" and isinstance(leaf, str):
             parent[path[-1]] = _edit_json_text(leaf, json_edit, where)
@@ -515,6 +530,7 @@ def _edit_array(group, name: str, edit: str) -> None:
 
 
 def check_dataset(tmp: Path, kind, index, array_edit, key, value, where) -> None:
+    CURRENT_CASE['case'] = (kind, index, array_edit, key, value, where,)
     import h5py
 
     dataset = tmp / "base-v0"
