@@ -132,3 +132,17 @@ def test_ris_learns_and_acts_on_a_space_with_a_fixed_dimension():
     cfg = RISConfig(actor_hidden=[32], critic_hidden=[32], subgoal_hidden=[32], subgoal_samples=3, random_steps=40)
     agent = RIS(cfg, env.observation_space, ACTIONS)
     _check_learns_without_nan(agent, env, hook=agent.make_sample_hook())
+
+
+def test_inverse_dynamics_on_a_space_with_a_fixed_dimension():
+    from rlkit.auxiliary import InverseDynamicsConfig
+
+    env = FixedDimPoint()
+    torch.manual_seed(0)
+    cfg = SACConfig(actor_hidden=[32], critic_hidden=[32], random_steps=40, encoder_hidden=[16],
+                    aux=[InverseDynamicsConfig(weight=1.0, hidden=[16])])
+    agent = SAC(cfg, env.observation_space, ACTIONS)
+    _check_learns_without_nan(agent, env)  # the aux loss is among the metrics checked finite
+    batch = ReplayBuffer.from_spaces(env.observation_space, ACTIONS, 100, 1, seed=1)
+    _rollout(agent, env, batch, 40)
+    assert math.isfinite(float(agent.update(batch.sample(16))["aux/inverse_dynamics"]))

@@ -67,10 +67,10 @@ def readme_commands(text: str) -> list[list[str]]:
 
 
 def test_readme_commands_are_found():
-    text = ('`make train ARGS="configs/x.yaml --seed 1"` prose\n```bash\nmake train   # c\nrlkit list\n'
-            'rlkit eval RUN_DIR [--episodes 10]\nrlkit train configs/y.yaml a.b=[1,2]   # note\n```\n')
-    assert readme_commands(text) == [["train"], ["list"], ["train", "configs/y.yaml", "a.b=[1,2]"],
-                                     ["train", "configs/x.yaml", "--seed", "1"]]
+    text = ('`make train ARGS="mine/x.yaml --seed 1"` prose\n```bash\nmake train   # c\nrlkit list\n'
+            'rlkit eval RUN_DIR [--episodes 10]\nrlkit train mine/y.yaml a.b=[1,2]   # note\n```\n')
+    assert readme_commands(text) == [["train"], ["list"], ["train", "mine/y.yaml", "a.b=[1,2]"],
+                                     ["train", "mine/x.yaml", "--seed", "1"]]
 
 
 def _train_config(args: list[str]):

@@ -62,6 +62,7 @@ class InverseDynamics(AuxModule):
             bounded = bool(np.all(np.isfinite(low)) and np.all(np.isfinite(high)))
             center = (high + low) / 2 if bounded else np.zeros(out_dim)
             half = (high - low) / 2 if bounded else np.ones(out_dim)
+            half = np.where(half == 0, 1.0, half)  # a fixed dimension (low == high): its target is 0, not 0/0
             self.register_buffer("center", torch.as_tensor(center, dtype=torch.float32), persistent=False)
             self.register_buffer("half_range", torch.as_tensor(half, dtype=torch.float32), persistent=False)
         else:
