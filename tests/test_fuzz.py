@@ -81,6 +81,13 @@ KNOWN: list[tuple[str, str]] = [
     # everywhere): the sampled batch indexes Q-values out of bounds, RuntimeError in agents/dqn.py's update (finding
     # 16: replay contents loaded unchecked)
     ("replay contents tampered", r"(index -?\d+ is out of bounds|out of range).*\[\w+\.py:\d+ in update\]"),
+    # `train --resume` from a checkpoint whose env-restore data holds invalid actions (collector.env_replay.actions
+    # with -1 or 2**80 for CartPole): the env's own assertion fires while rlkit/training/collector.py's restore
+    # replays them (finding 16: env-restore data loaded unchecked)
+    ("env-restore actions tampered", r"AssertionError: .* invalid \[collector\.py:\d+ in restore\]"),
+    # `train --resume` from a checkpoint whose collector.prev_reward has another shape: ValueError from
+    # StepRecord.from_arrays (rlkit/contract/agent.py) at the first resumed step (finding 16)
+    ("collector state reshaped", r"step record of \d+ rows: .* do not match \[agent\.py:\d+ in from_arrays\]"),
     ("agent.name not a string", r"unhashable type: '\w+' \[config\.py:\d+ in build_run_config\]"),
     # `dataset info` on a dataset whose metadata.json has "rlkit": "x" (or a list, a number): AttributeError
     # ('str' object has no attribute 'get') in rlkit/experience/datasets.py's dataset_info (findings 1-4: metadata
