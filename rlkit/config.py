@@ -568,6 +568,8 @@ def build_run_config(data: dict[str, Any], overrides: list[str] = (), source: st
             raise ConfigError("the 'agent' section needs a 'name' (e.g. agent: {name: dqn})")
         registry = _agent_registry()
         name = agent_data["name"]
+        if not isinstance(name, str):
+            raise ConfigError(f"agent.name must be an agent's name (one of {', '.join(sorted(registry))}), got {name!r}")
         if name not in registry:
             raise ConfigError(f"unknown agent '{name}'." + _closest(str(name), list(registry)).replace("keys", "agents"))
         agent_cls = registry[name][0]

@@ -167,6 +167,16 @@ ROWS = [
         "the replay buffer's 'next_first'"),
     Row("replay-rng", _tampered(lambda s: s["buffer"].update(rng_state=torch.zeros(2, dtype=torch.uint8))),
         "does not fit this run"),
+    Row("optimizer-moment-shape",  # torch's Adam would corrupt memory at the first resumed step
+        _tampered(lambda s: next(iter(s["agent"]["optimizer"]["state"].values())).update(exp_avg=torch.tensor(7.0))),
+        "state 'exp_avg'"),
+    Row("optimizer-moment-deleted",
+        _tampered(lambda s: next(iter(s["agent"]["optimizer"]["state"].values())).pop("exp_avg_sq")),
+        "optimizer 'optimizer'"),
+    Row("replay-actions-out-of-range", _tampered(lambda s: s["buffer"]["actions"].fill_(2**30)),
+        "actions outside [0, 2)"),
+    Row("collector-prev-reward-shape", _tampered(lambda s: s["collector"].update(prev_reward=torch.zeros(5))),
+        "collector.prev_reward has shape"),
     Row("loop-step-negative", _tampered(_set("loop", "step", -5)), "loop.step is -5"),
     Row("loop-best-step", _tampered(_set("loop", "best_step", 10**9)), "loop.best_step"),
     # 19: non-finite weights are never resumed, evaluated or exported

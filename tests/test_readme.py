@@ -25,6 +25,7 @@ def test_readme_python_blocks_run(tmp_path, monkeypatch):
     blocks = python_blocks(README.read_text())
     assert len(blocks) >= 2, "the README's Python API section has a training and a loading example"
     monkeypatch.chdir(tmp_path)  # runs/ is written here, not into the repository
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "datasets"))  # the dataset example writes here
     namespace: dict = {"__name__": "__readme__"}
     for line, code in blocks:
         try:

@@ -219,6 +219,7 @@ class Parts:
                 tensor.copy_(state[name])
         for name, spec in self.optimizers.items():
             spec.optimizer.load_state_dict(state[name])
+            _check_optimizer_state(name, spec.optimizer)
         for name, gen in self.generators.items():
             if isinstance(gen, np.random.Generator):
                 gen.bit_generator.state = json.loads(state[name])
@@ -268,6 +269,63 @@ class Parts:
         params = [p for p in module.parameters() if p.requires_grad]
         if params:
             self.optimizers[optimizer].optimizer.add_param_group({"params": params})
+
+
+def _check_optimizer_state(name: str, optimizer: torch.optim.Optimizer) -> None:
+    """A loaded optimizer state fits its parameters: every parameter's state has the same entries (Adam's
+    moments and step at least), each moment a finite float tensor of its parameter's shape, each step a finite
+    count >= 0. torch itself checks none of this, and a wrong-shaped moment corrupts memory at the next step."""
+    keys: set[str] | None = None
+    for group in optimizer.param_groups:
+        for key, default in optimizer.defaults.items():  # the hyperparameters: present, of the default's kind
+            if not _same_kind(group.get(key, _MISSING), default):
+                raise ValueError(f"optimizer '{name}' setting '{key}' is {group.get(key, 'missing')!r}")
+        for param in group["params"]:
+            entry = optimizer.state.get(param)
+            if entry is not None and not isinstance(entry, dict):
+                raise ValueError(f"optimizer '{name}' holds a {type(entry).__name__} as a parameter's state")
+            if not entry:
+                continue
+            if keys is None:
+                keys = set(entry)
+            elif set(entry) != keys:
+                raise ValueError(f"optimizer '{name}' holds different state entries for different parameters")
+            for key, value in entry.items():
+                if key == "step":
+                    step = float(value) if isinstance(value, (torch.Tensor, int, float)) else float("nan")
+                    if not (np.isfinite(step) and step >= 0):
+                        raise ValueError(f"optimizer '{name}' step is {value!r}")
+                elif not isinstance(value, torch.Tensor) or (
+                        value.shape != param.shape or not value.is_floating_point()
+                        or not bool(torch.isfinite(value).all())):
+                    kind = (f"{value.dtype}, shape {tuple(value.shape)}" if isinstance(value, torch.Tensor)
+                            else type(value).__name__)
+                    raise ValueError(f"optimizer '{name}' state '{key}' ({kind}) does not fit its parameter "
+                                     f"(shape {tuple(param.shape)}) or is not finite")
+    if keys is not None and isinstance(optimizer, torch.optim.Adam) and not {"step", "exp_avg", "exp_avg_sq"} <= keys:
+        raise ValueError(f"optimizer '{name}' state lacks Adam's step and moments (has {sorted(keys)})")
+
+
+_MISSING = object()
+
+
+def _same_kind(value: Any, default: Any) -> bool:
+    """``value`` is what an optimizer setting like ``default`` may be: a bool for a bool, a finite number for
+    a number, a tuple of finite numbers of the same length for a tuple (Adam's betas), anything for None."""
+    if value is _MISSING:
+        return False
+    if default is None:
+        return True
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, (int, float)):
+        if isinstance(value, torch.Tensor):  # a tensor learning rate (capturable optimizers): one finite number
+            return value.numel() == 1 and bool(torch.isfinite(value).all())
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and bool(np.isfinite(value))
+    if isinstance(default, tuple):
+        return (isinstance(value, (tuple, list)) and len(value) == len(default)
+                and all(_same_kind(v, d) for v, d in zip(value, default)))
+    return isinstance(value, type(default))
 
 
 def _same_device(a: torch.device, b: torch.device) -> bool:

@@ -1064,6 +1064,7 @@ def dataset_info(dataset: str | os.PathLike) -> dict[str, Any]:
     episode lengths, Minari's and rlkit's metadata. Reads (and so checks) the whole dataset."""
     data = load_dataset(dataset)
     meta = data.metadata
+    rlkit_meta = meta.get("rlkit") if isinstance(meta.get("rlkit"), dict) else {}  # foreign data may hold anything
     lengths = np.array([len(ep) for ep in data.episodes])
     skip = {"observation_space", "action_space", "env_spec", "eval_env_spec", "rlkit", "env_id", "total_episodes",
             "total_steps", "return_mean", "return_std", "return_min", "return_max", "fingerprint"}
@@ -1077,8 +1078,8 @@ def dataset_info(dataset: str | os.PathLike) -> dict[str, Any]:
         "truncated": int(sum(bool(ep.truncations[-1]) for ep in data.episodes)),
         "minari": {k: (sorted(v) if isinstance(v, (set, list)) else v) for k, v in meta.items() if k not in skip},
         "fingerprint": meta["fingerprint"],
-        "checksums": isinstance((meta.get("rlkit") or {}).get("checksums"), dict),
-        "rlkit": {k: v for k, v in (meta.get("rlkit") or {}).items() if k not in ("checksums", "fingerprint")},
+        "checksums": isinstance(rlkit_meta.get("checksums"), dict),
+        "rlkit": {k: v for k, v in rlkit_meta.items() if k not in ("checksums", "fingerprint")},
     }
 
 

@@ -306,6 +306,7 @@ class ReplayBuffer:
         self._max_priority = 1.0
         self._generator = torch.Generator(device="cpu")
         self._generator.manual_seed(seed)
+        self.discrete_actions: tuple[int, int] | None = None  # [low, high) of Discrete actions (from_spaces)
         self.sample_hook = sample_hook
 
     @classmethod
@@ -330,9 +331,11 @@ class ReplayBuffer:
             action_shape, action_dtype = tuple(action_space.shape), torch.float32
         else:
             raise ValueError(f"action space must be Box or Discrete, got {action_space}")
-        return cls(capacity=capacity, num_envs=num_envs, obs_shape=obs_shape, obs_dtype=obs_dtype,
-                   action_shape=action_shape,
-                   action_dtype=action_dtype, **kwargs)
+        buffer = cls(capacity=capacity, num_envs=num_envs, obs_shape=obs_shape, obs_dtype=obs_dtype,
+                     action_shape=action_shape, action_dtype=action_dtype, **kwargs)
+        if isinstance(action_space, gym.spaces.Discrete):  # what a loaded state's actions may hold
+            buffer.discrete_actions = (int(action_space.start), int(action_space.start + action_space.n))
+        return buffer
 
     # ------------------------------------------------------------------ sizes
     def _rows_written(self) -> int:
@@ -744,6 +747,13 @@ class ReplayBuffer:
             storage[:count].copy_(state[_obs_state_key(key)])
         for name in ("actions", "rewards", "terminated", "truncated", "valid", "first"):
             getattr(self, f"_{name}")[:count].copy_(state[name])
+        if self.discrete_actions is not None:
+            low, high = self.discrete_actions
+            actions = self._actions[:count]
+            if bool(((actions < low) | (actions >= high)).any()):
+                raise ValueError(f"replay state holds actions outside [{low}, {high}): not this run's replay")
+        if not bool(torch.isfinite(self._rewards[:count]).all()):
+            raise ValueError("replay state holds non-finite rewards")
         self._next_first = state["next_first"].to("cpu", torch.bool).clone()
         self._max_priority = float(state["max_priority"])
         if self._tree is not None:

@@ -85,6 +85,18 @@ class EnvReplay:
             return None
         self.start_rng = json.loads(state["start_rng"])
         self.actions = json.loads(state["actions"])
+        space = self.envs.single_action_space
+        if len(self.actions) != self.envs.num_envs or len(self.start_rng) != self.envs.num_envs:
+            raise ValueError(f"env replay holds {len(self.actions)} action lists for {self.envs.num_envs} envs")
+        for e, actions in enumerate(self.actions):  # replay only what the env could have been given
+            for action in actions:
+                try:
+                    value = np.asarray(action, dtype=space.dtype) if isinstance(action, list) else action
+                    valid = space.contains(value)
+                except (TypeError, ValueError, OverflowError):
+                    valid = False
+                if not valid:
+                    raise ValueError(f"env replay action {action!r} of env {e} is not in the action space {space}")
         obs_list = []
         for e, env in enumerate(self.envs.envs):
             if self.start_rng[e] is None:  # still in the first episode: reset(seed) started it
@@ -180,6 +192,11 @@ class Collector:
         prev_reward = state.get("prev_reward")  # absent in checkpoints from before the step record
         self.prev_reward = (np.zeros(self.num_envs, dtype=np.float32) if prev_reward is None
                             else prev_reward.numpy().astype(np.float32))
+        for name in ("autoreset", "episode_start", "prev_reward"):
+            if getattr(self, name).shape != (self.num_envs,):
+                raise ValueError(f"collector.{name} has shape {getattr(self, name).shape}, expected ({self.num_envs},)")
+        if not np.isfinite(self.prev_reward).all():
+            raise ValueError("collector.prev_reward is not finite")
         self.tracker.returns[:] = state["episode_returns"].numpy()
         self.tracker.lengths[:] = state["episode_lengths"].numpy()
         restored = self.env_replay.restore(state["env_replay"], seed, self.autoreset)
