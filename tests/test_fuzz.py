@@ -154,6 +154,9 @@ def check_cli(argv: list[str], user_files: list[Path], *, unchanged_on_success: 
             except SystemExit as exc:  # argparse
                 code = exc.code
     except _OverBudget:
+        # the alarm may land between a `with torch.no_grad()`'s __enter__ and its try block, where no __exit__
+        # runs: restore the process-wide grad mode, or every later input would train without gradients
+        torch.set_grad_enabled(True)
         event("inconclusive: over the time budget")
         return None
     except MemoryError:
@@ -361,7 +364,9 @@ def _edit_tensor(t: torch.Tensor, edit: str) -> torch.Tensor:
     if edit == "transpose" and t.dim() >= 2:
         return t.t().contiguous()
     if edit == "huge":
-        return torch.full_like(t, 1e30) if t.is_floating_point() else torch.full_like(t, 2**30)
+        if t.is_floating_point():
+            return torch.full_like(t, 1e30)
+        return torch.full_like(t, True if t.dtype == torch.bool else min(2**30, torch.iinfo(t.dtype).max))
     return t.flip(0) if t.dim() else t + 1
 
 
@@ -532,7 +537,7 @@ def check_dataset(tmp: Path, kind, index, array_edit, key, value, where) -> None
             try:
                 episode.attrs[attribute] = value
             except (TypeError, ValueError):
-                episode.attrs[attribute] = str(value)
+                episode.attrs[attribute] = str(value).replace("\x00", "")  # HDF5 strings hold no NUL
     elif kind == "metadata":
         meta = json.loads(metadata.read_text())
         if value is None and where % 2:

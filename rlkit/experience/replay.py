@@ -752,10 +752,17 @@ class ReplayBuffer:
             actions = self._actions[:count]
             if bool(((actions < low) | (actions >= high)).any()):
                 raise ValueError(f"replay state holds actions outside [{low}, {high}): not this run's replay")
-        if not bool(torch.isfinite(self._rewards[:count]).all()):
-            raise ValueError("replay state holds non-finite rewards")
+        floats = {"rewards": self._rewards, "actions": self._actions,
+                  **{f"observations '{k}'": v for k, v in self._obs.items()}}
+        for what, storage in floats.items():  # NaN in a replayed value would only surface as a diverged loss
+            if storage.is_floating_point() and not bool(torch.isfinite(storage[:count]).all()):
+                raise ValueError(f"replay state holds non-finite {what}")
         self._next_first = state["next_first"].to("cpu", torch.bool).clone()
         self._max_priority = float(state["max_priority"])
         if self._tree is not None:
             self._tree.tree.copy_(state["sum_tree"])
+            if not (bool(torch.isfinite(self._tree.tree).all()) and bool((self._tree.tree >= 0).all())):
+                raise ValueError("replay state holds negative or non-finite priorities")
+        if not (self._max_priority > 0 and self._max_priority < float("inf")):
+            raise ValueError(f"replay state's max priority is {self._max_priority}")
         self._generator.set_state(state["rng_state"])
