@@ -204,6 +204,10 @@ class TrainConfig:
     """Env steps between checkpoints (one is always written at the end and on Ctrl-C)."""
     save_buffer: bool = True
     """Store the replay buffer in checkpoints: needed for exact resume, large for Atari."""
+    snapshot_every: int = 0
+    """Steps between policy snapshots (0: none): the acting weights exported to ``snapshots/step_<N>/`` in the
+    run directory, each usable by ``rlkit eval`` (a few hundred KB for MLP policies). The training history of a
+    run, kept, e.g. to pick the policy that reached a third of the final return (a D4RL "medium" policy)."""
     stop_at_solve: float | None = None
     """Stop early once an evaluation mean reaches this return (None: train the full budget)."""
 
@@ -211,7 +215,7 @@ class TrainConfig:
         for name in ("total_steps", "train_every", "gradient_steps", "batch_size", "eval_episodes"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("learning_starts", "eval_every", "checkpoint_every"):
+        for name in ("learning_starts", "eval_every", "checkpoint_every", "snapshot_every"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"train.{name} must be >= 0, got {getattr(self, name)}")
         if not 0.0 <= self.eval_epsilon <= 1.0:

@@ -24,8 +24,9 @@ from typing import Any
 import torch
 
 from rlkit.training.build import (build_agent, build_experience, build_replay, env_spec, load_agent_weights, make_vector_env,  # noqa: F401
-                         resolve_device, save_run_spaces, seed_everything)
-from rlkit.runfiles.checkpoint import save_checkpoint
+                         resolve_device, save_run_spaces, seed_everything, SPACES_FILE)
+from rlkit.runfiles.checkpoint import CheckpointError, save_checkpoint
+from rlkit.runfiles.export import export_agent
 from rlkit.training.collector import Collector, EnvReplay, EpisodeTracker  # noqa: F401  (re-exported)
 from rlkit.config import RunConfig, build_run_config, dump_yaml, read_yaml
 from rlkit.errors import ConfigError, TrainingDiverged
@@ -36,6 +37,8 @@ from rlkit.training.run_state import RESUMABLE_KEYS, RunState, apply_optimizer_c
 from rlkit.runfiles.runs import (BEST, CONFIG_FILE, LATEST, LOCK_FILE, RunLock, check_new_run_dir, check_run_dir,
                                 create_run_dir, is_claimed_empty)
 from rlkit.contract.schedules import linear_schedule
+
+SNAPSHOTS = "snapshots"  # run_dir/snapshots/step_<N>/: train.snapshot_every's exported policies
 
 
 def train(cfg: RunConfig, run_dir: Path, resume: bool = False, source: str | None = None) -> dict[str, Any]:
@@ -111,6 +114,8 @@ def train_online(cfg: RunConfig, run_dir: Path, resume: bool = False, source: st
                     run.log_train()
                 if _crossed(before, state.step, train.eval_every) or state.step >= train.total_steps:
                     run.evaluate(agent, eval_envs)
+                if _crossed(before, state.step, train.snapshot_every):
+                    run.snapshot(agent)
                 if _crossed(before, state.step, train.checkpoint_every) or stop.requested:
                     run.checkpoint(agent, replay, collector)
                 if stop.requested:
@@ -156,6 +161,8 @@ def train_offline(cfg: RunConfig, run_dir: Path, resume: bool = False, source: s
                 if eval_envs is not None and (_crossed(before, state.step, train.eval_every)
                                               or state.step >= train.total_steps):
                     run.evaluate(agent, eval_envs)
+                if _crossed(before, state.step, train.snapshot_every):
+                    run.snapshot(agent)
                 if _crossed(before, state.step, train.checkpoint_every) or stop.requested:
                     run.checkpoint(agent, experience)
                 if stop.requested:
@@ -341,6 +348,17 @@ class _Run:
             keep_source = self.cfg.train.save_buffer or self.cfg.offline is not None
             state.save(self.run_dir / LATEST, agent, source if keep_source else None, collector)
         except TrainingDiverged as exc:
+            raise self.diverged(str(exc)) from None
+
+    def snapshot(self, agent) -> None:
+        """Export the acting weights as ``snapshots/step_<N>/`` (``train.snapshot_every``)."""
+        out = self.run_dir / SNAPSHOTS / f"step_{self.state.step}"
+        try:
+            export_agent(agent, (self.run_dir / "config.yaml").read_text(), out,
+                         {"agent": self.cfg.agent.name, "env": self.cfg.env.id, "step": str(self.state.step)})
+            if (self.run_dir / SPACES_FILE).is_file():  # an offline run's spaces: the snapshot acts without the dataset
+                shutil.copyfile(self.run_dir / SPACES_FILE, out / SPACES_FILE)
+        except CheckpointError as exc:  # non-finite weights
             raise self.diverged(str(exc)) from None
 
     def diverged(self, reason: str) -> TrainingDiverged:

@@ -204,6 +204,7 @@ def _py_state_from_json(text: str) -> tuple:
 RESUMABLE_KEYS = frozenset({
     "train.total_steps", "train.train_every", "train.gradient_steps", "train.batch_size", "train.eval_every",
     "train.eval_episodes", "train.eval_epsilon", "train.checkpoint_every", "train.save_buffer",
+    "train.snapshot_every",
     "train.stop_at_solve", "train.replay.beta_start", "log.progress", "log.tensorboard", "log.log_every",
     "log.plot", "device", "torch_threads",
 })  # and train.eval_env_kwargs.* (the evaluation envs are rebuilt when a run resumes)
