@@ -5,6 +5,7 @@ An agent class is built as ``AgentClass(cfg, observation_space, action_space, de
 """
 
 from rlkit.agents.bc import BC, BCConfig
+from rlkit.agents.decision_transformer import DecisionTransformer, DecisionTransformerConfig
 from rlkit.agents.dqn import DQN, DQNConfig
 from rlkit.agents.mpo import MPO, MPOConfig
 from rlkit.agents.ris import RIS, RISConfig
@@ -12,10 +13,11 @@ from rlkit.agents.sac import SAC, SACConfig
 
 AGENTS: dict[str, tuple[type, type]] = {
     "bc": (BCConfig, BC),
+    "decision_transformer": (DecisionTransformerConfig, DecisionTransformer),
     "dqn": (DQNConfig, DQN),
     "mpo": (MPOConfig, MPO),
     "ris": (RISConfig, RIS),
     "sac": (SACConfig, SAC),
 }
 
-__all__ = ["AGENTS", "BC", "BCConfig", "DQN", "DQNConfig", "MPO", "MPOConfig", "RIS", "RISConfig", "SAC", "SACConfig"]
+__all__ = ["AGENTS", "BC", "BCConfig", "DecisionTransformer", "DecisionTransformerConfig", "DQN", "DQNConfig", "MPO", "MPOConfig", "RIS", "RISConfig", "SAC", "SACConfig"]

@@ -279,6 +279,13 @@ class Agent:
                                       agent_id=agent_id, action_mask=action_mask)
         return self.act(step, explore=not deterministic, epsilon=epsilon)
 
+    def observe_dataset(self, dataset: Any) -> None:
+        """Called by the offline loop with the run's dataset (episodes with ``observations``, ``actions``,
+        ``rewards``) once it is loaded, before the first update: an agent that standardises by the data's
+        statistics (the Decision Transformer's state mean and std) computes them here into buffers of a declared
+        part, so checkpoints and exports carry them and act without the dataset. A resume loads the saved
+        values over them. Default: nothing."""
+
     def set_env_steps(self, env_steps: int) -> None:
         """The loop's count of real env transitions so far (SB3's ``num_timesteps``); the schedules of
         agents with ``capabilities.env_step_clock`` read it. A hand-written loop calls it after each step."""

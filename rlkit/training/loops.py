@@ -143,6 +143,7 @@ def train_offline(cfg: RunConfig, run_dir: Path, resume: bool = False, source: s
                                                 **train.eval_env_kwargs))
             _check_dataset_fits(dataset, eval_envs, cfg)
         agent = build_agent(cfg, dataset.observation_space, dataset.action_space, device)
+        agent.observe_dataset(dataset)  # data statistics into the agent's parts (a resume loads the saved ones)
         state = run.start(agent, device, source=experience)
         save_run_spaces(run_dir, dataset.observation_space, dataset.action_space)  # eval/export/load without it
 
