@@ -259,12 +259,12 @@ def test_a_full_disk_is_one_line_before_anything_is_written(root, monkeypatch, c
 def test_a_write_failing_with_enospc_is_one_line_and_leaves_nothing(root, monkeypatch):
     import errno
 
-    from minari.dataset._storages.hdf5_storage import HDF5Storage
+    import rlkit.experience.datasets as datasets
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(HDF5Storage, "update_episodes", full)
+    monkeypatch.setattr(datasets, "_write_episodes", full)
     with pytest.raises(DatasetError) as excinfo:
         write_dataset("tt/enospc-v0", _discrete_episodes(), OBS, ACT)
     _one_line(excinfo, "filled up", "tt/enospc-v0")
@@ -278,9 +278,9 @@ def test_hdf5_crashing_mid_write_is_one_line_and_leaves_nothing(root, monkeypatc
     process, so the crash is one line here (ENOSPC itself: see the test above, and a tmpfs run in the report)."""
     import signal
 
-    from minari.dataset._storages.hdf5_storage import HDF5Storage
+    import rlkit.experience.datasets as datasets
 
-    monkeypatch.setattr(HDF5Storage, "update_episodes", lambda *a, **k: os.kill(os.getpid(), signal.SIGSEGV))
+    monkeypatch.setattr(datasets, "_write_episodes", lambda *a, **k: os.kill(os.getpid(), signal.SIGSEGV))
     code = main(["collect", "random", "--env", "CartPole-v1", "--episodes", "2", "--out", "tt/crash-v0"])
     captured = capsys.readouterr()
     assert code == 2 and captured.err.count("\n") == 1 and "SIGSEGV" in captured.err, captured.err

@@ -112,6 +112,52 @@ def test_round_trip_dict_spaces_and_accessors():
     np.testing.assert_array_equal(stream.obs["position"][3], episodes[0].observations["position"][-1])
 
 
+def test_every_array_is_chunked_and_compressed_and_minari_reads_it_exactly():
+    """Storage (docs/datasets.md): every array rlkit writes is gzip-compressed in chunks of whole steps, and
+    Minari's own reader gets the same arrays back. Frame stacks hold each frame four times; gzip's 32 KB
+    window sees the copies side by side in a chunk, so even incompressible (random) frames cost about one
+    frame per step, not four."""
+    import minari
+
+    rng = np.random.default_rng(0)
+    frames_space = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
+    stacked = []
+    for T in (40, 25):
+        frames = rng.integers(0, 256, (T + 4, 84, 84), dtype=np.uint8)  # noise: nothing to gain within a frame
+        obs = np.stack([frames[t:t + 4] for t in range(T + 1)])         # [T + 1, 4, 84, 84], each frame 4 times
+        trunc = np.zeros(T, bool)
+        trunc[-1] = True
+        stacked.append(Episode(obs, rng.integers(0, 6, T), rng.normal(size=T).astype(np.float32), np.zeros(T, bool),
+                               trunc, infos={"lives": np.full(T, 3)}, reset_infos={"lives": np.array(3)}))
+    write_dataset("test/frames-v0", stacked, frames_space, gym.spaces.Discrete(6))
+    write_dataset("test/dictz-v0", _dict_episodes(), DICT_OBS, BOX_ACT)
+    for dataset_id, episodes in (("test/frames-v0", stacked), ("test/dictz-v0", _dict_episodes())):
+        h5 = dataset_path(dataset_id) / "data" / "main_data.hdf5"
+        with h5py.File(h5, "r") as f:
+            nodes = []
+            f.visititems(lambda name, node: nodes.append((name, node)) if isinstance(node, h5py.Dataset) else None)
+            assert len(nodes) >= 12
+            for name, node in nodes:
+                assert node.compression == "gzip" and node.compression_opts == 1, name
+                assert node.chunks[1:] == node.shape[1:] and node.maxshape[0] is None, name  # whole steps per chunk
+        theirs = list(minari.load_dataset(dataset_id).iterate_episodes())
+        mine = load_dataset(dataset_id).episodes
+        for a, b, c in zip(episodes, mine, theirs):
+            for key in ("observations", "actions", "rewards", "terminations", "truncations"):
+                for x in (getattr(b, key), getattr(c, key)):
+                    if isinstance(x, dict):
+                        for k in x:
+                            np.testing.assert_array_equal(x[k], getattr(a, key)[k])
+                    else:
+                        np.testing.assert_array_equal(x, getattr(a, key))
+            for key, steps in a.infos.items():
+                np.testing.assert_array_equal(b.infos[key], steps)
+                np.testing.assert_array_equal(c.infos[key][1:], steps)  # Minari's layout: the reset's info first
+    raw = sum(ep.observations.nbytes for ep in stacked)
+    stored = (dataset_path("test/frames-v0") / "data" / "main_data.hdf5").stat().st_size
+    assert stored < 0.35 * raw, (stored, raw)  # one frame of noise per step (0.25) plus the other arrays
+
+
 def test_replay_stream_feeds_a_replay_buffer():
     write_dataset("test/stream-v0", _episodes((4, 6)), OBS, ACT)
     data = load_dataset("test/stream-v0")

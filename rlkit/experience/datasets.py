@@ -5,8 +5,10 @@ default root ``~/.minari/datasets``) holding ``metadata.json`` (spaces serialise
 author, rlkit's own metadata under ``"rlkit"``) and ``main_data.hdf5`` (one group per episode:
 ``observations`` with ``T + 1`` entries, the final one included; ``actions``, ``rewards``,
 ``terminations``, ``truncations`` with ``T``; optional ``infos`` with ``T + 1``: the reset's, then one per
-step, as Minari's DataCollector writes them). Everything is read and written through
-the ``minari`` package, so ``minari.load_dataset(id)`` reads what rlkit writes and vice versa.
+step, as Minari's DataCollector writes them). rlkit writes that layout itself, every array chunked by whole
+steps and gzip-compressed (:data:`COMPRESSION`; an 84x84 Pong frame stack of 28 KB takes about 0.4 KB, see
+docs/datasets.md), and reads it with h5py; metadata goes through the ``minari`` package, so
+``minari.load_dataset(id)`` reads what rlkit writes (HDF5 filters are transparent to readers) and vice versa.
 
     write_dataset("rlkit/cartpole-random-v0", episodes, obs_space, act_space, env_id="CartPole-v1")
     data = load_dataset("rlkit/cartpole-random-v0")      # or a path to a dataset directory
@@ -65,6 +67,13 @@ HDF5_FILE = "main_data.hdf5"
 MAX_METADATA_BYTES = 64 * 2**20
 MAX_ABS_REWARD = 1e9
 """A reward beyond this magnitude is a unit or scaling mistake in the data, refused at load and write."""
+COMPRESSION: dict[str, Any] = {"compression": "gzip", "compression_opts": 1, "shuffle": True}
+"""The HDF5 filters of every array rlkit writes, chosen by measurement (docs/datasets.md, "Storage"): gzip
+level 1 stores a random-play Pong step (4 stacked 84x84 frames, 28 KB raw) in about 0.4 KB, lzf in 0.6 KB;
+level 4 saves another third at twice the time. Shuffle (bytes regrouped by significance) makes float
+arrays a few percent smaller and does nothing to uint8 frames. Every HDF5 reader decodes gzip."""
+CHUNK_BYTES = 1 << 20
+"""Target size of one HDF5 chunk (whole rows: see :func:`_write_arrays`)."""
 _ID_RE = re.compile(r"^(?:[-_\w][-_\w/]*[-_\w]/)?[-_\w]+?-v\d+$")
 
 Obs = Any  # np.ndarray, or a dict of arrays for Dict observation spaces
@@ -310,6 +319,10 @@ def _check_box_range(name: str, array: np.ndarray, space: gym.Box, where: str) -
     exploration noise) pass."""
     low, high = np.asarray(space.low, np.float64), np.asarray(space.high, np.float64)
     slack = np.where(np.isfinite(high - low), np.maximum(high - low, 1e-6), np.inf)
+    with np.errstate(invalid="ignore"):  # first per element over the steps, in the array's own dtype (fast)
+        if not ((array.min(axis=0).astype(np.float64) < low - slack)
+                | (array.max(axis=0).astype(np.float64) > high + slack)).any():
+            return
     values = array.astype(np.float64, copy=False)
     with np.errstate(invalid="ignore"):  # inf - inf where a bound is infinite: never out of range
         outside = (values < low - slack) | (values > high + slack)
@@ -480,7 +493,6 @@ def write_dataset(dataset_id: str, episodes: Sequence[Episode], observation_spac
     directory. Refuses an existing id unless ``overwrite``. ``metadata`` (JSON-serialisable) is stored
     with ``env_id`` and ``env_kwargs`` under the ``"rlkit"`` key of Minari's metadata. Observations and
     actions are stored losslessly (no JPEG encoding of images)."""
-    from minari.data_collector import EpisodeBuffer
     from minari.dataset.minari_storage import MinariStorage
 
     final = dataset_path(dataset_id)
@@ -524,9 +536,9 @@ def write_dataset(dataset_id: str, episodes: Sequence[Episode], observation_spac
                 "algorithm_name": algorithm_name or "unknown", "description": description or "",
                 "rlkit": extra,
             })
-            storage.update_episodes([EpisodeBuffer(observations=ep.observations, actions=ep.actions, rewards=ep.rewards,
-                                                   terminations=ep.terminations, truncations=ep.truncations,
-                                                   infos=_minari_infos(ep)) for ep in checked])
+            _write_episodes(tmp / DATA_DIR / HDF5_FILE, checked)
+            storage.update_metadata({"total_episodes": len(checked), "total_steps": int(sum(len(ep) for ep in checked)),
+                                     "dataset_size": storage.get_size()})
             # integrity: a checksum per array (verified at load, naming the array) and one fingerprint of it all
             digests = _file_digests(tmp / DATA_DIR / HDF5_FILE, len(checked))
             written = json.loads((tmp / DATA_DIR / METADATA_FILE).read_text(encoding="utf-8"))
@@ -557,6 +569,41 @@ def write_dataset(dataset_id: str, episodes: Sequence[Episode], observation_spac
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return final
+
+
+def _write_episodes(h5: Path, episodes: Sequence[Episode]) -> None:
+    """The episodes into Minari's HDF5 layout (what ``HDF5Storage.update_episodes`` writes: a group
+    ``episode_<i>`` with attributes ``id`` and ``total_steps``, arrays ``observations`` (a group per Dict key),
+    ``actions``, ``rewards``, ``terminations``, ``truncations`` and ``infos/<key>``, each resizable along its
+    first axis), every array chunked by whole rows and compressed with :data:`COMPRESSION`. HDF5 filters are
+    transparent to readers: ``minari.load_dataset`` and h5py read the arrays unchanged."""
+    import h5py
+
+    with h5py.File(h5, "a", track_order=True) as f:
+        for i, ep in enumerate(episodes):
+            group = f.create_group(f"episode_{i}")
+            group.attrs["id"] = i
+            group.attrs["total_steps"] = len(ep)
+            for key, value in (("observations", ep.observations), ("actions", ep.actions), ("rewards", ep.rewards),
+                               ("terminations", ep.terminations), ("truncations", ep.truncations)):
+                _write_arrays(group, key, value)
+            infos = _minari_infos(ep)
+            if infos:
+                _write_arrays(group, "infos", infos)
+
+
+def _write_arrays(group: Any, key: str, value: Any) -> None:
+    """One array (or a group of them for a dict), chunked by whole rows of about :data:`CHUNK_BYTES`: a chunk
+    never splits a step, so gzip's 32 KB window sees a frame stack's repeated frames side by side."""
+    if isinstance(value, Mapping):
+        sub = group.create_group(key)
+        for name, inner in value.items():
+            _write_arrays(sub, name, inner)
+        return
+    array = np.ascontiguousarray(value)
+    rows = max(1, min(len(array), CHUNK_BYTES // max(1, array[0].nbytes)))
+    group.create_dataset(key, data=array, chunks=(rows, *array.shape[1:]), maxshape=(None, *array.shape[1:]),
+                         **COMPRESSION)
 
 
 def _in_child(fn: Any, where: Path) -> None:
@@ -649,8 +696,9 @@ def _check_free_space(dataset_id: str, parent: Path, episodes: Sequence[Episode]
 
     arrays = sum(5 + len(ep.infos) + (len(ep.observations) if isinstance(ep.observations, Mapping) else 0)
                  for ep in episodes)
-    need = sum(nbytes(ep.observations) + nbytes(ep.actions) + nbytes(ep.rewards) * 2 + nbytes(ep.terminations)
-               + nbytes(ep.truncations) + 2 * nbytes(dict(ep.infos)) for ep in episodes)
+    ratio = _sampled_compression(episodes[0].observations)  # the observations dominate: frames shrink ~70x
+    need = sum(ratio * nbytes(ep.observations) + nbytes(ep.actions) + nbytes(ep.rewards) * 2
+               + nbytes(ep.terminations) + nbytes(ep.truncations) + 2 * nbytes(dict(ep.infos)) for ep in episodes)
     need = int(1.1 * (need + 3072 * arrays + 1024 * len(episodes))) + 2**16
     try:
         free = shutil.disk_usage(parent).free
@@ -660,6 +708,19 @@ def _check_free_space(dataset_id: str, parent: Path, episodes: Sequence[Episode]
         raise DatasetError(f"dataset '{dataset_id}' needs about {need / 1e6:.1f} MB but {parent} has "
                            f"{free / 1e6:.1f} MB free; free some space (or set MINARI_DATASETS_PATH to a larger "
                            "disk) and record again")
+
+
+def _sampled_compression(observations: Obs) -> float:
+    """Twice the gzip ratio (level 1) of up to one chunk of the first episode's observations, at most 1: what
+    the free-space check counts per observation byte (a later episode compressing worse than that margin ends
+    in the disk-full error, nothing written)."""
+    import zlib
+
+    values = list(observations.values()) if isinstance(observations, Mapping) else [observations]
+    sample = b"".join(np.ascontiguousarray(v).reshape(-1).view(np.uint8)[:CHUNK_BYTES].tobytes() for v in values)
+    if len(sample) < 4096:
+        return 1.0
+    return min(1.0, 2.0 * len(zlib.compress(sample, 1)) / len(sample))
 
 
 def _ensure_namespace(dataset_id: str) -> None:
@@ -950,7 +1011,7 @@ def _digest(array: np.ndarray) -> str:
 
     h = hashlib.blake2b(digest_size=16)
     h.update(f"{array.dtype.str}{array.shape}".encode())
-    h.update(np.ascontiguousarray(array).tobytes())
+    h.update(np.ascontiguousarray(array).reshape(-1).view(np.uint8))  # the bytes of tobytes(), without a copy
     return h.hexdigest()
 
 
@@ -960,7 +1021,12 @@ def _read_array(node: Any, path: str, where: str, digests: dict[str, str]) -> np
             raise DatasetError(f"{where}: {path} has dtype {node.dtype}, not numbers (rlkit reads numeric arrays "
                                "only)")
         return np.zeros(0, np.uint8)  # a foreign dataset's text infos: skipped, not hashed
-    value = np.asarray(node[()])
+    try:
+        value = np.asarray(node[()])
+    except OSError as exc:  # a corrupt compressed chunk: the filter fails before any checksum can be computed
+        raise DatasetError(f"{where}: {path} in {node.file.filename} does not decode ({_one_line(exc, 80)}): its "
+                           "compressed data is corrupt, so it cannot match its checksum; the file is corrupt (bit "
+                           "flips, a bad copy) or was edited — re-create the dataset or copy it again") from None
     digests[path] = _digest(value)
     return value
 
