@@ -25,6 +25,9 @@ Losses (per sample, averaged over the batch with the batch's weights, all ones f
   discrete  (Discrete, automatic):       L = -log softmax(logits(s))[a - start]            (cross-entropy)
             The evaluation policy is the argmax.
 
+Filtered BC (``top_fraction`` < 1, the Decision Transformer paper's "%BC" baseline) is the same loss on the
+dataset's best episodes by return only (:func:`top_episodes`).
+
 ``act(explore=True)`` samples the learned distribution (gaussian: mu + sigma * eps, clipped; discrete: the
 categorical); ``mse`` has no distribution, so exploring acts as evaluating. ``epsilon`` mixes in uniform
 actions (:func:`rlkit.contract.agent.epsilon_mix`).
@@ -71,6 +74,10 @@ class BCConfig(AgentConfig):
     """Lower clamp of the Gaussian policy's log std (``loss: gaussian``)."""
     log_std_max: float = 2.0
     """Upper clamp of the Gaussian policy's log std (``loss: gaussian``)."""
+    top_fraction: float = 1.0
+    """Filtered (or %) BC, the Decision Transformer paper's second baseline: train on the episodes with the
+    highest returns only, best first, as long as they hold at most this share of the dataset's steps (at least
+    one episode); 1.0: all of them (plain BC). The DT reference code's ``pct_traj`` rule (0.1: "10% BC")."""
 
     resumable: ClassVar[frozenset[str]] = frozenset({"max_grad_norm", "log_std_min", "log_std_max"})
     optimizer_settings: ClassVar[Mapping[str, tuple[tuple[str, str], ...]]] = {
@@ -81,6 +88,7 @@ class BCConfig(AgentConfig):
         if self.loss not in ("mse", "gaussian"):
             raise ConfigError(f"agent.loss must be 'mse' or 'gaussian', got {self.loss!r}")
         self.check_positive("lr", "max_grad_norm")
+        self.check_unit_interval("top_fraction", open_low=True)
         self.check_widths("hidden")
         if not (0.0 <= self.weight_decay < math.inf):
             raise ConfigError(f"agent.weight_decay must be a finite number >= 0, got {self.weight_decay}")
@@ -88,6 +96,27 @@ class BCConfig(AgentConfig):
                 and self.log_std_min < self.log_std_max):
             raise ConfigError(f"agent.log_std_min ({self.log_std_min}) must be < agent.log_std_max "
                               f"({self.log_std_max}), both finite")
+
+
+    def select_episodes(self, episodes: list) -> list:
+        """The top ``top_fraction`` of the data by episode return (:func:`top_episodes`)."""
+        return episodes if self.top_fraction >= 1.0 else top_episodes(episodes, self.top_fraction)
+
+
+def top_episodes(episodes: list, fraction: float) -> list:
+    """The episodes with the highest returns, best first, while their steps add up to at most ``fraction`` of
+    all steps; always the best one (the reference code's ``pct_traj``). Ties keep dataset order."""
+    returns = np.array([float(np.sum(e.rewards)) for e in episodes])
+    lengths = np.array([len(e.actions) for e in episodes])
+    budget = fraction * lengths.sum()
+    order = np.argsort(-returns, kind="stable")
+    kept, steps = [order[0]], lengths[order[0]]
+    for i in order[1:]:
+        if steps + lengths[i] > budget:
+            break
+        kept.append(i)
+        steps += lengths[i]
+    return [episodes[i] for i in sorted(kept)]
 
 
 # --------------------------------------------------------------------------------------

@@ -204,3 +204,48 @@ def test_unbounded_or_unsupported_action_spaces_are_refused():
         BC(BCConfig(), BOX_OBS, gym.spaces.Box(-np.inf, np.inf, (2,), np.float32))
     with pytest.raises(ConfigError, match="Box or Discrete"):
         BC(BCConfig(), BOX_OBS, gym.spaces.MultiBinary(3))
+
+
+# ------------------------------------------------------------------ filtered BC (the DT paper's %BC baseline)
+
+
+class _Ep:
+    def __init__(self, ret: float, steps: int) -> None:
+        self.rewards = np.full(steps, ret / steps)
+        self.actions = np.zeros((steps, 1))
+
+
+def test_top_episodes_keeps_the_best_returns_within_the_step_share_in_dataset_order():
+    from rlkit.agents.bc import top_episodes
+
+    episodes = [_Ep(1.0, 10), _Ep(5.0, 10), _Ep(3.0, 20), _Ep(4.0, 10), _Ep(-2.0, 50)]  # 100 steps
+    picked = top_episodes(episodes, 0.3)                    # 5.0 (10) + 4.0 (10) = 20 <= 30; + 3.0 (20) > 30
+    assert picked == [episodes[1], episodes[3]]
+    assert top_episodes(episodes, 0.01) == [episodes[1]]    # at least the best one
+    assert top_episodes(episodes, 1.0) == episodes
+    assert BCConfig(top_fraction=0.3).select_episodes(episodes) == picked
+    assert BCConfig().select_episodes(episodes) is episodes
+
+
+@pytest.mark.parametrize("value", [0.0, 1.5, -0.1])
+def test_top_fraction_outside_the_unit_interval_is_refused(value):
+    with pytest.raises(ConfigError, match="agent.top_fraction"):
+        BCConfig(top_fraction=value)
+
+
+def test_an_offline_source_trains_on_the_selected_episodes_only(tmp_path, monkeypatch):
+    from rlkit.config import build_run_config
+    from rlkit.experience.datasets import Episode, write_dataset
+    from rlkit.experience.sources import dataset_source
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
+    obs_space, act_space = gym.spaces.Box(-10, 10, (1,), np.float32), gym.spaces.Box(-1, 1, (1,), np.float32)
+    episodes = []
+    for level in (-1.0, 1.0, 0.5, -0.5):  # the action level is the reward: the best episode acts 1.0
+        episodes.append(Episode(np.zeros((11, 1), np.float32), np.full((10, 1), level, np.float32),
+                                np.full(10, level, np.float32), np.zeros(10, bool), np.r_[np.zeros(9, bool), True]))
+    write_dataset("rlkit/levels-v0", episodes, obs_space, act_space)
+    cfg = build_run_config({"env": {"id": None}, "offline": {"dataset": "rlkit/levels-v0"},
+                            "agent": {"name": "bc", "top_fraction": 0.25}})
+    _, source = dataset_source(cfg, torch.device("cpu"))
+    assert set(source.sample(64).actions.flatten().tolist()) == {1.0}

@@ -95,6 +95,11 @@ class AgentConfig:
         ``lr_decay_steps`` with ``lr_end`` set): an offline run, which has no env steps, refuses them."""
         return []
 
+    def select_episodes(self, episodes: list[Any]) -> list[Any]:
+        """The episodes of an offline dataset this agent trains on (filtered behaviour cloning keeps the best
+        ones by return); the offline source calls it once when the run starts. Default: all of them."""
+        return episodes
+
     def check_run(self, run: Any) -> None:
         """Checks this agent's needs against the rest of the run's config (a :class:`rlkit.config.RunConfig`:
         the replay, the env): :func:`rlkit.config.check_capabilities` calls it once, before anything is

@@ -118,6 +118,7 @@ def dataset_source(cfg: RunConfig, device: torch.device):
         check_dataset_env(dataset, cfg.env.id, cfg.env.kwargs,
                           where=f"offline.dataset '{cfg.offline.dataset}' vs env.id '{cfg.env.id}'")
     experience = AGENTS[cfg.agent.name][1].capabilities.experience
+    episodes = cfg.agent.select_episodes(episodes)  # e.g. filtered BC: the top share by return
     checksum = 0
     for episode in episodes:  # the rewards' bytes: a resume against another dataset of the same size is refused
         checksum = zlib.crc32(np.ascontiguousarray(episode.rewards, dtype=np.float32).tobytes(), checksum)
