@@ -89,6 +89,8 @@ def cmd_eval(ns: argparse.Namespace) -> int:
     run_dir, cfg, ckpt_path = run.run_dir, run.config, run.weights
     if ns.device:
         cfg.device = ns.device
+    if ns.target_return is not None:
+        _set_target_return(cfg, ns.target_return)
     trained_spaces = None
     if ns.env is not None:
         from rlkit.training.build import run_spaces
@@ -127,8 +129,23 @@ def cmd_eval(ns: argparse.Namespace) -> int:
     if ns.video:
         path = record_video(agent, cfg, run_dir / "videos" / f"eval-{ckpt_path.stem}.mp4", ns.seed, ns.epsilon)
         print(f"video: {path}")
-    (run_dir / "eval.json").write_text(json.dumps({"checkpoint": str(ckpt_path), **result}, indent=1))
+    conditioned = {"target_return": ns.target_return} if ns.target_return is not None else {}
+    (run_dir / "eval.json").write_text(json.dumps({"checkpoint": str(ckpt_path), **conditioned, **result}, indent=1))
     return 0
+
+
+def _set_target_return(cfg, value: float) -> None:
+    """``rlkit eval --target-return R``: the return a return-conditioned agent (the Decision Transformer) is asked
+    for, instead of its config's ``agent.target_return``."""
+    import dataclasses
+    import math
+
+    if "target_return" not in {f.name for f in dataclasses.fields(cfg.agent)}:
+        raise ConfigError(f"--target-return: agent '{cfg.agent.name}' is not conditioned on a return (only the "
+                          "Decision Transformer is); drop the flag")
+    if not math.isfinite(value):
+        raise ConfigError(f"--target-return must be a finite number, got {value}")
+    cfg.agent.target_return = float(value)
 
 
 def cmd_export(ns: argparse.Namespace) -> int:
@@ -332,9 +349,9 @@ def _collect_policy(ns: argparse.Namespace, num_envs: int):
 
 
 def cmd_dataset(ns: argparse.Namespace) -> int:
-    """``rlkit dataset list | info ID | from-run RUN_DIR --out ID | from-mocap``."""
+    """``rlkit dataset list | info ID | from-run RUN_DIR --out ID | from-mocap | import-hdf5 FILE --env ID``."""
     return {"list": _dataset_list, "info": _dataset_info, "from-run": _dataset_from_run,
-            "from-mocap": _dataset_from_mocap}[ns.source](ns)
+            "from-mocap": _dataset_from_mocap, "import-hdf5": _dataset_import_hdf5}[ns.source](ns)
 
 
 def _dataset_list(ns: argparse.Namespace) -> int:
@@ -388,6 +405,18 @@ def _dataset_from_run(ns: argparse.Namespace) -> int:
           f"the {counts['transitions']} transitions in the replay buffer (dropped: {counts['dropped_leading']} of "
           f"episodes whose start the ring overwrote, {counts['dropped_trailing']} unfinished), return "
           f"{counts['return_mean']:.2f} ± {counts['return_std']:.2f}")
+    return 0
+
+
+def _dataset_import_hdf5(ns: argparse.Namespace) -> int:
+    from rlkit.experience.d4rl_import import import_hdf5
+
+    path, c = import_hdf5(ns.file, ns.env, ns.out, overwrite=ns.overwrite, drop_trailing=ns.drop_trailing)
+    print(f"wrote dataset {c['dataset_id']} ({path}): "
+          f"{c['total_episodes']} episodes, {c['total_steps']} steps of the file's {c['rows']} rows (dropped: "
+          f"{c['dropped_timeout_steps']} timeout steps without a next observation, {c['dropped_episodes']} episodes "
+          f"left empty, {c['dropped_trailing']} unfinished), return {c['return_mean']:.2f} ± {c['return_std']:.2f} "
+          f"on {ns.env}")
     return 0
 
 
@@ -470,6 +499,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--video", action="store_true", help="also record one episode to RUN_DIR/videos/*.mp4")
     ev.add_argument("--env", help="evaluate in this env id instead of the run's (an offline run without one, "
                                   "or the same task under another id); its spaces must match the agent's")
+    ev.add_argument("--target-return", type=float, metavar="R",
+                    help="the return a return-conditioned agent (decision_transformer) is asked to collect, instead "
+                         "of its config's agent.target_return")
     ev.set_defaults(func=cmd_eval)
 
     export = sub.add_parser("export", help="a run's policy weights (safetensors) + config, for sharing",
@@ -496,7 +528,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_data_commands(sub) -> None:
-    """`rlkit collect` and `rlkit dataset list | info | from-run | from-mocap`."""
+    """`rlkit collect` and `rlkit dataset list | info | from-run | from-mocap | import-hdf5`."""
     collect = sub.add_parser(
         "collect", help="record episodes of a trained policy or random actions into a Minari dataset",
         description="Steps the env with the policy of RUN_DIR (a run, or an `rlkit export` directory) or uniform "
@@ -544,6 +576,19 @@ def _add_data_commands(sub) -> None:
                        help="inverse dynamics without floor contacts (residual includes gravity support)")
     mocap.add_argument("--overwrite", action="store_true", help="replace an existing dataset --out")
     mocap.set_defaults(func=cmd_dataset)
+    hdf5 = dataset_sub.add_parser(
+        "import-hdf5", help="a D4RL-style HDF5 file (flat observations, actions, rewards, terminals, timeouts)",
+        description="Splits the rows into episodes at terminals and timeouts, checks them against --env's spaces and "
+                    "writes a Minari dataset. Without next_observations a terminal episode repeats its last "
+                    "observation as the final one and a timeout episode drops its last step (docs/datasets.md).")
+    hdf5.add_argument("file", metavar="FILE")
+    hdf5.add_argument("--env", required=True, metavar="ID", help="the Gymnasium env the data was recorded in")
+    hdf5.add_argument("--out", "--name", dest="out", metavar="ID",
+                      help="dataset id, namespace/name-v0 (default: imported/<file name>-v0)")
+    hdf5.add_argument("--drop-trailing", action="store_true",
+                      help="leave out rows after the last terminal or timeout (else they are refused)")
+    hdf5.add_argument("--overwrite", action="store_true", help="replace an existing dataset --out")
+    hdf5.set_defaults(func=cmd_dataset)
 
 
 def _add_bench_command(sub) -> None:
