@@ -268,6 +268,25 @@ def test_an_env_bound_run_evaluates_with_its_target_return_and_logs_the_loss(tmp
     assert [r["step"] for r in evals][-1] == 10 and all(r["length_mean"] == 200 for r in evals)
     assert np.isfinite(summary["final_eval"]["return_mean"])
     assert any("loss" in r for r in _records(tmp_path / "run") if r["kind"] == "train")
+    # rlkit eval --target-return: the same weights asked for another return
+    from rlkit.cli import main
+
+    assert main(["eval", str(tmp_path / "run"), "--episodes", "2", "--target-return", "-150"]) == 0
+    assert json.loads((tmp_path / "run" / "eval.json").read_text())["target_return"] == -150.0
+    assert main(["eval", str(tmp_path / "run"), "--episodes", "2", "--target-return", "nan"]) == 2
+
+
+def test_target_return_flag_on_an_agent_not_conditioned_on_returns_is_one_line_exit_2(tmp_path, capsys):
+    from rlkit.cli import main
+
+    cfg = tmp_path / "dqn.yaml"
+    cfg.write_text("env: {id: CartPole-v1}\nagent: {name: dqn}\ntrain: {total_steps: 20, learning_starts: 10, "
+                   "eval_every: 0, eval_episodes: 1}\nlog: {progress: false, tensorboard: false, plot: false}\n")
+    assert main(["train", str(cfg), "--run-dir", str(tmp_path / "run")]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(tmp_path / "run"), "--episodes", "1", "--target-return", "10"]) == 2
+    err = capsys.readouterr().err
+    assert "not conditioned on a return" in err and "Traceback" not in err
 
 
 @pytest.mark.parametrize("fields, words", [
