@@ -147,7 +147,7 @@ def _read_file(path: Path, observation_space: gym.Space, action_space: gym.Space
         values = arrays[key]
         if not np.isin(values, (0, 1)).all():
             row = int(np.flatnonzero(~np.isin(values, (0, 1)))[0])
-            raise DatasetError(f"{path}: {key} row {row} is {values[row]!r}, not a boolean (0/1, True/False)")
+            raise DatasetError(f"{path}: {key} row {row} is {values[row].item()!r}, not a boolean (0/1, True/False)")
         arrays[key] = values.astype(bool)
     return arrays, infos
 
