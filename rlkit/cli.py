@@ -351,7 +351,8 @@ def _collect_policy(ns: argparse.Namespace, num_envs: int):
 def cmd_dataset(ns: argparse.Namespace) -> int:
     """``rlkit dataset list | info ID | from-run RUN_DIR --out ID | from-mocap | import-hdf5 FILE --env ID``."""
     return {"list": _dataset_list, "info": _dataset_info, "from-run": _dataset_from_run,
-            "from-mocap": _dataset_from_mocap, "import-hdf5": _dataset_import_hdf5}[ns.source](ns)
+            "from-mocap": _dataset_from_mocap, "import-hdf5": _dataset_import_hdf5,
+            "make-reference": _dataset_make_reference}[ns.source](ns)
 
 
 def _dataset_list(ns: argparse.Namespace) -> int:
@@ -417,6 +418,31 @@ def _dataset_import_hdf5(ns: argparse.Namespace) -> int:
           f"{c['dropped_timeout_steps']} timeout steps without a next observation, {c['dropped_episodes']} episodes "
           f"left empty, {c['dropped_trailing']} unfinished), return {c['return_mean']:.2f} ± {c['return_std']:.2f} "
           f"on {ns.env}")
+    return 0
+
+
+def _dataset_make_reference(ns: argparse.Namespace) -> int:
+    """``rlkit dataset make-reference [NAME...]``: D4RL-style reference datasets from committed policies."""
+    from rlkit.training.reference import REFERENCES, make_reference, reference
+
+    if ns.list or not ns.names and not ns.all:
+        for name, ref in REFERENCES.items():
+            how = (f"episodes of pretrained/reference/{ref.policy}, {ref.steps:,} steps" if ref.kind == "policy"
+                   else f"replay of configs/{ref.config} (seed {ref.seed}) to step {ref.until_step:,}")
+            print(f"{name:<28} {ref.env_id:<16} {how}")
+        if not ns.list:
+            print("name datasets to make them (or --all), e.g. `rlkit dataset make-reference hopper-medium-v0`")
+        return 0
+    names = list(REFERENCES) if ns.all else ns.names
+    for name in names:  # unknown names fail before any work
+        reference(name)
+    if ns.steps is not None and ns.steps < 1:
+        raise ConfigError(f"--steps must be >= 1, got {ns.steps}")
+    for name in names:
+        path, s = make_reference(name, steps=ns.steps, run_dir=ns.run, overwrite=ns.overwrite)
+        print(f"wrote rlkit/{name} ({path}): {s['total_episodes']} episodes, {s['total_steps']:,} steps, return "
+              f"{s['return_mean']:.1f} [{s['return_min']:.1f}..{s['return_max']:.1f}], normalised "
+              f"{s['normalized_mean']:.1f}")
     return 0
 
 
@@ -589,6 +615,19 @@ def _add_data_commands(sub) -> None:
                       help="leave out rows after the last terminal or timeout (else they are refused)")
     hdf5.add_argument("--overwrite", action="store_true", help="replace an existing dataset --out")
     hdf5.set_defaults(func=cmd_dataset)
+    ref = dataset_sub.add_parser(
+        "make-reference", help="D4RL-style reference datasets (medium, medium-replay, expert) made here",
+        description="Regenerates rlkit's reference datasets from the policies committed in pretrained/reference/ "
+                    "(medium, expert) or by re-running the training whose replay they are (medium-replay); "
+                    "docs/datasets.md lists them with their returns and normalised scores.")
+    ref.add_argument("names", nargs="*", metavar="NAME", help="reference datasets to make (none: list them)")
+    ref.add_argument("--all", action="store_true", help="make every reference dataset")
+    ref.add_argument("--list", action="store_true", help="list the reference datasets and how each is made")
+    ref.add_argument("--steps", type=int, help="env steps to record for policy datasets (default: the registry's)")
+    ref.add_argument("--run", metavar="RUN_DIR", help="medium-replay: read this existing run of the reference "
+                                                       "training instead of re-running it")
+    ref.add_argument("--overwrite", action="store_true", help="replace existing datasets")
+    ref.set_defaults(func=cmd_dataset)
 
 
 def _add_bench_command(sub) -> None:

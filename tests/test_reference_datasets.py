@@ -1,0 +1,87 @@
+"""rlkit dataset make-reference (rlkit.training.reference): D4RL-style datasets from committed policies and from a
+training run's replay, with D4RL's normalised score."""
+
+from __future__ import annotations
+
+import pytest
+
+from rlkit.cli import main
+from rlkit.experience.datasets import load_dataset
+from rlkit.training import reference as ref_module
+from rlkit.training.loops import train
+from rlkit.config import build_run_config
+
+
+@pytest.fixture
+def small_run(tmp_path_factory):
+    """A 300-step SAC Pendulum run with its replay saved, and its export as a 'policy'."""
+    root = tmp_path_factory.mktemp("ref")
+    cfg = build_run_config({"seed": 1, "env": {"id": "Pendulum-v1"}, "agent": {"name": "sac", "random_steps": 100},
+                            "train": {"total_steps": 300, "learning_starts": 100, "eval_every": 0, "eval_episodes": 1,
+                                      "checkpoint_every": 300, "snapshot_every": 100},
+                            "log": {"progress": False, "tensorboard": False, "plot": False}})
+    train(cfg, root / "run")
+    return root
+
+
+@pytest.fixture
+def registry(small_run, monkeypatch, tmp_path):
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "datasets"))
+    pretrained = tmp_path / "pretrained"
+    (pretrained / "reference").mkdir(parents=True)
+    (pretrained / "reference" / "pendulum-medium").symlink_to(small_run / "run" / "snapshots" / "step_200")
+    monkeypatch.setattr(ref_module, "pretrained_dir", lambda: pretrained)
+    monkeypatch.setattr(ref_module, "REFERENCES", {})
+    common = dict(env_id="Pendulum-v1", random_return=-1200.0, expert_return=-150.0)
+    ref_module.register("pendulum-medium-v0", ref_module.Reference(kind="policy", level="medium",
+                                                                   policy="pendulum-medium", steps=500, **common))
+    ref_module.register("pendulum-medium-replay-v0", ref_module.Reference(
+        kind="replay", level="medium-replay", config="sac_pendulum.yaml", until_step=200, seed=1, **common))
+    return small_run
+
+
+def test_policy_dataset_holds_whole_episodes_of_at_least_the_budget_with_its_score(registry, capsys):
+    assert main(["dataset", "make-reference", "pendulum-medium-v0"]) == 0
+    out = capsys.readouterr().out
+    assert "wrote rlkit/pendulum-medium-v0" in out and "normalised" in out
+    data = load_dataset("rlkit/pendulum-medium-v0")
+    episodes = list(data.episodes)
+    assert sum(len(e.actions) for e in episodes) >= 500 and all(len(e.actions) == 200 for e in episodes)
+    meta = data.metadata["rlkit"]
+    assert meta["level"] == "medium" and meta["expert_return"] == -150.0 and meta["env_id"] == "Pendulum-v1"
+    ref = ref_module.reference("pendulum-medium-v0")
+    assert ref.normalized(-1200.0) == 0.0 and ref.normalized(-150.0) == 100.0
+    # made again only with --overwrite
+    assert main(["dataset", "make-reference", "pendulum-medium-v0"]) == 2
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_medium_replay_is_the_runs_replay_up_to_the_medium_step(registry, capsys):
+    run = registry / "run"
+    assert main(["dataset", "make-reference", "pendulum-medium-replay-v0", "--run", str(run)]) == 0
+    episodes = list(load_dataset("rlkit/pendulum-medium-replay-v0").episodes)
+    assert sum(len(e.actions) for e in episodes) == 200  # the first 200 steps: one Pendulum episode
+    # the same transitions as the run's own replay rows
+    from rlkit.training.recording import dataset_from_run
+
+    dataset_from_run(run, "rlkit/whole-replay-v0")
+    whole = list(load_dataset("rlkit/whole-replay-v0").episodes)
+    assert (whole[0].actions == episodes[0].actions).all() and (whole[0].rewards == episodes[0].rewards).all()
+
+
+def test_listing_and_unknown_names(registry, capsys):
+    assert main(["dataset", "make-reference", "--list"]) == 0
+    out = capsys.readouterr().out
+    assert "pendulum-medium-v0" in out and "replay of configs/sac_pendulum.yaml" in out
+    assert main(["dataset", "make-reference", "hopper-nope-v0"]) == 2
+    err = capsys.readouterr().err
+    assert "no reference dataset named 'hopper-nope-v0'" in err and "Traceback" not in err
+
+
+def test_the_shipped_registry_names_policies_that_exist():
+    for name, ref in ref_module.REFERENCES.items():
+        if ref.kind == "policy":
+            assert (ref_module.pretrained_dir() / "reference" / ref.policy / "model.safetensors").is_file(), name
+        else:
+            assert (ref_module.pretrained_dir().parent / "configs" / ref.config).is_file(), name
+        assert ref.expert_return > ref.random_return
