@@ -306,8 +306,8 @@ class DecisionTransformer(Agent):
         else:
             B, K = valid.shape
             actions_in = self.actions.normalize(batch.actions.flatten(0, 1)).view(B, K, -1)  # [B, K, A] in [-1, 1]
-        out = self.model(batch.returns_to_go / cfg.rtg_scale, batch.obs, actions_in, batch.timesteps,
-                         None if bool(valid.all()) else valid)                          # [B, K, A or n]
+        # the mask always goes in (asking whether a batch has padding would cost a host sync per update)
+        out = self.model(batch.returns_to_go / cfg.rtg_scale, batch.obs, actions_in, batch.timesteps, valid)
 
         # loss on the real steps only
         weight = valid.float()
