@@ -60,7 +60,7 @@ def test_train_from_a_dict_returns_a_run(dqn_run):
     assert isinstance(run.agent, Policy) and run.agent.source.name == "latest.pt"
     assert run.agent.config.env.id == "CartPole-v1" and isinstance(run.agent.action_space, gym.spaces.Discrete)
     kinds = {r["kind"] for r in run.metrics()}
-    assert {"train", "eval"} <= kinds and len(run.metrics("eval")) == 2  # steps 150 and 300 (2 envs: +1)
+    assert {"train", "eval"} <= kinds and len(run.metrics("eval")) == 3  # steps 0, 150 and 300 (2 envs: +1)
     assert run.plot(run.run_dir / "curve.png").stat().st_size > 0
     with pytest.raises(AttributeError):  # frozen
         run.summary = {}

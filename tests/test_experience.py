@@ -308,7 +308,7 @@ def test_goal_env_evaluation_reports_success_rate_in_metrics_and_the_curve(tmp_p
     data["train"].update(total_steps=200, eval_every=100, checkpoint_every=0)
     train_online(build_run_config(data), tmp_path / "run")
     evals = [r for r in _metrics(tmp_path / "run") if r["kind"] == "eval"]
-    assert len(evals) == 2 and all(0.0 <= r["success_rate"] <= 1.0 for r in evals)
+    assert len(evals) == 3 and all(0.0 <= r["success_rate"] <= 1.0 for r in evals)  # steps 0, 100, 200
     fig = learning_curve_figure([tmp_path / "run"])
     assert len(fig.axes) == 3 and fig.axes[2].get_ylabel() == "evaluation success rate"
 
@@ -377,4 +377,4 @@ def test_evaluation_seeds_give_each_run_and_each_evaluation_its_own_episodes(tmp
     data["train"].update(total_steps=200, eval_every=100, checkpoint_every=0)
     data["seed"] = 4
     train_online(build_run_config(data), tmp_path / "run")
-    assert seeds == [evaluation_seed(4, 100), evaluation_seed(4, 200)]
+    assert seeds == [evaluation_seed(4, 0), evaluation_seed(4, 100), evaluation_seed(4, 200)]

@@ -496,7 +496,7 @@ def test_shipped_goal_configs_load_and_sac_her_point_maze_smoke_run(tmp_path, ca
     records = _metrics(tmp_path / "run")
     assert summary["steps"] == 400 and "success_rate" in summary["final_eval"]
     assert 0.0 <= summary["final_eval"]["goal_distance_mean"] < 10.0  # the final distances, the U is 3 m wide
-    assert [r["step"] for r in records if r["kind"] == "eval"] == [200, 400]
+    assert [r["step"] for r in records if r["kind"] == "eval"] == [0, 200, 400]
     assert any(r["kind"] == "train" and r["updates"] > 0 for r in records)
     assert all(r["success"] in (0.0, 1.0) for r in records if r["kind"] == "episode")
     assert any(r["return_mean"] != round(r["return_mean"]) for r in records if r["kind"] == "eval")  # dense

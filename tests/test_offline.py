@@ -168,7 +168,7 @@ def test_sigkilled_bc_run_resumes_to_the_same_metrics_as_an_uninterrupted_one(da
     assert main(["train", str(config), "--run-dir", str(whole)]) == 0
 
     resumed, reference = _records(killed), _records(whole)
-    assert len(reference) == 1500 // 50 + 1500 // 500  # every train and eval record, once
+    assert len(reference) == 1500 // 50 + 1 + 1500 // 500  # every train and eval record (step 0 too), once
     assert _without_wall_clock(resumed) == _without_wall_clock(reference)
     # what the killed process wrote after its last checkpoint was moved aside, not kept, not lost
     orphaned = killed / "metrics.orphaned.jsonl"
@@ -222,7 +222,7 @@ def test_bc_config_trains_through_the_cli_and_rlkit_eval_reads_the_run(datasets,
                  "train.eval_episodes=2", "agent.hidden=[32]", "log.progress=false", "log.tensorboard=false",
                  "log.plot=false", "log.log_every=100"]) == 0
     evals = [r for r in _records(run) if r["kind"] == "eval"]
-    assert [r["step"] for r in evals] == [150, 300]
+    assert [r["step"] for r in evals] == [0, 150, 300]
     capsys.readouterr()
     assert main(["eval", str(run), "--episodes", "2"]) == 0
     out = capsys.readouterr().out

@@ -305,7 +305,8 @@ def test_sac_on_a_dict_observation_env_through_train_online(tmp_path):
     assert train and all(math.isfinite(r["critic_loss"]) and math.isfinite(r["alpha"]) for r in train)
     assert sum(r["updates"] for r in train) >= 290  # one update per env step after learning starts
     evals = [r for r in records if r["kind"] == "eval"]
-    assert len(evals) == 2 and evals[-1]["step"] == 400 and all(math.isfinite(r["return_mean"]) for r in evals)
+    assert len(evals) == 3 and evals[0]["step"] == 0 and evals[-1]["step"] == 400  # 2 envs: the middle one may be 201
+    assert all(math.isfinite(r["return_mean"]) for r in evals)
     assert summary is not None
     # resume with the fields SAC's config declares changeable (resumable, optimizer_settings); others are refused
     changed = ["train.total_steps=500", "agent.tau=0.01", "agent.critic_lr=5.0e-4", "agent.random_steps=0"]

@@ -14,13 +14,17 @@ Collection conventions (NEXT_STEP autoreset, ``info["raw_reward"]``, ``info["lif
 
 from __future__ import annotations
 
+import copy
 import math
+import random
 import shutil
 import signal
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from rlkit.training.build import (build_agent, build_experience, build_replay, env_spec, load_agent_weights, make_vector_env,  # noqa: F401
@@ -80,6 +84,8 @@ def train_online(cfg: RunConfig, run_dir: Path, resume: bool = False, source: st
 
         ready = False  # the source has something to sample
         with _StopRequest() as stop:
+            if train.eval_every > 0 and not resume:  # the curve starts at the untrained policy
+                run.evaluate_untrained(agent, eval_envs)
             while state.step < train.total_steps and not run.solved:
                 # collect one vector step and store it
                 step = collector.step(agent, explore=True)
@@ -148,7 +154,9 @@ def train_offline(cfg: RunConfig, run_dir: Path, resume: bool = False, source: s
         save_run_spaces(run_dir, dataset.observation_space, dataset.action_space)  # eval/export/load without it
 
         with _StopRequest() as stop:
-            while state.step < train.total_steps:
+            if eval_envs is not None and not resume:  # the curve starts at the untrained policy
+                run.evaluate_untrained(agent, eval_envs)
+            while state.step < train.total_steps and not run.solved:
                 # update
                 batch = experience.sample(train.batch_size)
                 state.add_metrics(agent.update(batch))
@@ -168,8 +176,6 @@ def train_offline(cfg: RunConfig, run_dir: Path, resume: bool = False, source: s
                     run.checkpoint(agent, experience)
                 if stop.requested:
                     run.stopped_by(stop.signum)
-                    break
-                if run.solved:
                     break
             if not stop.requested:
                 run.checkpoint(agent, experience)
@@ -340,6 +346,16 @@ class _Run:
             self.solved = True
         self.logger.progress(state.step)
 
+    def evaluate_untrained(self, agent, eval_envs) -> None:
+        """A new run's evaluation at step 0, before any update, so that learning curves start at the untrained
+        policy. It adds one ``eval`` record (and may be the first ``best.pt``; ``stop_at_solve`` may stop the run
+        there) and changes nothing else: evaluation runs its own envs on its own seeds, and every generator
+        training draws from — the agent's declared ones (``eval_epsilon`` draws from them), torch's, numpy's and
+        Python's global ones — is put back as it was, so the run trains exactly as it would without it
+        (``tests/test_equality.py``)."""
+        with _generators_kept(agent):
+            self.evaluate(agent, eval_envs)
+
     def checkpoint(self, agent, source=None, collector=None) -> None:
         state = self.state
         state.elapsed = self.clock()
@@ -412,6 +428,30 @@ class _StopRequest:
     def __exit__(self, *exc) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
+
+
+@contextmanager
+def _generators_kept(agent):
+    """Run the block, then put back the state of every random generator training draws from: the agent's
+    declared generators (``agent.parts.generators``) and torch's (CPU and CUDA), numpy's and Python's global ones."""
+    declared = getattr(getattr(agent, "parts", None), "generators", None) or {}
+    kept = [(gen, copy.deepcopy(gen.bit_generator.state) if isinstance(gen, np.random.Generator) else gen.get_state())
+            for gen in declared.values()]
+    torch_state, numpy_state, python_state = torch.get_rng_state(), np.random.get_state(), random.getstate()
+    cuda_states = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+    try:
+        yield
+    finally:
+        for gen, state in kept:
+            if isinstance(gen, np.random.Generator):
+                gen.bit_generator.state = state
+            else:
+                gen.set_state(state)
+        torch.set_rng_state(torch_state)
+        np.random.set_state(numpy_state)
+        random.setstate(python_state)
+        if cuda_states is not None:
+            torch.cuda.set_rng_state_all(cuda_states)
 
 
 def _allocation_error(exc: BaseException) -> bool:
