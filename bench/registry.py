@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from rlkit.bench.figures import Figure
-from rlkit.bench.suites import atari_collect, dqn_cartpole, dqn_throughput, replay, ris, sac, sac_her
+from rlkit.bench.suites import atari_collect, dqn_cartpole, dqn_throughput, dt, replay, ris, sac, sac_her
 
 SuiteRun = Callable[[list[int], Path, bool, int], "list[Figure] | tuple[list[Figure], dict[str, Any]]"]
 """``run(seeds, out, quick, threads)``: the figures, or (figures, status) for a suite that can end unfinished
@@ -37,6 +37,7 @@ SUITES: dict[str, Suite] = {  # in the order `rlkit bench all` runs them
     "ris-antmaze": Suite(functools.partial(ris.suite_ris, ris.RIS_TASKS["ris-antmaze"]), ris.ANTMAZE_NOTES, long=True),
     "ris-pointmaze": Suite(functools.partial(ris.suite_ris, ris.RIS_TASKS["ris-pointmaze"]), ris.POINTMAZE_NOTES,
                            long=True),
+    "dt": Suite(dt.suite_dt, dt.NOTES),  # last: it needs d3rlpy's own venv (RLKIT_D3RLPY_PYTHON; else exit 2)
 }
 LONG_SUITES = frozenset(name for name, suite in SUITES.items() if suite.long)
 """Left out of ``rlkit bench all`` (see :attr:`Suite.long`)."""
