@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rlkit.contract.agent import Agent, AgentConfig, BoxActions, Capabilities, StepRecord, epsilon_mix
-from rlkit.contract.networks import make_encoder, mlp
+from rlkit.contract.networks import ObservationStandardizer, make_encoder, mlp
 from rlkit.contract.parts import acting, trains
 from rlkit.errors import ConfigError
 from rlkit.experience.replay import Transitions
@@ -74,6 +74,9 @@ class BCConfig(AgentConfig):
     """Lower clamp of the Gaussian policy's log std (``loss: gaussian``)."""
     log_std_max: float = 2.0
     """Upper clamp of the Gaussian policy's log std (``loss: gaussian``)."""
+    normalize_obs: bool = False
+    """Standardise vector observations by the dataset's per-dimension mean and std (CORL's BC and the Decision
+    Transformer do; kept in the policy's weights, so exports act without the data). False: raw observations."""
     top_fraction: float = 1.0
     """Filtered (or %) BC, the Decision Transformer paper's second baseline: train on the episodes with the
     highest returns only, best first, as long as they hold at most this share of the dataset's steps (at least
@@ -150,13 +153,14 @@ class Policy(nn.Module):
     (gaussian, ``2A``) or the logits (discrete, ``n``)."""
 
     def __init__(self, observation_space: gym.Space, out_dim: int, hidden: list[int],
-                 encoder_hidden: list[int] = ()) -> None:
+                 encoder_hidden: list[int] = (), normalize_obs: bool = False) -> None:
         super().__init__()
+        self.standardize = ObservationStandardizer(observation_space, normalize_obs)  # identity unless enabled
         self.encoder = make_encoder(observation_space, encoder_hidden)  # [B, D]
         self.net = mlp(self.encoder.out_dim, hidden, out_dim)     # [B, out_dim]
 
     def forward(self, obs: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.net(self.encoder(obs))
+        return self.net(self.encoder(self.standardize(obs)))
 
 
 # --------------------------------------------------------------------------------------
@@ -184,14 +188,20 @@ class BC(Agent):
         else:
             raise ConfigError(f"BC needs a Box or Discrete action space, the data has {action_space}")
 
-        self.policy = Policy(observation_space, out_dim, cfg.hidden, cfg.encoder_hidden).to(self.device)
+        self.policy = Policy(observation_space, out_dim, cfg.hidden, cfg.encoder_hidden,
+                             cfg.normalize_obs).to(self.device)
         # fused Adam: one kernel for all parameters instead of ~6 ops per tensor
         fused = self.device.type in ("cpu", "cuda")
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
                                           fused=fused)
         self.rng = np.random.default_rng(seed)  # sampled actions and epsilon in act()
         self.declare(parts={"policy": acting(self.policy)}, optimizers={"optimizer": trains(self.optimizer, "policy")},
-                     generators={"rng": self.rng}, encoder="policy.encoder")
+                     generators={"rng": self.rng}, encoder="policy.encoder",
+                     encoder_inputs=self.policy.standardize if cfg.normalize_obs else None)
+
+    def observe_dataset(self, dataset) -> None:
+        """``normalize_obs``: the dataset's observation mean and std into the policy's buffers."""
+        self.policy.standardize.fit(dataset.episodes)
 
     @property
     def gaussian(self) -> bool:

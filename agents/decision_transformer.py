@@ -54,7 +54,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rlkit.contract.agent import Agent, AgentConfig, BoxActions, Capabilities, StepRecord, epsilon_mix
-from rlkit.contract.networks import is_image_space, make_encoder
+from rlkit.contract.networks import ObservationStandardizer, make_encoder
 from rlkit.contract.parts import acting, trains
 from rlkit.errors import ConfigError
 from rlkit.experience.sequences import Sequences
@@ -172,26 +172,20 @@ class Block(nn.Module):
 
 
 class StateEncoder(nn.Module):
-    """obs ``[N, *obs_shape]`` -> ``[N, h]``: standardisation (vector observations), the observation encoder
-    (flatten / Nature CNN / Dict), a linear map to the token width. The agent's declared ``encoder``."""
+    """obs ``[N, *obs_shape]`` -> ``[N, h]``: standardisation (vector observations, the dataset's statistics),
+    the observation encoder (flatten / Nature CNN / Dict), a linear map to the token width. The agent's
+    declared ``encoder``."""
 
     def __init__(self, observation_space: gym.Space, embed_dim: int, encoder_hidden: list[int],
                  normalize: bool) -> None:
         super().__init__()
-        vector = (isinstance(observation_space, gym.spaces.Box) and len(observation_space.shape) >= 1
-                  and not is_image_space(tuple(observation_space.shape), observation_space.dtype))
-        self.normalize = bool(normalize and vector)
-        shape = tuple(observation_space.shape) if self.normalize else (0,)
-        self.register_buffer("obs_mean", torch.zeros(shape))
-        self.register_buffer("obs_std", torch.ones(shape))
+        self.standardize = ObservationStandardizer(observation_space, normalize)
         self.base = make_encoder(observation_space, encoder_hidden)
         self.out_dim = embed_dim
         self.linear = nn.Linear(self.base.out_dim, embed_dim)
 
     def forward(self, obs: Any) -> torch.Tensor:
-        if self.normalize:
-            obs = (obs.float() - self.obs_mean) / self.obs_std
-        return self.linear(self.base(obs))
+        return self.linear(self.base(self.standardize(obs)))
 
 
 class DecisionTransformerModel(nn.Module):
@@ -280,22 +274,9 @@ class DecisionTransformer(Agent):
                      generators={"rng": self.rng}, encoder="model.state_encoder")
 
     def observe_dataset(self, dataset) -> None:
-        """The dataset's per-dimension state mean and std (std + 1e-6, as the reference code), into the model's
-        buffers; called by the offline loop before the first update (a resume then loads the saved ones)."""
-        encoder = self.model.state_encoder
-        if not encoder.normalize:
-            return
-        total, sum_, sumsq = 0, 0.0, 0.0
-        for episode in dataset.episodes:
-            obs = np.asarray(episode.observations[: len(episode.actions)], dtype=np.float64)
-            obs = obs.reshape(len(obs), -1)
-            total += len(obs)
-            sum_, sumsq = sum_ + obs.sum(axis=0), sumsq + np.square(obs).sum(axis=0)
-        mean = sum_ / max(total, 1)
-        std = np.sqrt(np.maximum(sumsq / max(total, 1) - np.square(mean), 0.0)) + 1e-6
-        shape = encoder.obs_mean.shape
-        encoder.obs_mean.copy_(torch.as_tensor(mean.reshape(shape), dtype=torch.float32))
-        encoder.obs_std.copy_(torch.as_tensor(std.reshape(shape), dtype=torch.float32))
+        """The dataset's per-dimension state mean and std into the model's buffers (called by the offline loop
+        before the first update; a resume then loads the saved ones)."""
+        self.model.state_encoder.standardize.fit(dataset.episodes)
 
     # ------------------------------------------------------------------ learning
     def update(self, batch: Sequences) -> dict[str, torch.Tensor]:

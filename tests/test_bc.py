@@ -249,3 +249,21 @@ def test_an_offline_source_trains_on_the_selected_episodes_only(tmp_path, monkey
                             "agent": {"name": "bc", "top_fraction": 0.25}})
     _, source = dataset_source(cfg, torch.device("cpu"))
     assert set(source.sample(64).actions.flatten().tolist()) == {1.0}
+
+
+def test_normalize_obs_standardises_by_the_datasets_statistics_kept_in_the_weights():
+    class _Data:
+        episodes = [type("E", (), {"observations": np.array([[1.0, 10.0], [3.0, 30.0], [0.0, 0.0]]),
+                                   "actions": np.zeros((2, 1))})()]
+
+    space = gym.spaces.Box(-100, 100, (2,), np.float32)
+    plain = BC(BCConfig(), space, gym.spaces.Box(-1, 1, (1,), np.float32))
+    assert not any("standardize" in k for k in plain.state_dict()["policy"])  # unchanged without the option
+    agent = BC(BCConfig(normalize_obs=True), space, gym.spaces.Box(-1, 1, (1,), np.float32))
+    agent.observe_dataset(_Data())
+    weights = agent.state_dict()["policy"]
+    torch.testing.assert_close(weights["standardize.mean"], torch.tensor([2.0, 20.0]))
+    torch.testing.assert_close(weights["standardize.std"], torch.tensor([1.0, 10.0]) + 1e-6)
+    torch.testing.assert_close(agent.policy.standardize(torch.tensor([[3.0, 30.0]])), torch.tensor([[1.0, 1.0]]),
+                               rtol=1e-5, atol=1e-5)
+    assert "policy.standardize.mean" in agent.acting_tensors()  # exports act without the dataset

@@ -258,7 +258,7 @@ def test_resumed_run_is_bit_identical_to_an_uninterrupted_one(tmp_path, monkeypa
     split = torch.load(tmp_path / "split" / "checkpoints" / "latest.pt", weights_only=True)["agent"]["model"]
     assert whole.keys() == split.keys() and all(torch.equal(whole[k], split[k]) for k in whole)
     # the dataset's state statistics travel in the weights
-    assert not torch.equal(whole["state_encoder.obs_std"], torch.ones(3))
+    assert not torch.equal(whole["state_encoder.standardize.std"], torch.ones(3))
 
 
 def test_an_env_bound_run_evaluates_with_its_target_return_and_logs_the_loss(tmp_path, monkeypatch):

@@ -66,6 +66,41 @@ class FlatEncoder(nn.Module):
         return obs.reshape(obs.shape[0], -1).float()
 
 
+class ObservationStandardizer(nn.Module):
+    """``(obs - mean) / std`` per dimension for vector (non-image Box) observations, with the statistics of an
+    offline dataset (:meth:`fit`) kept as buffers, so checkpoints and exports carry them; the identity for
+    images, Dict spaces, or when disabled (then it holds no buffers: state dicts are unchanged).
+    The Decision Transformer's reference code and CORL's BC standardise states this way (std + 1e-6)."""
+
+    def __init__(self, observation_space: gym.Space, enabled: bool = True) -> None:
+        super().__init__()
+        self.enabled = bool(enabled and isinstance(observation_space, gym.spaces.Box)
+                            and len(observation_space.shape) >= 1
+                            and not is_image_space(tuple(observation_space.shape), observation_space.dtype))
+        if self.enabled:
+            self.register_buffer("mean", torch.zeros(observation_space.shape))
+            self.register_buffer("std", torch.ones(observation_space.shape))
+
+    def forward(self, obs: Any) -> Any:
+        return (obs.float() - self.mean) / self.std if self.enabled else obs
+
+    @torch.no_grad()
+    def fit(self, episodes: Any) -> None:
+        """The mean and std of the episodes' observations (``observations[:T]``: the states acted from)."""
+        if not self.enabled:
+            return
+        total, sum_, sumsq = 0, 0.0, 0.0
+        for episode in episodes:
+            obs = np.asarray(episode.observations[: len(episode.actions)], dtype=np.float64).reshape(
+                len(episode.actions), -1)
+            total += len(obs)
+            sum_, sumsq = sum_ + obs.sum(axis=0), sumsq + np.square(obs).sum(axis=0)
+        mean = sum_ / max(total, 1)
+        std = np.sqrt(np.maximum(sumsq / max(total, 1) - np.square(mean), 0.0)) + 1e-6
+        self.mean.copy_(torch.as_tensor(mean.reshape(self.mean.shape), dtype=torch.float32))
+        self.std.copy_(torch.as_tensor(std.reshape(self.std.shape), dtype=torch.float32))
+
+
 def is_image_space(shape: Sequence[int], dtype) -> bool:
     """Images: uint8 with 3 dims (C, H, W) — the convention of the Atari envs and SB3."""
     return len(shape) == 3 and np.dtype(dtype) == np.uint8
