@@ -118,7 +118,7 @@ def test_non_editable_install_ships_the_configs(tmp_path):
     src.mkdir()
     for name in ("setup.cfg", "pyproject.toml", "README.md"):
         shutil.copy(REPO / name, src / name)
-    for name in ("rlkit", "envs", "agents", "bench", "configs"):
+    for name in ("rlkit", "envs", "agents", "bench", "configs", "pretrained"):
         shutil.copytree(REPO / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
     site = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "--no-deps",
@@ -136,6 +136,8 @@ def test_non_editable_install_ships_the_configs(tmp_path):
     # every package of the source tree is installed (a subpackage missing from setup.cfg's `packages` is not)
     for init in (REPO / "rlkit").rglob("__init__.py"):
         assert (site / init.relative_to(REPO)).is_file(), f"{init.parent.relative_to(REPO)} is not installed"
+    # shipped policies (pretrained/: the humanoid's, the reference datasets') are package data too
+    assert (site / "rlkit" / "pretrained" / "mpo_humanoid_walk" / "model.safetensors").is_file()
     shipped = sorted(p.name for p in (REPO / "configs").glob("*.yaml"))
     assert sorted(p.name for p in (site / "rlkit" / "configs").glob("*.yaml")) == shipped
     listed = subprocess.run([sys.executable, "-m", "rlkit.cli", "list"], cwd=tmp_path, env=env, capture_output=True,
