@@ -576,10 +576,12 @@ def _write_episodes(h5: Path, episodes: Sequence[Episode]) -> None:
     ``episode_<i>`` with attributes ``id`` and ``total_steps``, arrays ``observations`` (a group per Dict key),
     ``actions``, ``rewards``, ``terminations``, ``truncations`` and ``infos/<key>``, each resizable along its
     first axis), every array chunked by whole rows and compressed with :data:`COMPRESSION`. HDF5 filters are
-    transparent to readers: ``minari.load_dataset`` and h5py read the arrays unchanged."""
+    transparent to readers: ``minari.load_dataset`` and h5py read the arrays unchanged. The file format is
+    HDF5 1.10's (readable by HDF5 >= 1.10, 2017; every h5py 3 wheel): its chunk indexes take ~4 KB per episode
+    where 1.8's B-trees took ~14 KB, which a dataset of short episodes (Hopper's random play: 20 steps) feels."""
     import h5py
 
-    with h5py.File(h5, "a", track_order=True) as f:
+    with h5py.File(h5, "a", track_order=True, libver=("v110", "v110")) as f:
         for i, ep in enumerate(episodes):
             group = f.create_group(f"episode_{i}")
             group.attrs["id"] = i
