@@ -119,6 +119,8 @@ def _scaled(args: list[str]) -> list[str]:
         return [*args, f"train.total_steps={steps}", f"train.learning_starts={starts}", "train.eval_every=0",
                 "train.eval_episodes=1", "train.checkpoint_every=0", "log.progress=false", "log.tensorboard=false",
                 "log.plot=false", "device=cpu"]
+    if args[:2] == ["dataset", "make-reference"] and "--list" not in args:
+        args = [*args, "--steps", "1000"]  # a reference dataset's 200k steps, scaled down
     for flag, few in (("--episodes", 2),):
         if flag in args:
             i = args.index(flag) + 1
