@@ -310,3 +310,21 @@ def test_registered_offline_only_and_reads_sequences():
     with pytest.raises(ConfigError, match="offline"):
         cfg = build_run_config({"env": {"id": "Pendulum-v1"}, "agent": {"name": "decision_transformer"}})
         check_capabilities(cfg, DecisionTransformer)
+
+
+def test_atari_frames_go_through_the_nature_cnn_declared_as_the_encoder():
+    frames = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
+    agent = _agent(observation_space=frames, action_space=gym.spaces.Discrete(6), context_length=3, rtg_scale=1.0)
+    assert type(agent.model.state_encoder.base).__name__ == "NatureCNN"
+    assert not agent.model.state_encoder.standardize.enabled  # images are scaled by the CNN, not standardised
+    B, K = 2, 3
+    obs = torch.randint(0, 256, (B, K, 4, 84, 84), dtype=torch.uint8)
+    batch = Sequences(obs=obs, actions=torch.randint(0, 6, (B, K)), rewards=torch.zeros(B, K),
+                      returns_to_go=torch.full((B, K), 5.0), timesteps=torch.arange(K).expand(B, K),
+                      terminated=torch.zeros(B, K, dtype=torch.bool), mask=torch.ones(B, K, dtype=torch.bool))
+    metrics = agent.update(batch)
+    assert torch.isfinite(metrics["loss"]) and "accuracy" in metrics
+    features = agent.encode(obs[:, 0])                      # what auxiliary modules attach to: [B, h]
+    assert features.shape == (B, 32)
+    actions = agent.predict(obs[:, 0].numpy(), episode_start=np.ones(B, bool))
+    assert actions.shape == (B,) and actions.dtype == np.int64
