@@ -137,6 +137,7 @@ class Driver:
         self.dt, self.dataset = build(args)
         self.step, self.until, self.resumed_at, self.env = 0, 0, 0.0, None
         self.loss: float | None = None
+        self.parent = os.getppid()
 
     def emit(self, **event: Any) -> None:
         self.out.write(json.dumps(event) + "\n")
@@ -169,6 +170,8 @@ class Driver:
         """d3rlpy's fit calls this after every gradient step: at the asked-for step, report the chunk's time and
         wait (outside the chunk) for the next command."""
         self.step = total_step
+        if os.getppid() != self.parent:  # the harness is gone (killed): stop now, not at the chunk's end
+            raise Stop
         if total_step == self.until:
             seconds = time.perf_counter() - self.resumed_at
             self.emit(event="trained", step=total_step, seconds=seconds, loss=self.loss)

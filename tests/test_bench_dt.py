@@ -138,11 +138,13 @@ def test_result_table_reads_ratio_share_and_scores():
     info = dt.DatasetInfo("rlkit/hopper-medium-v0", Path("x"), "Hopper-v5", 11, 3, 10, 1000, 1.0, None)
     figures = dt.figures_from([_summary(1000.0, 400.0), _summary(1200.0, 500.0)], settings, info, threads=2)
     summaries = [f.summary() for f in figures]
-    samples, share, score, evals, params, matmul = summaries
+    samples, share, ceiling, score, evals, params, matmul = summaries
     assert samples["ratio_median"] == pytest.approx(np.median([2.5, 2.4])) and samples["goal_met"] is True
     flops_per_sample = dt.update_flops(64, 20, 128, 3, 11, 3) / 64
     assert share["rlkit"][0] == pytest.approx(100 * 1000 * flops_per_sample / 400e9)
     assert share["target"] == ">= 90" and share["target_met_rlkit"] is False  # 1000 samples/s is 57% here
+    assert ceiling["rlkit"][0] == pytest.approx(400e9 / flops_per_sample)  # the limit in samples/s: 1745
+    assert ceiling["ratio_median"] == pytest.approx(np.median([400e9 / flops_per_sample / r for r in (400, 500)]))
     assert "after 1,000 gradient steps" in score["name"] and score["rlkit"] == [40.0, 40.0] and not score["paired"]
     assert evals["ratio_median"] == pytest.approx(3.0) and params["ratio_median"] == pytest.approx(726_019 / 726_275)
     assert matmul["reference"][0] == pytest.approx(396.0)

@@ -520,12 +520,17 @@ def figures_from(summaries: list[dict[str, Any]], settings: Settings, info: Data
             f"layers, K {settings.context}, batch {settings.batch}, {threads} thread(s)")
     score_unit = "score" if first["score_kind"] == "normalised" else "return"
     eval_steps = sorted(s for s in first["scores"]["rlkit"] if s > 0)
+    ref = first.get("ref_returns")
+    scored = (f"normalised score 100 (R - R_min) / (R_max - R_min), R_min {ref[0]:g}, R_max {ref[1]:g},"
+              if ref else "evaluation return")
     rows = [
         Figure(f"training samples/s (batch x gradient steps/s of each library's training loop; {what})",
                "samples/s", goal=">= 2.0"),
         Figure(f"share of the compute limit: samples/s x {first['update_gflop'] / settings.batch * 1e3:.0f} MFLOP "
                f"per sample / float32 matmul rate measured in the same run", "%", target=">= 90"),
-        *[Figure(f"{'normalised score (D4RL, x100)' if score_unit == 'score' else 'evaluation return'} after "
+        Figure("the ceiling: the compute limit in samples/s (matmul rate / FLOPs per sample; rlkit's column) vs "
+               "d3rlpy's samples/s: the largest ratio any library could reach", "samples/s", goal=">= 2.0"),
+        *[Figure(f"{scored} after "
                  f"{step:,} gradient steps ({settings.eval_episodes} episodes, target return "
                  f"{first.get('target_return', 0):g})", score_unit, paired=False) for step in eval_steps],
         Figure("evaluation rollout env steps/s (rlkit: its vector-env evaluation, one forward for all envs; "
@@ -534,13 +539,16 @@ def figures_from(summaries: list[dict[str, Any]], settings: Settings, info: Data
         Figure("float32 matmul [3840,128]@[128,512] rate in each process (the compute limit: rlkit's column)",
                "GFLOP/s"),
     ]
-    samples, share, *score_rows = rows[:2 + len(eval_steps)]
-    evals_rate, params, matmul = rows[2 + len(eval_steps):]
+    samples, share, ceiling, *score_rows = rows[:3 + len(eval_steps)]
+    evals_rate, params, matmul = rows[3 + len(eval_steps):]
     for s in summaries:
         samples.rlkit.append(s["samples_per_s"]["rlkit"])
         samples.reference.append(s["samples_per_s"]["d3rlpy"])
         share.rlkit.append(s["share_of_limit_percent"]["rlkit"])
         share.reference.append(s["share_of_limit_percent"]["d3rlpy"])
+        limit = s["matmul_gflops"]
+        ceiling.rlkit.append(limit * settings.batch / s["update_gflop"] if limit else None)
+        ceiling.reference.append(s["samples_per_s"]["d3rlpy"])
         for row, step in zip(score_rows, eval_steps):
             row.rlkit.append(s["scores"]["rlkit"].get(step))
             row.reference.append(s["scores"]["d3rlpy"].get(step))
