@@ -122,7 +122,8 @@ def test_discrete_actions_named_output_and_dropping_trailing_rows(tmp_path, caps
     assert loaded.action_space == gym.spaces.Discrete(2)
     assert loaded.metadata["rlkit"]["dropped_trailing"] == trailing
     assert loaded.total_steps == 120 - trailing  # next_observations present: every finished step kept
-    np.testing.assert_array_equal(np.concatenate([ep.actions for ep in loaded.episodes]), data["actions"][:120 - trailing])
+    np.testing.assert_array_equal(np.concatenate([ep.actions for ep in loaded.episodes]),
+                                  data["actions"][:120 - trailing])
     # an existing id needs --overwrite
     assert main(["dataset", "import-hdf5", str(path), "--env", "CartPole-v1", "--out", "mine/cp-v3",
                  "--drop-trailing"]) == 2
@@ -180,7 +181,7 @@ def _infos_short(data):
     (_nan, ["observations hold NaN or inf", "first row 5"]),
     (_inf_reward, ["rewards hold NaN or inf", "first row 17"]),
     (_not_boolean, ["terminals row 3 is 2", "not a boolean"]),
-    (_far_action, ["actions at step", "far outside"]),
+    (_far_action, ["bad.hdf5: actions at step 9 is 1e+06", "far outside"]),
     (_group_key, ["rewards is not an array"]),
     (_infos_short, ["infos/step has 298 rows"]),
     ("text", ["is not an HDF5 file"]),

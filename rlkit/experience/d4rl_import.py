@@ -39,8 +39,8 @@ import gymnasium as gym
 import numpy as np
 
 from rlkit.errors import DatasetError
-from rlkit.experience.datasets import (Episode, _check_storage, _one_line, _space_text, check_dataset_id,
-                                       dataset_path, episode_stats, write_dataset)
+from rlkit.experience.datasets import (Episode, _check_box_range, _check_storage, _one_line, _space_text,
+                                       check_dataset_id, dataset_path, episode_stats, write_dataset)
 
 __all__ = ["import_hdf5", "default_dataset_id", "REQUIRED_KEYS"]
 
@@ -69,8 +69,10 @@ def import_hdf5(file: str | Path, env_id: str, dataset_id: str | None = None, *,
     episodes, counts = _split_episodes(arrays, infos, path, drop_trailing)
     if not episodes:
         raise DatasetError(f"{path}: no whole episode to import ({counts['dropped_episodes']} one-step timeout "
-                           f"episodes without a final observation, {counts['dropped_trailing']} unfinished rows dropped)")
-    final = "next_observations" if "next_observations" in arrays else "terminal: last repeated; timeout: last step dropped"
+                           f"episodes without a final observation, {counts['dropped_trailing']} unfinished rows "
+                           "dropped)")
+    final = ("next_observations" if "next_observations" in arrays
+             else "terminal: last repeated; timeout: last step dropped")
     meta = {"source": "import-hdf5", "file": path.name, "file_sha256": _sha256(path), "final_observation": final,
             **{k: counts[k] for k in ("rows", "dropped_timeout_steps", "dropped_episodes", "dropped_trailing")}}
     written = write_dataset(dataset_id, episodes, observation_space, action_space, env_id=env_id,
@@ -143,6 +145,10 @@ def _read_file(path: Path, observation_space: gym.Space, action_space: gym.Space
     for key in ("observations", "next_observations", "actions", "rewards"):
         if key in arrays:
             _check_finite(key, arrays[key], path)
+    for key, space in (("observations", observation_space), ("next_observations", observation_space),
+                       ("actions", action_space)):
+        if key in arrays and isinstance(space, gym.spaces.Box):  # "at step" = the row in the file
+            _check_box_range(key, arrays[key], space, str(path))
     for key in ("terminals", "timeouts"):
         values = arrays[key]
         if not np.isin(values, (0, 1)).all():
@@ -260,8 +266,8 @@ def _split_episodes(arrays: dict[str, np.ndarray], infos: dict[str, np.ndarray],
         term, trunc = np.zeros(T, bool), np.zeros(T, bool)
         term[-1] = bool(terminals[end]) and stop == end + 1
         trunc[-1] = not term[-1]
-        episodes.append(Episode(np.concatenate([obs[first:stop], np.asarray(final)[None]]), arrays["actions"][first:stop],
-                                arrays["rewards"][first:stop], term, trunc,
+        episodes.append(Episode(np.concatenate([obs[first:stop], np.asarray(final)[None]]),
+                                arrays["actions"][first:stop], arrays["rewards"][first:stop], term, trunc,
                                 infos={k: v[first:stop] for k, v in infos.items()}))
     counts["total_episodes"], counts["total_steps"] = len(episodes), int(sum(len(ep) for ep in episodes))
     return episodes, counts
