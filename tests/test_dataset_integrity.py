@@ -256,6 +256,28 @@ def test_a_full_disk_is_one_line_before_anything_is_written(root, monkeypatch, c
     assert not [p for p in (root / "tt").iterdir() if p.name.startswith(".tmp-")]
 
 
+def test_the_free_space_check_counts_observations_compressed(root, monkeypatch):
+    """Frames are stored gzip-compressed (~70x smaller for Atari): a disk with room for the compressed dataset but
+    not for the raw frames takes it, one with room for neither refuses it."""
+    import shutil
+
+    T = 200
+    frames = np.zeros((T + 1, 4, 84, 84), np.uint8)
+    frames[:, :, 40:44, 10:12] = 200  # a paddle on a black screen
+    trunc = np.zeros(T, bool)
+    trunc[-1] = True
+    episodes = [Episode(frames, np.zeros(T, np.int64), np.zeros(T, np.float32), np.zeros(T, bool), trunc)]
+    obs_space, act_space = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8), gym.spaces.Discrete(6)
+    free = frames.nbytes // 4  # 1.4 MB: a quarter of the raw frames
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9 - free, free))
+    write_dataset("tt/frames-v0", episodes, obs_space, act_space)
+    assert load_dataset("tt/frames-v0").total_steps == T
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9 - 1000, 1000))
+    with pytest.raises(DatasetError) as excinfo:
+        write_dataset("tt/frames-v1", episodes, obs_space, act_space)
+    _one_line(excinfo, "free", "tt/frames-v1")
+
+
 def test_a_write_failing_with_enospc_is_one_line_and_leaves_nothing(root, monkeypatch):
     import errno
 
