@@ -122,6 +122,18 @@ def test_rates_leave_out_the_first_chunk_and_evaluations():
     assert dt.normalised(50.0, (0.0, 200.0)) == 25.0 and dt.normalised(50.0, None) == 50.0
 
 
+def test_share_of_the_limit_follows_the_load_drift():
+    """Each chunk is held against the matmul slices timed just before and after it: a machine twice as busy in
+    the second half halves both the chunks' rate and the limit, and the share stays what it was."""
+    flops = 1e9  # per update
+    chunks = [(100, 99.0), (200, 10.0), (300, 20.0)]  # (step at end, seconds); the first (warm-up) is left out
+    slices = [999.0, 20.0, 20.0, 10.0]  # GFLOP/s at the boundaries 0, 100, 200, 300
+    # chunk 2: 100 updates in 10 s at a 20 GFLOP/s limit = 50%; chunk 3: 100 in 20 s at (20 + 10) / 2 = 15
+    expected = 100 * 200 * flops / (10 * 20e9 + 20 * 15e9)
+    assert dt.limit_share(chunks, slices, flops) == pytest.approx(expected)
+    assert dt.limit_share(chunks, slices[:3], flops) is None  # a slice missing: no figure rather than a wrong one
+
+
 def _summary(rlkit_rate, d3rlpy_rate, limit=400.0):
     flops = dt.update_flops(64, 20, 128, 3, 11, 3)
     return {"samples_per_s": {"rlkit": rlkit_rate, "d3rlpy": d3rlpy_rate}, "matmul_gflops": limit,
