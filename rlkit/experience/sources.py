@@ -20,7 +20,9 @@ A sample-time hook (``sample_hook``, see rlkit.experience.replay) may rewrite a 
 
 from __future__ import annotations
 
+import dataclasses
 import zlib
+from collections.abc import Mapping
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -103,6 +105,32 @@ def fill_replay(buffer, episodes, padding: int = 0) -> None:
                    stream.truncated[r:r + 1], stream.autoreset[r:r + 1])
 
 
+def _sequence_store(cfg: RunConfig, dataset, episodes: list, device: torch.device):
+    """``episodes`` in a ``SequenceBuffer``, written one at a time. With ``train.replay.frame_stack > 1`` the
+    buffer keeps each step's newest frame only, and the dataset's episodes then read their stacks from those
+    frames (:class:`~rlkit.experience.sequences.StackedFrames`), so the stacked arrays loaded from the file are
+    freed: one copy of each frame stays in memory, not the stacks twice (docs/datasets.md, "In memory")."""
+    from rlkit.experience.sequences import SequenceBuffer
+
+    try:
+        store = SequenceBuffer.from_episodes(episodes, dataset.observation_space, dataset.action_space,
+                                             length=cfg.agent.sequence_length, device=device, seed=cfg.seed,
+                                             frame_stack=cfg.train.replay.frame_stack)
+    except ValueError as exc:
+        raise DatasetError(f"offline.dataset '{cfg.offline.dataset}' with train.replay.frame_stack="
+                           f"{cfg.train.replay.frame_stack}: {' '.join(str(exc).split())}") from None
+    if store.frame_stack > 1:
+        stored = [e for e in episodes if len(e.actions)]  # the buffer's episodes, in its order
+        finals = [{k: v[-1] for k, v in e.observations.items()} if isinstance(e.observations, Mapping)
+                  else e.observations[-1] for e in stored]
+        shared = dict(zip(map(id, stored), store.episode_observations(finals)))
+        del finals
+        for j, episode in enumerate(dataset.episodes):  # episodes not selected for training keep their arrays
+            if shared.get(id(episode)) is not None:
+                dataset.episodes[j] = dataclasses.replace(episode, observations=shared[id(episode)])
+    return store
+
+
 def dataset_source(cfg: RunConfig, device: torch.device):
     """(dataset, read-only source) for an offline run: the dataset named by ``offline.dataset``, in the
     store the agent's experience asks for."""
@@ -126,20 +154,16 @@ def dataset_source(cfg: RunConfig, device: torch.device):
                    "dataset_rewards_crc32": int(checksum),
                    # every array, the spaces and the env spec (rlkit.experience.datasets._fingerprint)
                    "dataset_fingerprint": str(dataset.metadata["fingerprint"])}
-    if experience == "sequences":
-        from rlkit.experience.sequences import SequenceBuffer
-
-        store = SequenceBuffer.from_episodes(episodes, dataset.observation_space, dataset.action_space,
-                                             length=cfg.agent.sequence_length, device=device, seed=cfg.seed)
-        return dataset, DatasetSource(store, fingerprint)
     replay = cfg.train.replay
-    if replay.prioritized:
-        raise ConfigError("train.replay.prioritized is not supported offline (a dataset source is read-only)")
     space = dataset.observation_space
     if replay.frame_stack > 1 and (not hasattr(space, "shape") or space.shape is None or len(space.shape) < 2
                                    or space.shape[0] != replay.frame_stack):
         raise ConfigError(f"train.replay.frame_stack={replay.frame_stack} but the dataset's observations are {space}; "
                           "set it to the dataset's frame stack (axis 0) or 1")
+    if experience == "sequences":
+        return dataset, DatasetSource(_sequence_store(cfg, dataset, episodes, device), fingerprint)
+    if replay.prioritized:
+        raise ConfigError("train.replay.prioritized is not supported offline (a dataset source is read-only)")
     # the whole dataset, plus n - 1 padding rows: a ring excludes its newest n rows from sampling (their
     # windows may still be open online), and the padding keeps the last episode's last steps sampleable
     rows = sum(episode_rows(e) for e in episodes) + replay.n_step - 1
