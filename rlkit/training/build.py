@@ -229,7 +229,8 @@ def build_experience(cfg: RunConfig, obs_space: gym.Space, act_space: gym.Space,
 
         try:
             return SequenceBuffer(obs_space, act_space, capacity=cfg.train.replay.capacity,
-                                  length=cfg.agent.sequence_length, num_envs=num_envs, device=device, seed=cfg.seed)
+                                  length=cfg.agent.sequence_length, num_envs=num_envs, device=device, seed=cfg.seed,
+                                  frame_stack=cfg.train.replay.frame_stack)
         except ValueError as exc:
             raise ConfigError(f"train.replay: {' '.join(str(exc).split())}") from None
     return build_replay(cfg, obs_space, act_space, num_envs, device, compute_reward, agent_hook, compute_terminated)
