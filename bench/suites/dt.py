@@ -406,6 +406,11 @@ class Race:
             self.loss.append((step, reply.get("loss")))
         self.matmul.append(matmul_rate(self.settings.matmul_seconds))
         self.matmul_d3rlpy.append(self.d3rlpy.matmul(self.settings.matmul_seconds))  # its torch: the same rate?
+        if step > 0:
+            rates = {side: self.settings.batch * (c[-1][0] - (c[-2][0] if len(c) > 1 else 0)) / c[-1][1]
+                     for side, c in self.chunks.items() if c and c[-1][0] == step}
+            print(f"    step {step:,}: samples/s " + ", ".join(f"{side} {r:.0f}" for side, r in rates.items())
+                  + f"; matmul {self.matmul[-1]:.0f} GFLOP/s", flush=True)
 
     def hooks(self, sample: Callable[..., Any], evaluate: Callable[..., Any]) -> tuple[Callable, Callable]:
         chunk = self.settings.chunk
@@ -536,8 +541,12 @@ def figures_from(summaries: list[dict[str, Any]], settings: Settings, info: Data
                  ) -> list[Figure]:
     """The table's rows from each seed's summary (seeds in order)."""
     first = summaries[0]
-    what = (f"{info.name}, {settings.steps:,} gradient steps per side, h {settings.embed}, {settings.layers} "
+    what = (f"{info.name} ({info.episodes} episodes, {info.transitions:,} steps of {info.env_id}), "
+            f"{settings.steps:,} gradient steps per side, h {settings.embed}, {settings.layers} "
             f"layers, K {settings.context}, batch {settings.batch}, {threads} thread(s)")
+    loads = [v for s in summaries for v in s.get("load_average", [])]
+    if loads:  # a shared machine: what else ran shows in the 1-minute load average (start and end of each seed)
+        what += f"; machine load average {min(loads):.1f}-{max(loads):.1f} on {os.cpu_count()} cores"
     score_unit = "score" if first["score_kind"] == "normalised" else "return"
     eval_steps = sorted(s for s in first["scores"]["rlkit"] if s > 0)
     ref = first.get("ref_returns")
@@ -606,6 +615,7 @@ def suite_dt(seeds: list[int], out: Path, quick: bool, threads: int,
     for seed in seeds:
         log = out / f"dt-d3rlpy-s{seed}.log"
         out.mkdir(parents=True, exist_ok=True)
+        load_start = os.getloadavg()[0]
         d3rlpy = D3rlpySide(python, settings, info, target, seed, threads, log)
         try:
             race = Race(d3rlpy, settings, seed)
@@ -615,6 +625,7 @@ def suite_dt(seeds: list[int], out: Path, quick: bool, threads: int,
             d3rlpy.close()
         summary = race_summary(race, settings, info, flops, {"rlkit": ours, "d3rlpy": int(d3rlpy.ready["parameters"])})
         summary["target_return"] = target
+        summary["load_average"] = [load_start, os.getloadavg()[0]]
         summaries.append(summary)
         rate, share = summary["samples_per_s"], summary["share_of_limit_percent"]
         print(f"  seed {seed}: samples/s rlkit {rate['rlkit'] or 0:.0f} vs d3rlpy {rate['d3rlpy'] or 0:.0f}; matmul "
