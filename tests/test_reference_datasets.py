@@ -3,6 +3,7 @@ training run's replay, with D4RL's normalised score."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from rlkit.cli import main
@@ -85,3 +86,41 @@ def test_the_shipped_registry_names_policies_that_exist():
         else:
             assert (ref_module.pretrained_dir().parent / "configs" / ref.config).is_file(), name
         assert ref.expert_return > ref.random_return
+
+
+def test_reference_scores_are_minaris_keys_and_offline_runs_log_the_normalised_score(registry, tmp_path):
+    import json
+
+    import minari
+
+    assert main(["dataset", "make-reference", "pendulum-medium-v0", "--steps", "200"]) == 0
+    data = load_dataset("rlkit/pendulum-medium-v0")
+    assert data.reference_scores == (-1200.0, -150.0)
+    foreign = minari.load_dataset("rlkit/pendulum-medium-v0")
+    assert float(minari.get_normalized_score(foreign, np.array([-150.0]))[0]) == 1.0  # Minari reads the same keys
+    cfg = tmp_path / "bc.yaml"
+    cfg.write_text("env: {id: Pendulum-v1}\noffline: {dataset: rlkit/pendulum-medium-v0}\nagent: {name: bc}\n"
+                   "train: {total_steps: 10, eval_every: 10, eval_episodes: 1}\n"
+                   "log: {progress: false, tensorboard: false, plot: false}\n")
+    assert main(["train", str(cfg), "--run-dir", str(tmp_path / "run")]) == 0
+    evals = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+             if '"eval"' in line]
+    for record in evals:
+        assert record["normalized_score"] == pytest.approx(100 * (record["return_mean"] + 1200) / 1050)
+
+
+def test_reference_scores_must_be_two_different_finite_returns(tmp_path, monkeypatch):
+    import gymnasium as gym
+    import numpy as np
+
+    from rlkit.errors import DatasetError
+    from rlkit.experience.datasets import Episode, write_dataset
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
+    space = gym.spaces.Box(-1, 1, (1,), np.float32)
+    episode = Episode(np.zeros((3, 1), np.float32), np.zeros((2, 1), np.float32), np.zeros(2, np.float32),
+                      np.zeros(2, bool), np.array([False, True]))
+    for bad in ((1.0, 1.0), (0.0, float("nan"))):
+        with pytest.raises(DatasetError, match="reference scores"):
+            write_dataset("mine/scores-v0", [episode], space, space, ref_scores=bad)
+    assert not (tmp_path / "mine" / "scores-v0").exists()

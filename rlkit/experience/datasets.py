@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import os
 import re
 import shutil
@@ -126,6 +127,17 @@ class LoadedDataset:
     @property
     def env_id(self) -> str | None:
         return self.metadata.get("env_id")
+
+    @property
+    def reference_scores(self) -> tuple[float, float] | None:
+        """(random, expert) reference returns, Minari's ``ref_min_score`` / ``ref_max_score`` (D4RL's), if the
+        dataset has both as finite, different numbers: what D4RL's normalised score is measured against."""
+        low, high = self.metadata.get("ref_min_score"), self.metadata.get("ref_max_score")
+        try:
+            low, high = float(low), float(high)
+        except (TypeError, ValueError):
+            return None
+        return (low, high) if math.isfinite(low) and math.isfinite(high) and low != high else None
 
     @property
     def total_steps(self) -> int:
@@ -488,11 +500,14 @@ def episode_stats(episodes: Sequence[Episode]) -> dict[str, float | int]:
 def write_dataset(dataset_id: str, episodes: Sequence[Episode], observation_space: gym.Space,
                   action_space: gym.Space, *, env_id: str | None = None, env_kwargs: Mapping[str, Any] | None = None,
                   algorithm_name: str | None = None, author: str = "rlkit", description: str | None = None,
-                  metadata: Mapping[str, Any] | None = None, overwrite: bool = False) -> Path:
+                  metadata: Mapping[str, Any] | None = None, overwrite: bool = False,
+                  ref_scores: tuple[float, float] | None = None) -> Path:
     """Write ``episodes`` as the Minari dataset ``dataset_id`` under :func:`datasets_root`; returns its
     directory. Refuses an existing id unless ``overwrite``. ``metadata`` (JSON-serialisable) is stored
     with ``env_id`` and ``env_kwargs`` under the ``"rlkit"`` key of Minari's metadata. Observations and
-    actions are stored losslessly (no JPEG encoding of images)."""
+    actions are stored losslessly (no JPEG encoding of images). ``ref_scores`` = (random, expert) mean returns,
+    stored as Minari's ``ref_min_score`` / ``ref_max_score`` (``minari.get_normalized_score`` reads them; offline
+    runs log a normalised score with them)."""
     from minari.dataset.minari_storage import MinariStorage
 
     final = dataset_path(dataset_id)
@@ -508,6 +523,13 @@ def write_dataset(dataset_id: str, episodes: Sequence[Episode], observation_spac
     except (TypeError, ValueError) as exc:
         raise DatasetError(f"dataset '{dataset_id}': metadata is not JSON-serialisable ({_one_line(exc, 100)})"
                            ) from None
+    scores: dict[str, float] = {}
+    if ref_scores is not None:
+        low, high = (float(x) for x in ref_scores)
+        if not (math.isfinite(low) and math.isfinite(high) and high != low):
+            raise DatasetError(f"dataset '{dataset_id}': reference scores must be two different finite returns "
+                               f"(random, expert), got {ref_scores}")
+        scores = {"ref_min_score": low, "ref_max_score": high, "num_episodes_average_score": 100}
     env_spec = None
     if env_id is not None:
         try:
@@ -534,7 +556,7 @@ def write_dataset(dataset_id: str, episodes: Sequence[Episode], observation_spac
             storage.update_metadata({
                 "dataset_id": dataset_id, "minari_version": minari.__version__, "author": {author},
                 "algorithm_name": algorithm_name or "unknown", "description": description or "",
-                "rlkit": extra,
+                "rlkit": extra, **scores,
             })
             _write_episodes(tmp / DATA_DIR / HDF5_FILE, checked)
             storage.update_metadata({"total_episodes": len(checked), "total_steps": int(sum(len(ep) for ep in checked)),

@@ -150,6 +150,7 @@ def train_offline(cfg: RunConfig, run_dir: Path, resume: bool = False, source: s
             _check_dataset_fits(dataset, eval_envs, cfg)
         agent = build_agent(cfg, dataset.observation_space, dataset.action_space, device)
         agent.observe_dataset(dataset)  # data statistics into the agent's parts (a resume loads the saved ones)
+        run.reference_scores = dataset.reference_scores  # D4RL's normalised score in the eval records
         state = run.start(agent, device, source=experience)
         save_run_spaces(run_dir, dataset.observation_space, dataset.action_space)  # eval/export/load without it
 
@@ -205,6 +206,7 @@ class _Run:
     def __init__(self, cfg: RunConfig, run_dir: Path, resume: bool, source: str | None) -> None:
         self.cfg, self.run_dir, self.resume, self.source = cfg, Path(run_dir), resume, source
         self.lock = RunLock(self.run_dir)
+        self.reference_scores: tuple[float, float] | None = None  # an offline dataset's (random, expert) returns
         self.changes: dict[str, tuple[Any, Any]] = {}
         self.owned: list[Any] = []
         self.logger: RunLogger | None = None
@@ -334,6 +336,9 @@ class _Run:
         self.logger.evaluating(0, cfg.train.eval_episodes)
         result = evaluate(agent, cfg.env, cfg.train.eval_episodes, cfg.train.eval_epsilon,
                           seed=evaluation_seed(cfg.seed, state.step), envs=eval_envs, on_episode=self.logger.evaluating)
+        if self.reference_scores is not None:  # 100 * (R - R_random) / (R_expert - R_random), as D4RL reports
+            low, high = self.reference_scores
+            result["normalized_score"] = 100.0 * (result["return_mean"] - low) / (high - low)
         self.last_eval = result
         self.logger.log("eval", state.step, self.clock(), result)
         if result["return_mean"] > state.best_eval:

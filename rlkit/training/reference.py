@@ -207,7 +207,7 @@ def make_reference(name: str, steps: int | None = None, run_dir: str | Path | No
         raise DatasetError(f"reference '{name}': no whole episode was recorded")
     path = write_dataset(dataset_id, episodes, obs_space, act_space, env_id=ref.env_id, env_kwargs=cfg.env.kwargs,
                          algorithm_name=f"rlkit reference ({ref.level})", description=description, metadata=meta,
-                         overwrite=overwrite)
+                         overwrite=overwrite, ref_scores=(ref.random_return, ref.expert_return))
     stats = episode_stats(episodes)
     stats["normalized_mean"] = ref.normalized(stats["return_mean"])
     return path, stats
