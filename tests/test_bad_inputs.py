@@ -120,6 +120,25 @@ def _rng(key: str, value) -> Callable[[dict], None]:
     return edit
 
 
+def _agent_entry(command: tuple[str, ...], edit: Callable[[dict], None]) -> Callable[[Ctx], list[str]]:
+    """latest.pt's agent state edited, then ``command`` on the run (``{run}``, ``{out}`` filled in)."""
+    def setup(ctx: Ctx) -> list[str]:
+        _edit_checkpoint(ctx.run / LATEST, lambda state: edit(state["agent"]))
+        return [part.format(run=ctx.run, out=ctx.tmp / "exported") for part in command]
+    return setup
+
+
+def _agent_rng_state(value) -> Callable[[dict], None]:
+    def edit(agent: dict) -> None:
+        state = json.loads(agent["rng"])
+        state["state"]["state"] = value
+        agent["rng"] = json.dumps(state)
+    return edit
+
+
+EVAL_LATEST = ("eval", "{run}", "--checkpoint", "latest", "--episodes", "1")
+
+
 def _symlinked_lock(ctx: Ctx) -> list[str]:
     target = ctx.tmp / "precious.txt"
     target.write_text("the user's file\n")
@@ -179,6 +198,16 @@ ROWS = [
         "collector.prev_reward has shape"),
     Row("loop-step-negative", _tampered(_set("loop", "step", -5)), "loop.step is -5"),
     Row("loop-best-step", _tampered(_set("loop", "best_step", 10**9)), "loop.best_step"),
+    # 16, found by the 10,000-input fuzz: the agent's own counters and generator states out of range (int(inf)
+    # raised OverflowError, which rlkit eval / export did not expect: a traceback)
+    Row("agent-updates-inf-eval", _agent_entry(EVAL_LATEST, lambda a: a.update(updates=float("inf"))),
+        "agent.updates is inf"),
+    Row("agent-env-steps-nan-export", _agent_entry(("export", "{run}", "{out}", "--checkpoint", "latest"),
+                                                   lambda a: a.update(env_steps=float("nan"))), "agent.env_steps is nan"),
+    Row("agent-updates-negative-resume", _agent_entry(("train", "--resume", "{run}", "train.total_steps=400"),
+                                                      lambda a: a.update(updates=-4)), "agent.updates is -4"),
+    Row("agent-updates-float-eval", _agent_entry(EVAL_LATEST, lambda a: a.update(updates=1.5)), "agent.updates is 1.5"),
+    Row("agent-rng-past-uint128-eval", _agent_entry(EVAL_LATEST, _agent_rng_state(2**200)), "a number out of range"),
     # 19: non-finite weights are never resumed, evaluated or exported
     Row("nan-eval", _nan_weights("eval", "{run}", "--episodes", "1"), "non-finite weights"),
     Row("nan-export", _nan_weights("export", "{run}", "{out}"), "non-finite weights"),

@@ -366,9 +366,16 @@ class Agent:
         return {**self.parts.state_dict(), "env_steps": self.env_steps, "updates": self.updates}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.parts.load_state_dict(state, counters=("env_steps", "updates"))
-        self.env_steps = int(state.get("env_steps", 0))  # BC checkpoints before the contract had no clock
-        self.updates = int(state["updates"])
+        """Load :meth:`state_dict`'s entries. A tampered or corrupted entry raises KeyError, TypeError or ValueError —
+        an out-of-range number too (a counter of inf, a generator state past its width: OverflowError inside) — which
+        the loaders (resume, ``rlkit eval``/``export``/``collect``, ``rlkit.load``) report in one line."""
+        env_steps = _count(state.get("env_steps", 0), "env_steps")  # BC checkpoints before the contract had no clock
+        updates = _count(state["updates"], "updates")
+        try:
+            self.parts.load_state_dict(state, counters=("env_steps", "updates"))
+        except OverflowError as exc:
+            raise ValueError(f"a number out of range ({exc})") from None
+        self.env_steps, self.updates = env_steps, updates
 
     def acting_tensors(self) -> dict[str, torch.Tensor]:
         """``{"<part>.<param>": tensor}`` of the acting parts: what ``rlkit export`` writes."""
@@ -502,6 +509,18 @@ class FunctionPolicy:
         obs = ({k: v.cpu().numpy() for k, v in step.obs.items()} if isinstance(step.obs, dict)
                else step.obs.cpu().numpy())
         return self.fn(obs, step.episode_start.cpu().numpy(), step.prev_reward.cpu().numpy())
+
+
+def _count(value: Any, name: str) -> int:
+    """A checkpoint's agent counter: an integer >= 0 (a 0-dim integer tensor too). Anything else — a tampered or
+    corrupted entry: inf, NaN, a float, a string, a negative number — is a ValueError naming it, which the loaders
+    turn into their one-line 'does not fit' error (``int(inf)`` would raise OverflowError, which they do not expect)."""
+    if isinstance(value, torch.Tensor) and value.dim() == 0 and not value.is_floating_point() \
+            and value.dtype != torch.bool:
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ValueError(f"agent.{name} is {' '.join(repr(value).split())[:60]}, not a count >= 0")
+    return int(value)
 
 
 # --------------------------------------------------------------------------------------
