@@ -14,12 +14,13 @@ rlkit ships the *policies* (small safetensors exports under ``pretrained/referen
   it re-runs that training (``--run DIR`` reads an existing run of it instead).
 
 D4RL samples actions from its SAC policies' Gaussians while recording; so do we (``explore=True``: the
-tanh-Gaussian sample). D4RL's medium and expert sets hold 1M steps; ours default to 200k (``--steps``), a size
+tanh-Gaussian sample). D4RL's medium and expert sets hold 1M steps; ours default to 100k (``--steps``), a size
 a 2-core machine writes in minutes and the Decision Transformer trains on unchanged.
 
 Normalised scores follow D4RL: ``100 * (R - R_random) / (R_expert - R_random)`` with ``R_random`` the mean
-return of the uniform random policy and ``R_expert`` the mean return of our expert policy (both measured over
-100 episodes and recorded below and in each dataset's metadata).
+return of the uniform random policy (100 episodes) and ``R_expert`` our expert policy's evaluation return
+(deterministic, 20 episodes; scripts/pick_reference_policies.py), recorded below and in each dataset's metadata
+(Minari's ``ref_min_score`` / ``ref_max_score``).
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ class Reference:
     config: str | None = None  # configs/<config> trained to ``until_step`` (kind "replay")
     until_step: int = 0        # the medium snapshot's step (kind "replay")
     seed: int = 0
-    steps: int = 200_000       # env steps recorded (kind "policy")
+    steps: int = 100_000       # env steps recorded (kind "policy")
     random_return: float = 0.0  # mean return of the uniform random policy (100 episodes)
     expert_return: float = 1.0  # mean return of our expert policy (100 episodes)
 
@@ -70,6 +71,22 @@ REFERENCES: dict[str, Reference] = {}
 
 def register(name: str, ref: Reference) -> None:
     REFERENCES[name] = ref
+
+
+# The shipped references. The policies are snapshots of configs/sac_<env>.yaml (seed 0, train.snapshot_every=5000)
+# picked by scripts/pick_reference_policies.py; docs/datasets.md has how each was chosen and what it returns.
+_RANDOM = {"Hopper-v5": 19.26, "HalfCheetah-v5": -278.79, "Walker2d-v5": 1.49}  # uniform random, 100 episodes
+
+
+def _register_env(stem: str, env_id: str, expert_return: float, medium_step: int) -> None:
+    scores = dict(env_id=env_id, random_return=_RANDOM[env_id], expert_return=expert_return)
+    register(f"{stem}-expert-v0", Reference(kind="policy", level="expert", policy=f"{stem}-expert", **scores))
+    register(f"{stem}-medium-v0", Reference(kind="policy", level="medium", policy=f"{stem}-medium", **scores))
+    register(f"{stem}-medium-replay-v0", Reference(kind="replay", level="medium-replay", config=f"sac_{stem}.yaml",
+                                                   until_step=medium_step, **scores))
+
+
+_register_env("halfcheetah", "HalfCheetah-v5", expert_return=4436.19, medium_step=35_000)
 
 
 def reference(name: str) -> Reference:
