@@ -124,3 +124,20 @@ def test_reference_scores_must_be_two_different_finite_returns(tmp_path, monkeyp
         with pytest.raises(DatasetError, match="reference scores"):
             write_dataset("mine/scores-v0", [episode], space, space, ref_scores=bad)
     assert not (tmp_path / "mine" / "scores-v0").exists()
+
+
+def test_policy_datasets_sample_the_trained_policy_not_its_warm_up(registry, monkeypatch):
+    """A loaded policy's clock starts at 0: explore=True would act uniformly for SAC's random_steps (the first
+    reference datasets came out as random play). The rollout acts past every warm-up schedule."""
+    from rlkit.agents.sac import SAC
+
+    seen = []
+    original = SAC.act
+
+    def act(self, step, explore, epsilon=None):
+        seen.append((explore, self.env_steps >= self.cfg.random_steps))
+        return original(self, step, explore, epsilon)
+
+    monkeypatch.setattr(SAC, "act", act)
+    assert main(["dataset", "make-reference", "pendulum-medium-v0", "--steps", "200"]) == 0
+    assert seen and all(explore and past_warm_up for explore, past_warm_up in seen)

@@ -195,6 +195,9 @@ def make_reference(name: str, steps: int | None = None, run_dir: str | Path | No
     if ref.kind == "policy":
         export_dir = pretrained_dir() / "reference" / ref.policy
         agent, envs, cfg = load_policy(export_dir, num_envs=8)
+        # acting as at the end of training: every warm-up schedule over env steps (SAC's uniform random_steps, an
+        # epsilon decay) is over, so explore=True samples the trained policy's own distribution
+        agent.set_env_steps(2**62)
         budget = steps or ref.steps
         bar = tqdm(total=budget, desc=name, unit="step", disable=not show_progress, leave=False)
         last = [0]
