@@ -22,8 +22,9 @@ class Suite:
     notes: str
     """How the suite measures, printed under its table (docs/benchmarks.md)."""
     long: bool = False
-    """An hour or more of training on a CPU: left out of ``rlkit bench all`` (run on its own; the RIS suites
-    resume their runs when repeated, ``sac-her-fetch`` starts over)."""
+    """An hour or more of training on a CPU, or a reference side in its own venv (``dt``: d3rlpy's): left out of
+    ``rlkit bench all`` (run on its own; the RIS suites resume their runs when repeated, ``sac-her-fetch`` starts
+    over)."""
 
 
 SUITES: dict[str, Suite] = {  # in the order `rlkit bench all` runs them
@@ -37,7 +38,7 @@ SUITES: dict[str, Suite] = {  # in the order `rlkit bench all` runs them
     "ris-antmaze": Suite(functools.partial(ris.suite_ris, ris.RIS_TASKS["ris-antmaze"]), ris.ANTMAZE_NOTES, long=True),
     "ris-pointmaze": Suite(functools.partial(ris.suite_ris, ris.RIS_TASKS["ris-pointmaze"]), ris.POINTMAZE_NOTES,
                            long=True),
-    "dt": Suite(dt.suite_dt, dt.NOTES),  # last: it needs d3rlpy's own venv (RLKIT_D3RLPY_PYTHON; else exit 2)
+    "dt": Suite(dt.suite_dt, dt.NOTES, long=True),  # needs d3rlpy's own venv (RLKIT_D3RLPY_PYTHON; else exit 2)
 }
 LONG_SUITES = frozenset(name for name, suite in SUITES.items() if suite.long)
 """Left out of ``rlkit bench all`` (see :attr:`Suite.long`)."""

@@ -207,7 +207,7 @@ def test_registry_lists_every_suite_module_with_one_signature():
     for name, suite in SUITES.items():
         inspect.signature(suite.run).bind([0], Path("out"), True, 1)
         assert suite.notes and (name in LONG_SUITES) == suite.long
-    assert LONG_SUITES == {"sac-her-fetch", "ris-antmaze", "ris-pointmaze"}
+    assert LONG_SUITES == {"sac-her-fetch", "ris-antmaze", "ris-pointmaze", "dt"}
 
 
 def test_suite_notes_name_files_that_exist():
