@@ -87,6 +87,8 @@ def _register_env(stem: str, env_id: str, expert_return: float, medium_step: int
 
 
 _register_env("halfcheetah", "HalfCheetah-v5", expert_return=4436.19, medium_step=35_000)
+_register_env("hopper", "Hopper-v5", expert_return=1076.21, medium_step=60_000)
+_register_env("walker2d", "Walker2d-v5", expert_return=489.35, medium_step=30_000)
 
 
 def reference(name: str) -> Reference:
