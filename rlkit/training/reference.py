@@ -266,7 +266,7 @@ def describe(names: Sequence[str]) -> str:
         data = load_dataset(f"rlkit/{name}")
         stats = episode_stats(list(data.episodes))
         size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6
-        rows.append(f"| rlkit/{name} | {ref.env_id} | {stats['steps']:,} | {stats['episodes']} | {size:.1f} | "
+        rows.append(f"| rlkit/{name} | {ref.env_id} | {stats['total_steps']:,} | {stats['total_episodes']} | {size:.1f} | "
                     f"{stats['return_mean']:.1f} [{stats['return_min']:.1f}..{stats['return_max']:.1f}] | "
                     f"{ref.normalized(stats['return_mean']):.1f} |")
     return "\n".join(rows)
