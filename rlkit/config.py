@@ -566,7 +566,7 @@ def build_run_config(data: dict[str, Any], overrides: list[str] = (), source: st
         parsed = [parse_override(text) for text in overrides]
         for path, value in parsed:
             _set_path(data, path, value)
-        _drop_other_agents_keys(data, file_agent, parsed)
+        note = _drop_other_agents_keys(data, file_agent, parsed)
         agent_data = data.get("agent")
         if not isinstance(agent_data, dict) or "name" not in agent_data:
             raise ConfigError("the 'agent' section needs a 'name' (e.g. agent: {name: dqn})")
@@ -595,31 +595,36 @@ def build_run_config(data: dict[str, Any], overrides: list[str] = (), source: st
         cfg = RunConfig(env=env, agent=agent, train=train, log=log, seed=seed, device=device, torch_threads=threads,
                         offline=offline)
         check_capabilities(cfg, registry[name][1])
-        return cfg
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
+    if note:  # only for a config that builds: a refused one says one line, its error
+        import sys
+
+        print(note, file=sys.stderr)
+    return cfg
 
 
-def _drop_other_agents_keys(data: dict[str, Any], file_agent: dict[str, Any], parsed: list) -> None:
+def _drop_other_agents_keys(data: dict[str, Any], file_agent: dict[str, Any], parsed: list) -> str | None:
     """An override that switches ``agent.name`` (``agent.name=sac`` over a DQN file) drops the file's other
     agent keys, tuned for the other agent, so the new one starts from its own defaults (keys given as
-    overrides stay); a one-line notice names what was dropped."""
+    overrides stay); returns a one-line notice naming what was dropped (printed once the config builds), or None.
+    Only an override of ``agent.name`` switches: a file's own name, even one unequal to itself (NaN), does not."""
     agent = data.get("agent")
     old_name = file_agent.get("name")
+    if not any(path == ["agent", "name"] for path, _ in parsed):
+        return None
     if not isinstance(agent, dict) or old_name is None or agent.get("name") == old_name:
-        return
+        return None
     if any(path == ["agent"] for path, _ in parsed):  # the whole section was given: nothing of the file is left
-        return
+        return None
     given = {path[1] for path, _ in parsed if path[0] == "agent" and len(path) > 1}
     dropped = [key for key in file_agent if key != "name" and key not in given]
     for key in dropped:
         del agent[key]
-    if dropped:
-        import sys
-
-        print(f"rlkit: note: agent.name {old_name} -> {agent.get('name')}: the config's {old_name} settings are "
-              f"dropped ({', '.join(f'agent.{k}' for k in dropped)}); {agent.get('name')} starts from its defaults",
-              file=sys.stderr)
+    if not dropped:
+        return None
+    return (f"rlkit: note: agent.name {old_name} -> {agent.get('name')}: the config's {old_name} settings are "
+            f"dropped ({', '.join(f'agent.{k}' for k in dropped)}); {agent.get('name')} starts from its defaults")
 
 
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig:

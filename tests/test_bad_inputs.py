@@ -139,6 +139,14 @@ def _agent_rng_state(value) -> Callable[[dict], None]:
 EVAL_LATEST = ("eval", "{run}", "--checkpoint", "latest", "--episodes", "1")
 
 
+def _agent_named_nan(ctx: Ctx) -> list[str]:
+    data = _tiny()
+    data["agent"]["name"] = float("nan")
+    path = ctx.tmp / "nan_name.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return ["train", str(path), f"log.root={ctx.root}"]
+
+
 def _symlinked_lock(ctx: Ctx) -> list[str]:
     target = ctx.tmp / "precious.txt"
     target.write_text("the user's file\n")
@@ -216,6 +224,12 @@ ROWS = [
     # 21: a lock file that is a symlink; export into a directory of the user's files
     Row("lock-symlink", _symlinked_lock, "is a symlink"),
     Row("export-not-empty", _export_into_files, "OUT_DIR", absent="--run-dir"),
+    # 26, found by the 10,000-input fuzz: the note of an agent switch came before the config's error (two lines),
+    # and a file's agent.name of NaN (unequal to itself) read as a switch
+    Row("agent-name-nan", _agent_named_nan, "agent.name must be an agent's name", absent="note"),
+    Row("switch-to-unknown-agent", lambda c: c.new_run("agent.name=dqm"), "unknown agent 'dqm'", absent="note"),
+    Row("switch-agent-then-bad-key", lambda c: c.new_run("agent.name=sac", "train.batch_size=big"),
+        "train.batch_size: expected an integer", absent="note"),
 ]
 
 
