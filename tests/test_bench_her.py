@@ -32,7 +32,7 @@ def test_sb3_gets_the_configs_hyperparameters(env_id):
 def test_sb3_hyperparameters_refuse_what_sb3_cannot_express():
     config = str(configs_dir() / SAC_HER_CONFIGS["rlkit/PointMazeU-v0"])
     for override in ("agent.critic_lr=3e-4", "agent.critic_hidden=[64,64]", "train.replay.her.relabel_ratio=0.7",
-                     "agent.random_steps=0"):
+                     "agent.random_steps=0", "train.replay.n_step=3", "train.replay.her.replay_goal_fraction=0.5"):
         with pytest.raises(ValueError):
             _sb3_her_hyper(load_config(config, [override]))
 

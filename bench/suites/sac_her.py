@@ -20,7 +20,7 @@ from rlkit.bench.timing import lockstep, window_rate
 from rlkit.config import configs_dir
 
 
-SAC_HER_CONFIGS = {"rlkit/PointMazeU-v0": "sac_her_pointmaze.yaml", "rlkit/FetchPush-v0": "sac_her_fetch_push.yaml"}
+SAC_HER_CONFIGS = {"rlkit/PointMazeU-v0": "sac_her_pointmaze_sb3.yaml", "rlkit/FetchPush-v0": "sac_her_fetch_push.yaml"}
 # env steps (total, eval_every, eval_episodes, learning_starts) per env: full runs, --quick. The env's kwargs and
 # every hyperparameter come from the config, for both sides (learning_starts too: None keeps the config's).
 SAC_HER_BUDGETS = {False: {"rlkit/PointMazeU-v0": (20_000, 2_000, 20, None),
@@ -37,9 +37,10 @@ def _sb3_her_hyper(cfg: Any) -> dict[str, Any]:
     agent, train = cfg.agent, cfg.train
     her = train.replay.her
     lrs = {agent.actor_lr, agent.critic_lr, agent.alpha_lr}
-    if len(lrs) != 1 or agent.actor_hidden != agent.critic_hidden or train.replay.n_step != 1 or her is None:
+    if len(lrs) != 1 or agent.actor_hidden != agent.critic_hidden or train.replay.n_step != 1 or her is None \
+            or her.replay_goal_fraction:
         raise ValueError("sac-her compares configs SB3 can express: one learning rate, equal actor/critic widths, "
-                         "n_step 1, train.replay.her set")
+                         "n_step 1, train.replay.her set with goals from the episode only (replay_goal_fraction 0)")
     if agent.random_steps != train.learning_starts or cfg.env.num_envs != 1 or agent.target_update_every != 1:
         raise ValueError("sac-her: random_steps must equal learning_starts (SB3's random phase), num_envs 1, "
                          "target_update_every 1")
@@ -241,7 +242,7 @@ def suite_sac_her_fetch(seeds: list[int], out: Path, quick: bool, threads: int) 
 
 
 NOTES = (
-    "rlkit SAC + HER (configs/sac_her_pointmaze.yaml, configs/sac_her_fetch_push.yaml) vs SB3's SAC "
+    "rlkit SAC + HER (configs/sac_her_pointmaze_sb3.yaml, configs/sac_her_fetch_push.yaml) vs SB3's SAC "
     "('MultiInputPolicy') + HerReplayBuffer, every hyperparameter read from the rlkit config for both sides "
     "(batch, learning rate, gamma, tau, network widths, learning_starts = uniform random steps, one update per "
     "env step, buffer size, 'future' goals with n_sampled_goal 4 = relabel_ratio 0.8, auto entropy from 1.0), "
