@@ -328,3 +328,28 @@ def test_atari_frames_go_through_the_nature_cnn_declared_as_the_encoder():
     assert features.shape == (B, 32)
     actions = agent.predict(obs[:, 0].numpy(), episode_start=np.ones(B, bool))
     assert actions.shape == (B,) and actions.dtype == np.int64
+
+
+@pytest.mark.parametrize("padded", [False, True])
+def test_the_last_block_on_state_tokens_only_equals_the_full_computation(padded):
+    agent = _agent(n_layers=3)
+    model = agent.model.eval()
+    w = _windows()
+    valid = None
+    if padded:
+        valid = torch.ones(4, 5, dtype=torch.bool)
+        valid[0, :2] = False
+    pruned = model(w["rtg"], w["obs"], w["actions"], w["timesteps"], valid)
+    full = model(w["rtg"], w["obs"], w["actions"], w["timesteps"], valid, all_tokens=True)
+    torch.testing.assert_close(pruned, full, rtol=1e-5, atol=1e-6)
+    # and the gradients agree too
+    model.train()
+    for p in model.parameters():
+        p.grad = None
+    model(w["rtg"], w["obs"], w["actions"], w["timesteps"], valid).square().sum().backward()
+    pruned_grads = [p.grad.clone() for p in model.parameters()]
+    for p in model.parameters():
+        p.grad = None
+    model(w["rtg"], w["obs"], w["actions"], w["timesteps"], valid, all_tokens=True).square().sum().backward()
+    for a, b in zip(pruned_grads, (p.grad for p in model.parameters())):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
