@@ -253,7 +253,9 @@ class DecisionTransformerModel(nn.Module):
 
 
 def _init_weights(module: nn.Module) -> None:
-    """GPT-2's initialisation (the reference model inherits it): N(0, 0.02) weights, zero biases."""
+    """N(0, 0.02) weights and zero biases for every Linear and Embedding (CORL's DT; GPT-2's for its blocks). The
+    authors' gym code applies GPT-2's init inside the transformer only and leaves its embeddings and action head at
+    PyTorch's defaults; the embedding LayerNorm that follows makes the difference small."""
     if isinstance(module, (nn.Linear, nn.Embedding)):
         nn.init.normal_(module.weight, mean=0.0, std=0.02)
         if isinstance(module, nn.Linear) and module.bias is not None:

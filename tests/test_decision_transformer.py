@@ -114,6 +114,7 @@ def test_update_loss_is_the_masked_mse_on_normalised_actions_and_warms_up_the_lr
     metrics = agent.update(batch)
     torch.testing.assert_close(metrics["loss"], expected, rtol=1e-5, atol=1e-6)
     assert metrics["lr"] == pytest.approx(1e-3 * 1 / 4)
+    assert agent.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 * 1 / 4)  # what the optimizer stepped with
     for _ in range(5):
         metrics = agent.update(batch)
     assert metrics["lr"] == pytest.approx(1e-3)
@@ -131,8 +132,9 @@ def test_discrete_actions_use_cross_entropy_from_index_start():
     for _ in range(150):
         last = agent.update(batch)
     assert last["loss"] < 0.2 * first and last["accuracy"] == 1.0
-    acts = agent.predict(obs[:, -1].numpy(), episode_start=np.ones(B, bool))
-    assert set(np.unique(acts)) <= {1, 2, 3}
+    agent.cfg.target_return = 0.0  # the windows' returns-to-go; a window's first step is at timestep 0
+    acts = agent.predict(obs[:, 0].numpy(), episode_start=np.ones(B, bool))
+    np.testing.assert_array_equal(acts, actions[:, 0].numpy())  # the env's action ids, start included
 
 
 # ------------------------------------------------------------------ acting
@@ -151,6 +153,9 @@ def test_act_keeps_a_return_to_go_and_context_per_env_row_and_resets_at_episode_
     assert memory["timesteps"][:, -1].tolist() == [2, 0, 2]
     assert memory["valid"].sum(1).tolist() == [3, 1, 3]           # row 1's window was cleared at its start
     assert memory["rtg"][1].tolist() == [0, 0, 0, 0, 10.0]
+    # the action really taken (here uniform, epsilon = 1) is what the window holds for that step
+    taken = agent.act(step(obs, np.zeros(n), np.zeros(n, bool)), explore=False, epsilon=1.0)
+    torch.testing.assert_close(agent._memory["actions"][:, -1], torch.as_tensor(taken) / 2.0)  # Box [-2, 2] -> [-1, 1]
 
 
 def test_rows_act_independently_one_vector_forward_equals_one_env_at_a_time():
@@ -271,7 +276,20 @@ def test_an_env_bound_run_evaluates_with_its_target_return_and_logs_the_loss(tmp
     # rlkit eval --target-return: the same weights asked for another return
     from rlkit.cli import main
 
+    import rlkit.agents.decision_transformer as dt_module
+
+    first_rtg = []
+    original = dt_module.DecisionTransformer.act
+
+    def act(self, step, explore, epsilon=None):
+        actions = original(self, step, explore, epsilon)
+        if not first_rtg:
+            first_rtg.append(float(self._memory["rtg"][0, -1]) * self.cfg.rtg_scale)
+        return actions
+
+    monkeypatch.setattr(dt_module.DecisionTransformer, "act", act)
     assert main(["eval", str(tmp_path / "run"), "--episodes", "2", "--target-return", "-150"]) == 0
+    assert first_rtg == [pytest.approx(-150.0)]  # the episode is conditioned on the flag's return
     assert json.loads((tmp_path / "run" / "eval.json").read_text())["target_return"] == -150.0
     assert main(["eval", str(tmp_path / "run"), "--episodes", "2", "--target-return", "nan"]) == 2
 
@@ -353,3 +371,26 @@ def test_the_last_block_on_state_tokens_only_equals_the_full_computation(padded)
     model(w["rtg"], w["obs"], w["actions"], w["timesteps"], valid, all_tokens=True).square().sum().backward()
     for a, b in zip(pruned_grads, (p.grad for p in model.parameters())):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_observe_dataset_fits_the_state_mean_and_std_and_the_update_clips_the_gradient_norm():
+    agent = _agent(max_grad_norm=0.25, warmup_steps=0, lr=1e-3)
+
+    class _Data:
+        episodes = [Episode(np.array([[1.0, 0, 10], [3.0, 0, 30], [9.0, 9, 9]], np.float32), np.zeros((2, 2), np.float32),
+                            np.zeros(2, np.float32), np.zeros(2, bool), np.array([False, True]))]
+
+    agent.observe_dataset(_Data())
+    standardize = agent.model.state_encoder.standardize
+    torch.testing.assert_close(standardize.mean, torch.tensor([2.0, 0.0, 20.0]))      # the final obs is left out
+    torch.testing.assert_close(standardize.std, torch.tensor([1.0, 0.0, 10.0]) + 1e-6)
+    B, K = 4, 5
+    batch = Sequences(obs=torch.randn(B, K, 3) * 100, actions=torch.rand(B, K, 2) * 4 - 2, rewards=torch.zeros(B, K),
+                      returns_to_go=torch.randn(B, K) * 1e4, timesteps=torch.randint(0, 50, (B, K)),
+                      terminated=torch.zeros(B, K, dtype=torch.bool), mask=torch.ones(B, K, dtype=torch.bool))
+    before = [p.detach().clone() for p in agent.model.parameters()]
+    metrics = agent.update(batch)
+    assert metrics["grad_norm"] > 0.25  # the norm before clipping is reported; the step used the clipped gradient
+    total = torch.sqrt(sum((p.grad.detach() ** 2).sum() for p in agent.model.parameters() if p.grad is not None))
+    assert total == pytest.approx(0.25, rel=1e-4)
+    assert any(not torch.equal(a, b) for a, b in zip(before, agent.model.parameters()))

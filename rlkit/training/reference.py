@@ -8,7 +8,8 @@ rlkit ships the *policies* (small safetensors exports under ``pretrained/referen
 - **expert**: episodes of a fully trained SAC policy (ours: the best snapshot of ``configs/sac_<env>.yaml``
   within the training budget a 2-core machine allowed; see docs/datasets.md for its return);
 - **medium**: episodes of a policy "trained to approximately 1/3 the performance of the expert" (ours: the
-  snapshot of the same run whose return is closest to a third of the expert's);
+  snapshot of the same run whose return is closest to a third of the expert's; HalfCheetah's is the 35k snapshot
+  at 53%, since the rule's pick at 30k returned 13% and no step between was saved — docs/datasets.md);
 - **medium-replay**: "all samples in the replay buffer observed during training until the policy reaches the
   medium level": the replay of the same run, seed and config up to the medium snapshot's step. Regenerating
   it re-runs that training (``--run DIR`` reads an existing run of it instead).
@@ -59,7 +60,7 @@ class Reference:
     seed: int = 0
     steps: int = 100_000       # env steps recorded (kind "policy")
     random_return: float = 0.0  # mean return of the uniform random policy (100 episodes)
-    expert_return: float = 1.0  # mean return of our expert policy (100 episodes)
+    expert_return: float = 1.0  # our expert policy's deterministic evaluation return (20 episodes)
 
     def normalized(self, ret: float) -> float:
         """D4RL's normalised score: 0 = uniform random, 100 = our expert."""
@@ -88,6 +89,8 @@ def _register_env(stem: str, env_id: str, expert_return: float, medium_step: int
 
 _register_env("halfcheetah", "HalfCheetah-v5", expert_return=4436.19, medium_step=35_000)
 _register_env("hopper", "Hopper-v5", expert_return=1076.21, medium_step=60_000)
+# Walker2d's "expert" had not learnt to walk in the 100k steps the session allowed: its normalised scores are
+# against a 489 return, not comparable with D4RL's (4592)
 _register_env("walker2d", "Walker2d-v5", expert_return=489.35, medium_step=30_000)
 
 
