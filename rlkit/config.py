@@ -351,9 +351,11 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         value = float(value)  # PyYAML reads 1e-3 (no dot) as a string: accept it as the number it is
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            if isinstance(value, float) and value.is_integer():
-                return int(value)  # 1e6 in YAML reads as a float
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+            if not (isinstance(value, float) and value.is_integer()):
+                raise ConfigError(f"{where}: expected an integer, got {value!r}")
+            value = int(value)  # 1e6 in YAML reads as a float
+        if not -2**63 <= value < 2**63:  # sizes and counters go to torch and numpy as int64 (2**63 overflowed there)
+            raise ConfigError(f"{where}: {value} does not fit a 64-bit integer")
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):

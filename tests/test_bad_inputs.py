@@ -180,6 +180,8 @@ ROWS = [
     Row("eval-seed-2**32", lambda c: ["eval", str(c.run), "--seed", str(2**32)], "--seed must be an integer"),
     # 15: networks and batches that cannot be allocated
     Row("hidden-too-wide", lambda c: c.new_run("agent.hidden=[100000000000]"), "out of memory"),
+    Row("batch-size-2**63", lambda c: c.new_run(f"train.batch_size={2**63}"), "does not fit a 64-bit integer"),
+    Row("total-steps-1e30", lambda c: c.new_run("train.total_steps=1e30"), "does not fit a 64-bit integer"),
     Row("batch-too-large", lambda c: c.new_run("train.batch_size=100000000000"), "out of memory",
         left="checkpoint"),
     # 16: checkpoints whose RNG state, replay position or counters were tampered with
