@@ -28,7 +28,7 @@ from rlkit.runfiles.runs import LATEST, open_run
 from rlkit.training.build import make_vector_env
 from rlkit.training.collector import Collector
 
-__all__ = ["record_episodes", "dataset_from_run", "write_mocap_dataset"]
+__all__ = ["EpisodeRecorder", "record_episodes", "dataset_from_run", "write_mocap_dataset"]
 
 
 def _one_line(text: Any, limit: int) -> str:
@@ -59,34 +59,48 @@ def _finish_episode(ep: dict[str, list]) -> Episode:
                    np.asarray(ep["trunc"]))
 
 
-def record_episodes(envs: gym.vector.VectorEnv, policy, episodes: int, seed: int) -> list[Episode]:
-    """Run ``episodes`` whole episodes on a vector env (gymnasium's NEXT_STEP autoreset) and record them
-    with their true final observations. ``policy(obs, episode_start, prev_reward) -> actions`` for the batch.
+class EpisodeRecorder:
+    """Whole episodes, with their true final observations, from a Collector's vector steps (gymnasium's NEXT_STEP
+    autoreset: after a step that ends env ``e``'s episode, the next step resets ``e``, its action is ignored, and
+    its observation starts the next episode)."""
 
-    As in evaluation, each sub-env runs a fixed quota of episodes (short episodes are not
-    over-represented). After a step that ends env ``e``'s episode, the next step resets ``e`` and its
-    action is ignored: that step's observation starts the next episode."""
-    n = envs.num_envs
-    quota = np.array([episodes // n + (1 if e < episodes % n else 0) for e in range(n)])
-    done = np.zeros(n, dtype=np.int64)
-    collector = Collector(envs, seed)
-    agent = FunctionPolicy(policy)  # the policy seen through the step record, as the collector drives agents
-    current = [_new_episode(_pick(collector.obs, e)) for e in range(n)]
-    finished: list[Episode] = []
-    while (done < quota).any():
-        step = collector.step(agent, explore=False)
-        for e in range(n):
+    def __init__(self, collector: Collector) -> None:
+        self.current = [_new_episode(_pick(collector.obs, e)) for e in range(collector.num_envs)]
+
+    def record(self, step) -> list[tuple[int, Episode]]:
+        """Add one vector step; returns the episodes it ended, with their sub-env index."""
+        ended = []
+        for e, ep in enumerate(self.current):
             if step.autoreset[e]:  # a reset step: its action was ignored, next_obs[e] starts a new episode
-                current[e] = _new_episode(_pick(step.next_obs, e))
+                self.current[e] = _new_episode(_pick(step.next_obs, e))
                 continue
-            ep = current[e]
             ep["act"].append(np.asarray(step.actions[e]))
             ep["rew"].append(float(step.rewards[e]))
             ep["term"].append(bool(step.terminated[e]))
             ep["trunc"].append(bool(step.truncated[e]))
             ep["obs"].append(_pick(step.next_obs, e))
-            if (step.terminated[e] or step.truncated[e]) and done[e] < quota[e]:
-                finished.append(_finish_episode(ep))
+            if step.terminated[e] or step.truncated[e]:
+                ended.append((e, _finish_episode(ep)))
+        return ended
+
+
+def record_episodes(envs: gym.vector.VectorEnv, policy, episodes: int, seed: int) -> list[Episode]:
+    """Run ``episodes`` whole episodes on a vector env (gymnasium's NEXT_STEP autoreset) and record them
+    with their true final observations. ``policy(obs, episode_start, prev_reward) -> actions`` for the batch.
+
+    As in evaluation, each sub-env runs a fixed quota of episodes (short episodes are not
+    over-represented)."""
+    n = envs.num_envs
+    quota = np.array([episodes // n + (1 if e < episodes % n else 0) for e in range(n)])
+    done = np.zeros(n, dtype=np.int64)
+    collector = Collector(envs, seed)
+    agent = FunctionPolicy(policy)  # the policy seen through the step record, as the collector drives agents
+    recorder = EpisodeRecorder(collector)
+    finished: list[Episode] = []
+    while (done < quota).any():
+        for e, episode in recorder.record(collector.step(agent, explore=False)):
+            if done[e] < quota[e]:
+                finished.append(episode)
                 done[e] += 1
     return finished
 

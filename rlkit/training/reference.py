@@ -125,30 +125,18 @@ def record_steps(envs, agent, steps: int, seed: int, progress=None) -> list[Epis
     """Whole episodes of ``agent`` (acting as in training: ``explore=True``) on a vector env until they hold at least ``steps``
     transitions (episodes still running then are dropped: every recorded episode is whole)."""
     from rlkit.training.collector import Collector
-    from rlkit.training.recording import _finish_episode, _new_episode, _pick
+    from rlkit.training.recording import EpisodeRecorder
 
-    n = envs.num_envs
     collector = Collector(envs, seed)
-    current = [_new_episode(_pick(collector.obs, e)) for e in range(n)]
+    recorder = EpisodeRecorder(collector)
     finished: list[Episode] = []
     total = 0
     while total < steps:
-        step = collector.step(agent, explore=True)
-        for e in range(n):
-            if step.autoreset[e]:
-                current[e] = _new_episode(_pick(step.next_obs, e))
-                continue
-            ep = current[e]
-            ep["act"].append(np.asarray(step.actions[e]))
-            ep["rew"].append(float(step.rewards[e]))
-            ep["term"].append(bool(step.terminated[e]))
-            ep["trunc"].append(bool(step.truncated[e]))
-            ep["obs"].append(_pick(step.next_obs, e))
-            if step.terminated[e] or step.truncated[e]:
-                finished.append(_finish_episode(ep))
-                total += len(ep["act"])
-                if progress is not None:
-                    progress(min(total, steps))
+        for _, episode in recorder.record(collector.step(agent, explore=True)):
+            finished.append(episode)
+            total += len(episode.actions)
+            if progress is not None:
+                progress(min(total, steps))
     return finished
 
 
