@@ -49,10 +49,15 @@ def test_update_flops_formula_matches_torch_flop_counter():
     valid = torch.ones(B, K, dtype=torch.bool)
     valid[:, :5] = False
     formula = dt.update_flops(B, K, 128, 3, o, a)
+    pruned = dt.update_flops(B, K, 128, 3, o, a, state_queries_last=True)
     for mask in (None, valid):
-        with FlopCounterMode(display=False) as counter:
-            model(*args, mask).square().mean().backward()
+        with FlopCounterMode(display=False) as counter:  # the textbook computation (every token, every block)
+            model(*args, mask, all_tokens=True).square().mean().backward()
         assert counter.get_total_flops() == pytest.approx(formula, rel=1e-3)
+        with FlopCounterMode(display=False) as counter:  # rlkit's: the last block on the state tokens only
+            model(*args, mask).square().mean().backward()
+        assert counter.get_total_flops() == pytest.approx(pruned, rel=1e-3)
+    assert pruned / formula == pytest.approx(0.81, abs=0.01)
 
 
 def test_update_flops_of_the_issue_settings():

@@ -115,11 +115,15 @@ PROFILES = {False: dict(steps=2000, chunk=100, eval_every=1000, eval_episodes=10
 """Budgets: full, ``--quick`` (checks the harness, measures nothing)."""
 
 
-def update_flops(batch: int, context: int, embed: int, layers: int, obs_dim: int, act_dim: int) -> float:
-    """Matmul FLOPs of one update (forward + backward = 3 x forward); the formula is in the module docstring."""
-    T, h = 3 * context, embed
-    forward = 2 * context * h * (obs_dim + 1 + act_dim) + layers * (24 * T * h * h + 4 * T * T * h) \
-        + 2 * context * h * act_dim
+def update_flops(batch: int, context: int, embed: int, layers: int, obs_dim: int, act_dim: int,
+                 state_queries_last: bool = False) -> float:
+    """Matmul FLOPs of one update (forward + backward = 3 x forward); the formula is in the module docstring.
+    ``state_queries_last``: the last block computes the K state tokens' outputs only (rlkit's model since the
+    race above was run: keys and values 4Th², queries, projection and MLP 20Kh², attention 4KTh)."""
+    T, h, K = 3 * context, embed, context
+    block = 24 * T * h * h + 4 * T * T * h
+    last = 4 * T * h * h + 20 * K * h * h + 4 * K * T * h if state_queries_last else block
+    forward = 2 * K * h * (obs_dim + 1 + act_dim) + (layers - 1) * block + last + 2 * K * h * act_dim
     return 3.0 * batch * forward
 
 
