@@ -433,6 +433,45 @@ def test_full_disk_is_one_line_and_loses_nothing(capsys, run, tmp_path, tiny_con
     assert records(run / "metrics.jsonl") == records(straight / "metrics.jsonl")
 
 
+@pytest.mark.parametrize("raised", [KeyboardInterrupt, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))])
+def test_checkpoint_write_interrupted_keeps_its_exception(tmp_path, monkeypatch, raised):
+    """torch.save turns whatever its file's write raises into "unexpected pos N vs M": a Ctrl-C landing in the
+    checkpoint write (found by the fuzz harness's time-limit alarm) must stay a KeyboardInterrupt, a full disk an
+    ENOSPC (one line), and the previous checkpoint stays whole."""
+    from rlkit.runfiles import checkpoint as checkpoint_module
+
+    path = tmp_path / "latest.pt"
+    checkpoint_module.save_checkpoint(path, {"agent": {"w": torch.zeros(3)}, "step": 1})
+    real_open = open
+
+    class Interrupted:
+        def __init__(self, file):
+            self.file, self.writes = file, 0
+
+        def write(self, data):
+            self.writes += 1
+            if self.writes == 3:
+                raise raised
+            return self.file.write(data)
+
+        def __getattr__(self, name):
+            return getattr(self.file, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.file.close()
+
+    monkeypatch.setattr(checkpoint_module, "open", lambda *a, **k: Interrupted(real_open(*a, **k)), raising=False)
+    expected = KeyboardInterrupt if raised is KeyboardInterrupt else checkpoint_module.DiskFullError
+    with pytest.raises(expected):
+        checkpoint_module.save_checkpoint(path, {"agent": {"w": torch.ones(1000, 100)}, "step": 2})
+    monkeypatch.undo()
+    assert load_checkpoint(path)["step"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latest.pt"]
+
+
 def test_full_disk_while_logging_is_one_line(capsys, run, monkeypatch):
     calls = {"n": 0}
     original = RunLogger.log

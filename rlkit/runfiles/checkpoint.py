@@ -68,6 +68,26 @@ def nonfinite(state: Any, prefix: str = "") -> str | None:
     return None
 
 
+class _WriteErrorKeeper:
+    """A file for ``torch.save`` that keeps the exception its ``write`` raised. torch writes through this Python
+    callback and turns anything raised in it into a RuntimeError ("unexpected pos N vs M"): the full disk's
+    ENOSPC, and also a signal's exception (Ctrl-C's KeyboardInterrupt) landing during the write, which must
+    stay itself so that the interrupt is handled as one."""
+
+    def __init__(self, file):
+        self.file, self.error = file, None
+
+    def write(self, data) -> int:
+        try:
+            return self.file.write(data)
+        except BaseException as exc:
+            self.error = exc
+            raise
+
+    def flush(self) -> None:
+        self.file.flush()
+
+
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """Write ``state`` atomically. A full disk raises :class:`DiskFullError` (one clear line) and
     leaves the previous checkpoint at ``path`` untouched. Non-finite agent weights (``state["agent"]``)
@@ -80,7 +100,13 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         with open(tmp, "wb") as f:
-            torch.save({"format": FORMAT_VERSION, **state}, f)
+            writer = _WriteErrorKeeper(f)
+            try:
+                torch.save({"format": FORMAT_VERSION, **state}, writer)
+            except RuntimeError:
+                if writer.error is not None:  # the real cause, not torch's "unexpected pos" that replaced it
+                    raise writer.error.with_traceback(None) from None
+                raise
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
