@@ -78,6 +78,8 @@ class _WriteErrorKeeper:
         self.file, self.error = file, None
 
     def write(self, data) -> int:
+        if self.error is not None:  # torch writes its end-of-file record after a failure (and its writer's
+            return len(data)        # destructor may): nothing may raise there, or C++ calls std::terminate
         try:
             return self.file.write(data)
         except BaseException as exc:
