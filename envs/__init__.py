@@ -60,3 +60,13 @@ gymnasium.register(id="rlkit/FetchPickAndPlace-v0", entry_point="rlkit.envs.goal
 gymnasium.register(id="rlkit/FetchPushPixels-v0", entry_point="rlkit.envs.goal_envs:make_fetch",
                    max_episode_steps=50, kwargs={"task": "push", "pixels": True},
                    additional_wrappers=GOAL_WRAPPERS)
+
+# --- PettingZoo parallel games as agent-major rows (issue 20; envs/multiagent.py) ----------------------------
+# Vector-only ids: gymnasium.make_vec(id, num_envs=copies, vectorization_mode="vector_entry_point") gives
+# len(possible_agents) * copies rows (one per agent per copy); there is no single-env gymnasium.make for them.
+# PettingZoo is imported only when one is made.
+gymnasium.register(id="rlkit/Pistonball-v0", vector_entry_point="rlkit.envs.multiagent:make_parallel_rows",
+                   kwargs={"parallel_env": "pettingzoo.butterfly.pistonball_v6:parallel_env",
+                           "env_kwargs": {"continuous": False}, "frame_size": 84, "grayscale": True})
+gymnasium.register(id="rlkit/KnightsArchersZombies-v0", vector_entry_point="rlkit.envs.multiagent:make_parallel_rows",
+                   kwargs={"parallel_env": "pettingzoo.butterfly.knights_archers_zombies_v11:parallel_env"})

@@ -562,3 +562,18 @@ class VecFlattenGoalObservation(VectorObservationWrapper):
 
     def unflatten(self, flat: Any) -> dict[str, Any]:
         return _unflatten(flat, self.slices, self.shapes)
+
+
+# --------------------------------------------------------------------------- PettingZoo parallel games (lazy)
+
+_LAZY = {"ParallelEnvRows": "rlkit.envs.multiagent", "make_parallel_rows": "rlkit.envs.multiagent"}
+
+
+def __getattr__(name: str) -> Any:
+    """``from rlkit.envs.wrappers import ParallelEnvRows``: a PettingZoo parallel game as agent-major rows of a
+    vector env (:mod:`rlkit.envs.multiagent`), imported on first use so importing rlkit never imports PettingZoo."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -51,9 +51,13 @@ def make_vector_env(env_cfg: EnvConfig, num_envs: int | None = None, **extra: An
     """A vector env from the config: the env's native vector entry point when it has one (Atari)."""
     spec = env_spec(env_cfg.id)
     mode = env_cfg.vectorization
+    vector_only = spec.entry_point is None and spec.vector_entry_point is not None  # e.g. rlkit/Pistonball-v0
     if mode == "auto":
-        native = spec.vector_entry_point is not None and env_cfg.id.startswith("rlkit/")
+        native = spec.vector_entry_point is not None and (env_cfg.id.startswith("rlkit/") or vector_only)
         mode = "native" if native else "sync"
+    if vector_only and mode != "native":
+        raise ConfigError(f"env.vectorization={env_cfg.vectorization}: '{env_cfg.id}' is a vector-only env (a "
+                          "multi-agent game's rows, env.num_envs copies of it); use env.vectorization: native or auto")
     if mode == "native":
         if spec.vector_entry_point is None:
             raise ConfigError(f"env.vectorization=native, but '{env_cfg.id}' has no native vector env; use sync or auto")

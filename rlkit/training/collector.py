@@ -147,8 +147,10 @@ class Collector:
         self.reset(seed)
 
     def reset(self, seed: int) -> None:
-        self.obs, _ = self.envs.reset(seed=seed)
-        self.autoreset = np.zeros(self.num_envs, dtype=bool)
+        self.obs, infos = self.envs.reset(seed=seed)
+        # rows with no agent yet (a multi-agent game's late joiners, rlkit.envs.multiagent) start as autoreset
+        # rows: their first step returns their first observation and is not a transition
+        self.autoreset = np.asarray(infos.get("inactive", np.zeros(self.num_envs, dtype=bool)), dtype=bool).copy()
         self.episode_start = np.ones(self.num_envs, dtype=bool)
         self.prev_reward = np.zeros(self.num_envs, dtype=np.float32)
         self.tracker.returns[:] = 0.0

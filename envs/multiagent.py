@@ -1,0 +1,326 @@
+"""PettingZoo **parallel** games as one Gymnasium ``VectorEnv`` of agent-major rows over several copies.
+
+One rlkit agent (DQN with one shared network, say) then acts for every agent of every copy in one forward
+pass, and rlkit's collector and replay buffer train on the rows unchanged: each row is one agent's stream,
+exactly as a sub-env of a single-agent vector env is.
+
+Rows
+    ``rows = len(possible_agents) * copies``, agent-major: ``row = agent_index * copies + copy``, so
+    ``num_envs`` is the number of rows; ``single_observation_space`` / ``single_action_space`` are the
+    per-agent spaces, which must be the same for every agent (a game whose agents have different spaces is
+    refused with one error: pad them first, e.g. SuperSuit's ``pad_observations_v0`` / ``pad_action_space_v0``).
+    ``info["agent_id"]`` (``[rows]`` int64) says whose row it is, and where the game has them
+    ``info["action_mask"]`` (``[rows, n]`` bool; all True on rows that do not act) carries the masks, read
+    from a Dict observation's ``"action_mask"`` key (PettingZoo classic's form) or from the agent's info.
+
+Autoreset (Gymnasium's NEXT_STEP, per copy, as :mod:`rlkit.training.collector` expects)
+    * A copy resets on the step *after* all its agents are done; that step ignores the copy's actions and
+      returns its reset observations (reward 0, not done): every row of the copy is then on its autoreset step.
+    * An agent that finishes early (terminated / truncated, removed from ``env.agents``) reports the flags on
+      its last real step, with that step's reward in its row and its final observation; then on *every*
+      following step until its copy resets it reports the same flags again, reward 0, the same final
+      observation, and its action is ignored. The collector takes each of those steps as an autoreset step
+      (not a transition, not an episode) and the replay never samples them, while the real last step still
+      bootstraps (truncation) or not (termination) from the true final observation, as in a single env.
+    * An agent that joins late (not in ``env.agents`` at reset) is an inactive row until it appears: it reports
+      ``terminated=True``, reward 0 and a placeholder observation (zeros clipped into the space), and the step
+      on which it first appears is its autoreset step, returning its first observation. ``reset()`` returns
+      ``info["inactive"]`` (``[rows]`` bool) so that the collector starts those rows as autoreset rows.
+      (A reward the game gives an agent on the step it appears, before it has acted, is dropped.)
+    * An agent that leaves ``env.agents`` without either flag is taken as terminated.
+
+    Returns reported per row are per-agent returns: an episode in rlkit's records is one agent's episode
+    (pistonball gives every piston the same team reward, so there the per-agent return is the team's).
+
+Observations (per agent, before batching)
+    * Images (``uint8`` ``H x W x C`` or ``H x W``): optionally grey (``grayscale=True``), resized to
+      ``frame_size x frame_size`` with ``cv2.INTER_AREA`` (as the Atari envs are), channel-first ``uint8``
+      and stacked over the last ``frame_stack`` steps (oldest first, padded by repeating the first frame),
+      i.e. ``[frame_stack * C, S, S]``: rlkit's DQN then encodes them with its Nature CNN.
+    * Vectors (any other ``Box``): ``float32``; flattened when the agent id is appended.
+    * ``agent_id_input`` (default: True when the game has more than one agent) gives the shared network the
+      agent's id: vectors get a one-hot of the agent index appended; images get one extra constant plane of
+      value ``(id + 1) / n_agents`` (stored as ``round(255 * (id + 1) / n_agents)``: the CNN divides by 255).
+      One plane rather than ``n_agents`` one-hot planes because the replay stores every plane of every row
+      (20 pistons would multiply pistonball's bytes by ~11); a constant plane is a per-agent offset on the first
+      conv layer's feature maps, enough for the network to tell agents apart, and ``id + 1`` keeps every
+      agent's plane distinct from an all-black (zero) one. The plane comes last, after the stacked frames, so
+      the replay's own frame stacking (``train.replay.frame_stack``) does not apply: use this wrapper's
+      ``frame_stack`` and ``train.replay.frame_stack: 1``.
+
+Resume
+    Statistical, as with ALE's native vector env: the collector's exact env replay supports
+    ``SyncVectorEnv`` only, so a resumed run resets every copy with a fresh seed. Copy ``c`` is seeded
+    ``seed + c`` by ``reset(seed=...)``; later episodes follow from each game's own RNG.
+
+Registered ids (``envs/__init__.py``): ``rlkit/Pistonball-v0`` (discrete pistons, 84x84 grey) and
+``rlkit/KnightsArchersZombies-v0`` (its vector state), made with ``gymnasium.make_vec(id, num_envs=copies,
+vectorization_mode="vector_entry_point")``; ``env.num_envs`` in a config is the number of copies. Any other
+parallel game: ``ParallelEnvRows([lambda: my_game.parallel_env() for _ in range(copies)], ...)``.
+
+PettingZoo is imported only here, and only when such an env is made.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+__all__ = ["ParallelEnvRows", "make_parallel_rows"]
+
+
+def _is_image(space: gym.Space) -> bool:
+    return (isinstance(space, spaces.Box) and space.dtype == np.uint8
+            and (len(space.shape) == 2 or (len(space.shape) == 3 and space.shape[2] in (1, 3, 4))))
+
+
+class ParallelEnvRows(VectorEnv):
+    """``len(possible_agents) * len(env_fns)`` agent-major rows over the copies ``env_fns`` make (see the module
+    docstring for the row, autoreset and observation conventions)."""
+
+    metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": []}
+
+    def __init__(self, env_fns: Sequence[Callable[[], Any]], *, agent_id_input: bool | None = None,
+                 frame_size: int | None = None, grayscale: bool = False, frame_stack: int = 1) -> None:
+        if len(env_fns) < 1:
+            raise ValueError("ParallelEnvRows needs at least one env copy")
+        if frame_size is not None and frame_size < 8:
+            raise ValueError(f"frame_size must be >= 8 or None, got {frame_size}")
+        if frame_stack < 1:
+            raise ValueError(f"frame_stack must be >= 1, got {frame_stack}")
+        self.envs = [fn() for fn in env_fns]
+        self.copies = len(self.envs)
+        self.possible_agents = list(self.envs[0].possible_agents)
+        self.n_agents = len(self.possible_agents)
+        self._index = {agent: i for i, agent in enumerate(self.possible_agents)}
+        self.num_envs = self.n_agents * self.copies
+        self.agent_id_input = self.n_agents > 1 if agent_id_input is None else bool(agent_id_input)
+        self.frame_size, self.grayscale, self.frame_stack = frame_size, bool(grayscale), int(frame_stack)
+
+        obs_space, act_space = self._common_spaces()
+        self._mask_in_obs = isinstance(obs_space, spaces.Dict)
+        if self._mask_in_obs:
+            if set(obs_space.spaces) != {"observation", "action_mask"}:
+                raise ValueError(f"ParallelEnvRows takes Box observations or Dict(observation, action_mask); "
+                                 f"the game has {obs_space}")
+            obs_space = obs_space["observation"]
+        if not isinstance(obs_space, spaces.Box):
+            raise ValueError(f"ParallelEnvRows takes Box observations; the game has {obs_space}")
+        self._image = _is_image(obs_space)
+        if not self._image and (frame_size is not None or grayscale or frame_stack > 1):
+            raise ValueError("frame_size, grayscale and frame_stack apply to image observations (uint8 HxWxC); "
+                             f"the game's are {obs_space}")
+        self._raw_space = obs_space
+        self.single_observation_space = self._processed_space(obs_space)
+        self.single_action_space = act_space
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+        self.render_mode = None
+        self.agent_ids = np.repeat(np.arange(self.n_agents, dtype=np.int64), self.copies)  # [rows]
+
+        n = self.num_envs
+        self._obs = np.zeros((n, *self.single_observation_space.shape), dtype=self.single_observation_space.dtype)
+        self._placeholder = np.clip(np.zeros(self.single_observation_space.shape),
+                                    self.single_observation_space.low,
+                                    self.single_observation_space.high).astype(self.single_observation_space.dtype)
+        self._frames: list[deque] = [deque(maxlen=self.frame_stack) for _ in range(n)]
+        self._active = np.zeros(n, dtype=bool)          # the row's agent is in its copy's env.agents
+        self._done_flags = np.zeros((n, 2), dtype=bool)  # (terminated, truncated) an inactive row reports
+        self._reset_next = np.zeros(self.copies, dtype=bool)
+        self._mask: np.ndarray | None = None
+        if isinstance(act_space, spaces.Discrete):
+            self._mask = np.ones((n, int(act_space.n)), dtype=bool) if self._mask_in_obs else None
+
+    # ------------------------------------------------------------------ spaces and observations
+
+    def _common_spaces(self) -> tuple[gym.Space, gym.Space]:
+        env = self.envs[0]
+        obs_spaces = [env.observation_space(a) for a in self.possible_agents]
+        act_spaces = [env.action_space(a) for a in self.possible_agents]
+        for what, found in (("observation", obs_spaces), ("action", act_spaces)):
+            if any(s != found[0] for s in found[1:]):
+                differ = next(a for a, s in zip(self.possible_agents, found) if s != found[0])
+                raise ValueError(
+                    f"ParallelEnvRows needs one {what} space for all agents (one shared network acts for every row), "
+                    f"but {self.possible_agents[0]} has {found[0]} and {differ} has "
+                    f"{found[self.possible_agents.index(differ)]}; pad them to one space first (e.g. SuperSuit's "
+                    "pad_observations_v0 / pad_action_space_v0)")
+        return obs_spaces[0], act_spaces[0]
+
+    def _frame_shape(self, raw: spaces.Box) -> tuple[int, int, int]:
+        h, w = raw.shape[:2]
+        c = 1 if len(raw.shape) == 2 else raw.shape[2]
+        if self.grayscale:
+            c = 1
+        if self.frame_size is not None:
+            h = w = self.frame_size
+        return c, h, w
+
+    def _processed_space(self, raw: spaces.Box) -> spaces.Box:
+        if self._image:
+            c, h, w = self._frame_shape(raw)
+            channels = c * self.frame_stack + (1 if self.agent_id_input else 0)
+            return spaces.Box(0, 255, (channels, h, w), dtype=np.uint8)
+        low, high = raw.low.astype(np.float32), raw.high.astype(np.float32)
+        if self.agent_id_input:
+            low = np.concatenate([low.ravel(), np.zeros(self.n_agents, np.float32)])
+            high = np.concatenate([high.ravel(), np.ones(self.n_agents, np.float32)])
+        return spaces.Box(low, high, dtype=np.float32)
+
+    def _frame(self, obs: np.ndarray) -> np.ndarray:
+        """One raw image -> ``[C, S, S]`` uint8."""
+        import cv2
+
+        frame = np.asarray(obs, dtype=np.uint8)
+        if frame.ndim == 3 and self.grayscale:
+            frame = frame[..., 0] if frame.shape[2] == 1 else cv2.cvtColor(
+                np.ascontiguousarray(frame[..., :3]), cv2.COLOR_RGB2GRAY)
+        if self.frame_size is not None and frame.shape[:2] != (self.frame_size, self.frame_size):
+            frame = cv2.resize(frame, (self.frame_size, self.frame_size), interpolation=cv2.INTER_AREA)
+        return frame[None] if frame.ndim == 2 else np.transpose(frame, (2, 0, 1))
+
+    def _observe(self, row: int, raw: Any, first: bool) -> None:
+        """Store the processed observation of ``row`` (``first``: the episode's first, refills the frame stack)."""
+        if self._mask_in_obs:
+            self._mask[row] = np.asarray(raw["action_mask"], dtype=bool)
+            raw = raw["observation"]
+        agent = row // self.copies
+        if self._image:
+            frame = self._frame(raw)
+            stack = self._frames[row]
+            if first:
+                stack.clear()
+                stack.extend([frame] * self.frame_stack)
+            else:
+                stack.append(frame)
+            out = self._obs[row]
+            k = frame.shape[0]
+            for i, f in enumerate(stack):
+                out[i * k:(i + 1) * k] = f
+            if self.agent_id_input:
+                out[-1] = round(255 * (agent + 1) / self.n_agents)
+        else:
+            vec = np.asarray(raw, dtype=np.float32)
+            if self.agent_id_input:
+                vec = np.concatenate([vec.ravel(), np.eye(self.n_agents, dtype=np.float32)[agent]])
+            self._obs[row] = vec
+
+    def _info_mask(self, row: int, info: Any) -> None:
+        if not self._mask_in_obs and isinstance(info, dict) and "action_mask" in info:
+            if self._mask is None:
+                self._mask = np.ones((self.num_envs, int(self.single_action_space.n)), dtype=bool)
+            self._mask[row] = np.asarray(info["action_mask"], dtype=bool)
+
+    def _infos(self) -> dict[str, Any]:
+        infos: dict[str, Any] = {"agent_id": self.agent_ids.copy()}
+        if self._mask is not None:
+            mask = self._mask.copy()
+            mask[~self._active] = True  # rows that do not act: their action is ignored
+            infos["action_mask"] = mask
+        return infos
+
+    # ------------------------------------------------------------------ reset and step
+
+    def _reset_copy(self, c: int, seed: int | None, options: dict | None) -> None:
+        obs, infos = self.envs[c].reset(seed=seed, options=options)
+        present = set(self.envs[c].agents)
+        for i, agent in enumerate(self.possible_agents):
+            row = i * self.copies + c
+            self._active[row] = agent in present
+            self._done_flags[row] = (agent not in present, False)  # a late joiner reports terminated until it joins
+            if agent in present:
+                self._observe(row, obs[agent], first=True)
+                self._info_mask(row, infos.get(agent))
+            else:
+                self._obs[row] = self._placeholder
+        self._reset_next[c] = not present
+
+    def reset(self, *, seed: int | Sequence[int] | None = None, options: dict[str, Any] | None = None
+              ) -> tuple[np.ndarray, dict[str, Any]]:
+        if seed is None or isinstance(seed, (int, np.integer)):
+            seeds = [None if seed is None else int(seed) + c for c in range(self.copies)]
+        else:
+            seeds = list(seed)
+            if len(seeds) != self.copies:
+                raise ValueError(f"reset got {len(seeds)} seeds for {self.copies} env copies")
+        for c in range(self.copies):
+            self._reset_copy(c, seeds[c], options)
+        infos = self._infos()
+        infos["inactive"] = ~self._active
+        return self._obs.copy(), infos
+
+    def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        actions = np.asarray(actions)
+        if actions.shape[:1] != (self.num_envs,):
+            raise ValueError(f"step takes one action per row: shape ({self.num_envs}, ...), got {actions.shape}")
+        rewards = np.zeros(self.num_envs, dtype=np.float32)
+        terminated = np.zeros(self.num_envs, dtype=bool)
+        truncated = np.zeros(self.num_envs, dtype=bool)
+        for c, env in enumerate(self.envs):
+            if self._reset_next[c]:  # all its agents were done on the previous step: this step resets it
+                self._reset_copy(c, None, None)
+                rows = np.arange(self.n_agents) * self.copies + c
+                terminated[rows], truncated[rows] = self._done_flags[rows, 0], self._done_flags[rows, 1]
+                continue
+            acting = {agent: self._env_action(actions[self._index[agent] * self.copies + c])
+                      for agent in env.agents}
+            obs, rew, term, trunc, infos = env.step(acting)
+            present = set(env.agents)
+            for i, agent in enumerate(self.possible_agents):
+                row = i * self.copies + c
+                if self._active[row]:  # a real step of this agent
+                    if agent in obs:
+                        self._observe(row, obs[agent], first=False)
+                        self._info_mask(row, infos.get(agent))
+                    rewards[row] = float(rew.get(agent, 0.0))
+                    t, u = bool(term.get(agent, False)), bool(trunc.get(agent, False))
+                    if agent not in present and not (t or u):
+                        t = True  # left the game without a flag: nothing to bootstrap from
+                    if t or u:
+                        self._active[row] = False
+                        self._done_flags[row] = (t, u)
+                    terminated[row], truncated[row] = t, u
+                elif agent in present and agent in obs:  # joins: this step is its autoreset step
+                    self._active[row] = True
+                    self._observe(row, obs[agent], first=True)
+                    self._info_mask(row, infos.get(agent))
+                else:  # finished earlier or not yet joined: repeat the flags, reward 0, the same observation
+                    terminated[row], truncated[row] = self._done_flags[row]
+            self._reset_next[c] = not present
+        return self._obs.copy(), rewards, terminated, truncated, self._infos()
+
+    def _env_action(self, action: np.ndarray) -> Any:
+        if isinstance(self.single_action_space, spaces.Discrete):
+            return int(action)
+        return np.asarray(action, dtype=self.single_action_space.dtype)
+
+    def close_extras(self, **kwargs: Any) -> None:
+        for env in self.envs:
+            env.close()
+
+
+def _load(path: str) -> Callable[..., Any]:
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name or "parallel_env")
+
+
+def make_parallel_rows(num_envs: int = 1, *, parallel_env: str, env_kwargs: dict[str, Any] | None = None,
+                       agent_id_input: bool | None = None, frame_size: int | None = None, grayscale: bool = False,
+                       frame_stack: int = 1, render_mode: str | None = None, **extra: Any) -> ParallelEnvRows:
+    """Gymnasium's ``vector_entry_point`` for the rlkit multi-agent ids: ``num_envs`` copies of the PettingZoo
+    game ``parallel_env`` (``"module:function"``, e.g. ``"pettingzoo.butterfly.pistonball_v6:parallel_env"``)
+    made with ``env_kwargs`` (plus any other keyword, e.g. ``max_cycles``), as agent-major rows."""
+    if render_mode is not None:
+        raise ValueError("the multi-agent row envs do not render; make the PettingZoo game itself to watch it")
+    factory = _load(parallel_env)
+    kwargs = {**(env_kwargs or {}), **extra}
+    return ParallelEnvRows([lambda: factory(**kwargs) for _ in range(num_envs)], agent_id_input=agent_id_input,
+                           frame_size=frame_size, grayscale=grayscale, frame_stack=frame_stack)
