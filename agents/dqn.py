@@ -15,6 +15,10 @@ Papers:
 The loss (eq. 1 of the Nature paper, with the n-step and double variants):
     y = R + discount * Q_target(s', argmax_a Q_select(s', a)),   Q_select = Q_online if double else Q_target
     L = mean_i  w_i * Huber(Q_online(s, a) - y)
+
+Action masks (board games; the step record's ``action_mask``, and ``obs["action_mask"]`` of Dict observations in
+a batch): epsilon-greedy picks among the allowed actions only, and the argmax in y runs over the actions allowed
+in s' (an illegal action's Q is never learnt, so maximising over it would bootstrap from noise).
 """
 
 from __future__ import annotations
@@ -93,6 +97,13 @@ class DQNConfig(AgentConfig):
             raise ConfigError(f"agent.lr_decay_steps must be >= 0, got {self.lr_decay_steps}")
 
 
+def next_action_mask(obs: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor | None:
+    """The action mask of a batch of Dict observations (key ``action_mask``, nonzero = allowed), else None."""
+    if isinstance(obs, Mapping) and "action_mask" in obs:
+        return obs["action_mask"].bool()
+    return None
+
+
 class QNetwork(nn.Module):
     """obs ``[B, *obs_shape]`` (or a dict of such) -> Q-values ``[B, n_actions]``; dueling heads as an option."""
 
@@ -154,9 +165,17 @@ class DQN(Agent):
         return linear_schedule(self.cfg.lr, self.cfg.lr_end, self.cfg.lr_decay_steps, self.env_steps)
 
     @torch.no_grad()
-    def greedy(self, obs: torch.Tensor | dict[str, torch.Tensor]) -> np.ndarray:
+    def greedy(self, obs: torch.Tensor | dict[str, torch.Tensor], mask: torch.Tensor | None = None) -> np.ndarray:
         q = self.q_net(obs)
+        if mask is not None:  # masked actions are never chosen (rows with no legal action take action 0)
+            q = q.masked_fill(~mask, -torch.inf)
         return q.argmax(dim=1).cpu().numpy()
+
+    def _check_mask(self, mask: torch.Tensor | None, n: int) -> torch.Tensor | None:
+        if mask is not None and tuple(mask.shape) != (n, self.n_actions):
+            raise ValueError(f"the action mask has shape {tuple(mask.shape)}, expected ({n}, {self.n_actions}): one "
+                             f"entry per action of the env's Discrete({self.n_actions})")
+        return mask
 
     def act(self, step: StepRecord, explore: bool, epsilon: float | None = None) -> np.ndarray:
         """Epsilon-greedy over a batch; ``explore`` uses the schedule, else ``epsilon`` (default 0).
@@ -168,24 +187,38 @@ class DQN(Agent):
         is near 1, collection costs no forward pass at all (the dominant cost of CPU Atari collection).
         """
         n = step.size
+        mask = self._check_mask(step.action_mask, n)
         eps = self.epsilon if explore else (epsilon or 0.0)
         if eps <= 0.0:
-            return self.greedy(step.obs)
+            return self.greedy(step.obs, mask)
         random_mask = self.rng.random(n) < eps
-        actions = self.rng.integers(self.n_actions, size=n)
+        if mask is None:
+            actions = self.rng.integers(self.n_actions, size=n)
+        else:  # uniform over each row's allowed actions: the argmax of uniform noise on them
+            allowed = mask.cpu().numpy()
+            actions = np.where(allowed, self.rng.random((n, self.n_actions)), -1.0).argmax(axis=1)
         if not random_mask.all():
             greedy_mask = ~random_mask
-            actions[greedy_mask] = self.greedy(index_obs(step.obs, torch.from_numpy(greedy_mask).to(self.device)))
+            rows = torch.from_numpy(greedy_mask).to(self.device)
+            actions[greedy_mask] = self.greedy(index_obs(step.obs, rows), None if mask is None else mask[rows])
         return actions
 
+    @torch.no_grad()
+    def td_target(self, batch: Transitions) -> torch.Tensor:
+        """y = R + gamma^k * Q_target(s', argmax_a Q_select(s', a)) over the actions allowed in s' ``[B]``."""
+        next_q_target = self.target_net(batch.next_obs)                       # [B, A]
+        select_q = self.q_net(batch.next_obs) if self.cfg.double else next_q_target
+        next_mask = next_action_mask(batch.next_obs)
+        if next_mask is not None:  # the max runs over the actions allowed in s' only
+            select_q = select_q.masked_fill(~next_mask, -torch.inf)
+        next_actions = select_q.argmax(dim=1, keepdim=True)                    # [B, 1]
+        next_q = next_q_target.gather(1, next_actions).squeeze(1)              # [B]
+        if next_mask is not None:  # no allowed action (a finished game): nothing to bootstrap from
+            next_q = torch.where(next_mask.any(dim=1), next_q, torch.zeros_like(next_q))
+        return batch.rewards + batch.discounts * next_q
+
     def update(self, batch: Transitions) -> dict[str, torch.Tensor | float]:
-        # targets: y = R + gamma^k * Q_target(s', argmax_a Q_select(s', a))
-        with torch.no_grad():
-            next_q_target = self.target_net(batch.next_obs)                       # [B, A]
-            select_q = self.q_net(batch.next_obs) if self.cfg.double else next_q_target
-            next_actions = select_q.argmax(dim=1, keepdim=True)                    # [B, 1]
-            next_q = next_q_target.gather(1, next_actions).squeeze(1)              # [B]
-            target = batch.rewards + batch.discounts * next_q
+        target = self.td_target(batch)
 
         # online Q and importance-weighted Huber loss
         q = self.q_net(batch.obs).gather(1, batch.actions.long().view(-1, 1)).squeeze(1)  # [B]

@@ -61,6 +61,12 @@ gymnasium.register(id="rlkit/FetchPushPixels-v0", entry_point="rlkit.envs.goal_e
                    max_episode_steps=50, kwargs={"task": "push", "pixels": True},
                    additional_wrappers=GOAL_WRAPPERS)
 
+# Two-player board games (envs/board_games.py, PettingZoo classic from one seat, the opponent inside the env):
+# Dict observations with an action mask; opponent random / heuristic / selfplay (a pool of the learner's snapshots).
+for _name, _game_name in (("ConnectFour", "connect_four"), ("TicTacToe", "tictactoe"), ("LeducHoldem", "leduc_holdem")):
+    gymnasium.register(id=f"rlkit/{_name}-v0", entry_point="rlkit.envs.board_games:make_board_game",
+                       kwargs={"game": _game_name})
+
 # --- PettingZoo parallel games as agent-major rows (issue 20; envs/multiagent.py) ----------------------------
 # Vector-only ids: gymnasium.make_vec(id, num_envs=copies, vectorization_mode="vector_entry_point") gives
 # len(possible_agents) * copies rows (one per agent per copy); there is no single-env gymnasium.make for them.

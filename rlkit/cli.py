@@ -79,6 +79,35 @@ def _print_summary(summary: dict) -> None:
     print(f"run directory: {summary['run_dir']}")
 
 
+def _set_opponents(envs, env_id: str, name: str, policy) -> None:
+    """``rlkit eval --opponent``: every sub-env's games against ``random``, ``heuristic`` or ``policy`` (a loaded run)."""
+    import numpy as np
+
+    from rlkit.envs.board_games import random_legal
+
+    games = [env.unwrapped for env in getattr(envs, "envs", [])]
+    if not games or any(not hasattr(game, "set_opponent") for game in games):
+        raise ConfigError(f"--opponent: {env_id} is not a two-player game (rlkit/ConnectFour-v0, rlkit/TicTacToe-v0, "
+                          "rlkit/LeducHoldem-v0)")
+    if policy is not None and (policy.observation_space != envs.single_observation_space
+                               or policy.action_space != envs.single_action_space):
+        raise ConfigError(f"--opponent {name}: that policy was trained on other spaces ({policy.observation_space}, "
+                          f"{policy.action_space}) than {env_id}'s; pit runs of the same game")
+    if name == "heuristic" and games[0]._heuristic is None:
+        raise ConfigError(f"--opponent heuristic: {env_id} has no heuristic opponent; use random or a run")
+    for game in games:
+        if name == "random":
+            game.set_opponent(lambda obs, game=game: random_legal(obs, game.np_random))
+        elif name == "heuristic":
+            game.set_opponent(lambda obs, game=game: game._heuristic(obs, game.np_random))
+        else:
+            def play(obs, policy=policy):
+                batch = {key: np.asarray(value)[None] for key, value in obs.items()}
+                return int(np.asarray(policy.agent.predict(batch, deterministic=True))[0])
+
+            game.set_opponent(play)
+
+
 def cmd_eval(ns: argparse.Namespace) -> int:
     from rlkit.training.loops import build_agent, evaluate, load_agent_weights, make_vector_env, resolve_device
     from rlkit.runfiles.export import load_exported
@@ -109,7 +138,18 @@ def cmd_eval(ns: argparse.Namespace) -> int:
     device = resolve_device(cfg.device)
     # the run's own evaluation task (train.eval_env_kwargs, e.g. a maze's far-end goal), unless --env names another
     extra = {} if ns.env else dict(cfg.train.eval_env_kwargs)
+    opponent = None
+    if ns.opponent is not None and ns.opponent not in ("random", "heuristic"):  # two-player games: another run
+        from rlkit.api import load
+
+        opponent = load(ns.opponent, ns.checkpoint, device=cfg.device)  # a run or an export, checked
     envs = make_vector_env(cfg.env, num_envs=min(ns.episodes, 8), **extra)
+    if ns.opponent is not None:
+        try:
+            _set_opponents(envs, cfg.env.id, ns.opponent, opponent)
+        except ConfigError:
+            envs.close()
+            raise
     if trained_spaces is not None and (trained_spaces[0] != envs.single_observation_space
                                        or trained_spaces[1] != envs.single_action_space):
         envs.close()
@@ -125,7 +165,9 @@ def cmd_eval(ns: argparse.Namespace) -> int:
     print(f"{cfg.env.id} {cfg.agent.name} ({ckpt_path.name}): return {result['return_mean']:.2f} ± "
           f"{result['return_std']:.2f} over {ns.episodes} episodes (mean length {result['length_mean']:.1f})"
           + (f", success rate {result['success_rate']:.2f}" if "success_rate" in result else "")
-          + (f", final goal distance {result['goal_distance_mean']:.2f}" if "goal_distance_mean" in result else ""))
+          + (f", final goal distance {result['goal_distance_mean']:.2f}" if "goal_distance_mean" in result else "")
+          + (f", win/draw/loss {result['win_rate']:.3f}/{result['draw_rate']:.3f}/{result['loss_rate']:.3f}"
+             + (f" against {ns.opponent}" if ns.opponent else "") if "win_rate" in result else ""))
     if ns.video:
         path = record_video(agent, cfg, run_dir / "videos" / f"eval-{ckpt_path.stem}.mp4", ns.seed, ns.epsilon)
         print(f"video: {path}")
@@ -528,6 +570,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--target-return", type=float, metavar="R",
                     help="the return a return-conditioned agent (decision_transformer) is asked to collect, instead "
                          "of its config's agent.target_return")
+    ev.add_argument("--opponent", metavar="OPPONENT",
+                    help="two-player games: play against 'random', 'heuristic' (win if you can, block if you must) or "
+                         "another run / export directory; --episodes games, seats alternating at random")
+    ev.add_argument("--games", type=int, dest="episodes", default=argparse.SUPPRESS, help="the same as --episodes (games of a two-player game)")
     ev.set_defaults(func=cmd_eval)
 
     export = sub.add_parser("export", help="a run's policy weights (safetensors) + config, for sharing",

@@ -121,7 +121,7 @@ def _scaled(args: list[str]) -> list[str]:
                 "log.plot=false", "device=cpu"]
     if args[:2] == ["dataset", "make-reference"] and "--list" not in args:
         args = [*args, "--steps", "1000"]  # a reference dataset's 200k steps, scaled down
-    for flag, few in (("--episodes", 2),):
+    for flag, few in (("--episodes", 2), ("--games", 4)):
         if flag in args:
             i = args.index(flag) + 1
             args[i] = str(min(int(args[i]), few))

@@ -185,8 +185,11 @@ class StepRecord:
     def from_arrays(cls, obs: Any, device: torch.device | str, prev_reward: Any = None, episode_start: Any = None,
                     agent_id: Any = None, action_mask: Any = None) -> "StepRecord":
         """One record from host arrays (what a vector env returns): one copy to ``device`` per field.
-        Missing ``prev_reward`` is zeros, missing ``episode_start`` all False."""
+        Missing ``prev_reward`` is zeros, missing ``episode_start`` all False; a missing ``action_mask`` is read
+        from a Dict observation's ``"action_mask"`` key where there is one (nonzero = allowed)."""
         device = torch.device(device)
+        if action_mask is None and isinstance(obs, Mapping) and "action_mask" in obs:
+            action_mask = obs["action_mask"]  # games with masks (PettingZoo's convention): the mask rides in obs
         obs = obs_to_tensor(obs, device)
         n = int(next(iter(obs.values())).shape[0] if isinstance(obs, dict) else obs.shape[0])
         prev = (torch.zeros(n, dtype=torch.float32, device=device) if prev_reward is None

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from rlkit.contract.agent import StepRecord
+from rlkit.training.selfplay import SelfPlayPool
 
 
 @dataclass
@@ -144,6 +145,10 @@ class Collector:
         self.num_envs = envs.num_envs
         self.tracker = EpisodeTracker(self.num_envs)
         self.env_replay = EnvReplay(envs)
+        settings = SelfPlayPool.settings(envs)  # two-player seat envs playing the learner's past snapshots
+        self.pool = SelfPlayPool(*settings) if settings is not None else None
+        if self.pool is not None:
+            self.pool.attach(envs)
         self.reset(seed)
 
     def reset(self, seed: int) -> None:
@@ -170,6 +175,10 @@ class Collector:
                           truncated=truncated, life_loss=life_loss, autoreset=autoreset, infos=infos,
                           real_steps=int((~autoreset).sum()),
                           episodes=[(e, ret, length) for e, (ret, length) in zip(ended, finished)])
+        if self.pool is not None and explore:  # training steps grow the pool (evaluation never does)
+            if self.pool._template is None:
+                self.pool.bind(agent)
+            self.pool.after_steps(agent, step.real_steps)
         self.episode_start = autoreset
         self.prev_reward = np.where(autoreset, 0.0, rewards).astype(np.float32)
         self.autoreset = terminated | truncated
@@ -184,11 +193,17 @@ class Collector:
             "episode_returns": torch.as_tensor(self.tracker.returns),
             "episode_lengths": torch.as_tensor(self.tracker.lengths),
             "env_replay": self.env_replay.state_dict(),
+            **({"selfplay": self.pool.state_dict()} if self.pool is not None else {}),
         }
 
-    def load_state_dict(self, state: dict[str, Any], seed: int, reseed: int) -> bool:
+    def load_state_dict(self, state: dict[str, Any], seed: int, reseed: int, agent=None) -> bool:
         """Restore the envs; returns True if exact. Envs that cannot replay are reset with ``reseed``
-        (the resumed run is then statistically, not bitwise, the same)."""
+        (the resumed run is then statistically, not bitwise, the same). The self-play pool (``agent``: the loaded
+        agent that plays its snapshots) comes back first, so the replayed games meet the same opponents."""
+        if self.pool is not None:
+            if not isinstance(state.get("selfplay"), dict) or agent is None:
+                raise ValueError("the checkpoint has no self-play pool for this run's self-play envs")
+            self.pool.load_state_dict(state["selfplay"], agent)
         self.autoreset = state["autoreset"].numpy().astype(bool)
         self.episode_start = state["episode_start"].numpy().astype(bool)
         prev_reward = state.get("prev_reward")  # absent in checkpoints from before the step record

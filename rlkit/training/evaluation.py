@@ -39,7 +39,8 @@ def evaluate(agent, env_cfg: EnvConfig, episodes: int, epsilon: float, seed: int
     ``info["is_success"]`` (goal-conditioned tasks) ``success_rate``: the share of episodes whose last
     step reported success, and for envs that report ``info["goal_distance"]`` ``goal_distance_mean``: the
     mean distance to the goal at the episodes' last step (RIS's ``eval_distance``; it shows progress
-    while the success rate is still 0).
+    while the success rate is still 0), and for two-player games (``info["outcome"]``) ``win_rate``,
+    ``draw_rate`` and ``loss_rate``.
 
     Each sub-env runs a fixed quota of episodes, so short episodes are not over-represented (a plain
     "first N episodes to finish" would favour them). ``on_episode(done, episodes)`` is called after each
@@ -57,10 +58,12 @@ def evaluate(agent, env_cfg: EnvConfig, episodes: int, epsilon: float, seed: int
         lengths: list[int] = []
         successes: list[bool] = []
         distances: list[float] = []
+        outcomes: list[int] = []
         while (done_count < quota).any():
             step = collector.step(agent, explore=False, epsilon=epsilon)
             success = step.infos.get("is_success") if isinstance(step.infos, dict) else None
             distance = step.infos.get("goal_distance") if isinstance(step.infos, dict) else None
+            outcome = step.infos.get("outcome") if isinstance(step.infos, dict) else None
             for e, ret, length in step.episodes:
                 if done_count[e] < quota[e]:
                     returns.append(ret)
@@ -69,6 +72,8 @@ def evaluate(agent, env_cfg: EnvConfig, episodes: int, epsilon: float, seed: int
                         successes.append(bool(np.asarray(success)[e]))
                     if distance is not None and _has(step.infos, "goal_distance", e):
                         distances.append(float(np.asarray(distance)[e]))
+                    if outcome is not None and _has(step.infos, "outcome", e):
+                        outcomes.append(int(np.asarray(outcome)[e]))
                     done_count[e] += 1
                     if on_episode is not None:
                         on_episode(len(returns), episodes)
@@ -81,6 +86,9 @@ def evaluate(agent, env_cfg: EnvConfig, episodes: int, epsilon: float, seed: int
         result["success_rate"] = float(np.mean(successes))
     if distances:
         result["goal_distance_mean"] = float(np.mean(distances))
+    if outcomes:  # two-player games (info["outcome"]: 1 win, 0 draw, -1 loss)
+        result.update({"win_rate": outcomes.count(1) / len(outcomes), "draw_rate": outcomes.count(0) / len(outcomes),
+                       "loss_rate": outcomes.count(-1) / len(outcomes)})
     return result
 
 

@@ -106,7 +106,7 @@ class RunState:
             envs_exact = True
             if collector is not None:
                 collector_state = checkpoint.get("collector") or _collector_state_v0(checkpoint)
-                envs_exact = collector.load_state_dict(collector_state, seed, reseed=seed + state.step)
+                envs_exact = collector.load_state_dict(collector_state, seed, reseed=seed + state.step, agent=agent)
             restore_rng(checkpoint["rng"])  # a tampered RNG state is refused here, like any other entry
         except DatasetError:
             raise  # the source's own one-line reason (e.g. trained on another dataset), not "not a checkpoint"

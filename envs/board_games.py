@@ -1,0 +1,280 @@
+"""Two-player turn-based games (PettingZoo classic, AEC API) as single-agent Gymnasium envs: the learner sits in
+one seat, an opponent plays the other inside the env.
+
+Why a seat view and not one row per player: rlkit's replay keeps one stream per env row, and a turn-based
+player's transition runs from *its* observation at its turn to its observation at its next turn, after the other
+player moved. In a seat env that is exactly one ``step``: the learner moves, the opponent answers, the learner
+sees the board again; the reward is the learner's (+1 win, -1 loss, 0 draw, at the end). Self-play is then the
+opponent being the learner's own past snapshots (:class:`rlkit.training.selfplay.SelfPlayPool`), sampled per game
+with a random and a heuristic opponent mixed in, as in PettingZoo's SB3 self-play tutorials and AlphaStar's
+league in miniature.
+
+Observations are the game's own, from the learner's point of view (PettingZoo's classic games give the observing
+player's pieces in plane 0): ``{"observation": ..., "action_mask": int8 [n_actions]}``. rlkit's collector reads
+``action_mask`` into the step record, DQN never chooses a masked action and never maximises over one in its
+targets. An action the mask forbids is refused with one clear error (a user policy's bug), not handed to the
+game, which would end the episode with a penalty or crash.
+
+Seat, opponent and the opponent's moves are drawn from the env's ``np_random``, so rlkit's exact resume (env
+replay from the episode's start RNG state) reproduces a game, pool snapshots included (the pool is in the
+checkpoint).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import gymnasium as gym
+import numpy as np
+
+OPPONENTS = ("random", "heuristic", "selfplay")
+
+
+def _game(name: str):
+    """A fresh PettingZoo AEC env of a classic two-player game (imported lazily: pettingzoo is an extra)."""
+    try:
+        if name == "connect_four":
+            from pettingzoo.classic import connect_four_v3 as module
+        elif name == "tictactoe":
+            from pettingzoo.classic import tictactoe_v3 as module
+        elif name == "leduc_holdem":
+            from pettingzoo.classic import leduc_holdem_v4 as module
+        else:
+            raise ValueError(f"unknown game '{name}' (connect_four, tictactoe, leduc_holdem)")
+    except ImportError as exc:
+        raise ImportError(f"the game '{name}' needs PettingZoo: pip install 'rlkit-toolkit[multiagent]' "
+                          f"({exc})") from None
+    return module.env()
+
+
+# ------------------------------------------------------------------ heuristic opponents: win if you can, block if you must
+
+
+def _lines_complete(board: np.ndarray, length: int) -> bool:
+    """Whether the bool ``board`` [H, W] holds ``length`` in a row (horizontal, vertical or diagonal)."""
+    h, w = board.shape
+    for dr, dc in ((0, 1), (1, 0), (1, 1), (1, -1)):
+        for r in range(h):
+            for c in range(w):
+                rr, cc = r + dr * (length - 1), c + dc * (length - 1)
+                if 0 <= rr < h and 0 <= cc < w and all(board[r + dr * i, c + dc * i] for i in range(length)):
+                    return True
+    return False
+
+
+def _connect_four_cell(planes: np.ndarray, column: int) -> tuple[int, int] | None:
+    occupied = planes[:, :, 0] | planes[:, :, 1]
+    empty = np.flatnonzero(~occupied[:, column])
+    return (int(empty[-1]), column) if len(empty) else None  # pieces fall to the highest free row index
+
+
+def _one_ply(obs: dict[str, np.ndarray], rng: np.random.Generator, cell: Callable, length: int) -> int:
+    planes = np.asarray(obs["observation"]).astype(bool)
+    legal = np.flatnonzero(np.asarray(obs["action_mask"]))
+    for plane in (0, 1):  # 0: my pieces (a win), 1: the opponent's (a block)
+        for action in legal:
+            where = cell(planes, int(action))
+            if where is None:
+                continue
+            board = planes[:, :, plane].copy()
+            board[where] = True
+            if _lines_complete(board, length):
+                return int(action)
+    return int(rng.choice(legal))
+
+
+def connect_four_heuristic(obs: dict[str, np.ndarray], rng: np.random.Generator) -> int:
+    """Win if you can, block if you must, else a uniformly random legal column."""
+    return _one_ply(obs, rng, _connect_four_cell, 4)
+
+
+def tictactoe_heuristic(obs: dict[str, np.ndarray], rng: np.random.Generator) -> int:
+    """Win if you can, block if you must, else a uniformly random legal square (square i = row i // 3, col i % 3)."""
+    return _one_ply(obs, rng, lambda planes, action: (action // 3, action % 3), 3)
+
+
+HEURISTICS: dict[str, Callable[[dict[str, np.ndarray], np.random.Generator], int]] = {
+    "connect_four": connect_four_heuristic, "tictactoe": tictactoe_heuristic}
+
+
+def random_legal(obs: dict[str, np.ndarray], rng: np.random.Generator) -> int:
+    return int(rng.choice(np.flatnonzero(np.asarray(obs["action_mask"]))))
+
+
+# ------------------------------------------------------------------ the seat env
+
+
+class TwoPlayerSeatEnv(gym.Env):
+    """A PettingZoo classic two-player game from one seat; the opponent moves inside ``step``.
+
+    ``opponent``: ``random``, ``heuristic`` (win/block one-ply, where the game has one) or ``selfplay``: each game
+    draws its opponent from ``opponent_mix`` (weights of ``pool``, ``random``, ``heuristic``); ``pool`` is a past
+    snapshot of the learner from the :class:`~rlkit.training.selfplay.SelfPlayPool` the collector attaches (random
+    until the pool holds one). ``learner_seat``: 0, 1, or None (drawn per game, so the learner plays both sides).
+    ``info["outcome"]`` at the end of a game: 1 win, 0 draw, -1 loss (the learner's). ``illegal_action``: ``error``
+    (a ValueError naming the legal actions) or ``lose`` (the game ends as a loss, reward -1, as PettingZoo's
+    ``TerminateIllegalWrapper`` does: for unmasked learners, and for SB3's ``check_env``, which steps random actions).
+    """
+
+    metadata = {"render_modes": []}
+    wants_selfplay_pool = True  # the collector attaches a pool to envs whose opponent is "selfplay"
+
+    def __init__(self, game: str = "connect_four", opponent: str = "random", learner_seat: int | None = None,
+                 opponent_mix: dict[str, float] | None = None, pool_size: int = 10, snapshot_every: int = 5_000,
+                 opponent_epsilon: float = 0.0, illegal_action: str = "error") -> None:
+        if opponent not in OPPONENTS:
+            raise ValueError(f"opponent must be one of {', '.join(OPPONENTS)}, got {opponent!r}")
+        if opponent == "heuristic" and game not in HEURISTICS:
+            raise ValueError(f"no heuristic opponent for '{game}' (there is one for {', '.join(HEURISTICS)})")
+        if illegal_action not in ("error", "lose"):
+            raise ValueError(f"illegal_action must be 'error' or 'lose', got {illegal_action!r}")
+        self.illegal_action = illegal_action
+        if learner_seat not in (None, 0, 1):
+            raise ValueError(f"learner_seat must be 0, 1 or null, got {learner_seat!r}")
+        mix = dict(opponent_mix or {"pool": 0.8, "random": 0.1, "heuristic": 0.1})
+        unknown = sorted(set(mix) - {"pool", "random", "heuristic"})
+        if unknown or any(not isinstance(v, (int, float)) or not np.isfinite(v) or v < 0 for v in mix.values()) \
+                or sum(mix.values()) <= 0:
+            raise ValueError(f"opponent_mix must map pool/random/heuristic to weights >= 0 with a positive sum, "
+                             f"got {mix}")
+        if mix.get("heuristic", 0) > 0 and game not in HEURISTICS:
+            mix["random"] = mix.get("random", 0) + mix.pop("heuristic")
+        if int(pool_size) < 1 or int(snapshot_every) < 1:
+            raise ValueError(f"pool_size and snapshot_every must be >= 1, got {pool_size}, {snapshot_every}")
+        if not 0.0 <= float(opponent_epsilon) <= 1.0:
+            raise ValueError(f"opponent_epsilon must lie in [0, 1], got {opponent_epsilon}")
+        self.game_name, self.opponent_kind, self.learner_seat = game, opponent, learner_seat
+        self.opponent_mix = mix
+        self.pool_size, self.snapshot_every = int(pool_size), int(snapshot_every)
+        self.opponent_epsilon = float(opponent_epsilon)
+        self.pool = None  # a SelfPlayPool, attached by the collector
+        self.game = _game(game)
+        self.game.reset(seed=0)
+        first = self.game.possible_agents[0]
+        game_obs_space = self.game.observation_space(first)
+        obs_space = game_obs_space["observation"]
+        n_actions = int(self.game.action_space(first).n)
+        self.observation_space = gym.spaces.Dict({
+            "observation": gym.spaces.Box(obs_space.low, obs_space.high, obs_space.shape, obs_space.dtype),
+            "action_mask": gym.spaces.Box(0, 1, (n_actions,), np.int8)})
+        self.action_space = gym.spaces.Discrete(n_actions)
+        self._heuristic = HEURISTICS.get(game)
+        self._seat = 0
+        self._opponent: tuple[str, int] = ("random", -1)
+        self._obs: dict[str, np.ndarray] | None = None
+        self._return = 0.0
+        self._fixed_opponent: Callable[[dict[str, np.ndarray]], int] | None = None
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def learner(self) -> str:
+        return self.game.possible_agents[self._seat]
+
+    def _observe(self, agent: str) -> dict[str, np.ndarray]:
+        obs = self.game.observe(agent)
+        return {"observation": np.asarray(obs["observation"], dtype=self.observation_space["observation"].dtype),
+                "action_mask": np.asarray(obs["action_mask"], dtype=np.int8)}
+
+    def _over(self) -> bool:
+        return all(self.game.terminations.get(a, True) or self.game.truncations.get(a, False)
+                   for a in self.game.possible_agents)
+
+    def set_opponent(self, policy: Callable[[dict[str, np.ndarray]], int] | None) -> None:
+        """Play every game from now on against ``policy`` (one observation, from its own seat, -> an action);
+        None returns to the configured opponent. ``rlkit eval RUN --opponent RUN2`` pits two runs this way."""
+        self._fixed_opponent = policy
+
+    def _draw_opponent(self) -> tuple[str, int]:
+        if self._fixed_opponent is not None:
+            return ("fixed", -1)
+        if self.opponent_kind != "selfplay":
+            return (self.opponent_kind, -1)
+        kinds = [k for k in ("pool", "random", "heuristic") if self.opponent_mix.get(k, 0) > 0]
+        weights = np.array([self.opponent_mix[k] for k in kinds], dtype=np.float64)
+        kind = kinds[int(self.np_random.choice(len(kinds), p=weights / weights.sum()))]
+        if kind == "pool":
+            if self.pool is None or len(self.pool) == 0:
+                return ("random", -1)  # nothing to play yet
+            return ("pool", int(self.np_random.integers(len(self.pool))))
+        return (kind, -1)
+
+    def _opponent_action(self, obs: dict[str, np.ndarray]) -> int:
+        kind, index = self._opponent
+        if kind == "pool" and self.opponent_epsilon > 0 and self.np_random.random() < self.opponent_epsilon:
+            kind = "random"
+        if kind == "random":
+            return random_legal(obs, self.np_random)
+        if kind == "heuristic":
+            return self._heuristic(obs, self.np_random)
+        if kind == "fixed":
+            action = int(self._fixed_opponent(obs))
+            if not 0 <= action < len(obs["action_mask"]) or not obs["action_mask"][action]:
+                raise ValueError(f"{self.game_name}: the opponent policy chose action {action}, which the action mask "
+                                 f"does not allow ({np.flatnonzero(obs['action_mask']).tolist()})")
+            return action
+        return int(self.pool.act(index, obs))
+
+    def _advance_opponent(self) -> float:
+        """Play the opponent until it is the learner's turn or the game is over; the learner's reward meanwhile."""
+        reward = 0.0
+        while not self._over() and self.game.agent_selection != self.learner:
+            agent = self.game.agent_selection
+            action = self._opponent_action(self._observe(agent))
+            self.game.step(action)
+            reward += float(self.game.rewards.get(self.learner, 0.0))
+        return reward
+
+    # ------------------------------------------------------------------ gymnasium API
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        for _ in range(1000):  # a game that ends before the learner's first move (the opponent folds first in
+            # poker) holds no decision for the learner, and gymnasium has no terminal reset: deal again
+            self.game.reset(seed=int(self.np_random.integers(2**31 - 1)))
+            self._seat = int(self.np_random.integers(2)) if self.learner_seat is None else self.learner_seat
+            self._opponent = self._draw_opponent()
+            self._return = self._advance_opponent()  # the opponent opens when the learner has the second seat
+            if not self._over():
+                break
+        else:
+            raise RuntimeError(f"{self.game_name}: 1,000 games in a row ended before the learner's first move")
+        self._obs = self._observe(self.learner)
+        return self._obs, {"seat": self._seat, "opponent": self._opponent[0]}
+
+    def step(self, action):
+        if self._obs is None:
+            raise RuntimeError("call reset() before step()")
+        if self._over():
+            raise RuntimeError("the game is over: call reset()")
+        mask = self._obs["action_mask"]
+        try:
+            index = int(action)
+            valid = float(action) == index and 0 <= index < len(mask)
+        except (TypeError, ValueError, OverflowError):
+            valid = False
+        if not valid:
+            raise ValueError(f"{self.game_name}: action {action!r} is not one of the {len(mask)} actions")
+        if not mask[index] and self.illegal_action == "lose":  # PettingZoo's TerminateIllegalWrapper rule
+            self._return += -1.0 - self._return if self._return > -1.0 else 0.0
+            return ({k: v.copy() for k, v in self._obs.items()}, -1.0, True, False,
+                    {"outcome": -1, "illegal_action": True})
+        if not mask[index]:
+            raise ValueError(f"{self.game_name}: action {index} is not allowed here (the action mask allows "
+                             f"{np.flatnonzero(mask).tolist()}); mask your policy's choices with obs['action_mask']")
+        self.game.step(index)
+        reward = float(self.game.rewards.get(self.learner, 0.0))
+        reward += self._advance_opponent()
+        self._obs = self._observe(self.learner)
+        self._return += reward
+        info: dict[str, Any] = {}
+        terminated = self._over()
+        if terminated:
+            info["outcome"] = int(np.sign(self._return))
+        return self._obs, reward, terminated, False, info
+
+    def action_masks(self) -> np.ndarray:
+        """The legal actions now (sb3-contrib's MaskablePPO reads this method)."""
+        return self._obs["action_mask"].astype(bool)
+
+
+def make_board_game(**kwargs: Any) -> TwoPlayerSeatEnv:
+    return TwoPlayerSeatEnv(**kwargs)
