@@ -37,6 +37,10 @@ Observations (per agent, before batching)
       ``frame_size x frame_size`` with ``cv2.INTER_AREA`` (as the Atari envs are), channel-first ``uint8``
       and stacked over the last ``frame_stack`` steps (oldest first, padded by repeating the first frame),
       i.e. ``[frame_stack * C, S, S]``: rlkit's DQN then encodes them with its Nature CNN.
+      PettingZoo's butterfly games draw the screen their observations are cut from only when they render: made
+      with ``render_mode=None`` pistonball's observations never change (the ball is invisible) although
+      ``parallel_api_test`` passes. :func:`make_parallel_rows` therefore makes image games that offer
+      ``"rgb_array"`` with it, and :class:`ParallelEnvRows` warns about such a game made without a render mode.
     * Vectors (any other ``Box``): ``float32``; flattened when the agent id is appended.
     * ``agent_id_input`` (default: True when the game has more than one agent) gives the shared network the
       agent's id: vectors get a one-hot of the agent index appended; images get one extra constant plane of
@@ -64,6 +68,7 @@ PettingZoo is imported only here, and only when such an env is made.
 from __future__ import annotations
 
 import importlib
+import warnings
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -118,6 +123,11 @@ class ParallelEnvRows(VectorEnv):
         if not self._image and (frame_size is not None or grayscale or frame_stack > 1):
             raise ValueError("frame_size, grayscale and frame_stack apply to image observations (uint8 HxWxC); "
                              f"the game's are {obs_space}")
+        if self._image and _draws_only_when_rendering(self.envs[0]):
+            warnings.warn(f"{type(self.envs[0]).__name__}: an image-observation game made with render_mode=None; "
+                          "PettingZoo's butterfly games redraw the screen their observations are cut from only when "
+                          "rendering (pistonball's never change otherwise): make it with render_mode='rgb_array' "
+                          "(make_parallel_rows does)", stacklevel=2)
         self._raw_space = obs_space
         self.single_observation_space = self._processed_space(obs_space)
         self.single_action_space = act_space
@@ -307,6 +317,14 @@ class ParallelEnvRows(VectorEnv):
             env.close()
 
 
+def _draws_only_when_rendering(env: Any) -> bool:
+    """Whether a PettingZoo game made without a render mode may show stale observations: PettingZoo's butterfly
+    games (pistonball, cooperative pong, KAZ's pixel mode) cut each agent's observation from their screen, which
+    they redraw only when ``render_mode`` is set; with ``render_mode=None`` pistonball's observations never change
+    (the ball is invisible) and cooperative pong's stay the reset frame, while ``parallel_api_test`` passes."""
+    return getattr(env, "render_mode", None) is None and "rgb_array" in env.metadata.get("render_modes", ())
+
+
 def _load(path: str) -> Callable[..., Any]:
     module, _, name = path.partition(":")
     return getattr(importlib.import_module(module), name or "parallel_env")
@@ -322,5 +340,12 @@ def make_parallel_rows(num_envs: int = 1, *, parallel_env: str, env_kwargs: dict
         raise ValueError("the multi-agent row envs do not render; make the PettingZoo game itself to watch it")
     factory = _load(parallel_env)
     kwargs = {**(env_kwargs or {}), **extra}
+    if "render_mode" not in kwargs:  # a pixel game draws the frames it observes only when it renders
+        probe = factory(**kwargs)
+        try:
+            if _is_image(probe.observation_space(probe.possible_agents[0])) and _draws_only_when_rendering(probe):
+                kwargs["render_mode"] = "rgb_array"
+        finally:
+            probe.close()
     return ParallelEnvRows([lambda: factory(**kwargs) for _ in range(num_envs)], agent_id_input=agent_id_input,
                            frame_size=frame_size, grayscale=grayscale, frame_stack=frame_stack)

@@ -199,8 +199,8 @@ GAMES = {  # name: (parallel_env path, wrapper kwargs, game kwargs that keep the
                    {"frame_size": 84, "grayscale": True, "frame_stack": 2}, {"continuous": False, "max_cycles": 20}),
     "cooperative_pong": ("pettingzoo.butterfly.cooperative_pong_v6:parallel_env",
                          {"frame_size": 64, "grayscale": True}, {"max_cycles": 40}),
-    "kaz": ("pettingzoo.butterfly.knights_archers_zombies_v11:parallel_env", {}, {"max_cycles": 60,
-                                                                                  "spawn_delay": 2}),
+    "kaz": ("pettingzoo.butterfly.knights_archers_zombies_v11:parallel_env", {},  # agents die before the end
+            {"max_cycles": 100, "line_death": True}),
     "pursuit": ("pettingzoo.sisl.pursuit_v5:parallel_env", {}, {"max_cycles": 30}),
 }
 
@@ -219,8 +219,9 @@ def test_raw_game_passes_parallel_api_test(name):
         parallel_api_test(_load_game(path)(**kwargs), num_cycles=60)
 
 
-def _check_rows_env(envs: gym.vector.VectorEnv, steps: int, seed: int = 0) -> int:
-    """Gymnasium's vector-env contract, and the row conventions, on random actions; returns the done rows seen."""
+def _check_rows_env(envs: gym.vector.VectorEnv, steps: int, seed: int = 0) -> tuple[int, int]:
+    """Gymnasium's vector-env contract, and the row conventions, on random actions; returns the rows seen
+    finishing, and those of them that finished before the rest of their copy (early finishers)."""
     n, copies = envs.num_envs, envs.copies
     obs, infos = envs.reset(seed=seed)
     assert obs.shape == (n, *envs.single_observation_space.shape) and obs.dtype == envs.single_observation_space.dtype
@@ -230,7 +231,7 @@ def _check_rows_env(envs: gym.vector.VectorEnv, steps: int, seed: int = 0) -> in
     envs.action_space.seed(seed)
     first_obs = obs.copy()
     done_prev = np.zeros(n, dtype=bool) | infos["inactive"]
-    dones = 0
+    dones = early = 0
     for _ in range(steps):
         prev = obs
         obs, rewards, term, trunc, infos = envs.step(envs.action_space.sample())
@@ -244,12 +245,15 @@ def _check_rows_env(envs: gym.vector.VectorEnv, steps: int, seed: int = 0) -> in
         if copy_done.any():  # a reset copy: its rows are not done (except late joiners, which are inactive)
             rows = np.concatenate([np.arange(envs.n_agents) * copies + c for c in np.flatnonzero(copy_done)])
             assert not trunc[rows].any()
+        finishing = (term | trunc) & ~done_prev
+        dones += int(finishing.sum())
+        copy_all = (term | trunc).reshape(envs.n_agents, copies).all(axis=0)
+        early += int(sum(not copy_all[r % copies] for r in np.flatnonzero(finishing)))
         done_prev = term | trunc
-        dones += int(done_prev.sum())
     # same seed, same actions: the same rows (determinism of reset)
     obs2, _ = envs.reset(seed=seed)
     np.testing.assert_array_equal(obs2, first_obs)
-    return dones
+    return dones, early
 
 
 @pytest.mark.parametrize("name", sorted(GAMES))
@@ -260,8 +264,10 @@ def test_wrapped_game_passes_vector_checks(name):
         envs = make_parallel_rows(2, parallel_env=path, env_kwargs=kwargs, **wrapper_kwargs)
         try:
             steps = kwargs["max_cycles"] * 2 + 3
-            dones = _check_rows_env(envs, steps)
+            dones, early = _check_rows_env(envs, steps)
             assert dones > 0, "no episode ended: the autoreset path was not exercised"
+            if name == "kaz":  # knights and archers die: rows wait as autoreset rows for their copy's reset
+                assert early > 0
             if wrapper_kwargs.get("frame_size"):  # images: channel-first uint8, frames + the agent-id plane
                 c = wrapper_kwargs.get("frame_stack", 1) + 1
                 assert envs.single_observation_space.shape == (c, wrapper_kwargs["frame_size"],
@@ -269,8 +275,24 @@ def test_wrapped_game_passes_vector_checks(name):
                 obs, _ = envs.reset(seed=0)
                 planes = obs[:: envs.copies, -1, 0, 0].astype(int)  # one per agent
                 assert len(set(planes.tolist())) == envs.n_agents and planes[-1] == 255
+                later = obs
+                for _ in range(5):
+                    later, *_ = envs.step(envs.action_space.sample())
+                # the game draws its frames (butterfly games made with render_mode=None never redraw them)
+                assert (later[:, :-1] != obs[:, :-1]).any()
         finally:
             envs.close()
+
+
+def test_pixel_game_made_without_a_render_mode_is_flagged():
+    """PettingZoo's pistonball made with render_mode=None observes a screen it never redraws (parallel_api_test
+    passes): the wrapper warns, and make_parallel_rows makes such games with render_mode='rgb_array'."""
+    factory = _load_game(GAMES["pistonball"][0])
+    with pytest.warns(UserWarning, match="render_mode=None"):
+        ParallelEnvRows([lambda: factory(continuous=False, max_cycles=5)], frame_size=84, grayscale=True).close()
+    envs = make_parallel_rows(1, parallel_env=GAMES["pistonball"][0], env_kwargs={"continuous": False})
+    assert envs.envs[0].render_mode == "rgb_array"
+    envs.close()
 
 
 def test_registered_ids_make_vec_and_the_builder():
