@@ -39,6 +39,7 @@ import re
 import resource
 import shutil
 import signal
+import sys
 import tempfile
 import traceback
 from pathlib import Path
@@ -121,6 +122,15 @@ def _budget(seconds: float):
     with open("/proc/self/statm") as f:
         used = int(f.read().split()[0]) * resource.getpagesize()
     limit = used + MEMORY_HEADROOM
+    previous_unraisable = sys.unraisablehook
+
+    def unraisable(report):  # the alarm's raise swallowed in a __del__ / gc callback: over the budget, not a fault
+        if isinstance(report.exc_value, _OverBudget):
+            _BUDGET_FIRED[0] = True
+            return
+        previous_unraisable(report)
+
+    sys.unraisablehook = unraisable
     previous = signal.signal(signal.SIGALRM, alarm)
     threads = torch.get_num_threads()
     resource.setrlimit(resource.RLIMIT_AS, (limit if hard == resource.RLIM_INFINITY else min(limit, hard), hard))
@@ -130,6 +140,7 @@ def _budget(seconds: float):
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+        sys.unraisablehook = previous_unraisable
         resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
         torch.set_num_threads(threads)
 
