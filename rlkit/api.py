@@ -36,7 +36,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from rlkit.config import (RunConfig, build_run_config, configs_dir, default_config_path, read_yaml, to_dict)
+from rlkit.config import (RunConfig, build_run_config, configs_dir, default_config_path, is_sb3_agent, read_yaml,
+                          to_dict)
 from rlkit.errors import ConfigError
 from rlkit.runfiles.runs import CONFIG_FILE, RunLock, check_new_run_dir, check_run_dir, new_run_dir, open_run
 
@@ -167,7 +168,7 @@ class Run:
     """The resolved config (as written to ``run_dir/config.yaml``)."""
     agent: "Policy"
     """The trained agent, from the run's latest (final) checkpoint; ``rlkit.load(run.run_dir)`` gives the
-    best evaluation's."""
+    best evaluation's. For an SB3 run (``agent.name: sb3.PPO``, ...) the SB3 model itself."""
 
     def metrics(self, kind: Literal["train", "episode", "eval"] | None = None) -> list[dict]:
         """The records of ``metrics.jsonl`` (each with ``kind``, ``step``, ``time`` and values), optionally
@@ -213,6 +214,11 @@ def train(config: ConfigLike = None, *, run_dir: str | Path | None = None, seed:
         raise ConfigError("train(resume=True) needs run_dir=, the run to continue")
     cfg, run_dir, source = prepare_train(config, texts, run_dir=run_dir if not resume else None,
                                          resume_dir=run_dir if resume else None)
+    if is_sb3_agent(cfg.agent.name):  # an SB3 algorithm (agent.name sb3.PPO, ...): SB3's learn in rlkit's run
+        from rlkit.training.sb3_runner import load_model_of_run, train_sb3
+
+        summary = train_sb3(cfg, run_dir, resume=resume, source=source)
+        return Run(run_dir=Path(run_dir), summary=summary, config=cfg, agent=load_model_of_run(run_dir))
     summary = train_loop(cfg, run_dir, resume=resume, source=source)
     return Run(run_dir=Path(run_dir), summary=summary, config=cfg,
                agent=load(run_dir, checkpoint="latest", device=cfg.device))
@@ -366,6 +372,10 @@ def load(path: str | Path | Run, checkpoint: Literal["best", "latest"] = "best",
 
     run = open_run(path.run_dir if isinstance(path, Run) else path, checkpoint)
     run_dir, cfg, source = run.run_dir, run.config, run.weights
+    if is_sb3_agent(cfg.agent.name):
+        from rlkit.training.sb3_runner import refuse
+
+        refuse(cfg, run_dir, "rlkit.load")
     try:
         torch_device = resolve_device(device)
     except RuntimeError as exc:  # torch.device("gpu")

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from rlkit.runfiles.checkpoint import disk_full_cause, disk_full_message
-from rlkit.config import configs_dir
+from rlkit.config import configs_dir, is_sb3_agent
 from rlkit.errors import USER_ERRORS, ConfigError, RunDirError, TrainingDiverged
 
 USAGE_ERROR = 2
@@ -55,6 +55,8 @@ def cmd_train(ns: argparse.Namespace) -> int:
     # built (on resume the config is read under the run's lock, and the loop checks the overrides against
     # the checkpoint before anything is written)
     cfg, run_dir, source = prepare_train(config, overrides, run_dir=ns.run_dir, resume_dir=ns.resume)
+    if is_sb3_agent(cfg.agent.name):  # agent.name sb3.PPO, sb3_contrib.MaskablePPO, ...: SB3's learn, rlkit's run
+        from rlkit.training.sb3_runner import train_sb3 as train
     summary = train(cfg, run_dir, resume=ns.resume is not None, source=source)
     _print_summary(summary)
     return 128 + summary["interrupted"] if summary.get("interrupted") else 0
@@ -115,6 +117,8 @@ def cmd_eval(ns: argparse.Namespace) -> int:
 
     # a run directory (checkpoints/) or an exported policy (model.safetensors + config.yaml, `rlkit export`)
     run = open_run(ns.run_dir, ns.checkpoint)
+    if is_sb3_agent(run.config.agent.name):
+        return _eval_sb3(ns, run)
     run_dir, cfg, ckpt_path = run.run_dir, run.config, run.weights
     if ns.device:
         cfg.device = ns.device
@@ -176,6 +180,30 @@ def cmd_eval(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _eval_sb3(ns: argparse.Namespace, run) -> int:
+    """``rlkit eval`` of an SB3 run (``agent.name: sb3.PPO``, ...): its saved SB3 model in rlkit's evaluation."""
+    from rlkit.training.sb3_runner import evaluate_run
+
+    cfg, opponent = run.config, ns.opponent
+    for flag, value in (("--env", ns.env), ("--target-return", ns.target_return),
+                        ("--opponent RUN", opponent if opponent not in (None, "random", "heuristic") else None)):
+        if value is not None:
+            raise ConfigError(f"{flag} is not supported for an SB3 run ({cfg.agent.name}); drop it")
+    prepare = (lambda envs: _set_opponents(envs, cfg.env.id, opponent, None)) if opponent else None
+    result, agent = evaluate_run(run, ns.episodes, ns.epsilon, ns.seed, ns.device, prepare_envs=prepare)
+    print(f"{cfg.env.id} {cfg.agent.name} ({run.weights.name}): return {result['return_mean']:.2f} ± "
+          f"{result['return_std']:.2f} over {ns.episodes} episodes (mean length {result['length_mean']:.1f})"
+          + (f", success rate {result['success_rate']:.2f}" if "success_rate" in result else "")
+          + (f", win/draw/loss {result['win_rate']:.3f}/{result['draw_rate']:.3f}/{result['loss_rate']:.3f}"
+             + (f" against {opponent}" if opponent else "") if "win_rate" in result else ""))
+    if ns.video:
+        from rlkit.runfiles.rendering import prepare_video
+
+        prepare_video(cfg.env.id, cfg.env.kwargs, seed=ns.seed)
+        print(f"video: {record_video(agent, cfg, run.run_dir / 'videos' / f'eval-{run.weights.stem}.mp4', ns.seed, ns.epsilon)}")
+    return 0
+
+
 def _set_target_return(cfg, value: float) -> None:
     """``rlkit eval --target-return R``: the return a return-conditioned agent (the Decision Transformer) is asked
     for, instead of its config's ``agent.target_return``."""
@@ -198,6 +226,10 @@ def cmd_export(ns: argparse.Namespace) -> int:
 
     run = open_run(ns.run_dir, ns.checkpoint, exported=False)
     run_dir, cfg, ckpt_path = run.run_dir, run.config, run.weights
+    if is_sb3_agent(cfg.agent.name):
+        from rlkit.training.sb3_runner import refuse
+
+        refuse(cfg, run_dir, "rlkit export")
     out_dir = check_new_run_dir(ns.out_dir, flag="OUT_DIR")
     config_text = (run_dir / CONFIG_FILE).read_text()
     agent = build_agent(cfg, *run_spaces(cfg, run_dir), torch_device("cpu"))  # saved, the env's, or the dataset's
@@ -363,6 +395,10 @@ def _collect_policy(ns: argparse.Namespace, num_envs: int):
 
     run = open_run(ns.source, ns.checkpoint)
     run_dir, cfg, ckpt_path = run.run_dir, run.config, run.weights
+    if is_sb3_agent(cfg.agent.name):
+        from rlkit.training.sb3_runner import refuse
+
+        refuse(cfg, run_dir, "rlkit collect")
     if ns.device:
         cfg.device = ns.device
     if ns.env is None and cfg.env.id is None:

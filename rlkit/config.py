@@ -259,6 +259,66 @@ class OfflineConfig:
             raise ConfigError("offline.dataset must name a dataset (an id from `rlkit dataset list`, or a path)")
 
 
+SB3_PREFIXES = ("sb3.", "sb3_contrib.")
+"""``agent.name`` prefixes of Stable-Baselines3 / sb3-contrib algorithms (``sb3.PPO``, ``sb3_contrib.MaskablePPO``),
+trained by :mod:`rlkit.training.sb3_runner` instead of rlkit's loops (the ``sb3`` extra)."""
+
+
+def is_sb3_agent(name: Any) -> bool:
+    """Whether ``agent.name`` names a Stable-Baselines3 or sb3-contrib algorithm (``sb3.PPO``)."""
+    return isinstance(name, str) and name.startswith(SB3_PREFIXES)
+
+
+@dataclass
+class SB3AgentConfig:
+    """An SB3 algorithm as the run's agent: ``agent: {name: sb3.PPO, policy: MlpPolicy, kwargs: {n_steps: 256}}``.
+    The algorithm, the policy and the kwargs are checked against the installed SB3 when the run is built
+    (:mod:`rlkit.training.sb3_runner`); nothing here imports SB3."""
+
+    name: str
+    """``sb3.<Algorithm>`` (PPO, A2C, DQN, SAC, TD3, DDPG) or ``sb3_contrib.<Algorithm>`` (MaskablePPO, QRDQN, TQC, ...)."""
+    policy: str = "auto"
+    """An SB3 policy alias (``MlpPolicy``, ``CnnPolicy``, ``MultiInputPolicy``); ``auto``: MultiInputPolicy for Dict
+    observations, CnnPolicy for images, else MlpPolicy."""
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    """Keyword arguments of the algorithm's constructor (``learning_rate``, ``n_steps``, ``policy_kwargs``, ...);
+    rlkit sets ``env``, ``seed`` and ``device`` itself. ``train.learning_starts``, when set, is SB3's
+    ``learning_starts`` for the algorithms that have one (not read by PPO and A2C); rlkit's other update settings
+    (``train.batch_size``, ``train_every``, ``gradient_steps``, ``replay``) are refused: SB3 takes them here."""
+
+    resumable: typing.ClassVar[tuple[str, ...]] = ()  # nothing of an SB3 agent changes on resume (resume_changes)
+    optimizer_settings: typing.ClassVar[tuple[str, ...]] = ()
+
+    def __post_init__(self) -> None:
+        package, _, algo = self.name.partition(".")
+        if not algo.isidentifier():
+            raise ConfigError(f"agent.name '{self.name}': expected {package}.<Algorithm>, e.g. sb3.PPO or "
+                              "sb3_contrib.MaskablePPO")
+        bad = [key for key in self.kwargs if not isinstance(key, str)]
+        if bad:
+            raise ConfigError(f"agent.kwargs: keys are argument names (strings), got {bad[0]!r}")
+
+    def check_run(self, cfg: "RunConfig") -> None:
+        """rlkit's own agents' training settings are not read by an SB3 run: a config that sets them would
+        silently not get them, so they are refused, naming where SB3 takes them (``agent.kwargs``)."""
+        if cfg.offline is not None:
+            raise ConfigError(f"agent '{self.name}' trains online; SB3 agents cannot learn from an offline: dataset "
+                              "here (remove the offline: section)")
+        defaults, given = TrainConfig(), cfg.train
+        # (train.learning_starts is passed on as SB3's learning_starts where the algorithm has one: sb3_runner)
+        sb3_names = {"train_every": "train_freq", "gradient_steps": "gradient_steps", "batch_size": "batch_size"}
+        for key, sb3_key in sb3_names.items():
+            if getattr(given, key) != getattr(defaults, key):
+                raise ConfigError(f"train.{key} is read by rlkit's own agents, not by '{self.name}': remove it and "
+                                  f"set agent.kwargs.{sb3_key} (SB3's name) if the algorithm takes it")
+        if to_dict(given.replay) != to_dict(defaults.replay):
+            raise ConfigError(f"train.replay is rlkit's replay buffer, not read by '{self.name}': remove it and set "
+                              "SB3's buffer_size / replay_buffer_class in agent.kwargs")
+        if given.snapshot_every:
+            raise ConfigError(f"train.snapshot_every is not supported for '{self.name}' (SB3 agents); set it to 0 — "
+                              "the run's checkpoints/*.zip are SB3 model files")
+
+
 @dataclass
 class RunConfig:
     env: EnvConfig
@@ -574,11 +634,13 @@ def build_run_config(data: dict[str, Any], overrides: list[str] = (), source: st
             raise ConfigError("the 'agent' section needs a 'name' (e.g. agent: {name: dqn})")
         registry = _agent_registry()
         name = agent_data["name"]
+        sb3 = is_sb3_agent(name)  # an SB3 algorithm (rlkit.training.sb3_runner), not one of rlkit's agents
         if not isinstance(name, str):
             raise ConfigError(f"agent.name must be an agent's name (one of {', '.join(sorted(registry))}), got {name!r}")
-        if name not in registry:
-            raise ConfigError(f"unknown agent '{name}'." + _closest(str(name), list(registry)).replace("keys", "agents"))
-        agent_cls = registry[name][0]
+        if name not in registry and not sb3:
+            raise ConfigError(f"unknown agent '{name}'." + _closest(str(name), list(registry)).replace("keys", "agents")
+                              + " Stable-Baselines3 algorithms are named sb3.PPO, sb3_contrib.MaskablePPO, ...")
+        agent_cls = SB3AgentConfig if sb3 else registry[name][0]
         top = {f.name for f in dataclasses.fields(RunConfig)}
         for key in data:
             if key not in top:
@@ -593,10 +655,14 @@ def build_run_config(data: dict[str, Any], overrides: list[str] = (), source: st
         offline = _coerce(data.get("offline"), OfflineConfig | None, "offline")
         if env.id is None and offline is None:
             raise ConfigError("env.id is null, but only offline runs (an `offline:` section) can train without an env")
-        agent.aux = [_aux_config(entry, f"agent.aux[{i}]") for i, entry in enumerate(agent.aux)]
+        if not sb3:
+            agent.aux = [_aux_config(entry, f"agent.aux[{i}]") for i, entry in enumerate(agent.aux)]
         cfg = RunConfig(env=env, agent=agent, train=train, log=log, seed=seed, device=device, torch_threads=threads,
                         offline=offline)
-        check_capabilities(cfg, registry[name][1])
+        if sb3:
+            agent.check_run(cfg)
+        else:
+            check_capabilities(cfg, registry[name][1])
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
     if note:  # only for a config that builds: a refused one says one line, its error
