@@ -200,7 +200,8 @@ def _eval_sb3(ns: argparse.Namespace, run) -> int:
         from rlkit.runfiles.rendering import prepare_video
 
         prepare_video(cfg.env.id, cfg.env.kwargs, seed=ns.seed)
-        print(f"video: {record_video(agent, cfg, run.run_dir / 'videos' / f'eval-{run.weights.stem}.mp4', ns.seed, ns.epsilon)}")
+        path = run.run_dir / "videos" / f"eval-{run.weights.stem}.mp4"
+        print(f"video: {record_video(agent, cfg, path, ns.seed, ns.epsilon)}")
     return 0
 
 

@@ -276,7 +276,8 @@ class SB3AgentConfig:
     (:mod:`rlkit.training.sb3_runner`); nothing here imports SB3."""
 
     name: str
-    """``sb3.<Algorithm>`` (PPO, A2C, DQN, SAC, TD3, DDPG) or ``sb3_contrib.<Algorithm>`` (MaskablePPO, QRDQN, TQC, ...)."""
+    """``sb3.<Algorithm>`` (PPO, A2C, DQN, SAC, TD3, DDPG) or ``sb3_contrib.<Algorithm>`` (MaskablePPO, QRDQN, TQC,
+    RecurrentPPO, ...)."""
     policy: str = "auto"
     """An SB3 policy alias (``MlpPolicy``, ``CnnPolicy``, ``MultiInputPolicy``); ``auto``: MultiInputPolicy for Dict
     observations, CnnPolicy for images, else MlpPolicy."""

@@ -205,9 +205,10 @@ BAD = {
     "masks the env lacks": (["agent.name=sb3_contrib.MaskablePPO"], "action masks"),
     "unknown class name": (["agent.kwargs.policy_kwargs={activation_fn: Relu}"], "ReLU"),
     "action space the algorithm lacks": (["agent.name=sb3.SAC"], "action spaces"),
-    "setting SB3 refuses while learning": (["agent.name=sb3.SAC", "env.id=rlkit/PointMazeU-v0", "agent.kwargs="
-                                             "{replay_buffer_class: HerReplayBuffer, learning_starts: 10, buffer_size: 1000}"],
-                                             "Unable to sample before the end of the first episode"),
+    "setting SB3 refuses while learning": (
+        ["agent.name=sb3.SAC", "env.id=rlkit/PointMazeU-v0",
+         "agent.kwargs={replay_buffer_class: HerReplayBuffer, learning_starts: 10, buffer_size: 1000}"],
+        "Unable to sample before the end of the first episode"),
     "two learning_starts": (["agent.name=sb3.DQN", "train.learning_starts=50", "agent.kwargs.learning_starts=60"],
                             "disagree"),
 }
@@ -256,3 +257,20 @@ def test_maskable_ppo_plays_a_board_game_and_eval_pits_it(tmp_path, capsys):
     assert "win_rate" in _records(run)[-1]
     assert main(["eval", str(run), "--games", "6", "--opponent", "heuristic"]) == 0
     assert "against heuristic" in capsys.readouterr().out
+
+
+def test_damaged_sb3_checkpoint_is_one_line(runs, tmp_path, capsys):
+    import shutil
+
+    import torch
+
+    run = tmp_path / "copy"
+    shutil.copytree(runs[1], run)
+    state = torch.load(run / "checkpoints" / "latest.pt", weights_only=True)
+    state["agent"]["sb3_zip"] = torch.zeros(64, dtype=torch.uint8)
+    torch.save(state, run / "checkpoints" / "latest.pt")
+    for argv in (["train", "--resume", str(run), "train.total_steps=4096"],
+                 ["eval", str(run), "--checkpoint", "latest"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "SB3 model" in err[0] and "latest.pt" in err[0], err

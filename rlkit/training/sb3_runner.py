@@ -94,7 +94,8 @@ def _is_masked(algo_cls: type) -> bool:
 
 def _check_kwargs(name: str, algo_cls: type, kwargs: dict[str, Any]) -> dict[str, Any]:
     """``agent.kwargs`` checked against the constructor's parameters (not those rlkit sets), with the few classes
-    a YAML file can only name resolved (``policy_kwargs.activation_fn: ReLU``, ``replay_buffer_class: HerReplayBuffer``)."""
+    a YAML file can only name resolved (``policy_kwargs.activation_fn: ReLU``,
+    ``replay_buffer_class: HerReplayBuffer``, ``learning_rate: lin_1e-3``)."""
     params = inspect.signature(algo_cls.__init__).parameters
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     for key in kwargs:
@@ -350,7 +351,12 @@ class SB3Agent:
         self.model = load_model(self.algo_cls, state, env=self.envs, device=self.model.device)
         self.model.set_logger(Logger(folder=None, output_formats=[]))
         if state.get("replay_buffer") is not None and hasattr(self.model, "load_replay_buffer"):
-            self.model.load_replay_buffer(io.BytesIO(state["replay_buffer"].cpu().numpy().tobytes()))
+            try:
+                self.model.load_replay_buffer(io.BytesIO(state["replay_buffer"].cpu().numpy().tobytes()))
+            except Exception as exc:  # a damaged pickle
+                raise CheckpointError(f"the checkpoint's SB3 replay buffer cannot be loaded ({type(exc).__name__}: "
+                                      f"{' '.join(str(exc).split())[:200]}); resume with train.save_buffer=false "
+                                      "from a checkpoint without it, or start a new run") from None
 
     def apply_optimizer_settings(self, settings: dict[str, Any]) -> None:
         """Nothing of an SB3 agent changes on resume (``SB3AgentConfig.resumable`` is empty)."""
@@ -377,7 +383,11 @@ def load_model(algo_cls: type, state: dict[str, Any], env=None, device: Any = "c
     data = state.get("sb3_zip") if isinstance(state, dict) else None
     if not isinstance(data, torch.Tensor) or data.dtype != torch.uint8:
         raise CheckpointError("the checkpoint holds no SB3 model (it is not from an SB3 run)")
-    model = algo_cls.load(io.BytesIO(data.cpu().numpy().tobytes()), env=env, device=device)
+    try:
+        model = algo_cls.load(io.BytesIO(data.cpu().numpy().tobytes()), env=env, device=device)
+    except Exception as exc:  # a damaged zip, another algorithm's, spaces that do not fit the env
+        raise CheckpointError(f"the SB3 model in the checkpoint cannot be loaded as {algo_cls.__name__} "
+                              f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]})") from None
     model._last_obs = None  # learn() then resets the envs (they restart their episodes on resume)
     return model
 
@@ -468,8 +478,9 @@ def train_sb3(cfg: RunConfig, run_dir: Path, resume: bool = False, source: str |
             if state.step < train.total_steps and not run.solved:
                 from stable_baselines3.common.callbacks import ConvertCallback
 
-                agent.model.learn(total_timesteps=train.total_steps - state.step, callback=ConvertCallback(after_env_step),
-                                  reset_num_timesteps=not resume, progress_bar=False)
+                agent.model.learn(total_timesteps=train.total_steps - state.step,
+                                  callback=ConvertCallback(after_env_step), reset_num_timesteps=not resume,
+                                  progress_bar=False)
                 state.step = agent.model.num_timesteps
             if not stop.requested:
                 _checkpoint(run, agent)
@@ -510,7 +521,8 @@ def _raised_by_sb3(exc: BaseException) -> bool:
 def _log_train(run: _Run, record: dict[str, float]) -> None:
     bad = [k for k, v in record.items() if not np.isfinite(v)]
     if bad:
-        raise run.diverged(f"{bad[0]} is {record[bad[0]]} (mean over the logging window ending at step {run.state.step})")
+        raise run.diverged(f"{bad[0]} is {record[bad[0]]} (mean over the logging window ending at step "
+                           f"{run.state.step})")
     run.logger.log("train", run.state.step, run.clock(), record)
 
 
@@ -547,7 +559,10 @@ def evaluate_run(run, episodes: int, epsilon: float, seed: int, device: str | No
     try:
         if prepare_envs is not None:
             prepare_envs(envs)
-        model = load_model(algo_cls, state["agent"], device=str(resolve_device(device or cfg.device)))
+        try:
+            model = load_model(algo_cls, state["agent"], device=str(resolve_device(device or cfg.device)))
+        except CheckpointError as exc:
+            raise CheckpointError(f"'{run.weights}': {exc}") from None
         if model.observation_space != envs.single_observation_space:
             raise ConfigError(f"'{run.weights}' holds a model for {model.observation_space}, but {cfg.env.id} has "
                               f"{envs.single_observation_space}")
