@@ -315,6 +315,10 @@ class SB3AgentConfig:
         if to_dict(given.replay) != to_dict(defaults.replay):
             raise ConfigError(f"train.replay is rlkit's replay buffer, not read by '{self.name}': remove it and set "
                               "SB3's buffer_size / replay_buffer_class in agent.kwargs")
+        if cfg.env.vectorization in ("async", "native"):
+            raise ConfigError(f"env.vectorization: {cfg.env.vectorization} is not supported for '{self.name}': SB3 "
+                              "agents step their env.num_envs copies in one process (SB3's DummyVecEnv); use sync "
+                              "or auto")
         if given.snapshot_every:
             raise ConfigError(f"train.snapshot_every is not supported for '{self.name}' (SB3 agents); set it to 0 — "
                               "the run's checkpoints/*.zip are SB3 model files")

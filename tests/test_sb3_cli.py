@@ -209,6 +209,7 @@ BAD = {
         ["agent.name=sb3.SAC", "env.id=rlkit/PointMazeU-v0",
          "agent.kwargs={replay_buffer_class: HerReplayBuffer, learning_starts: 10, buffer_size: 1000}"],
         "Unable to sample before the end of the first episode"),
+    "vectorization SB3 runs do not use": (["env.vectorization=async"], "DummyVecEnv"),
     "two learning_starts": (["agent.name=sb3.DQN", "train.learning_starts=50", "agent.kwargs.learning_starts=60"],
                             "disagree"),
 }
