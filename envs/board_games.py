@@ -32,19 +32,28 @@ OPPONENTS = ("random", "heuristic", "selfplay")
 
 def _game(name: str):
     """A fresh PettingZoo AEC env of a classic two-player game (imported lazily: pettingzoo is an extra)."""
+    import warnings
+
     try:
-        if name == "connect_four":
-            from pettingzoo.classic import connect_four_v3 as module
-        elif name == "tictactoe":
-            from pettingzoo.classic import tictactoe_v3 as module
-        elif name == "leduc_holdem":
-            from pettingzoo.classic import leduc_holdem_v4 as module
-        else:
-            raise ValueError(f"unknown game '{name}' (connect_four, tictactoe, leduc_holdem)")
+        with warnings.catch_warnings():  # pettingzoo's versioned modules warn about its own old creation API
+            warnings.simplefilter("ignore", DeprecationWarning)
+            module = _game_module(name)
     except ImportError as exc:
         raise ImportError(f"the game '{name}' needs PettingZoo: pip install 'rlkit-toolkit[multiagent]' "
                           f"({exc})") from None
     return module.env()
+
+
+def _game_module(name: str):
+    if name == "connect_four":
+        from pettingzoo.classic import connect_four_v3 as module
+    elif name == "tictactoe":
+        from pettingzoo.classic import tictactoe_v3 as module
+    elif name == "leduc_holdem":
+        from pettingzoo.classic import leduc_holdem_v4 as module
+    else:
+        raise ValueError(f"unknown game '{name}' (connect_four, tictactoe, leduc_holdem)")
+    return module
 
 
 # ------------------------------------------------------------------ heuristic opponents: win if you can, block if you must
@@ -116,12 +125,15 @@ class TwoPlayerSeatEnv(gym.Env):
     ``TerminateIllegalWrapper`` does: for unmasked learners, and for SB3's ``check_env``, which steps random actions).
     """
 
-    metadata = {"render_modes": []}
+    metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 2}
     wants_selfplay_pool = True  # the collector attaches a pool to envs whose opponent is "selfplay"
 
     def __init__(self, game: str = "connect_four", opponent: str = "random", learner_seat: int | None = None,
                  opponent_mix: dict[str, float] | None = None, pool_size: int = 10, snapshot_every: int = 5_000,
-                 opponent_epsilon: float = 0.0, illegal_action: str = "error") -> None:
+                 opponent_epsilon: float = 0.0, illegal_action: str = "error", render_mode: str | None = None) -> None:
+        if render_mode not in (None, "ansi", "rgb_array"):
+            raise ValueError(f"render_mode must be 'ansi', 'rgb_array' or None, got {render_mode!r}")
+        self.render_mode = render_mode
         if opponent not in OPPONENTS:
             raise ValueError(f"opponent must be one of {', '.join(OPPONENTS)}, got {opponent!r}")
         if opponent == "heuristic" and game not in HEURISTICS:
@@ -270,6 +282,27 @@ class TwoPlayerSeatEnv(gym.Env):
         if terminated:
             info["outcome"] = int(np.sign(self._return))
         return self._obs, reward, terminated, False, info
+
+    def render(self) -> str | np.ndarray | None:
+        """The board from the learner's side: text (``ansi``: X the learner, O the opponent) or an image
+        (``rgb_array``: 32-pixel cells, red the learner, yellow the opponent; a card game's observation as grey
+        cells), so ``rlkit eval --video`` records games."""
+        if self.render_mode is None or self._obs is None:
+            return None
+        planes = np.asarray(self._obs["observation"])
+        board = planes.ndim == 3 and planes.shape[-1] == 2
+        if self.render_mode == "rgb_array":
+            if not board:  # one row of grey cells, one per observation entry
+                row = (np.clip(planes.reshape(1, -1), 0, 1) * 255).astype(np.uint8)
+                return np.repeat(np.repeat(np.stack([row] * 3, axis=-1), 32, axis=0), 32, axis=1)
+            image = np.full((*planes.shape[:2], 3), 235, dtype=np.uint8)
+            image[planes[:, :, 0].astype(bool)] = (220, 40, 40)
+            image[planes[:, :, 1].astype(bool)] = (240, 200, 40)
+            return np.repeat(np.repeat(image, 32, axis=0), 32, axis=1)
+        if not board:  # a card game: its observation vector
+            return " ".join(f"{x:g}" for x in planes.ravel())
+        return "\n".join("".join("X" if me else "O" if them else "." for me, them in zip(row[:, 0], row[:, 1]))
+                         for row in planes)
 
     def action_masks(self) -> np.ndarray:
         """The legal actions now (sb3-contrib's MaskablePPO reads this method)."""
