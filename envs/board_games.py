@@ -172,7 +172,9 @@ class TwoPlayerSeatEnv(gym.Env):
         self.action_space = gym.spaces.Discrete(n_actions)
         self._heuristic = HEURISTICS.get(game)
         self._seat = 0
-        self._opponent: tuple[str, int] = ("random", -1)
+        self._opponent: tuple[str, int] = ("random", -1)   # (kind, pool snapshot id or -1)
+        self._opponent_tensors: dict[str, Any] | None = None
+        self._forced_opponent: dict[str, Any] | None = None
         self._obs: dict[str, np.ndarray] | None = None
         self._return = 0.0
         self._fixed_opponent: Callable[[dict[str, np.ndarray]], int] | None = None
@@ -197,6 +199,8 @@ class TwoPlayerSeatEnv(gym.Env):
         self._fixed_opponent = policy
 
     def _draw_opponent(self) -> tuple[str, int]:
+        """This game's opponent: (kind, snapshot id). The draws use a fixed amount of ``np_random`` whatever the
+        pool holds (a uniform for the snapshot), so a replayed episode stays in step with its RNG."""
         if self._fixed_opponent is not None:
             return ("fixed", -1)
         if self.opponent_kind != "selfplay":
@@ -204,14 +208,33 @@ class TwoPlayerSeatEnv(gym.Env):
         kinds = [k for k in ("pool", "random", "heuristic") if self.opponent_mix.get(k, 0) > 0]
         weights = np.array([self.opponent_mix[k] for k in kinds], dtype=np.float64)
         kind = kinds[int(self.np_random.choice(len(kinds), p=weights / weights.sum()))]
+        u = float(self.np_random.random())  # drawn for every game, used by pool games
         if kind == "pool":
             if self.pool is None or len(self.pool) == 0:
                 return ("random", -1)  # nothing to play yet
-            return ("pool", int(self.np_random.integers(len(self.pool))))
+            snapshot_id, self._opponent_tensors = self.pool.draw(u)
+            return ("pool", snapshot_id)
         return (kind, -1)
 
+    def opponent_state(self) -> dict[str, Any]:
+        """The current game's opponent, for a checkpoint (a pool snapshot's tensors included: the pool may drop it
+        before the game ends)."""
+        kind, snapshot_id = self._opponent
+        state: dict[str, Any] = {"kind": kind, "id": snapshot_id}
+        if kind == "pool":
+            state["tensors"] = dict(self._opponent_tensors)
+        return state
+
+    def force_next_opponent(self, state: dict[str, Any] | None) -> None:
+        """The next reset's game plays ``state``'s opponent (the draws still happen): how an exact resume's env
+        replay meets the checkpointed game's opponent although the pool has changed since that game began."""
+        if state is not None and (state.get("kind") not in ("random", "heuristic", "pool", "fixed")
+                                  or (state["kind"] == "pool" and not isinstance(state.get("tensors"), dict))):
+            raise ValueError(f"a checkpointed board-game opponent is malformed: {state.get('kind')!r}")
+        self._forced_opponent = state
+
     def _opponent_action(self, obs: dict[str, np.ndarray]) -> int:
-        kind, index = self._opponent
+        kind, snapshot_id = self._opponent
         if kind == "pool" and self.opponent_epsilon > 0 and self.np_random.random() < self.opponent_epsilon:
             kind = "random"
         if kind == "random":
@@ -224,7 +247,7 @@ class TwoPlayerSeatEnv(gym.Env):
                 raise ValueError(f"{self.game_name}: the opponent policy chose action {action}, which the action mask "
                                  f"does not allow ({np.flatnonzero(obs['action_mask']).tolist()})")
             return action
-        return int(self.pool.act(index, obs))
+        return int(self.pool.act(snapshot_id, self._opponent_tensors, obs))
 
     def _advance_opponent(self) -> float:
         """Play the opponent until it is the learner's turn or the game is over; the learner's reward meanwhile."""
@@ -244,6 +267,10 @@ class TwoPlayerSeatEnv(gym.Env):
             self.game.reset(seed=int(self.np_random.integers(2**31 - 1)))
             self._seat = int(self.np_random.integers(2)) if self.learner_seat is None else self.learner_seat
             self._opponent = self._draw_opponent()
+            if self._forced_opponent is not None:
+                forced, self._forced_opponent = self._forced_opponent, None
+                self._opponent = (forced["kind"], int(forced["id"]))
+                self._opponent_tensors = forced.get("tensors")
             self._return = self._advance_opponent()  # the opponent opens when the learner has the second seat
             if not self._over():
                 break

@@ -207,15 +207,15 @@ def test_the_step_record_reads_the_mask_from_dict_observations():
 # ------------------------------------------------------------------ training, self-play, resume, eval
 
 
-def _config(tmp_path: Path, steps: int = 1200) -> Path:
+def _config(tmp_path: Path, steps: int = 1200, pool: str = "pool_size: 3, snapshot_every: 200",
+            mix: str = "pool: 0.6, random: 0.2, heuristic: 0.2") -> Path:
     config = tmp_path / "ttt.yaml"
     config.write_text(f"""
 seed: 3
 env:
   id: rlkit/TicTacToe-v0
   num_envs: 4
-  kwargs: {{opponent: selfplay, opponent_mix: {{pool: 0.6, random: 0.2, heuristic: 0.2}}, pool_size: 3,
-           snapshot_every: 200}}
+  kwargs: {{opponent: selfplay, opponent_mix: {{{mix}}}, {pool}}}
 agent: {{name: dqn, hidden: [32], eps_decay_steps: 500, target_update_every: 50}}
 train:
   total_steps: {steps}
@@ -254,6 +254,22 @@ def test_selfplay_pool_grows_and_a_resumed_run_is_the_same_run(tmp_path):
     assert all(torch.equal(a[k], b[k]) for a, b in zip(resumed["snapshots"], pool["snapshots"]) for k in a)
     evals = [r for r in _records(straight / "metrics.jsonl") if r["kind"] == "eval"]
     assert all({"win_rate", "draw_rate", "loss_rate"} <= set(r) for r in evals)
+
+
+def test_resume_meets_the_same_opponents_when_the_pool_turns_over_mid_game(tmp_path):
+    """A snapshot every 13 steps into a pool of one: games in progress at the checkpoint play snapshots the pool has
+    since dropped or that were drawn when it held fewer; the env replay must meet exactly those again."""
+    config = _config(tmp_path, steps=900, pool="pool_size: 3, snapshot_every: 50", mix="pool: 0.9, random: 0.1")
+    fast = ["train.checkpoint_every=0", "train.eval_every=0", "agent.lr=0.01"]  # snapshots far apart: a wrong one
+    # plays other moves (before the fix the replay then asked a finished game to go on, or played a masked move)
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert main(["train", str(config), f"--run-dir={straight}", *fast]) == 0
+    assert main(["train", str(config), f"--run-dir={split}", "train.total_steps=455", *fast]) == 0
+    opponents = load_checkpoint(split / "checkpoints" / "latest.pt")["collector"]["selfplay"]["opponents"]
+    assert {o["kind"] for o in opponents} & {"pool"}
+    assert main(["train", "--resume", str(split), "train.total_steps=900"]) == 0
+    resumed = [r for r in _records(split / "metrics.jsonl") if not (r["kind"] == "eval" and r["step"] < 900)]
+    assert resumed == [r for r in _records(straight / "metrics.jsonl") if not (r["kind"] == "eval" and r["step"] < 900)]
 
 
 def test_a_tampered_pool_is_refused(tmp_path, capsys):

@@ -193,7 +193,9 @@ class Collector:
             "episode_returns": torch.as_tensor(self.tracker.returns),
             "episode_lengths": torch.as_tensor(self.tracker.lengths),
             "env_replay": self.env_replay.state_dict(),
-            **({"selfplay": self.pool.state_dict()} if self.pool is not None else {}),
+            **({"selfplay": {**self.pool.state_dict(), "opponents": [
+                game.opponent_state() for game in SelfPlayPool._selfplay_envs(self.envs)]}}
+               if self.pool is not None else {}),
         }
 
     def load_state_dict(self, state: dict[str, Any], seed: int, reseed: int, agent=None) -> bool:
@@ -204,6 +206,14 @@ class Collector:
             if not isinstance(state.get("selfplay"), dict) or agent is None:
                 raise ValueError("the checkpoint has no self-play pool for this run's self-play envs")
             self.pool.load_state_dict(state["selfplay"], agent)
+            games = SelfPlayPool._selfplay_envs(self.envs)
+            opponents = state["selfplay"].get("opponents")
+            if not isinstance(opponents, list) or len(opponents) != len(games):
+                raise ValueError("the checkpoint's self-play opponents do not match this run's envs")
+            for game, opponent in zip(games, opponents):  # each game in progress meets its own opponent again
+                if isinstance(opponent, dict) and opponent.get("kind") == "pool":
+                    self.pool.check_snapshot(opponent.get("tensors"), agent, "opponent of a game in progress")
+                game.force_next_opponent(opponent)
         self.autoreset = state["autoreset"].numpy().astype(bool)
         self.episode_start = state["episode_start"].numpy().astype(bool)
         prev_reward = state.get("prev_reward")  # absent in checkpoints from before the step record

@@ -23,37 +23,43 @@ import torch
 
 
 class SelfPlayPool:
-    """Past snapshots of the learner's acting tensors (``Agent.acting_tensors``), oldest first."""
+    """Past snapshots of the learner's acting tensors (``Agent.acting_tensors``), oldest first, each with an id.
+
+    A game keeps the snapshot it drew (id and tensors) until it ends, even after the pool drops it, and the
+    collector checkpoints each env's current opponent with it, so a resumed run's env replay meets the same one.
+    """
 
     def __init__(self, pool_size: int, snapshot_every: int) -> None:
         self.pool_size, self.snapshot_every = int(pool_size), int(snapshot_every)
         self.snapshots: list[dict[str, torch.Tensor]] = []
+        self.snapshot_ids: list[int] = []     # 0, 1, 2, ... in the order they were taken
         self.snapshot_steps: list[int] = []   # the training step each snapshot was taken at
         self.steps = 0                        # real env steps of training seen
-        self._players: list[Any] = []         # one frozen copy of the agent per snapshot, made when first needed
+        self.taken = 0                        # snapshots taken so far (the next id)
+        self._players: dict[int, Any] = {}    # one frozen copy of the agent per snapshot id, made when first needed
         self._template = None
 
     def __len__(self) -> int:
         return len(self.snapshots)
 
+    @staticmethod
+    def _selfplay_envs(envs) -> list[Any]:
+        return [env.unwrapped for env in getattr(envs, "envs", ())
+                if getattr(env.unwrapped, "wants_selfplay_pool", False)
+                and getattr(env.unwrapped, "opponent_kind", None) == "selfplay"]
+
     def attach(self, envs) -> int:
         """Give the pool to every sub-env of a SyncVectorEnv that plays self-play; returns how many."""
-        count = 0
-        for env in getattr(envs, "envs", ()):
-            inner = env.unwrapped
-            if getattr(inner, "wants_selfplay_pool", False) and getattr(inner, "opponent_kind", None) == "selfplay":
-                inner.pool = self
-                count += 1
-        return count
+        games = self._selfplay_envs(envs)
+        for game in games:
+            game.pool = self
+        return len(games)
 
-    @staticmethod
-    def settings(envs) -> tuple[int, int] | None:
+    @classmethod
+    def settings(cls, envs) -> tuple[int, int] | None:
         """``(pool_size, snapshot_every)`` of the first self-play sub-env, or None when there is none."""
-        for env in getattr(envs, "envs", ()):
-            inner = env.unwrapped
-            if getattr(inner, "wants_selfplay_pool", False) and getattr(inner, "opponent_kind", None) == "selfplay":
-                return inner.pool_size, inner.snapshot_every
-        return None
+        games = cls._selfplay_envs(envs)
+        return (games[0].pool_size, games[0].snapshot_every) if games else None
 
     # ------------------------------------------------------------------ growing
     def after_steps(self, agent, real_steps: int) -> None:
@@ -66,53 +72,67 @@ class SelfPlayPool:
         if self._template is None:
             self._template = agent
         self.snapshots.append({k: v.detach().to("cpu", copy=True) for k, v in agent.acting_tensors().items()})
+        self.snapshot_ids.append(self.taken)
         self.snapshot_steps.append(self.steps)
-        self._players.append(None)
+        self.taken += 1
         if len(self.snapshots) > self.pool_size:
-            del self.snapshots[0], self.snapshot_steps[0], self._players[0]
+            dropped = self.snapshot_ids[0]
+            del self.snapshots[0], self.snapshot_ids[0], self.snapshot_steps[0]
+            self._players.pop(dropped, None)  # a game still playing it makes it again from its own tensors
 
     # ------------------------------------------------------------------ playing
-    def player(self, index: int):
-        if self._players[index] is None:
-            if self._template is None:
-                raise RuntimeError("the self-play pool has snapshots but no agent to play them: call add() or "
-                                   "bind(agent) first")
-            player = copy.deepcopy(self._template)
-            player.load_acting_tensors(self.snapshots[index])
-            self._players[index] = player
-        return self._players[index]
+    def draw(self, u: float) -> tuple[int, dict[str, torch.Tensor]]:
+        """The snapshot at uniform ``u`` in [0, 1): its id and tensors."""
+        index = min(int(u * len(self.snapshots)), len(self.snapshots) - 1)
+        return self.snapshot_ids[index], self.snapshots[index]
 
     def bind(self, agent) -> None:
         """The agent whose class and config play the snapshots (after a resume: the loaded agent)."""
         self._template = agent
-        self._players = [None] * len(self.snapshots)
+        self._players = {}
 
-    def act(self, index: int, obs: dict[str, np.ndarray]) -> int:
-        """Snapshot ``index``'s greedy masked action for one observation."""
+    def act(self, snapshot_id: int, tensors: dict[str, torch.Tensor], obs: dict[str, np.ndarray]) -> int:
+        """Snapshot ``snapshot_id``'s greedy masked action for one observation."""
+        player = self._players.get(snapshot_id)
+        if player is None:
+            if self._template is None:
+                raise RuntimeError("the self-play pool has no agent to play its snapshots: bind(agent) first")
+            player = copy.deepcopy(self._template)
+            player.load_acting_tensors(tensors)
+            if len(self._players) > 4 * self.pool_size:  # games of dropped snapshots end: forget old players
+                self._players.clear()
+            self._players[snapshot_id] = player
         batch = {key: np.asarray(value)[None] for key, value in obs.items()}
-        return int(np.asarray(self.player(index).predict(batch, deterministic=True))[0])
+        return int(np.asarray(player.predict(batch, deterministic=True))[0])
 
     # ------------------------------------------------------------------ checkpoint
     def state_dict(self) -> dict[str, Any]:
         return {"pool_size": self.pool_size, "snapshot_every": self.snapshot_every, "steps": self.steps,
+                "taken": self.taken, "snapshot_ids": torch.as_tensor(self.snapshot_ids, dtype=torch.int64),
                 "snapshot_steps": torch.as_tensor(self.snapshot_steps, dtype=torch.int64),
                 "snapshots": [dict(s) for s in self.snapshots]}
 
-    def load_state_dict(self, state: dict[str, Any], agent) -> None:
-        snapshots = state.get("snapshots")
-        steps = state.get("snapshot_steps")
-        if not isinstance(snapshots, list) or not isinstance(steps, torch.Tensor) or len(steps) != len(snapshots) \
-                or not isinstance(state.get("steps"), int) or state["steps"] < 0:
-            raise ValueError("the checkpoint's self-play pool is malformed")
+    def check_snapshot(self, snapshot: Any, agent, what: str) -> None:
         expected = agent.acting_tensors()
+        fits = isinstance(snapshot, dict) and set(snapshot) == set(expected) and all(
+            isinstance(snapshot[k], torch.Tensor) and snapshot[k].shape == expected[k].shape
+            and snapshot[k].dtype == expected[k].dtype for k in expected)
+        if not fits or any(snapshot[k].is_floating_point() and not bool(torch.isfinite(snapshot[k]).all())
+                           for k in expected):
+            raise ValueError(f"the checkpoint's self-play {what} does not fit the agent's acting parts")
+
+    def load_state_dict(self, state: dict[str, Any], agent) -> None:
+        snapshots, ids, steps = state.get("snapshots"), state.get("snapshot_ids"), state.get("snapshot_steps")
+        counts = (state.get("steps"), state.get("taken"))
+        if not isinstance(snapshots, list) or not isinstance(steps, torch.Tensor) or not isinstance(ids, torch.Tensor) \
+                or len(steps) != len(snapshots) or len(ids) != len(snapshots) \
+                or any(isinstance(c, bool) or not isinstance(c, int) or c < 0 for c in counts) \
+                or any(not 0 <= int(i) < counts[1] for i in ids.tolist()):
+            raise ValueError("the checkpoint's self-play pool is malformed")
         for i, snapshot in enumerate(snapshots):
-            fits = isinstance(snapshot, dict) and set(snapshot) == set(expected) and all(
-                isinstance(snapshot[k], torch.Tensor) and snapshot[k].shape == expected[k].shape
-                and snapshot[k].dtype == expected[k].dtype for k in expected)
-            if not fits or any(snapshot[k].is_floating_point() and not bool(torch.isfinite(snapshot[k]).all())
-                               for k in expected):
-                raise ValueError(f"the checkpoint's self-play snapshot {i} does not fit the agent's acting parts")
+            self.check_snapshot(snapshot, agent, f"snapshot {i}")
         self.snapshots = [dict(s) for s in snapshots]
+        self.snapshot_ids = [int(x) for x in ids.tolist()]
         self.snapshot_steps = [int(x) for x in steps.tolist()]
-        self.steps = int(state["steps"])
+        self.steps, self.taken = counts
         self.bind(agent)
