@@ -315,3 +315,43 @@ def test_eval_pits_a_run_against_random_heuristic_and_another_run(tmp_path, caps
     assert main(["eval", str(cartpole), "--opponent", "random", "--episodes", "2"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "is not a two-player game" in err[0]
+
+
+def test_masks_and_agent_ids_from_a_vector_envs_infos_reach_the_step_record():
+    """Multi-agent rows (rlkit.envs.multiagent) report ``agent_id`` and ``action_mask`` in their infos: the collector
+    hands them to ``act`` with the observations they belong to, and DQN never picks a masked action."""
+    from rlkit.training.collector import Collector
+
+    class Rows:  # the least of a vector env: 6 rows, random masks each step
+        num_envs = 6
+
+        def __init__(self):
+            self.rng = np.random.default_rng(0)
+            self.given: list[tuple[np.ndarray, np.ndarray]] = []
+
+        def _infos(self):
+            mask = _random_masks(self.rng, 6, 7).astype(bool)
+            self.given.append((mask, None))
+            return {"agent_id": np.arange(6) % 3, "action_mask": mask}
+
+        def reset(self, seed=None):
+            return {"observation": np.zeros((6, 6), np.float32), "action_mask": np.ones((6, 7), np.int8)}, \
+                self._infos()
+
+        def step(self, actions):
+            mask = self.given[-1][0]
+            self.given[-1] = (mask, np.asarray(actions))
+            obs = {"observation": self.rng.random((6, 6)).astype(np.float32), "action_mask": np.ones((6, 7), np.int8)}
+            return obs, np.zeros(6), np.zeros(6, bool), np.zeros(6, bool), self._infos()
+
+    envs = Rows()
+    agent = _dqn(double=False)
+    seen = []
+    act = agent.act
+    agent.act = lambda step, explore, epsilon=None: seen.append(step) or act(step, explore, epsilon)
+    collector = Collector(envs, seed=0)
+    for _ in range(30):
+        collector.step(agent, explore=True)
+    for (mask, actions), step in zip(envs.given, seen):
+        assert torch.equal(step.action_mask, torch.as_tensor(mask)) and step.agent_id.tolist() == [0, 1, 2, 0, 1, 2]
+        assert mask[np.arange(6), actions].all()

@@ -153,6 +153,7 @@ class Collector:
 
     def reset(self, seed: int) -> None:
         self.obs, infos = self.envs.reset(seed=seed)
+        self.rows = _row_info(infos)
         # rows with no agent yet (a multi-agent game's late joiners, rlkit.envs.multiagent) start as autoreset
         # rows: their first step returns their first observation and is not a transition
         self.autoreset = np.asarray(infos.get("inactive", np.zeros(self.num_envs, dtype=bool)), dtype=bool).copy()
@@ -164,7 +165,7 @@ class Collector:
     def step(self, agent, explore: bool, epsilon: float | None = None) -> VectorStep:
         obs, autoreset = self.obs, self.autoreset
         record = StepRecord.from_arrays(obs, agent.device, prev_reward=self.prev_reward,
-                                        episode_start=self.episode_start)
+                                        episode_start=self.episode_start, **self.rows)
         actions = agent.act(record, explore=explore, epsilon=epsilon)
         self.env_replay.before_step(actions, autoreset)
         next_obs, rewards, terminated, truncated, infos = self.envs.step(actions)
@@ -183,6 +184,7 @@ class Collector:
         self.prev_reward = np.where(autoreset, 0.0, rewards).astype(np.float32)
         self.autoreset = terminated | truncated
         self.obs = next_obs
+        self.rows = _row_info(infos)
         return step
 
     def state_dict(self) -> dict[str, Any]:
@@ -235,6 +237,16 @@ class Collector:
                   "continuing from the replayed state", flush=True)
         self.obs = restored
         return True
+
+
+def _row_info(infos: Any) -> dict[str, Any]:
+    """``agent_id`` and ``action_mask`` of the rows' current observations where the vector env reports them in its
+    infos (multi-agent rows, rlkit.envs.multiagent), for the step record. A mask that travels this way constrains
+    acting only; one that rides in a Dict observation's ``action_mask`` key (the board games) reaches the replay
+    and the targets too."""
+    if not isinstance(infos, dict):
+        return {}
+    return {key: np.asarray(infos[key]) for key in ("agent_id", "action_mask") if key in infos}
 
 
 def _obs_to_state(obs: Any) -> Any:
