@@ -4,7 +4,9 @@ one seat, an opponent plays the other inside the env.
 Why a seat view and not one row per player: rlkit's replay keeps one stream per env row, and a turn-based
 player's transition runs from *its* observation at its turn to its observation at its next turn, after the other
 player moved. In a seat env that is exactly one ``step``: the learner moves, the opponent answers, the learner
-sees the board again; the reward is the learner's (+1 win, -1 loss, 0 draw, at the end). Self-play is then the
+sees the board again; the reward is the learner's (+1 win, -1 loss, 0 draw, at the end; in Leduc hold'em the
+chips won or lost, about -7 to +7). A Leduc deal the opponent ends before the learner's first move (a fold) is dealt
+again, so win rates there leave those games out. Self-play is then the
 opponent being the learner's own past snapshots (:class:`rlkit.training.selfplay.SelfPlayPool`), sampled per game
 with a random and a heuristic opponent mixed in, as in PettingZoo's SB3 self-play tutorials and AlphaStar's
 league in miniature.
@@ -175,6 +177,8 @@ class TwoPlayerSeatEnv(gym.Env):
         self._opponent: tuple[str, int] = ("random", -1)   # (kind, pool snapshot id or -1)
         self._opponent_tensors: dict[str, Any] | None = None
         self._forced_opponent: dict[str, Any] | None = None
+        self._deals: list[dict[str, Any]] = []
+        self._finished = False
         self._obs: dict[str, np.ndarray] | None = None
         self._return = 0.0
         self._fixed_opponent: Callable[[dict[str, np.ndarray]], int] | None = None
@@ -216,21 +220,32 @@ class TwoPlayerSeatEnv(gym.Env):
             return ("pool", snapshot_id)
         return (kind, -1)
 
-    def opponent_state(self) -> dict[str, Any]:
-        """The current game's opponent, for a checkpoint (a pool snapshot's tensors included: the pool may drop it
-        before the game ends)."""
+    def _opponent_record(self) -> dict[str, Any]:
         kind, snapshot_id = self._opponent
-        state: dict[str, Any] = {"kind": kind, "id": snapshot_id}
+        record: dict[str, Any] = {"kind": kind, "id": int(snapshot_id)}
         if kind == "pool":
-            state["tensors"] = dict(self._opponent_tensors)
-        return state
+            record["tensors"] = dict(self._opponent_tensors)
+        return record
+
+    def opponent_state(self) -> dict[str, Any]:
+        """The opponents of the current episode's deals (one, unless games were dealt again because they ended
+        before the learner's first move), for a checkpoint; a pool snapshot's tensors included, since the pool may
+        drop it before the game ends."""
+        return {"deals": list(self._deals)}
 
     def force_next_opponent(self, state: dict[str, Any] | None) -> None:
-        """The next reset's game plays ``state``'s opponent (the draws still happen): how an exact resume's env
-        replay meets the checkpointed game's opponent although the pool has changed since that game began."""
-        if state is not None and (state.get("kind") not in ("random", "heuristic", "pool", "fixed")
-                                  or (state["kind"] == "pool" and not isinstance(state.get("tensors"), dict))):
-            raise ValueError(f"a checkpointed board-game opponent is malformed: {state.get('kind')!r}")
+        """The next reset's deals play ``state``'s opponents, in order (the draws still happen): how an exact
+        resume's env replay meets the checkpointed game's opponents although the pool has changed since then."""
+        if state is not None:
+            deals = state.get("deals") if isinstance(state, dict) else None
+            allowed = {"random", "pool"} | ({"heuristic"} if self._heuristic is not None else set())
+            if not isinstance(deals, list) or not deals or any(
+                    not isinstance(d, dict) or d.get("kind") not in allowed
+                    or isinstance(d.get("id"), bool) or not isinstance(d.get("id"), int)
+                    or (d["kind"] == "pool" and not isinstance(d.get("tensors"), dict)) for d in deals):
+                raise ValueError("a checkpointed board-game opponent is malformed (deals of random, heuristic or "
+                                 "pool opponents expected)")
+            state = {"deals": list(deals)}
         self._forced_opponent = state
 
     def _opponent_action(self, obs: dict[str, np.ndarray]) -> int:
@@ -262,27 +277,31 @@ class TwoPlayerSeatEnv(gym.Env):
     # ------------------------------------------------------------------ gymnasium API
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
+        self._deals: list[dict[str, Any]] = []
+        self._finished = False
         for _ in range(1000):  # a game that ends before the learner's first move (the opponent folds first in
             # poker) holds no decision for the learner, and gymnasium has no terminal reset: deal again
             self.game.reset(seed=int(self.np_random.integers(2**31 - 1)))
             self._seat = int(self.np_random.integers(2)) if self.learner_seat is None else self.learner_seat
             self._opponent = self._draw_opponent()
-            if self._forced_opponent is not None:
-                forced, self._forced_opponent = self._forced_opponent, None
+            if self._forced_opponent is not None and self._forced_opponent["deals"]:
+                forced = self._forced_opponent["deals"].pop(0)
                 self._opponent = (forced["kind"], int(forced["id"]))
                 self._opponent_tensors = forced.get("tensors")
+            self._deals.append(self._opponent_record())
             self._return = self._advance_opponent()  # the opponent opens when the learner has the second seat
             if not self._over():
                 break
         else:
             raise RuntimeError(f"{self.game_name}: 1,000 games in a row ended before the learner's first move")
+        self._forced_opponent = None
         self._obs = self._observe(self.learner)
         return self._obs, {"seat": self._seat, "opponent": self._opponent[0]}
 
     def step(self, action):
         if self._obs is None:
             raise RuntimeError("call reset() before step()")
-        if self._over():
+        if self._finished or self._over():
             raise RuntimeError("the game is over: call reset()")
         mask = self._obs["action_mask"]
         try:
@@ -293,7 +312,7 @@ class TwoPlayerSeatEnv(gym.Env):
         if not valid:
             raise ValueError(f"{self.game_name}: action {action!r} is not one of the {len(mask)} actions")
         if not mask[index] and self.illegal_action == "lose":  # PettingZoo's TerminateIllegalWrapper rule
-            self._return += -1.0 - self._return if self._return > -1.0 else 0.0
+            self._return, self._finished = -1.0, True
             return ({k: v.copy() for k, v in self._obs.items()}, -1.0, True, False,
                     {"outcome": -1, "illegal_action": True})
         if not mask[index]:

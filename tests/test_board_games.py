@@ -84,6 +84,64 @@ def test_an_illegal_action_is_one_clear_error_or_a_loss():
     assert (reward, terminated, info["outcome"], info["illegal_action"]) == (-1.0, True, -1, True)
 
 
+def test_a_loss_on_the_opponents_move_arrives_on_that_step_and_matches_the_game():
+    """The learner's -1 comes on the step whose opponent reply ends the game, and equals PettingZoo's own reward."""
+    env = gym.make("rlkit/ConnectFour-v0", opponent="heuristic", learner_seat=1)
+    losses = 0
+    for game in range(30):
+        obs, _ = env.reset(seed=game)
+        done = False
+        while not done:  # the learner always plays the leftmost legal column: the heuristic wins fast
+            obs, reward, done, _, info = env.step(int(np.flatnonzero(obs["action_mask"])[0]))
+        inner = env.unwrapped
+        assert reward == inner.game.rewards[inner.learner] == info["outcome"]
+        losses += info["outcome"] == -1
+    assert losses >= 25
+
+
+def test_an_illegal_move_that_loses_ends_the_game():
+    env = gym.make("rlkit/TicTacToe-v0", opponent="random", learner_seat=0, illegal_action="lose")
+    env.reset(seed=0)
+    env.step(4)
+    taken = int(np.flatnonzero(env.unwrapped._obs["action_mask"] == 0)[0])
+    assert env.step(taken)[2]
+    with pytest.raises(RuntimeError, match="game is over"):
+        env.step(int(np.flatnonzero(env.unwrapped._obs["action_mask"])[0]))
+
+
+def test_leduc_redeals_replay_with_their_own_opponents():
+    """Leduc deals the opponent ends before the learner moves are dealt again, each with its own opponent draw: a
+    replay (restore the RNG state, force the checkpointed opponents, reset) must give the same game."""
+    import copy as copy_module
+
+    class OnePool:  # a pool of one snapshot whose 'player' folds when it can, else calls
+        def __len__(self):
+            return 1
+
+        def draw(self, u):
+            return 0, {}
+
+        def act(self, snapshot_id, tensors, obs):
+            legal = np.flatnonzero(obs["action_mask"])
+            return int(2 if 2 in legal else legal[0])
+
+    env = gym.make("rlkit/LeducHoldem-v0", opponent="selfplay", opponent_mix={"pool": 0.5, "random": 0.5}).unwrapped
+    env.pool = OnePool()
+    env.reset(seed=0)
+    redealt = 0
+    for _ in range(300):
+        rng_state = copy_module.deepcopy(env.np_random.bit_generator.state)
+        obs, info = env.reset()
+        state = env.opponent_state()
+        redealt += len(state["deals"]) > 1
+        env.np_random.bit_generator.state = rng_state
+        env.force_next_opponent(copy_module.deepcopy(state))
+        replayed, replayed_info = env.reset()
+        assert replayed_info == info and all(np.array_equal(replayed[k], obs[k]) for k in obs)
+        assert env.opponent_state() == state
+    assert redealt > 0
+
+
 def test_bad_env_settings_are_refused():
     for kwargs, match in (({"opponent": "nobody"}, "opponent must be"), ({"learner_seat": 2}, "learner_seat"),
                           ({"opponent_mix": {"pool": -1}}, "opponent_mix"), ({"pool_size": 0}, "pool_size"),
@@ -120,12 +178,16 @@ def test_heuristics_win_if_they_can_and_block_if_they_must():
     # three of mine stacked in column 6 -> win there (over blocking their three in a row)
     board = _planes([(5, 6), (4, 6), (3, 6)], [(5, 0), (5, 1), (5, 2)], (6, 7))
     assert connect_four_heuristic({"observation": board, "action_mask": np.ones(7, np.int8)}, rng) == 6
-    # the block respects gravity: their three on row 4 need column 3 filled to row 4 first
-    board = _planes([(5, 0), (5, 1), (5, 2)], [(4, 0), (4, 1), (4, 2)], (6, 7))
-    board[:, :, 0][5, 0:3] = 0  # nothing of mine there: only their floating three (no win for me)
-    board = _planes([(5, 4)], [(4, 0), (4, 1), (4, 2), (5, 0), (5, 1), (5, 2)], (6, 7))
-    action = connect_four_heuristic({"observation": board, "action_mask": np.ones(7, np.int8)}, rng)
-    assert action == 3  # their bottom three (row 5, columns 0-2) is completed at (5, 3): block it
+    # gravity: their three on row 4 is completed at (4, 3), which is not playable while (5, 3) is empty: no forced
+    # block (random among the columns); once (5, 3) is filled, column 3 lands there and must be blocked
+    floating = _planes([(5, 0), (5, 2)], [(5, 1), (4, 0), (4, 1), (4, 2)], (6, 7))
+    picks = {connect_four_heuristic({"observation": floating, "action_mask": np.ones(7, np.int8)},
+                                    np.random.default_rng(seed)) for seed in range(60)}
+    assert len(picks) > 3
+    grounded = _planes([(5, 0), (5, 2), (5, 3)], [(5, 1), (4, 0), (4, 1), (4, 2)], (6, 7))
+    picks = {connect_four_heuristic({"observation": grounded, "action_mask": np.ones(7, np.int8)},
+                                    np.random.default_rng(seed)) for seed in range(20)}
+    assert picks == {3}
 
 
 # ------------------------------------------------------------------ DQN with action masks
@@ -266,7 +328,7 @@ def test_resume_meets_the_same_opponents_when_the_pool_turns_over_mid_game(tmp_p
     assert main(["train", str(config), f"--run-dir={straight}", *fast]) == 0
     assert main(["train", str(config), f"--run-dir={split}", "train.total_steps=455", *fast]) == 0
     opponents = load_checkpoint(split / "checkpoints" / "latest.pt")["collector"]["selfplay"]["opponents"]
-    assert {o["kind"] for o in opponents} & {"pool"}
+    assert {d["kind"] for o in opponents for d in o["deals"]} & {"pool"}
     assert main(["train", "--resume", str(split), "train.total_steps=900"]) == 0
     resumed = [r for r in _records(split / "metrics.jsonl") if not (r["kind"] == "eval" and r["step"] < 900)]
     assert resumed == [r for r in _records(straight / "metrics.jsonl") if not (r["kind"] == "eval" and r["step"] < 900)]
@@ -286,6 +348,27 @@ def test_a_tampered_pool_is_refused(tmp_path, capsys):
     assert main(["train", "--resume", str(run), "train.total_steps=800"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "self-play snapshot 0 does not fit" in err[0]
+
+
+@pytest.mark.parametrize("tamper", ["fixed opponent", "duplicate ids", "no opponents"])
+def test_tampered_selfplay_state_is_one_line(tmp_path, capsys, tamper):
+    config = _config(tmp_path, steps=500)
+    run = tmp_path / "run"
+    assert main(["train", str(config), f"--run-dir={run}"]) == 0
+    path = run / "checkpoints" / "latest.pt"
+    state = torch.load(path, weights_only=True)
+    selfplay = state["collector"]["selfplay"]
+    if tamper == "fixed opponent":
+        selfplay["opponents"][0] = {"deals": [{"kind": "fixed", "id": -1}]}
+    elif tamper == "duplicate ids":
+        selfplay["snapshot_ids"] = torch.zeros_like(selfplay["snapshot_ids"])
+    else:
+        del selfplay["opponents"]
+    torch.save(state, path)
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "train.total_steps=800"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and ("self-play" in err[0] or "board-game opponent" in err[0]), err
 
 
 def test_eval_pits_a_run_against_random_heuristic_and_another_run(tmp_path, capsys):

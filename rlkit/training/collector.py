@@ -210,12 +210,16 @@ class Collector:
             self.pool.load_state_dict(state["selfplay"], agent)
             games = SelfPlayPool._selfplay_envs(self.envs)
             opponents = state["selfplay"].get("opponents")
+            if opponents is None:
+                raise ValueError("the checkpoint's self-play state has no games' opponents (written before rlkit kept "
+                                 "them, commit 8432419): it cannot resume exactly; start a new run from its weights")
             if not isinstance(opponents, list) or len(opponents) != len(games):
                 raise ValueError("the checkpoint's self-play opponents do not match this run's envs")
-            for game, opponent in zip(games, opponents):  # each game in progress meets its own opponent again
-                if isinstance(opponent, dict) and opponent.get("kind") == "pool":
-                    self.pool.check_snapshot(opponent.get("tensors"), agent, "opponent of a game in progress")
+            for game, opponent in zip(games, opponents):  # each game in progress meets its own opponents again
                 game.force_next_opponent(opponent)
+                for deal in opponent["deals"]:
+                    if deal["kind"] == "pool":
+                        self.pool.check_snapshot(deal["tensors"], agent, "opponent of a game in progress")
         self.autoreset = state["autoreset"].numpy().astype(bool)
         self.episode_start = state["episode_start"].numpy().astype(bool)
         prev_reward = state.get("prev_reward")  # absent in checkpoints from before the step record

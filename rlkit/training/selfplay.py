@@ -127,8 +127,10 @@ class SelfPlayPool:
         if not isinstance(snapshots, list) or not isinstance(steps, torch.Tensor) or not isinstance(ids, torch.Tensor) \
                 or len(steps) != len(snapshots) or len(ids) != len(snapshots) \
                 or any(isinstance(c, bool) or not isinstance(c, int) or c < 0 for c in counts) \
-                or any(not 0 <= int(i) < counts[1] for i in ids.tolist()):
-            raise ValueError("the checkpoint's self-play pool is malformed")
+                or any(not 0 <= int(i) < counts[1] for i in ids.tolist()) \
+                or any(b <= a for a, b in zip(ids.tolist(), ids.tolist()[1:])) or len(snapshots) > self.pool_size:
+            raise ValueError("the checkpoint's self-play pool is malformed (ids must increase, at most pool_size "
+                             "snapshots)")
         for i, snapshot in enumerate(snapshots):
             self.check_snapshot(snapshot, agent, f"snapshot {i}")
         self.snapshots = [dict(s) for s in snapshots]
