@@ -177,8 +177,6 @@ class Collector:
                           real_steps=int((~autoreset).sum()),
                           episodes=[(e, ret, length) for e, (ret, length) in zip(ended, finished)])
         if self.pool is not None and explore:  # training steps grow the pool (evaluation never does)
-            if self.pool._template is None:
-                self.pool.bind(agent)
             self.pool.after_steps(agent, step.real_steps)
         self.episode_start = autoreset
         self.prev_reward = np.where(autoreset, 0.0, rewards).astype(np.float32)

@@ -63,7 +63,10 @@ class SelfPlayPool:
 
     # ------------------------------------------------------------------ growing
     def after_steps(self, agent, real_steps: int) -> None:
-        """Count training steps; snapshot the agent each time ``snapshot_every`` is crossed."""
+        """Count training steps; snapshot the agent each time ``snapshot_every`` is crossed. The first call binds the
+        agent that plays the snapshots, unless a resume already did."""
+        if self._template is None:
+            self.bind(agent)
         before, self.steps = self.steps, self.steps + int(real_steps)
         if before // self.snapshot_every != self.steps // self.snapshot_every:
             self.add(agent)
