@@ -153,10 +153,11 @@ class Policy(nn.Module):
     (gaussian, ``2A``) or the logits (discrete, ``n``)."""
 
     def __init__(self, observation_space: gym.Space, out_dim: int, hidden: list[int],
-                 encoder_hidden: list[int] = (), normalize_obs: bool = False) -> None:
+                 encoder_hidden: list[int] = (), normalize_obs: bool = False,
+                 encoder_kind: str = "auto") -> None:
         super().__init__()
         self.standardize = ObservationStandardizer(observation_space, normalize_obs)  # identity unless enabled
-        self.encoder = make_encoder(observation_space, encoder_hidden)  # [B, D]
+        self.encoder = make_encoder(observation_space, encoder_hidden, encoder_kind)  # [B, D]
         self.net = mlp(self.encoder.out_dim, hidden, out_dim)     # [B, out_dim]
 
     def forward(self, obs: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
@@ -189,7 +190,7 @@ class BC(Agent):
             raise ConfigError(f"BC needs a Box or Discrete action space, the data has {action_space}")
 
         self.policy = Policy(observation_space, out_dim, cfg.hidden, cfg.encoder_hidden,
-                             cfg.normalize_obs).to(self.device)
+                             cfg.normalize_obs, cfg.encoder.kind).to(self.device)
         # fused Adam: one kernel for all parameters instead of ~6 ops per tensor
         fused = self.device.type in ("cpu", "cuda")
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,

@@ -190,10 +190,10 @@ class StateEncoder(nn.Module):
     declared ``encoder``."""
 
     def __init__(self, observation_space: gym.Space, embed_dim: int, encoder_hidden: list[int],
-                 normalize: bool) -> None:
+                 normalize: bool, encoder_kind: str = "auto") -> None:
         super().__init__()
         self.standardize = ObservationStandardizer(observation_space, normalize)
-        self.base = make_encoder(observation_space, encoder_hidden)
+        self.base = make_encoder(observation_space, encoder_hidden, encoder_kind)
         self.out_dim = embed_dim
         self.linear = nn.Linear(self.base.out_dim, embed_dim)
 
@@ -209,7 +209,8 @@ class DecisionTransformerModel(nn.Module):
         super().__init__()
         h = cfg.embed_dim
         self.discrete, self.action_dim = discrete, action_dim
-        self.state_encoder = StateEncoder(observation_space, h, cfg.encoder_hidden, cfg.normalize_obs)
+        self.state_encoder = StateEncoder(observation_space, h, cfg.encoder_hidden, cfg.normalize_obs,
+                                          cfg.encoder.kind)
         self.embed_return = nn.Linear(1, h)
         self.embed_action = nn.Embedding(action_dim, h) if discrete else nn.Linear(action_dim, h)
         self.embed_timestep = nn.Embedding(cfg.max_timestep, h)

@@ -108,9 +108,9 @@ class QNetwork(nn.Module):
     """obs ``[B, *obs_shape]`` (or a dict of such) -> Q-values ``[B, n_actions]``; dueling heads as an option."""
 
     def __init__(self, observation_space: gym.Space, n_actions: int, hidden: list[int], dueling: bool,
-                 encoder_hidden: list[int] = ()) -> None:
+                 encoder_hidden: list[int] = (), encoder_kind: str = "auto") -> None:
         super().__init__()
-        self.encoder = make_encoder(observation_space, encoder_hidden)
+        self.encoder = make_encoder(observation_space, encoder_hidden, encoder_kind)
         # the Nature CNN already ends in its 512-unit layer: no hidden layers after it
         head_hidden = [] if isinstance(self.encoder, NatureCNN) else list(hidden)
         features = self.encoder.out_dim
@@ -142,7 +142,7 @@ class DQN(Agent):
         super().__init__(cfg, observation_space, action_space, device)
         self.n_actions = int(action_space.n)
         new_q = lambda: QNetwork(observation_space, self.n_actions, cfg.hidden, cfg.dueling,  # noqa: E731
-                                 cfg.encoder_hidden).to(self.device)
+                                 cfg.encoder_hidden, cfg.encoder.kind).to(self.device)
         self.q_net, self.target_net = new_q(), new_q()
         self.target_net.load_state_dict(self.q_net.state_dict())
         self.target_net.requires_grad_(False)

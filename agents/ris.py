@@ -153,6 +153,9 @@ class RISConfig(AgentConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.encoder.kind not in ("auto", "flat"):
+            raise ConfigError(f"agent.encoder.kind: RIS's subgoals are states, it takes vector observations flattened "
+                              f"(kind: auto), got {self.encoder.kind!r}")
         if self.encoder_hidden:
             raise ConfigError("agent.encoder_hidden: RIS's subgoals are states, so a learned encoder would move the "
                               "space they live in; RIS takes none (auxiliary losses attach to its actor's torso)")

@@ -157,9 +157,9 @@ class Actor(nn.Module):
     """obs ``[B, *obs_shape]`` (or a dict of such) -> mean ``[B, A]`` and log std ``[B, A]`` (unclamped)."""
 
     def __init__(self, observation_space: gym.Space, act_dim: int, hidden: list[int],
-                 encoder_hidden: list[int] = ()) -> None:
+                 encoder_hidden: list[int] = (), encoder_kind: str = "auto") -> None:
         super().__init__()
-        self.encoder = make_encoder(observation_space, encoder_hidden)
+        self.encoder = make_encoder(observation_space, encoder_hidden, encoder_kind)
         inplace_relu = functools.partial(nn.ReLU, inplace=True)  # saves an allocation per layer; same values
         self.torso = mlp(self.encoder.out_dim, hidden, None, activation=inplace_relu)  # [B, hidden[-1]]
         self.head = nn.Linear(hidden[-1], 2 * act_dim)           # [B, 2A]: mean and log std in one matmul
@@ -180,9 +180,9 @@ class TwinCritic(nn.Module):
     members = 2
 
     def __init__(self, observation_space: gym.Space, act_dim: int, hidden: list[int],
-                 encoder_hidden: list[int] = ()) -> None:
+                 encoder_hidden: list[int] = (), encoder_kind: str = "auto") -> None:
         super().__init__()
-        self.encoder = make_encoder(observation_space, encoder_hidden)
+        self.encoder = make_encoder(observation_space, encoder_hidden, encoder_kind)
         dims = [self.encoder.out_dim + act_dim, *hidden, 1]
         self.layers = nn.ModuleList(EnsembleLinear(self.members, i, o) for i, o in zip(dims[:-1], dims[1:]))
 
@@ -212,9 +212,10 @@ class SAC(Agent):
         self.actions = BoxActions(action_space, self.device)
         self.act_dim = act_dim = self.actions.dim
 
-        self.policy = Actor(observation_space, act_dim, cfg.actor_hidden, cfg.encoder_hidden).to(self.device)
+        self.policy = Actor(observation_space, act_dim, cfg.actor_hidden, cfg.encoder_hidden,
+                            cfg.encoder.kind).to(self.device)
         new_critic = lambda: TwinCritic(observation_space, act_dim, cfg.critic_hidden,  # noqa: E731
-                                        cfg.encoder_hidden).to(self.device)
+                                        cfg.encoder_hidden, cfg.encoder.kind).to(self.device)
         self.critic, self.target_critic = new_critic(), new_critic()
         self.target_critic.load_state_dict(self.critic.state_dict())
         self.target_critic.requires_grad_(False)

@@ -41,7 +41,7 @@ import torch
 from torch import nn
 
 from rlkit.contract.auxiliary import AuxConfig, AuxModule
-from rlkit.contract.networks import obs_to_tensor
+from rlkit.contract.networks import EncoderConfig, obs_to_tensor
 from rlkit.contract.parts import DeclarationError, OptimizerSpec, Part, Parts
 from rlkit.errors import ConfigError
 
@@ -67,6 +67,9 @@ class AgentConfig:
     """Auxiliary losses attached to the agent's parts, each ``{name: <registered module>, weight: w, part:
     encoder, ...}`` (``rlkit.auxiliary.AUX_MODULES``); e.g. ``[{name: inverse_dynamics, weight: 0.1}]``.
     Their losses join the update of the optimizer that trains ``part``, logged as ``aux/<name>``."""
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    """The observation encoder: ``{kind: auto | nature | flat | board | ...}`` (``rlkit.contract.networks``);
+    ``auto`` is the Nature CNN for images and flattening for vectors."""
     encoder_hidden: list[int] = field(default_factory=list)
     """Widths of a learned MLP after the observation encoder (flattening for vectors, the Nature CNN for
     images), shared where the agent shares its encoder; empty: none (the encoder of the papers' setups).

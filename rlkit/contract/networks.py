@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
+
+from rlkit.errors import ConfigError
 
 
 def mlp(in_dim: int, hidden: Sequence[int], out_dim: int | None, activation: type[nn.Module] = nn.ReLU) -> nn.Sequential:
@@ -107,11 +110,12 @@ def is_image_space(shape: Sequence[int], dtype) -> bool:
 
 
 class DictEncoder(nn.Module):
-    """Dict observations (goal-conditioned envs: ``observation``, ``achieved_goal``, ``desired_goal``):
-    vector keys are flattened and concatenated in sorted key order, each image key (uint8 C×H×W) goes
-    through its own Nature CNN; the features are concatenated to ``[B, out_dim]``."""
+    """Dict observations (goal-conditioned envs: ``observation``, ``achieved_goal``, ``desired_goal``; board
+    games: ``observation``, ``action_mask``): vector keys are flattened and concatenated in sorted key order,
+    each spatial key (a uint8 C×H×W image; with ``kind: board`` also an H×W×C board) goes through its own
+    network of the encoder ``kind`` (:func:`spatial_encoder`); the features are concatenated to ``[B, out_dim]``."""
 
-    def __init__(self, space: gym.spaces.Dict) -> None:
+    def __init__(self, space: gym.spaces.Dict, kind: str = "auto") -> None:
         super().__init__()
         self.vector_keys: list[str] = []
         self.cnns = nn.ModuleDict()
@@ -120,8 +124,9 @@ class DictEncoder(nn.Module):
             sub = space.spaces[key]
             if not isinstance(sub, gym.spaces.Box):
                 raise ValueError(f"Dict observation key '{key}' is {sub}; rlkit's encoders take Box entries only")
-            if is_image_space(sub.shape, sub.dtype):
-                self.cnns[key] = NatureCNN(sub.shape[0], sub.shape[1], sub.shape[2])
+            spatial = spatial_encoder(sub, kind)
+            if spatial is not None:
+                self.cnns[key] = spatial
                 dim += self.cnns[key].out_dim
             else:
                 self.vector_keys.append(key)
@@ -148,17 +153,75 @@ class MLPEncoder(nn.Module):
         return self.mlp(self.base(obs))
 
 
-def make_encoder(observation_space: gym.Space, hidden: Sequence[int] = ()) -> nn.Module:
-    """The encoder for an observation space (``out_dim`` features): Nature CNN for images, flattening
-    for vectors, :class:`DictEncoder` for Dict spaces; with ``hidden`` widths, a learned MLP after it
-    (``agent.encoder_hidden``: a trainable encoder for vector observations, e.g. for auxiliary losses)."""
+class BoardCNN(nn.Module):
+    """A small CNN for board-game planes: ``[B, H, W, C]`` channels-last (PettingZoo classic's layout: connect
+    four's 6×7×2, tic-tac-toe's 3×3×2, one plane per player) -> ``[B, filters * H * W]``.
+
+    3×3 convolutions with padding 1 and no stride keep every square, so a line of four is seen by neighbouring
+    filters wherever it lies (the translation sharing an MLP on the flat board lacks; AlphaZero's board towers
+    are deeper versions of this). Values are taken as they are (0/1 planes)."""
+
+    def __init__(self, height: int, width: int, channels: int, filters: int = 64, layers: int = 3) -> None:
+        super().__init__()
+        convs: list[nn.Module] = []
+        c = channels
+        for _ in range(layers):
+            convs += [nn.Conv2d(c, filters, kernel_size=3, padding=1), nn.ReLU()]  # [B, filters, H, W]
+            c = filters
+        self.conv = nn.Sequential(*convs, nn.Flatten())                           # [B, filters * H * W]
+        self.out_dim = filters * height * width
+
+    def forward(self, board: torch.Tensor) -> torch.Tensor:
+        return self.conv(board.float().permute(0, 3, 1, 2))
+
+
+ENCODER_KINDS = ("auto", "nature", "flat", "board")
+"""Observation encoders by name (``agent.encoder.kind``): ``auto`` is the Nature CNN for uint8 images and
+flattening for vectors; ``nature`` insists on images; ``flat`` flattens everything (images too, as floats);
+``board`` puts 3-D channels-last boards (and Dict keys holding them) through :class:`BoardCNN`."""
+
+
+@dataclass
+class EncoderConfig:
+    """``agent.encoder``: which network encodes observations, and where its weights start."""
+
+    kind: str = "auto"
+    """One of :data:`ENCODER_KINDS`."""
+
+    def __post_init__(self) -> None:
+        if self.kind not in ENCODER_KINDS:
+            raise ConfigError(f"agent.encoder.kind must be one of {', '.join(ENCODER_KINDS)}, got {self.kind!r}")
+
+
+def spatial_encoder(space: gym.spaces.Box, kind: str) -> nn.Module | None:
+    """The network of encoder ``kind`` for a spatial Box (an image or a board), or None where ``space`` is
+    flattened instead (vectors; everything under ``flat``)."""
+    shape = tuple(space.shape)
+    if kind == "flat" or len(shape) != 3:
+        return None
+    if kind == "board":
+        return BoardCNN(shape[0], shape[1], shape[2])
+    if is_image_space(shape, space.dtype):  # auto, nature
+        return NatureCNN(shape[0], shape[1], shape[2])
+    return None
+
+
+def make_encoder(observation_space: gym.Space, hidden: Sequence[int] = (), kind: str = "auto") -> nn.Module:
+    """The encoder for an observation space (``out_dim`` features): by default the Nature CNN for images,
+    flattening for vectors, :class:`DictEncoder` for Dict spaces; ``kind`` (``agent.encoder.kind``, one of
+    :data:`ENCODER_KINDS`) picks another network for spatial observations; with ``hidden`` widths, a learned MLP
+    after it (``agent.encoder_hidden``: a trainable encoder for vector observations, e.g. for auxiliary losses)."""
+    if kind not in ENCODER_KINDS:
+        raise ConfigError(f"agent.encoder.kind must be one of {', '.join(ENCODER_KINDS)}, got {kind!r}")
     if isinstance(observation_space, gym.spaces.Dict):
-        base = DictEncoder(observation_space)
-    elif is_image_space(tuple(observation_space.shape), observation_space.dtype):
-        shape = tuple(observation_space.shape)
-        base = NatureCNN(shape[0], shape[1], shape[2])
+        base = DictEncoder(observation_space, kind)
     else:
-        base = FlatEncoder(tuple(observation_space.shape))
+        spatial = spatial_encoder(observation_space, kind)
+        if kind in ("nature", "board") and spatial is None:
+            raise ConfigError(f"agent.encoder.kind {kind!r} needs "
+                              f"{'uint8 C x H x W images' if kind == 'nature' else 'H x W x C boards'}, the env "
+                              f"observes {observation_space}; use kind: auto")
+        base = spatial if spatial is not None else FlatEncoder(tuple(observation_space.shape))
     return MLPEncoder(base, hidden) if hidden else base
 
 
