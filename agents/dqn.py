@@ -16,6 +16,10 @@ The loss (eq. 1 of the Nature paper, with the n-step and double variants):
     y = R + discount * Q_target(s', argmax_a Q_select(s', a)),   Q_select = Q_online if double else Q_target
     L = mean_i  w_i * Huber(Q_online(s, a) - y)
 
+Multi-agent rows (PettingZoo games, rlkit.envs.multiagent): ``policies: shared`` is one Q-network for every agent
+(the env appends the agent id to its input); ``per_agent`` or ``{team: [agents]}`` gives each agent or team its own
+copy (rlkit.contract.policy_groups), each row of a batch going through its agent's copy in act and in update.
+
 Action masks (board games; the step record's ``action_mask``, and ``obs["action_mask"]`` of Dict observations in
 a batch): epsilon-greedy picks among the allowed actions only, and the argmax in y runs over the actions allowed
 in s' (an illegal action's Q is never learnt, so maximising over it would bootstrap from noise).
@@ -25,7 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -36,6 +40,7 @@ from torch import nn
 from rlkit.contract.agent import Agent, AgentConfig, Capabilities, StepRecord
 from rlkit.contract.networks import NatureCNN, index_obs, make_encoder, mlp
 from rlkit.contract.parts import acting, target_of, trains
+from rlkit.contract.policy_groups import SHARED, PolicyGroups, check_policies, resolve_policies
 from rlkit.contract.schedules import linear_schedule
 from rlkit.errors import ConfigError
 from rlkit.experience.replay import Transitions
@@ -72,6 +77,10 @@ class DQNConfig(AgentConfig):
     ``lr`` constant. Annealing the step size lets a solved task stay solved (configs/dqn_cartpole.yaml)."""
     lr_decay_steps: int = 0
     """Env steps over which the learning rate decays from ``lr`` to ``lr_end`` (same clock as epsilon)."""
+    policies: Any = "shared"
+    """Networks of a multi-agent game's agents (rows with agent ids): ``shared`` (one for all, the default),
+    ``per_agent`` (one each) or ``{team: [agent names or ids]}`` (one per team, every agent in one team).
+    Resolved against the env's agents when the run is built: config.yaml records ``{team: [ids]}``."""
 
     resumable: ClassVar[frozenset[str]] = frozenset({
         "double", "target_update_every", "tau", "max_grad_norm", "huber_delta", "eps_start", "eps_end",
@@ -95,6 +104,10 @@ class DQNConfig(AgentConfig):
             raise ConfigError(f"agent.lr_end must lie in [0, agent.lr={self.lr}] or be null, got {self.lr_end}")
         if self.lr_decay_steps < 0:
             raise ConfigError(f"agent.lr_decay_steps must be >= 0, got {self.lr_decay_steps}")
+        check_policies(self.policies)
+
+    def bind_agents(self, agent_names: list[str] | None) -> None:
+        self.policies = resolve_policies(self.policies, agent_names)
 
 
 def next_action_mask(obs: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor | None:
@@ -141,8 +154,14 @@ class DQN(Agent):
                               "use an agent for continuous actions (e.g. MPO, SAC)")
         super().__init__(cfg, observation_space, action_space, device)
         self.n_actions = int(action_space.n)
-        new_q = lambda: QNetwork(observation_space, self.n_actions, cfg.hidden, cfg.dueling,  # noqa: E731
-                                 cfg.encoder_hidden, cfg.encoder.kind).to(self.device)
+        one_q = lambda: QNetwork(observation_space, self.n_actions, cfg.hidden, cfg.dueling,  # noqa: E731
+                                 cfg.encoder_hidden, cfg.encoder.kind)
+        self.grouped = cfg.policies != SHARED
+        if self.grouped:  # one network per agent or team; unresolved names fail here, before any weights exist
+            groups = resolve_policies(cfg.policies, None)
+            new_q = lambda: PolicyGroups(one_q, groups).to(self.device)  # noqa: E731
+        else:
+            new_q = lambda: one_q().to(self.device)  # noqa: E731
         self.q_net, self.target_net = new_q(), new_q()
         self.target_net.load_state_dict(self.q_net.state_dict())
         self.target_net.requires_grad_(False)
@@ -152,7 +171,7 @@ class DQN(Agent):
         self.rng = np.random.default_rng(seed)
         self.declare(parts={"q_net": acting(self.q_net), "target_net": target_of("q_net", self.target_net)},
                      optimizers={"optimizer": trains(self.optimizer, "q_net")},
-                     generators={"rng": self.rng}, encoder="q_net.encoder")
+                     generators={"rng": self.rng}, encoder=None if self.grouped else "q_net.encoder")
 
     @property
     def epsilon(self) -> float:
@@ -164,9 +183,16 @@ class DQN(Agent):
             return self.cfg.lr
         return linear_schedule(self.cfg.lr, self.cfg.lr_end, self.cfg.lr_decay_steps, self.env_steps)
 
+    def q_values(self, net: nn.Module, obs: torch.Tensor | dict[str, torch.Tensor],
+                 agent_id: torch.Tensor | None) -> torch.Tensor:
+        """Q(obs, .) ``[B, A]`` from ``net`` (the online or the target network); rows routed by agent id when
+        each agent or team has its own network."""
+        return net(obs, agent_id) if self.grouped else net(obs)
+
     @torch.no_grad()
-    def greedy(self, obs: torch.Tensor | dict[str, torch.Tensor], mask: torch.Tensor | None = None) -> np.ndarray:
-        q = self.q_net(obs)
+    def greedy(self, obs: torch.Tensor | dict[str, torch.Tensor], mask: torch.Tensor | None = None,
+               agent_id: torch.Tensor | None = None) -> np.ndarray:
+        q = self.q_values(self.q_net, obs, agent_id)
         if mask is not None:  # masked actions are never chosen (rows with no legal action take action 0)
             q = q.masked_fill(~mask, -torch.inf)
         return q.argmax(dim=1).cpu().numpy()
@@ -190,7 +216,7 @@ class DQN(Agent):
         mask = self._check_mask(step.action_mask, n)
         eps = self.epsilon if explore else (epsilon or 0.0)
         if eps <= 0.0:
-            return self.greedy(step.obs, mask)
+            return self.greedy(step.obs, mask, step.agent_id)
         random_mask = self.rng.random(n) < eps
         if mask is None:
             actions = self.rng.integers(self.n_actions, size=n)
@@ -200,14 +226,16 @@ class DQN(Agent):
         if not random_mask.all():
             greedy_mask = ~random_mask
             rows = torch.from_numpy(greedy_mask).to(self.device)
-            actions[greedy_mask] = self.greedy(index_obs(step.obs, rows), None if mask is None else mask[rows])
+            actions[greedy_mask] = self.greedy(index_obs(step.obs, rows), None if mask is None else mask[rows],
+                                               None if step.agent_id is None else step.agent_id[rows])
         return actions
 
     @torch.no_grad()
     def td_target(self, batch: Transitions) -> torch.Tensor:
         """y = R + gamma^k * Q_target(s', argmax_a Q_select(s', a)) over the actions allowed in s' ``[B]``."""
-        next_q_target = self.target_net(batch.next_obs)                       # [B, A]
-        select_q = self.q_net(batch.next_obs) if self.cfg.double else next_q_target
+        next_q_target = self.q_values(self.target_net, batch.next_obs, batch.next_agent_id)  # [B, A]
+        select_q = (self.q_values(self.q_net, batch.next_obs, batch.next_agent_id) if self.cfg.double
+                    else next_q_target)
         next_mask = next_action_mask(batch.next_obs)
         if next_mask is not None:  # the max runs over the actions allowed in s' only
             select_q = select_q.masked_fill(~next_mask, -torch.inf)
@@ -221,7 +249,8 @@ class DQN(Agent):
         target = self.td_target(batch)
 
         # online Q and importance-weighted Huber loss
-        q = self.q_net(batch.obs).gather(1, batch.actions.long().view(-1, 1)).squeeze(1)  # [B]
+        q = self.q_values(self.q_net, batch.obs, batch.agent_id)                         # [B, A]
+        q = q.gather(1, batch.actions.long().view(-1, 1)).squeeze(1)                      # [B]
         td_error = q - target
         loss = (batch.weights * F.huber_loss(q, target, reduction="none", delta=self.cfg.huber_delta)).mean()
         if self.cfg.lr_end is not None:

@@ -134,6 +134,8 @@ class ParallelEnvRows(VectorEnv):
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         self.render_mode = None
+        # the agents' names, index = agent id: what rlkit's agent.policies resolves team names against
+        self.metadata = {**type(self).metadata, "agents": tuple(self.possible_agents)}
         self.agent_ids = np.repeat(np.arange(self.n_agents, dtype=np.int64), self.copies)  # [rows]
 
         n = self.num_envs

@@ -103,6 +103,11 @@ class AgentConfig:
         ones by return); the offline source calls it once when the run starts. Default: all of them."""
         return episodes
 
+    def bind_agents(self, agent_names: list[str] | None) -> None:
+        """Called once when a run is built, with the env's agent names (a multi-agent game's rows: index = the
+        rows' ``agent_id``; None for single-agent envs): a config that names agents (DQN's ``policies``) resolves
+        them to ids here, before the agent is built and config.yaml written. Default: nothing to resolve."""
+
     def check_run(self, run: Any) -> None:
         """Checks this agent's needs against the rest of the run's config (a :class:`rlkit.config.RunConfig`:
         the replay, the env): :func:`rlkit.config.check_capabilities` calls it once, before anything is

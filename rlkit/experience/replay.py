@@ -69,7 +69,7 @@ Design, and why
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import gymnasium as gym
@@ -96,6 +96,9 @@ class Transitions:
             The TD target is ``rewards + discounts * V(next_obs)``.
         weights: ``[B]`` float32 importance-sampling weights (all ones for uniform sampling).
         indices: ``[B]`` int64 flat storage indices (``row * num_envs + env``) for ``update_priorities``.
+        agent_id: ``[B]`` int64 whose row ``obs`` is (multi-agent rows: the collector stores the step record's
+            ``agent_id``), or None where the buffer was given no agent ids. ``next_agent_id``: the same for
+            ``next_obs``. Agents with one network per agent or team (DQN's ``policies``) route rows by them.
     """
 
     obs: torch.Tensor | dict[str, torch.Tensor]
@@ -105,6 +108,8 @@ class Transitions:
     discounts: torch.Tensor
     weights: torch.Tensor
     indices: torch.Tensor
+    agent_id: torch.Tensor | None = field(default=None, kw_only=True)
+    next_agent_id: torch.Tensor | None = field(default=None, kw_only=True)
 
 
 @dataclass(frozen=True)
@@ -300,6 +305,7 @@ class ReplayBuffer:
         self._valid = torch.zeros((R, N), dtype=torch.bool)   # False for autoreset rows
         self._first = torch.zeros((R, N), dtype=torch.bool)   # obs is a reset obs
         self._next_first = torch.ones(N, dtype=torch.bool)    # `first` flag of the next row per env
+        self._agent_id: torch.Tensor | None = None            # [R, N] int64 once add() is given agent ids
         self._pos, self._full = 0, False                      # next row to write; ring wrapped?
         self._gamma_powers = torch.tensor([gamma ** k for k in range(n_step + 1)], dtype=torch.float32)
         self._tree = SumTree(self.capacity) if prioritized else None
@@ -396,14 +402,19 @@ class ReplayBuffer:
                    self._valid, self._first]
         if self._tree is not None:
             tensors.append(self._tree.tree)
+        if self._agent_id is not None:
+            tensors.append(self._agent_id)
         return sum(t.numel() * t.element_size() for t in tensors)
 
     # ------------------------------------------------------------------ writing
     def add(self, obs: Any, actions: Any, rewards: Any, terminated: Any, truncated: Any,
-            autoreset: Any) -> None:
+            autoreset: Any, agent_id: Any = None) -> None:
         """Write one row for all envs: ``obs`` ``[N, *obs_shape]``, ``actions`` ``[N, *action_shape]``,
-        ``rewards``/``terminated``/``truncated``/``autoreset`` ``[N]`` (numpy arrays or tensors)."""
+        ``rewards``/``terminated``/``truncated``/``autoreset`` ``[N]`` (numpy arrays or tensors); ``agent_id``
+        ``[N]`` (optional, multi-agent rows): whose row each ``obs`` is, sampled back as ``Transitions.agent_id``.
+        A buffer given agent ids once needs them on every later ``add``."""
         row = self._pos
+        self._add_agent_ids(row, agent_id)
         obs_by_key = self._split_obs(obs)
         if self.device.type == "cpu":  # write through numpy views: ~1 us per array, not ~8 us per op
             actions_np = _as_numpy(actions)
@@ -433,6 +444,20 @@ class ReplayBuffer:
         self._full = self._full or self._pos == 0
         if self._tree is not None:
             self._refresh_priorities(row)
+
+    def _add_agent_ids(self, row: int, agent_id: Any) -> None:
+        if agent_id is None:
+            if self._agent_id is not None:
+                raise ValueError("this buffer stores agent ids (multi-agent rows): every add needs agent_id")
+            return
+        ids = _as_numpy(agent_id).astype(np.int64, copy=False)
+        if ids.shape != (self.num_envs,) or (ids < 0).any():
+            raise ValueError(f"agent_id must be {self.num_envs} ids >= 0, got shape {ids.shape}")
+        if self._agent_id is None:
+            if len(self) > 0:
+                raise ValueError("agent_id given to a buffer that already holds rows without them")
+            self._agent_id = torch.zeros((self.rows_per_env, self.num_envs), dtype=torch.int64)
+        self._agent_id.numpy()[row] = ids
 
     def _split_obs(self, obs: Obs) -> dict[str, Any]:
         if not self.is_dict:
@@ -518,6 +543,9 @@ class ReplayBuffer:
             discounts=discounts.to(**to_device),
             weights=weights.to(**to_device),
             indices=(rows * self.num_envs + envs).to(**to_device),
+            **({} if self._agent_id is None else {
+                "agent_id": self._gather(self._agent_id, rows, envs).to(**to_device),
+                "next_agent_id": self._gather(self._agent_id, next_rows, envs).to(**to_device)}),
         )
         if self.sample_hook is not None:
             batch = self.sample_hook(batch, SampleContext(rows, envs, next_rows, self, self._generator))
@@ -730,6 +758,8 @@ class ReplayBuffer:
         )
         if self._tree is not None:
             state["sum_tree"] = self._tree.tree.clone()
+        if self._agent_id is not None:
+            state["agent_id"] = written(self._agent_id)
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -766,3 +796,11 @@ class ReplayBuffer:
         if not (self._max_priority > 0 and self._max_priority < float("inf")):
             raise ValueError(f"replay state's max priority is {self._max_priority}")
         self._generator.set_state(state["rng_state"])
+        self._agent_id = None
+        if state.get("agent_id") is not None:
+            ids = state["agent_id"].to("cpu", torch.int64)
+            if tuple(ids.shape) != (count, self.num_envs) or bool((ids < 0).any()):
+                raise ValueError(f"replay state's agent ids have shape {tuple(ids.shape)} (expected "
+                                 f"{(count, self.num_envs)}) or negative ids")
+            self._agent_id = torch.zeros((self.rows_per_env, self.num_envs), dtype=torch.int64)
+            self._agent_id[:count].copy_(ids)

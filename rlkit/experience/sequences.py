@@ -203,8 +203,10 @@ class SequenceBuffer:
         return self._obs[key][frame_rows]
 
     # ------------------------------------------------------------------ writing
-    def add(self, obs: Any, actions: Any, rewards: Any, terminated: Any, truncated: Any, autoreset: Any) -> None:
-        """One vector step (the online loop's call). Autoreset rows are not transitions: skipped."""
+    def add(self, obs: Any, actions: Any, rewards: Any, terminated: Any, truncated: Any, autoreset: Any,
+            agent_id: Any = None) -> None:
+        """One vector step (the online loop's call). Autoreset rows are not transitions: skipped. Each env row
+        is its own stream of windows, so a multi-agent row's ``agent_id`` (fixed per row) needs no storing."""
         actions, rewards = np.asarray(actions), np.asarray(rewards, dtype=np.float32)
         terminated, truncated, autoreset = (np.asarray(x, dtype=bool) for x in (terminated, truncated, autoreset))
         for e in range(self.num_envs):

@@ -34,8 +34,10 @@ from rlkit.errors import ConfigError, DatasetError
 
 @runtime_checkable
 class ExperienceSource(Protocol):
-    def add(self, obs: Any, actions: Any, rewards: Any, terminated: Any, truncated: Any, autoreset: Any) -> None:
-        """Store one vector step (NEXT_STEP autoreset convention: ``autoreset`` rows carry final observations)."""
+    def add(self, obs: Any, actions: Any, rewards: Any, terminated: Any, truncated: Any, autoreset: Any,
+            agent_id: Any = None) -> None:
+        """Store one vector step (NEXT_STEP autoreset convention: ``autoreset`` rows carry final observations);
+        ``agent_id``: whose row each observation is, for multi-agent rows (None otherwise)."""
 
     def sample(self, batch_size: int, **kwargs: Any) -> Any:
         """A batch (frozen dataclass of tensors on the source's device)."""

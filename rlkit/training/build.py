@@ -74,6 +74,12 @@ def make_vector_env(env_cfg: EnvConfig, num_envs: int | None = None, **extra: An
                           ) from None
 
 
+def env_agent_names(envs: gym.vector.VectorEnv) -> list[str] | None:
+    """A multi-agent vector env's agent names (``metadata["agents"]``, index = the rows' ``agent_id``), else None."""
+    names = envs.metadata.get("agents") if isinstance(envs.metadata, dict) else None
+    return list(names) if names else None
+
+
 SPACES_FILE = "spaces.json"
 """The spaces an offline run's agent was built for, as JSON (Minari's space serialisation, never pickle):
 written into the run directory when the run starts and copied into exports, so ``rlkit eval``, ``rlkit
@@ -126,7 +132,12 @@ def run_spaces(cfg: RunConfig, run_dir: Path | None = None) -> tuple[gym.Space, 
         envs.close()
 
 
-def build_agent(cfg: RunConfig, observation_space: gym.Space, action_space: gym.Space, device: torch.device):
+def build_agent(cfg: RunConfig, observation_space: gym.Space, action_space: gym.Space, device: torch.device,
+                agent_names: list[str] | None = None):
+    """The config's agent for these spaces. ``agent_names``: a multi-agent env's agents (its
+    ``metadata["agents"]``, index = the rows' agent id), which the agent config resolves names against
+    (:meth:`AgentConfig.bind_agents`); None where the env has one agent or is not at hand (a saved config is
+    already resolved)."""
     from rlkit.agents import AGENTS
 
     _, agent_cls = AGENTS[cfg.agent.name]
@@ -138,6 +149,7 @@ def build_agent(cfg: RunConfig, observation_space: gym.Space, action_space: gym.
     if isinstance(action_space, gym.spaces.Box) and not caps.continuous_actions:
         raise ConfigError(f"agent '{name}' takes discrete actions, but {where} has {action_space}; use an agent for "
                           "continuous actions (sac, mpo, bc)")
+    cfg.agent.bind_agents(agent_names)
     try:
         return agent_cls(cfg.agent, observation_space, action_space, device=device, seed=cfg.seed)
     except ConfigError:

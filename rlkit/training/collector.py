@@ -129,6 +129,7 @@ class VectorStep:
     life_loss: np.ndarray     # [N] bool, info["life_loss"]: stored as a termination for bootstrapping
     autoreset: np.ndarray     # [N] bool: this step reset env e and ignored its action
     infos: dict[str, Any]     # the vector env's infos of this step (e.g. "is_success" of goal envs)
+    agent_id: np.ndarray | None  # [N] int64 whose row each of ``obs`` is (multi-agent rows), else None
     real_steps: int           # transitions in this step (N minus the autoreset steps)
     episodes: list[tuple[int, float, int]]  # (env, return, length) of episodes that ended on this step
 
@@ -163,7 +164,7 @@ class Collector:
         self.tracker.lengths[:] = 0
 
     def step(self, agent, explore: bool, epsilon: float | None = None) -> VectorStep:
-        obs, autoreset = self.obs, self.autoreset
+        obs, autoreset, agent_id = self.obs, self.autoreset, self.rows.get("agent_id")
         record = StepRecord.from_arrays(obs, agent.device, prev_reward=self.prev_reward,
                                         episode_start=self.episode_start, **self.rows)
         actions = agent.act(record, explore=explore, epsilon=epsilon)
@@ -174,6 +175,7 @@ class Collector:
         finished = self.tracker.step(rewards, terminated, truncated, infos, autoreset)
         step = VectorStep(obs=obs, actions=actions, rewards=rewards, next_obs=next_obs, terminated=terminated,
                           truncated=truncated, life_loss=life_loss, autoreset=autoreset, infos=infos,
+                          agent_id=agent_id,
                           real_steps=int((~autoreset).sum()),
                           episodes=[(e, ret, length) for e, (ret, length) in zip(ended, finished)])
         if self.pool is not None and explore:  # training steps grow the pool (evaluation never does)

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from rlkit.training.build import (build_agent, build_experience, build_replay, env_spec, load_agent_weights, make_vector_env,  # noqa: F401
-                         resolve_device, save_run_spaces, seed_everything, SPACES_FILE)
+                         env_agent_names, resolve_device, save_run_spaces, seed_everything, SPACES_FILE)
 from rlkit.runfiles.checkpoint import CheckpointError, save_checkpoint
 from rlkit.runfiles.export import export_agent
 from rlkit.training.collector import Collector, EnvReplay, EpisodeTracker  # noqa: F401  (re-exported)
@@ -66,7 +66,8 @@ def train_online(cfg: RunConfig, run_dir: Path, resume: bool = False, source: st
         train = cfg.train
         envs = run.own(make_vector_env(cfg.env))
         eval_envs = run.own(make_vector_env(cfg.env, num_envs=min(train.eval_episodes, 8), **train.eval_env_kwargs))
-        agent = build_agent(cfg, envs.single_observation_space, envs.single_action_space, device)
+        agent = build_agent(cfg, envs.single_observation_space, envs.single_action_space, device,
+                            agent_names=env_agent_names(envs))
         replay = build_experience(cfg, envs.single_observation_space, envs.single_action_space, envs.num_envs, device,
                                   compute_reward=env_compute_reward(envs),
                                   compute_terminated=env_compute_terminated(envs),
@@ -90,7 +91,7 @@ def train_online(cfg: RunConfig, run_dir: Path, resume: bool = False, source: st
                 # collect one vector step and store it
                 step = collector.step(agent, explore=True)
                 replay.add(step.obs, step.actions, step.rewards, step.terminated | step.life_loss, step.truncated,
-                           step.autoreset)
+                           step.autoreset, agent_id=step.agent_id)
                 success = step.infos.get("is_success")  # goal envs: whether each ended episode reached its goal
                 reported = step.infos.get("_is_success")  # which sub-envs reported it on this step
                 for e, ret, length in step.episodes:
