@@ -75,4 +75,6 @@ gymnasium.register(id="rlkit/Pistonball-v0", vector_entry_point="rlkit.envs.mult
                    kwargs={"parallel_env": "pettingzoo.butterfly.pistonball_v6:parallel_env",
                            "env_kwargs": {"continuous": False}, "frame_size": 84, "grayscale": True})
 gymnasium.register(id="rlkit/KnightsArchersZombies-v0", vector_entry_point="rlkit.envs.multiagent:make_parallel_rows",
-                   kwargs={"parallel_env": "pettingzoo.butterfly.knights_archers_zombies_v11:parallel_env"})
+                   kwargs={"parallel_env": "pettingzoo.butterfly.knights_archers_zombies_v11:parallel_env",
+                           # its reset keeps the zombie-spawn timer: exact resume records it (envs/multiagent.py)
+                           "carry_over": ["zombie_spawn_interval._current_step"]})

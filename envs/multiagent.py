@@ -52,10 +52,16 @@ Observations (per agent, before batching)
       the replay's own frame stacking (``train.replay.frame_stack``) does not apply: use this wrapper's
       ``frame_stack`` and ``train.replay.frame_stack: 1``.
 
-Resume
-    Statistical, as with ALE's native vector env: the collector's exact env replay supports
-    ``SyncVectorEnv`` only, so a resumed run resets every copy with a fresh seed. Copy ``c`` is seeded
-    ``seed + c`` by ``reset(seed=...)``; later episodes follow from each game's own RNG.
+Resume (exact)
+    Copy ``c`` is seeded ``seed + c`` by ``reset(seed=...)``; later episodes follow from each game's own RNG. Each
+    copy keeps how its current episode began (the seed, or its game's RNG state just before the reset) and the
+    row actions it has played since: :meth:`ParallelEnvRows.replay_state` is that log (JSON text, no pickled
+    objects) and :meth:`ParallelEnvRows.restore_replay` replays it into fresh games, so a checkpointed run resumes
+    with every game exactly where it was (the collector's env replay calls them; it warns if a game does not
+    reproduce its observations, i.e. is not deterministic given its RNG). A game whose ``reset`` leaves some state
+    from the episode before names it in ``carry_over`` (dotted scalar attributes of its unwrapped game, recorded
+    with each episode's start and set back before a replayed reset): knights-archers-zombies keeps its zombie-spawn
+    timer (``zombie_spawn_interval._current_step``) across resets, so its registered id lists it.
 
 Registered ids (``envs/__init__.py``): ``rlkit/Pistonball-v0`` (discrete pistons, 84x84 grey) and
 ``rlkit/KnightsArchersZombies-v0`` (its vector state), made with ``gymnasium.make_vec(id, num_envs=copies,
@@ -68,6 +74,7 @@ PettingZoo is imported only here, and only when such an env is made.
 from __future__ import annotations
 
 import importlib
+import json
 import warnings
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -94,7 +101,8 @@ class ParallelEnvRows(VectorEnv):
     metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": []}
 
     def __init__(self, env_fns: Sequence[Callable[[], Any]], *, agent_id_input: bool | None = None,
-                 frame_size: int | None = None, grayscale: bool = False, frame_stack: int = 1) -> None:
+                 frame_size: int | None = None, grayscale: bool = False, frame_stack: int = 1,
+                 carry_over: Sequence[str] = ()) -> None:
         if len(env_fns) < 1:
             raise ValueError("ParallelEnvRows needs at least one env copy")
         if frame_size is not None and frame_size < 8:
@@ -102,6 +110,9 @@ class ParallelEnvRows(VectorEnv):
         if frame_stack < 1:
             raise ValueError(f"frame_stack must be >= 1, got {frame_stack}")
         self.envs = [fn() for fn in env_fns]
+        self.carry_over = tuple(carry_over)
+        for path in self.carry_over:
+            _scalar_at(self.envs[0].unwrapped, path)  # a wrong path fails here, not in a checkpoint
         self.copies = len(self.envs)
         self.possible_agents = list(self.envs[0].possible_agents)
         self.n_agents = len(self.possible_agents)
@@ -147,6 +158,8 @@ class ParallelEnvRows(VectorEnv):
         self._active = np.zeros(n, dtype=bool)          # the row's agent is in its copy's env.agents
         self._done_flags = np.zeros((n, 2), dtype=bool)  # (terminated, truncated) an inactive row reports
         self._reset_next = np.zeros(self.copies, dtype=bool)
+        # per copy: how its episode began ({"seed": s} or {"rng": state}) and its rows' actions since (exact resume)
+        self._episode_log: list[dict[str, Any]] = [{"start": None, "actions": []} for _ in range(self.copies)]
         self._mask: np.ndarray | None = None
         if isinstance(act_space, spaces.Discrete):
             self._mask = np.ones((n, int(act_space.n)), dtype=bool) if self._mask_in_obs else None
@@ -242,6 +255,11 @@ class ParallelEnvRows(VectorEnv):
     # ------------------------------------------------------------------ reset and step
 
     def _reset_copy(self, c: int, seed: int | None, options: dict | None) -> None:
+        rng = getattr(self.envs[c].unwrapped, "np_random", None)
+        start = {"seed": seed} if seed is not None else {
+            "rng": None if rng is None else json.dumps(rng.bit_generator.state)}
+        start["carry_over"] = {path: _scalar_at(self.envs[c].unwrapped, path) for path in self.carry_over}
+        self._episode_log[c] = {"start": start, "options": options, "actions": []}
         obs, infos = self.envs[c].reset(seed=seed, options=options)
         present = set(self.envs[c].agents)
         for i, agent in enumerate(self.possible_agents):
@@ -276,38 +294,81 @@ class ParallelEnvRows(VectorEnv):
         rewards = np.zeros(self.num_envs, dtype=np.float32)
         terminated = np.zeros(self.num_envs, dtype=bool)
         truncated = np.zeros(self.num_envs, dtype=bool)
-        for c, env in enumerate(self.envs):
+        for c in range(self.copies):
             if self._reset_next[c]:  # all its agents were done on the previous step: this step resets it
                 self._reset_copy(c, None, None)
                 rows = np.arange(self.n_agents) * self.copies + c
                 terminated[rows], truncated[rows] = self._done_flags[rows, 0], self._done_flags[rows, 1]
                 continue
-            acting = {agent: self._env_action(actions[self._index[agent] * self.copies + c])
-                      for agent in env.agents}
-            obs, rew, term, trunc, infos = env.step(acting)
-            present = set(env.agents)
-            for i, agent in enumerate(self.possible_agents):
-                row = i * self.copies + c
-                if self._active[row]:  # a real step of this agent
-                    if agent in obs:
-                        self._observe(row, obs[agent], first=False)
-                        self._info_mask(row, infos.get(agent))
-                    rewards[row] = float(rew.get(agent, 0.0))
-                    t, u = bool(term.get(agent, False)), bool(trunc.get(agent, False))
-                    if agent not in present and not (t or u):
-                        t = True  # left the game without a flag: nothing to bootstrap from
-                    if t or u:
-                        self._active[row] = False
-                        self._done_flags[row] = (t, u)
-                    terminated[row], truncated[row] = t, u
-                elif agent in present and agent in obs:  # joins: this step is its autoreset step
-                    self._active[row] = True
-                    self._observe(row, obs[agent], first=True)
-                    self._info_mask(row, infos.get(agent))
-                else:  # finished earlier or not yet joined: repeat the flags, reward 0, the same observation
-                    terminated[row], truncated[row] = self._done_flags[row]
-            self._reset_next[c] = not present
+            self._step_copy(c, actions, rewards, terminated, truncated)
         return self._obs.copy(), rewards, terminated, truncated, self._infos()
+
+    def _step_copy(self, c: int, actions: np.ndarray, rewards: np.ndarray, terminated: np.ndarray,
+                   truncated: np.ndarray) -> None:
+        """One step of copy ``c`` with the rows' ``actions``; writes its rows of the other arrays."""
+        env = self.envs[c]
+        own_rows = np.arange(self.n_agents) * self.copies + c
+        self._episode_log[c]["actions"].append(actions[own_rows].tolist())
+        acting = {agent: self._env_action(actions[self._index[agent] * self.copies + c]) for agent in env.agents}
+        obs, rew, term, trunc, infos = env.step(acting)
+        present = set(env.agents)
+        for i, agent in enumerate(self.possible_agents):
+            row = i * self.copies + c
+            if self._active[row]:  # a real step of this agent
+                if agent in obs:
+                    self._observe(row, obs[agent], first=False)
+                    self._info_mask(row, infos.get(agent))
+                rewards[row] = float(rew.get(agent, 0.0))
+                t, u = bool(term.get(agent, False)), bool(trunc.get(agent, False))
+                if agent not in present and not (t or u):
+                    t = True  # left the game without a flag: nothing to bootstrap from
+                if t or u:
+                    self._active[row] = False
+                    self._done_flags[row] = (t, u)
+                terminated[row], truncated[row] = t, u
+            elif agent in present and agent in obs:  # joins: this step is its autoreset step
+                self._active[row] = True
+                self._observe(row, obs[agent], first=True)
+                self._info_mask(row, infos.get(agent))
+            else:  # finished earlier or not yet joined: repeat the flags, reward 0, the same observation
+                terminated[row], truncated[row] = self._done_flags[row]
+        self._reset_next[c] = not present
+
+    # ------------------------------------------------------------------ exact resume
+
+    def replay_state(self) -> str:
+        """How each copy's current episode began and the row actions played since, as JSON text."""
+        return json.dumps(self._episode_log)
+
+    def restore_replay(self, state: str) -> np.ndarray:
+        """Replay :meth:`replay_state`'s log into the games: each copy is reset as its episode was (same seed or
+        RNG state) and steps through the same actions. Returns the observations (as the last step returned)."""
+        log = json.loads(state)
+        if not isinstance(log, list) or len(log) != self.copies:
+            raise ValueError(f"env replay state holds {len(log) if isinstance(log, list) else '?'} copies, this env "
+                             f"has {self.copies}")
+        n = self.num_envs
+        scratch = (np.zeros(n, np.float32), np.zeros(n, bool), np.zeros(n, bool))
+        for c, entry in enumerate(log):
+            start = entry.get("start") or {}
+            rng_state, game = start.get("rng"), self.envs[c].unwrapped
+            if rng_state is not None:
+                game.np_random = np.random.default_rng()
+                game.np_random.bit_generator.state = json.loads(rng_state)
+            for path, value in (start.get("carry_over") or {}).items():
+                if path not in self.carry_over:
+                    raise ValueError(f"env replay state sets {path!r}, which this env does not carry over")
+                _set_scalar_at(game, path, value)
+            self._reset_copy(c, start.get("seed"), entry.get("options"))
+            self._episode_log[c]["start"] = start  # the log keeps the episode's own start, not the replay's
+            for played in entry["actions"]:
+                row_actions = np.zeros((n, *self.single_action_space.shape), dtype=self.single_action_space.dtype)
+                rows = np.arange(self.n_agents) * self.copies + c
+                row_actions[rows] = np.asarray(played, dtype=self.single_action_space.dtype)
+                if not all(self.single_action_space.contains(a) for a in row_actions[rows]):
+                    raise ValueError(f"env replay action {played!r} of copy {c} is not in {self.single_action_space}")
+                self._step_copy(c, row_actions, *scratch)
+        return self._obs.copy()
 
     def _env_action(self, action: np.ndarray) -> Any:
         if isinstance(self.single_action_space, spaces.Discrete):
@@ -317,6 +378,21 @@ class ParallelEnvRows(VectorEnv):
     def close_extras(self, **kwargs: Any) -> None:
         for env in self.envs:
             env.close()
+
+
+def _scalar_at(obj: Any, path: str) -> Any:
+    for name in path.split("."):
+        obj = getattr(obj, name)
+    if not isinstance(obj, (bool, int, float, str)):
+        raise ValueError(f"carry_over {path!r} is a {type(obj).__name__}, not a scalar (int, float, bool, str)")
+    return obj
+
+
+def _set_scalar_at(obj: Any, path: str, value: Any) -> None:
+    *parents, name = path.split(".")
+    for parent in parents:
+        obj = getattr(obj, parent)
+    setattr(obj, name, value)
 
 
 def _draws_only_when_rendering(env: Any) -> bool:
@@ -334,7 +410,8 @@ def _load(path: str) -> Callable[..., Any]:
 
 def make_parallel_rows(num_envs: int = 1, *, parallel_env: str, env_kwargs: dict[str, Any] | None = None,
                        agent_id_input: bool | None = None, frame_size: int | None = None, grayscale: bool = False,
-                       frame_stack: int = 1, render_mode: str | None = None, **extra: Any) -> ParallelEnvRows:
+                       frame_stack: int = 1, render_mode: str | None = None, carry_over: Sequence[str] = (),
+                       **extra: Any) -> ParallelEnvRows:
     """Gymnasium's ``vector_entry_point`` for the rlkit multi-agent ids: ``num_envs`` copies of the PettingZoo
     game ``parallel_env`` (``"module:function"``, e.g. ``"pettingzoo.butterfly.pistonball_v6:parallel_env"``)
     made with ``env_kwargs`` (plus any other keyword, e.g. ``max_cycles``), as agent-major rows."""
@@ -350,4 +427,4 @@ def make_parallel_rows(num_envs: int = 1, *, parallel_env: str, env_kwargs: dict
         finally:
             probe.close()
     return ParallelEnvRows([lambda: factory(**kwargs) for _ in range(num_envs)], agent_id_input=agent_id_input,
-                           frame_size=frame_size, grayscale=grayscale, frame_stack=frame_stack)
+                           frame_size=frame_size, grayscale=grayscale, frame_stack=frame_stack, carry_over=carry_over)

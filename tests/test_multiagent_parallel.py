@@ -331,3 +331,41 @@ def test_dqn_trains_on_pistonball_through_the_cli(tmp_path):
     episodes = [r for r in records if r["kind"] == "episode"]
     assert episodes and all(r["length"] == 10 for r in episodes)  # per-agent episodes of max_cycles steps
     assert any(r["kind"] == "eval" for r in records) and any(r["kind"] == "train" for r in records)
+
+
+@pytest.mark.parametrize("env_id, kwargs", [
+    ("rlkit/KnightsArchersZombies-v0", {"max_cycles": 30}),
+    ("rlkit/Pistonball-v0", {"max_cycles": 15, "frame_size": 36}),
+])
+def test_resume_is_exact(tmp_path, env_id, kwargs):
+    """Checkpoint mid-episode (episodes of several lengths have ended, copies have re-reset from their games' RNG),
+    resume, and end with the weights and metrics of an uninterrupted run: the games were replayed exactly."""
+    from rlkit.cli import main
+    from rlkit.runfiles.checkpoint import load_checkpoint
+
+    def config(total):
+        data = {
+            "torch_threads": 1,
+            "env": {"id": env_id, "num_envs": 2, "kwargs": kwargs},
+            "agent": {"name": "dqn", "hidden": [16], "eps_decay_steps": 300, "target_update_every": 10},
+            "train": {"total_steps": total, "learning_starts": 40, "train_every": 8, "batch_size": 8,
+                      "replay": {"capacity": 2000}, "eval_every": 0, "checkpoint_every": 10_000},
+            "log": {"progress": False, "log_every": 50},
+        }
+        path = tmp_path / f"{total}.yaml"
+        path.write_text(yaml.safe_dump(data))
+        return path
+
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    assert main(["train", str(config(600)), f"--run-dir={straight}"]) == 0
+    assert main(["train", str(config(300)), f"--run-dir={resumed}"]) == 0
+    assert main(["train", "--resume", str(resumed), "train.total_steps=600"]) == 0
+    a = load_checkpoint(straight / "checkpoints" / "latest.pt", map_location="cpu", required=("agent",))["agent"]
+    b = load_checkpoint(resumed / "checkpoints" / "latest.pt", map_location="cpu", required=("agent",))["agent"]
+    assert a["updates"] == b["updates"] > 0
+    for key, value in a["q_net"].items():
+        assert torch.equal(value, b["q_net"][key]), key
+    episodes = lambda run: [{k: v for k, v in json.loads(line).items() if k != "time"}  # noqa: E731
+                            for line in (run / "metrics.jsonl").read_text().splitlines()
+                            if json.loads(line)["kind"] == "episode"]
+    assert episodes(straight) == episodes(resumed)

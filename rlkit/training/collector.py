@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import gymnasium as gym
 import numpy as np
@@ -53,22 +53,34 @@ class EpisodeTracker:
         return finished
 
 
+@runtime_checkable
+class ReplayableVectorEnv(Protocol):
+    """A vector env that logs its own episodes for exact resume (rlkit.envs.multiagent's rows): ``replay_state()``
+    is JSON text; ``restore_replay(text)`` rebuilds the games from it and returns the current observations."""
+
+    def replay_state(self) -> str: ...
+
+    def restore_replay(self, state: str) -> Any: ...
+
+
 class EnvReplay:
     """Exact resume for gymnasium's ``SyncVectorEnv``: for each sub-env, remember the RNG state just
     before its current episode's reset and the actions taken since. Restoring = set that RNG state,
     reset, replay the actions — the env is then in exactly the state it had at the checkpoint,
-    without pickling any env object. Envs without Python-visible state (ALE's native vector env) are
-    re-seeded instead, and the resumed run is statistically — not bitwise — the same."""
+    without pickling any env object. A vector env that keeps such a log itself (:class:`ReplayableVectorEnv`:
+    the multi-agent rows) is asked for it instead. Envs without Python-visible state (ALE's native vector env)
+    are re-seeded, and the resumed run is statistically — not bitwise — the same."""
 
     def __init__(self, envs: gym.vector.VectorEnv) -> None:
-        self.supported = isinstance(envs, gym.vector.SyncVectorEnv)
+        self.own_log = isinstance(envs, ReplayableVectorEnv)
+        self.supported = isinstance(envs, gym.vector.SyncVectorEnv) or self.own_log
         self.envs = envs
         n = envs.num_envs
         self.start_rng: list[str | None] = [None] * n
         self.actions: list[list[Any]] = [[] for _ in range(n)]
 
     def before_step(self, actions: np.ndarray, autoreset: np.ndarray) -> None:
-        if not self.supported:
+        if not self.supported or self.own_log:
             return
         for e in range(self.envs.num_envs):
             if autoreset[e]:  # this step resets env e: its next episode starts from this RNG state
@@ -78,12 +90,18 @@ class EnvReplay:
                 self.actions[e].append(actions[e].tolist())
 
     def state_dict(self) -> dict[str, Any]:
+        if self.own_log:
+            return {"supported": True, "own_log": self.envs.replay_state()}
         return {"supported": self.supported, "start_rng": json.dumps(self.start_rng), "actions": json.dumps(self.actions)}
 
     def restore(self, state: dict[str, Any], seed: int, autoreset: np.ndarray) -> np.ndarray | None:
         """Bring the envs back to the checkpoint; returns the current observations (None: not exact)."""
         if not (self.supported and state.get("supported")):
             return None
+        if self.own_log:
+            if not isinstance(state.get("own_log"), str):
+                return None  # a checkpoint from before these envs logged themselves: re-seed
+            return self.envs.restore_replay(state["own_log"])
         self.start_rng = json.loads(state["start_rng"])
         self.actions = json.loads(state["actions"])
         space = self.envs.single_action_space
