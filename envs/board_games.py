@@ -104,6 +104,11 @@ def tictactoe_heuristic(obs: dict[str, np.ndarray], rng: np.random.Generator) ->
     return _one_ply(obs, rng, lambda planes, action: (action // 3, action % 3), 3)
 
 
+WORST_REWARD: dict[str, float] = {"connect_four": -1.0, "tictactoe": -1.0, "leduc_holdem": -7.0}
+"""The lowest return a legal game can give the learner: what an illegal move costs under ``illegal_action: lose``,
+so that it is never cheaper than a legal loss. Leduc hold'em pays chips / big blind (rlcard): the most a player can
+put in is the big blind 2 + two raises of 2 in round one + two raises of 4 in round two = 14 chips, i.e. -7."""
+
 HEURISTICS: dict[str, Callable[[dict[str, np.ndarray], np.random.Generator], int]] = {
     "connect_four": connect_four_heuristic, "tictactoe": tictactoe_heuristic}
 
@@ -123,8 +128,10 @@ class TwoPlayerSeatEnv(gym.Env):
     snapshot of the learner from the :class:`~rlkit.training.selfplay.SelfPlayPool` the collector attaches (random
     until the pool holds one). ``learner_seat``: 0, 1, or None (drawn per game, so the learner plays both sides).
     ``info["outcome"]`` at the end of a game: 1 win, 0 draw, -1 loss (the learner's). ``illegal_action``: ``error``
-    (a ValueError naming the legal actions) or ``lose`` (the game ends as a loss, reward -1, as PettingZoo's
-    ``TerminateIllegalWrapper`` does: for unmasked learners, and for SB3's ``check_env``, which steps random actions).
+    (a ValueError naming the legal actions) or ``lose`` (the game ends as a loss with the game's worst reward,
+    :data:`WORST_REWARD`: -1 in the board games, as PettingZoo's ``TerminateIllegalWrapper`` gives, -7 in Leduc
+    hold'em, so that an illegal move never costs less than a legal loss; for unmasked learners, and for SB3's
+    ``check_env``, which steps random actions).
     """
 
     metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 2}
@@ -312,8 +319,9 @@ class TwoPlayerSeatEnv(gym.Env):
         if not valid:
             raise ValueError(f"{self.game_name}: action {action!r} is not one of the {len(mask)} actions")
         if not mask[index] and self.illegal_action == "lose":  # PettingZoo's TerminateIllegalWrapper rule
-            self._return, self._finished = -1.0, True
-            return ({k: v.copy() for k, v in self._obs.items()}, -1.0, True, False,
+            penalty = WORST_REWARD[self.game_name]
+            self._return, self._finished = self._return + penalty, True
+            return ({k: v.copy() for k, v in self._obs.items()}, penalty, True, False,
                     {"outcome": -1, "illegal_action": True})
         if not mask[index]:
             raise ValueError(f"{self.game_name}: action {index} is not allowed here (the action mask allows "

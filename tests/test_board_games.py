@@ -438,3 +438,29 @@ def test_masks_and_agent_ids_from_a_vector_envs_infos_reach_the_step_record():
     for (mask, actions), step in zip(envs.given, seen):
         assert torch.equal(step.action_mask, torch.as_tensor(mask)) and step.agent_id.tolist() == [0, 1, 2, 0, 1, 2]
         assert mask[np.arange(6), actions].all()
+
+
+def test_an_illegal_leduc_move_costs_at_least_the_worst_legal_loss():
+    """Under illegal_action=lose an illegal move must never be cheaper than a legal loss (else an unmasked learner
+    learns to fold big pots by cheating): Leduc's is -7 (14 chips / big blind 2), below every legal game's return."""
+    from rlkit.envs.board_games import WORST_REWARD
+
+    env = gym.make("rlkit/LeducHoldem-v0", opponent="random", illegal_action="lose")
+    rng = np.random.default_rng(0)
+    returns = []
+    for game in range(300):
+        obs, _ = env.reset(seed=game)
+        total, done = 0.0, False
+        while not done:
+            # raise whenever allowed: the largest pots, where the worst legal loss lives
+            legal = np.flatnonzero(obs["action_mask"])
+            action = 1 if 1 in legal and rng.random() < 0.8 else int(rng.choice(legal))
+            obs, reward, terminated, truncated, _ = env.step(action)
+            total += reward
+            done = terminated or truncated
+        returns.append(total)
+    assert min(returns) >= WORST_REWARD["leduc_holdem"] and min(returns) < -2  # big legal losses happen
+    obs, _ = env.reset(seed=1)
+    illegal = int(np.flatnonzero(obs["action_mask"] == 0)[0])
+    _, reward, terminated, _, info = env.step(illegal)
+    assert (reward, terminated, info["illegal_action"]) == (WORST_REWARD["leduc_holdem"], True, True)
