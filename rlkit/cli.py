@@ -144,9 +144,7 @@ def cmd_eval(ns: argparse.Namespace) -> int:
     extra = {} if ns.env else dict(cfg.train.eval_env_kwargs)
     opponent = None
     if ns.opponent is not None and ns.opponent not in ("random", "heuristic"):  # two-player games: another run
-        from rlkit.api import load
-
-        opponent = load(ns.opponent, ns.checkpoint, device=cfg.device)  # a run or an export, checked
+        opponent = _load_opponent(ns.opponent, ns.checkpoint, cfg.device)
     envs = make_vector_env(cfg.env, num_envs=min(ns.episodes, 8), **extra)
     if ns.opponent is not None:
         try:
@@ -180,16 +178,31 @@ def cmd_eval(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _load_opponent(path: str, checkpoint: str, device: str):
+    """``--opponent RUN``: an rlkit run or export (:func:`rlkit.load`) or an SB3 run, as a policy to play."""
+    from rlkit.api import load
+    from rlkit.runfiles.runs import open_run
+
+    run = open_run(path, checkpoint)  # a run or an export, checked (one line if it is neither)
+    if is_sb3_agent(run.config.agent.name):
+        from rlkit.training.sb3_runner import load_opponent
+
+        return load_opponent(run, device="cpu")
+    return load(path, checkpoint, device=device)
+
+
 def _eval_sb3(ns: argparse.Namespace, run) -> int:
     """``rlkit eval`` of an SB3 run (``agent.name: sb3.PPO``, ...): its saved SB3 model in rlkit's evaluation."""
     from rlkit.training.sb3_runner import evaluate_run
 
     cfg, opponent = run.config, ns.opponent
-    for flag, value in (("--env", ns.env), ("--target-return", ns.target_return),
-                        ("--opponent RUN", opponent if opponent not in (None, "random", "heuristic") else None)):
+    for flag, value in (("--env", ns.env), ("--target-return", ns.target_return)):
         if value is not None:
             raise ConfigError(f"{flag} is not supported for an SB3 run ({cfg.agent.name}); drop it")
-    prepare = (lambda envs: _set_opponents(envs, cfg.env.id, opponent, None)) if opponent else None
+    policy = None
+    if opponent is not None and opponent not in ("random", "heuristic"):  # another run: rlkit's or SB3's
+        policy = _load_opponent(opponent, ns.checkpoint, ns.device or cfg.device)
+    prepare = (lambda envs: _set_opponents(envs, cfg.env.id, opponent, policy)) if opponent else None
     result, agent = evaluate_run(run, ns.episodes, ns.epsilon, ns.seed, ns.device, prepare_envs=prepare)
     print(f"{cfg.env.id} {cfg.agent.name} ({run.weights.name}): return {result['return_mean']:.2f} ± "
           f"{result['return_std']:.2f} over {ns.episodes} episodes (mean length {result['length_mean']:.1f})"

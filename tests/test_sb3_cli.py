@@ -259,6 +259,18 @@ def test_maskable_ppo_plays_a_board_game_and_eval_pits_it(tmp_path, capsys):
     assert main(["eval", str(run), "--games", "6", "--opponent", "heuristic"]) == 0
     assert "against heuristic" in capsys.readouterr().out
 
+    # SB3 against rlkit and rlkit against SB3: --opponent takes either kind of run
+    dqn = tmp_path / "dqn"
+    assert main(["train", "--agent", "dqn", "--env", "rlkit/TicTacToe-v0", "train.total_steps=64",
+                 "train.learning_starts=32", "train.eval_every=0", "log.progress=false", "log.tensorboard=false",
+                 "log.plot=false", f"--run-dir={dqn}"]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(run), "--games", "6", "--opponent", str(dqn)]) == 0
+    assert f"against {dqn}" in capsys.readouterr().out
+    assert main(["eval", str(dqn), "--games", "6", "--opponent", str(run)]) == 0
+    assert f"against {run}" in capsys.readouterr().out
+    assert main(["eval", str(run), "--games", "6", "--opponent", str(tmp_path / "nothing")]) == 2
+
 
 def test_damaged_sb3_checkpoint_is_one_line(runs, tmp_path, capsys):
     import shutil

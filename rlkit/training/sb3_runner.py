@@ -36,6 +36,7 @@ import json
 import os
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -314,12 +315,14 @@ class SB3Agent:
                     actions[row] = space.sample()
         return actions
 
-    def predict(self, obs, episode_start=None, prev_reward=None, epsilon: float = 0.0) -> np.ndarray:
-        """A batch of observations -> actions (rlkit's agents' ``predict``, used by ``rlkit eval --video``)."""
+    def predict(self, obs, deterministic: bool = True, epsilon: float = 0.0, episode_start=None,
+                prev_reward=None) -> np.ndarray:
+        """A batch of observations -> actions, as rlkit's agents' ``predict`` (``rlkit eval --video``, and an SB3
+        run playing ``--opponent``)."""
         from rlkit.contract.agent import StepRecord
 
         record = StepRecord.from_arrays(obs, self.device, prev_reward=prev_reward, episode_start=episode_start)
-        return self.act(record, explore=False, epsilon=epsilon)
+        return self.act(record, explore=not deterministic, epsilon=epsilon)
 
     def _masks(self, step) -> np.ndarray | None:
         if not _is_masked(self.algo_cls):
@@ -574,6 +577,28 @@ def evaluate_run(run, episodes: int, epsilon: float, seed: int, device: str | No
     (run.run_dir / "eval.json").write_text(json.dumps({"checkpoint": str(run.weights), **result}, indent=1))
     agent.mask_envs = None
     return result, agent
+
+
+@dataclass
+class SB3Opponent:
+    """An SB3 run's model as ``rlkit eval --opponent RUN`` plays it: ``agent.predict`` (the deterministic policy;
+    MaskablePPO reads the mask from the observation's ``action_mask``) and the model's spaces."""
+
+    agent: SB3Agent
+    observation_space: Any
+    action_space: Any
+
+
+def load_opponent(run, device: str = "cpu") -> SB3Opponent:
+    """The policy of an opened SB3 run (``run.weights``: best or latest) to play against in a two-player game."""
+    cfg = run.config
+    state = load_checkpoint(run.weights, map_location="cpu", required=("agent",))
+    try:
+        model = load_model(algorithm_class(cfg.agent.name), state["agent"], device=device)
+    except CheckpointError as exc:
+        raise CheckpointError(f"'{run.weights}': {exc}") from None
+    agent = SB3Agent(model, algorithm_class(cfg.agent.name), None, seed=0)
+    return SB3Opponent(agent, model.observation_space, model.action_space)
 
 
 def load_model_of_run(run_dir: Path, checkpoint: Path = LATEST, device: str = "cpu"):
