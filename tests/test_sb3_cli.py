@@ -259,6 +259,11 @@ def test_maskable_ppo_plays_a_board_game_and_eval_pits_it(tmp_path, capsys):
     assert main(["eval", str(run), "--games", "6", "--opponent", "heuristic"]) == 0
     assert "against heuristic" in capsys.readouterr().out
 
+    # a snapshot pool (rlkit's collector keeps it) is refused in an SB3 run, not silently replaced by random games
+    assert main(["train", "--agent", "sb3_contrib.MaskablePPO", "--env", "rlkit/TicTacToe-v0",
+                 "env.kwargs={opponent: selfplay}", "train.total_steps=64", f"--run-dir={tmp_path / 'pool'}"]) == 2
+    assert "SB3 runs do not keep" in capsys.readouterr().err and not (tmp_path / "pool").exists()
+
     # SB3 against rlkit and rlkit against SB3: --opponent takes either kind of run
     dqn = tmp_path / "dqn"
     assert main(["train", "--agent", "dqn", "--env", "rlkit/TicTacToe-v0", "train.total_steps=64",

@@ -211,6 +211,13 @@ def make_sb3_env(cfg: RunConfig, algo_cls: type, sink: list[dict[str, float]]):
         return _EpisodeReport(env, sink)
 
     envs = DummyVecEnv([make] * cfg.env.num_envs)
+    pooled = [env.unwrapped for env in envs.envs if getattr(env.unwrapped, "wants_selfplay_pool", False)
+              and env.unwrapped.opponent_kind == "selfplay" and env.unwrapped.opponent_mix.get("pool", 0) > 0]
+    if pooled:  # the snapshot pool lives in rlkit's collector, which SB3's learn does not use
+        envs.close()
+        raise ConfigError(f"env.kwargs: '{cfg.env.id}' plays self-play with a snapshot pool (opponent_mix "
+                          f"{pooled[0].opponent_mix}), which SB3 runs do not keep; give opponent_mix without 'pool' "
+                          "(e.g. {random: 0.4, heuristic: 0.6}) or train rlkit's DQN for self-play against snapshots")
     if _is_masked(algo_cls):
         space = envs.observation_space
         in_obs = isinstance(space, gym.spaces.Dict) and "action_mask" in space.spaces
