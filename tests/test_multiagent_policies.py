@@ -185,3 +185,26 @@ def test_per_agent_refused_on_a_single_agent_env(tmp_path, capsys) -> None:
     assert main(["train", "agent.policies=per_agent", "train.total_steps=10", f"--run-dir={tmp_path / 'r'}"]) == 2
     assert "per_agent needs a multi-agent env" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+def test_evaluation_counts_every_agent_of_every_copy() -> None:
+    """Rows are agent-major: spreading 6 episodes over 2 copies x 4 agents' rows used to count the archers only."""
+    from rlkit.config import EnvConfig
+    from rlkit.training.build import make_vector_env
+    from rlkit.training.evaluation import evaluate
+
+    env_cfg = EnvConfig(id="rlkit/KnightsArchersZombies-v0", num_envs=2, kwargs={"max_cycles": 20})
+    envs = make_vector_env(env_cfg, num_envs=2)
+    seen: list[int] = []
+
+    class Recorder:
+        device = torch.device("cpu")
+
+        def act(self, step, explore, epsilon=None):
+            seen.extend(step.agent_id.tolist())
+            return np.zeros(step.size, dtype=np.int64)
+
+    result = evaluate(Recorder(), env_cfg, 6, 0.0, seed=0, envs=envs)
+    envs.close()
+    assert len(result["returns"]) == 8  # one episode per row: 2 copies x 4 agents (>= the 6 asked for)
+    assert set(seen) == {0, 1, 2, 3}

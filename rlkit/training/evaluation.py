@@ -43,7 +43,10 @@ def evaluate(agent, env_cfg: EnvConfig, episodes: int, epsilon: float, seed: int
     ``draw_rate`` and ``loss_rate``.
 
     Each sub-env runs a fixed quota of episodes, so short episodes are not over-represented (a plain
-    "first N episodes to finish" would favour them). ``on_episode(done, episodes)`` is called after each
+    "first N episodes to finish" would favour them). A multi-agent game's rows (the env reports ``agent_id``;
+    rows are agent-major) all get the same quota, at least one episode each, so every agent of every game copy
+    counts (more than ``episodes`` where there are more rows): spreading ``episodes`` over the first rows would
+    count the first agents only. ``on_episode(done, episodes)`` is called after each
     counted episode (progress display).
     """
     own_envs = envs is None
@@ -52,7 +55,10 @@ def evaluate(agent, env_cfg: EnvConfig, episodes: int, epsilon: float, seed: int
     try:
         collector = Collector(envs, seed)
         n = envs.num_envs
-        quota = np.array([episodes // n + (1 if e < episodes % n else 0) for e in range(n)])
+        if "agent_id" in collector.rows:  # multi-agent rows: every agent of every copy, equally
+            quota = np.full(n, -(-episodes // n), dtype=np.int64)
+        else:
+            quota = np.array([episodes // n + (1 if e < episodes % n else 0) for e in range(n)])
         done_count = np.zeros(n, dtype=np.int64)
         returns: list[float] = []
         lengths: list[int] = []
