@@ -1,4 +1,4 @@
-"""``rlkit`` command line: train | eval | export | list | plot | bench | collect | dataset.
+"""``rlkit`` command line: train | eval | export | list | plot | bench | collect | dataset | pretrain.
 
 User mistakes (missing file, bad YAML, unknown key or id, a directory that is not a run, a run in
 use by another process, a checkpoint that is not one) and a full disk print one line — what, where,
@@ -60,6 +60,25 @@ def cmd_train(ns: argparse.Namespace) -> int:
     summary = train(cfg, run_dir, resume=ns.resume is not None, source=source)
     _print_summary(summary)
     return 128 + summary["interrupted"] if summary.get("interrupted") else 0
+
+
+def cmd_pretrain(ns: argparse.Namespace) -> int:
+    """``rlkit pretrain CONFIG [key=value ...]``: an encoder from a dataset with auxiliary losses
+    (:mod:`rlkit.training.pretrain`), written as RUN_DIR/encoder.safetensors for ``agent.encoder.init``."""
+    from rlkit.training.pretrain import prepare_pretrain, pretrain
+
+    config_path, overrides = _split_config_and_overrides(ns.args)
+    for text in overrides:
+        if "=" not in text:
+            raise ConfigError(f"'{text}' is neither a config file (it must come first) nor an override key.sub=value")
+    overrides += [f"{key}={value}" for key, value in (("seed", ns.seed), ("device", ns.device)) if value is not None]
+    cfg, run_dir = prepare_pretrain(config_path, overrides, run_dir=ns.run_dir, resume_dir=ns.resume)
+    summary = pretrain(cfg, run_dir, resume=ns.resume is not None)
+    losses = "  ".join(f"{k} {v:.4f}" for k, v in summary["losses"].items() if k.startswith("aux/"))
+    print(f"steps {summary['steps']}  wall time {summary['wall_time']:.1f}s  {losses}")
+    if summary["encoder"]:
+        print(f"encoder: {summary['encoder']}  (agent.encoder.init)")
+    return 128 + summary["interrupted"] if summary["interrupted"] else 0
 
 
 def _print_summary(summary: dict) -> None:
@@ -441,10 +460,11 @@ def _collect_policy(ns: argparse.Namespace, num_envs: int):
 
 
 def cmd_dataset(ns: argparse.Namespace) -> int:
-    """``rlkit dataset list | info ID | from-run RUN_DIR --out ID | from-mocap | import-hdf5 FILE --env ID``."""
+    """``rlkit dataset list | info ID | from-run RUN_DIR --out ID | from-mocap | import-hdf5 FILE --env ID |
+    pseudo-label SOURCE --out ID``."""
     return {"list": _dataset_list, "info": _dataset_info, "from-run": _dataset_from_run,
             "from-mocap": _dataset_from_mocap, "import-hdf5": _dataset_import_hdf5,
-            "make-reference": _dataset_make_reference}[ns.source](ns)
+            "make-reference": _dataset_make_reference, "pseudo-label": _dataset_pseudo_label}[ns.source](ns)
 
 
 def _dataset_list(ns: argparse.Namespace) -> int:
@@ -535,6 +555,23 @@ def _dataset_make_reference(ns: argparse.Namespace) -> int:
         print(f"wrote rlkit/{name} ({path}): {s['total_episodes']} episodes, {s['total_steps']:,} steps, return "
               f"{s['return_mean']:.1f} [{s['return_min']:.1f}..{s['return_max']:.1f}], normalised "
               f"{s['normalized_mean']:.1f}")
+    return 0
+
+
+def _dataset_pseudo_label(ns: argparse.Namespace) -> int:
+    """``rlkit dataset pseudo-label SOURCE --out ID``: label action-free episodes with an inverse-dynamics model."""
+    from rlkit.training.pseudo_label import pseudo_label
+
+    path, s = pseudo_label(ns.dataset, ns.out, labelled_fraction=ns.labelled_fraction, threshold=ns.threshold,
+                           steps=ns.steps, seed=ns.seed, ensemble=ns.ensemble, action_free=ns.action_free,
+                           overwrite=ns.overwrite)
+    model = s["inverse_model"]
+    held = (f"held-out accuracy {model['held_out_accuracy']:.3f}" if "held_out_accuracy" in model else
+            f"held-out MSE {model['held_out_mse']:.4f} (normalised actions)" if "held_out_mse" in model else
+            "no held-out steps")
+    print(f"wrote dataset {ns.out} ({path}): {s['labelled_episodes']} labelled episodes ({s['labelled_steps']} steps) "
+          f"+ {s['pseudo_labelled_steps']} pseudo-labelled steps of {s['action_free_episodes']} action-free episodes "
+          f"({s['dropped_steps']} dropped below the threshold); inverse model: {held}")
     return 0
 
 
@@ -646,7 +683,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_data_commands(sub)
     _add_bench_command(sub)
+    _add_pretrain_command(sub)
     return parser
+
+
+def _add_pretrain_command(sub) -> None:
+    """`rlkit pretrain CONFIG [key=value ...]`."""
+    pre = sub.add_parser("pretrain", help="pretrain an encoder from a dataset with auxiliary losses",
+                         description="Trains agent.encoder-style encoders from an offline dataset with the losses of "
+                                     "rlkit.auxiliary (configs/pretrain_*.yaml) and writes RUN_DIR/encoder.safetensors, "
+                                     "which agent.encoder.init loads (agent.encoder.freeze keeps it fixed).")
+    pre.add_argument("args", nargs="*", metavar="CONFIG|key=value", help="config file, then dotted overrides")
+    pre.add_argument("--seed", type=int, help="shortcut for seed=N")
+    pre.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    pre.add_argument("--run-dir", help="write the run here instead of runs/<name>")
+    pre.add_argument("--resume", metavar="RUN_DIR", help="continue a pretraining run from its latest checkpoint")
+    pre.set_defaults(func=cmd_pretrain)
 
 
 def _add_data_commands(sub) -> None:
@@ -724,6 +776,29 @@ def _add_data_commands(sub) -> None:
                                                        "training instead of re-running it")
     ref.add_argument("--overwrite", action="store_true", help="replace existing datasets")
     ref.set_defaults(func=cmd_dataset)
+    pseudo = dataset_sub.add_parser(
+        "pseudo-label", help="label action-free episodes with an inverse-dynamics model trained on the labelled ones",
+        description="Trains an inverse-dynamics model a = g(s_t, s_t+1) on the episodes of SOURCE that have actions, "
+                    "labels the action-free ones (metadata rlkit.action_free / action_free_episodes, the episodes "
+                    "--labelled-fraction hides, or every episode of --action-free) and writes the union as --out; "
+                    "Discrete labels below --threshold confidence are dropped (FixMatch), Box labels optionally by "
+                    "ensemble disagreement (docs/datasets.md).")
+    pseudo.add_argument("dataset", metavar="SOURCE", help="dataset id or path")
+    pseudo.add_argument("--out", required=True, metavar="ID", help="the new dataset's id, namespace/name-v0")
+    pseudo.add_argument("--labelled-fraction", type=float, metavar="F",
+                        help="keep the actions of this share of the episodes (seeded) and hide the rest (experiments)")
+    pseudo.add_argument("--threshold", type=float, metavar="T",
+                        help="Discrete: the softmax confidence a label needs (default 0.95); Box: the most ensemble "
+                             "disagreement (std in normalised units) a label may have (default: keep every label)")
+    pseudo.add_argument("--steps", type=int, default=2000, metavar="N",
+                        help="gradient steps of the inverse model per member (default 2000, early-stopped)")
+    pseudo.add_argument("--ensemble", type=int, metavar="K", help="inverse models (default 5 with a Box --threshold, "
+                                                                   "else 1)")
+    pseudo.add_argument("--action-free", metavar="ID", help="a dataset of the same spaces whose every episode is "
+                                                            "labelled too (e.g. state-only motion capture)")
+    pseudo.add_argument("--seed", type=int, default=0, help="the labelled split, held-out episodes and model (default 0)")
+    pseudo.add_argument("--overwrite", action="store_true", help="replace an existing dataset --out")
+    pseudo.set_defaults(func=cmd_dataset)
 
 
 def _add_bench_command(sub) -> None:
@@ -750,7 +825,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     ns, extra = parser.parse_known_args(argv)
     # overrides may come after options (`rlkit train --seed 1 train.total_steps=5`)
-    if extra and ns.command == "train" and not any(e.startswith("-") for e in extra):
+    if extra and ns.command in ("train", "pretrain") and not any(e.startswith("-") for e in extra):
         ns.args = list(ns.args) + extra
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
