@@ -7,8 +7,10 @@ Agents import these instead of re-declaring them, so every agent file stays abou
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from typing import Any
 
 import gymnasium as gym
@@ -115,7 +117,7 @@ class DictEncoder(nn.Module):
     each spatial key (a uint8 C×H×W image; with ``kind: board`` also an H×W×C board) goes through its own
     network of the encoder ``kind`` (:func:`spatial_encoder`); the features are concatenated to ``[B, out_dim]``."""
 
-    def __init__(self, space: gym.spaces.Dict, kind: str = "auto") -> None:
+    def __init__(self, space: gym.spaces.Dict, kind: "str | EncoderConfig" = "auto") -> None:
         super().__init__()
         self.vector_keys: list[str] = []
         self.cnns = nn.ModuleDict()
@@ -175,51 +177,143 @@ class BoardCNN(nn.Module):
         return self.conv(board.float().permute(0, 3, 1, 2))
 
 
-ENCODER_KINDS = ("auto", "nature", "flat", "board")
+ENCODER_KINDS = ("auto", "nature", "flat", "board", "impala", "vit")
 """Observation encoders by name (``agent.encoder.kind``): ``auto`` is the Nature CNN for uint8 images and
 flattening for vectors; ``nature`` insists on images; ``flat`` flattens everything (images too, as floats);
-``board`` puts 3-D channels-last boards (and Dict keys holding them) through :class:`BoardCNN`."""
+``board`` puts 3-D channels-last boards (and Dict keys holding them) through :class:`BoardCNN`; ``impala``
+(the IMPALA ResNet) and ``vit`` (a small Vision Transformer) take uint8 C×H×W images
+(:mod:`rlkit.contract.encoders`)."""
+
+IMAGE_KINDS = ("nature", "impala", "vit")
 
 
 @dataclass
 class EncoderConfig:
-    """``agent.encoder``: which network encodes observations, and where its weights start."""
+    """``agent.encoder``: which network encodes observations, and where its weights start.
+
+    ``init`` loads encoder weights written by ``rlkit pretrain`` (``encoder.safetensors``) into the agent's
+    declared encoder and every copy of it (:func:`rlkit.training.build.load_encoder_init`) when a run starts
+    (not on resume: the checkpoint holds the weights); ``freeze`` keeps them fixed (``Agent.freeze``)."""
 
     kind: str = "auto"
     """One of :data:`ENCODER_KINDS`."""
+    features: int = 256
+    """``impala``: width of the final linear layer (the encoder's output; 256 in the paper)."""
+    channels: list[int] = field(default_factory=lambda: [16, 32, 32])
+    """``impala``: channels of the stages (one stage each; 16, 32, 32 in the paper)."""
+    patch: int = 0
+    """``vit``: patch size in pixels; 0 picks the largest size <= 8 that divides the image."""
+    width: int = 128
+    """``vit``: token width (the encoder's output)."""
+    depth: int = 4
+    """``vit``: transformer blocks."""
+    heads: int = 4
+    """``vit``: attention heads (must divide ``width``)."""
+    init: str | None = None
+    """A safetensors file of encoder weights (``rlkit pretrain``'s ``encoder.safetensors``) loaded when the run
+    starts; its kind, settings and observation shape must match this run's. None: random initialisation."""
+    freeze: bool = False
+    """Keep the encoder's weights fixed (every trainable copy of it: SAC's actor and critic encoders)."""
 
     def __post_init__(self) -> None:
         if self.kind not in ENCODER_KINDS:
             raise ConfigError(f"agent.encoder.kind must be one of {', '.join(ENCODER_KINDS)}, got {self.kind!r}")
+        for name in ("features", "width", "depth", "heads"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"agent.encoder.{name} must be >= 1, got {getattr(self, name)}")
+        if self.patch < 0:
+            raise ConfigError(f"agent.encoder.patch must be >= 1 (or 0: chosen to divide the image), got {self.patch}")
+        if not self.channels or any(c < 1 for c in self.channels):
+            raise ConfigError(f"agent.encoder.channels must be a non-empty list of widths >= 1, got {self.channels}")
+        if self.width % self.heads:
+            raise ConfigError(f"agent.encoder.width ({self.width}) must be a multiple of agent.encoder.heads "
+                              f"({self.heads})")
+        if self.init is not None and not self.init:
+            raise ConfigError("agent.encoder.init must be a path to an encoder.safetensors file (or null)")
+
+    def settings(self) -> dict[str, Any]:
+        """The fields that shape the network of ``kind`` (stored with pretrained weights and checked on load)."""
+        return {"impala": {"features": self.features, "channels": list(self.channels)},
+                "vit": {"patch": self.patch, "width": self.width, "depth": self.depth, "heads": self.heads},
+                }.get(self.kind, {})
 
 
-def spatial_encoder(space: gym.spaces.Box, kind: str) -> nn.Module | None:
-    """The network of encoder ``kind`` for a spatial Box (an image or a board), or None where ``space`` is
-    flattened instead (vectors; everything under ``flat``)."""
+_OPTIONS: ContextVar[EncoderConfig | None] = ContextVar("rlkit_encoder_options", default=None)
+
+
+@contextmanager
+def encoder_options(cfg: EncoderConfig) -> Iterator[None]:
+    """Inside, :func:`make_encoder` called with a kind name (as the agents call it, ``cfg.encoder.kind``)
+    builds that kind with ``cfg``'s settings (IMPALA's channels, the ViT's depth, ...).
+    :func:`rlkit.training.build.build_agent` builds every agent inside it; passing the ``EncoderConfig`` itself
+    to :func:`make_encoder` does the same without it."""
+    token = _OPTIONS.set(cfg)
+    try:
+        yield
+    finally:
+        _OPTIONS.reset(token)
+
+
+def _options(kind: str | EncoderConfig) -> EncoderConfig:
+    if isinstance(kind, EncoderConfig):
+        return kind
+    current = _OPTIONS.get()
+    if current is not None and current.kind == kind:
+        return current
+    if kind not in ENCODER_KINDS:
+        raise ConfigError(f"agent.encoder.kind must be one of {', '.join(ENCODER_KINDS)}, got {kind!r}")
+    return EncoderConfig(kind=kind)
+
+
+def resolved_kind(space: gym.Space, kind: str) -> str:
+    """The network ``kind`` builds for ``space``: ``auto`` is ``nature`` for uint8 images, else ``flat``."""
+    if kind != "auto":
+        return kind
+    if isinstance(space, gym.spaces.Box) and is_image_space(tuple(space.shape), space.dtype):
+        return "nature"
+    return "flat" if not isinstance(space, gym.spaces.Dict) else "auto"
+
+
+def spatial_encoder(space: gym.spaces.Box, kind: str | EncoderConfig) -> nn.Module | None:
+    """The network of encoder ``kind`` (a name or an :class:`EncoderConfig` with its settings) for a spatial
+    Box (an image or a board), or None where ``space`` is flattened instead (vectors; everything under ``flat``)."""
+    options = _options(kind)
+    kind = options.kind
     shape = tuple(space.shape)
     if kind == "flat" or len(shape) != 3:
         return None
     if kind == "board":
         return BoardCNN(shape[0], shape[1], shape[2])
-    if is_image_space(shape, space.dtype):  # auto, nature
-        return NatureCNN(shape[0], shape[1], shape[2])
-    return None
+    if not is_image_space(shape, space.dtype):
+        return None
+    if kind == "impala":
+        from rlkit.contract.encoders import ImpalaCNN
+
+        return ImpalaCNN(shape[0], shape[1], shape[2], options.channels, options.features)
+    if kind == "vit":
+        from rlkit.contract.encoders import VisionTransformer
+
+        return VisionTransformer(shape[0], shape[1], shape[2], options.patch, options.width, options.depth,
+                                 options.heads)
+    return NatureCNN(shape[0], shape[1], shape[2])  # auto, nature
 
 
-def make_encoder(observation_space: gym.Space, hidden: Sequence[int] = (), kind: str = "auto") -> nn.Module:
+def make_encoder(observation_space: gym.Space, hidden: Sequence[int] = (),
+                 kind: str | EncoderConfig = "auto") -> nn.Module:
     """The encoder for an observation space (``out_dim`` features): by default the Nature CNN for images,
     flattening for vectors, :class:`DictEncoder` for Dict spaces; ``kind`` (``agent.encoder.kind``, one of
-    :data:`ENCODER_KINDS`) picks another network for spatial observations; with ``hidden`` widths, a learned MLP
-    after it (``agent.encoder_hidden``: a trainable encoder for vector observations, e.g. for auxiliary losses)."""
-    if kind not in ENCODER_KINDS:
-        raise ConfigError(f"agent.encoder.kind must be one of {', '.join(ENCODER_KINDS)}, got {kind!r}")
+    :data:`ENCODER_KINDS`, or the whole :class:`EncoderConfig` with its settings) picks another network for
+    spatial observations; with ``hidden`` widths, a learned MLP after it (``agent.encoder_hidden``: a trainable
+    encoder for vector observations, e.g. for auxiliary losses)."""
+    options = _options(kind)
+    kind = options.kind
     if isinstance(observation_space, gym.spaces.Dict):
-        base = DictEncoder(observation_space, kind)
+        base = DictEncoder(observation_space, options)
     else:
-        spatial = spatial_encoder(observation_space, kind)
-        if kind in ("nature", "board") and spatial is None:
+        spatial = spatial_encoder(observation_space, options)
+        if kind in ("board", *IMAGE_KINDS) and spatial is None:
             raise ConfigError(f"agent.encoder.kind {kind!r} needs "
-                              f"{'uint8 C x H x W images' if kind == 'nature' else 'H x W x C boards'}, the env "
+                              f"{'H x W x C boards' if kind == 'board' else 'uint8 C x H x W images'}, the env "
                               f"observes {observation_space}; use kind: auto")
         base = spatial if spatial is not None else FlatEncoder(tuple(observation_space.shape))
     return MLPEncoder(base, hidden) if hidden else base

@@ -20,6 +20,7 @@ import torch
 
 from rlkit.runfiles.checkpoint import load_checkpoint
 from rlkit.config import EnvConfig, RunConfig
+from rlkit.contract.networks import encoder_options
 from rlkit.errors import CheckpointError, ConfigError
 from rlkit.experience.replay import ReplayBuffer
 
@@ -133,11 +134,13 @@ def run_spaces(cfg: RunConfig, run_dir: Path | None = None) -> tuple[gym.Space, 
 
 
 def build_agent(cfg: RunConfig, observation_space: gym.Space, action_space: gym.Space, device: torch.device,
-                agent_names: list[str] | None = None):
+                agent_names: list[str] | None = None, init_encoder: bool = False):
     """The config's agent for these spaces. ``agent_names``: a multi-agent env's agents (its
     ``metadata["agents"]``, index = the rows' agent id), which the agent config resolves names against
     (:meth:`AgentConfig.bind_agents`); None where the env has one agent or is not at hand (a saved config is
-    already resolved)."""
+    already resolved). Encoders are built with ``agent.encoder``'s settings; ``agent.encoder.freeze`` freezes
+    them; ``init_encoder`` (a new run, not a resume or a reload: the checkpoint holds the weights then) loads
+    ``agent.encoder.init`` into them (:func:`load_encoder_init`)."""
     from rlkit.agents import AGENTS
 
     _, agent_cls = AGENTS[cfg.agent.name]
@@ -150,13 +153,101 @@ def build_agent(cfg: RunConfig, observation_space: gym.Space, action_space: gym.
         raise ConfigError(f"agent '{name}' takes discrete actions, but {where} has {action_space}; use an agent for "
                           "continuous actions (sac, mpo, bc)")
     cfg.agent.bind_agents(agent_names)
+    encoder_cfg = cfg.agent.encoder
     try:
-        return agent_cls(cfg.agent, observation_space, action_space, device=device, seed=cfg.seed)
+        with encoder_options(encoder_cfg):  # the agents pass agent.encoder.kind; its settings come from here
+            agent = agent_cls(cfg.agent, observation_space, action_space, device=device, seed=cfg.seed)
     except ConfigError:
         raise
     except ValueError as exc:  # e.g. torch rejecting an optimizer setting the config did not range-check
         raise ConfigError(f"agent: '{cfg.agent.name}' could not be built with this config: "
                           f"{' '.join(str(exc).split())[:300]}") from None
+    if encoder_cfg.init is not None or encoder_cfg.freeze:
+        copies = encoder_copies(agent)
+        if init_encoder and encoder_cfg.init is not None:
+            load_encoder_init(agent, copies, cfg.agent, observation_space)
+        if encoder_cfg.freeze:
+            for name, role in copies:
+                if role in ("acts", "trains"):
+                    agent.freeze(name)
+    return agent
+
+
+# --------------------------------------------------------------------------------------
+# Pretrained encoders (agent.encoder.init / freeze)
+# --------------------------------------------------------------------------------------
+
+
+def encoder_copies(agent) -> list[tuple[str, str]]:
+    """(dotted name, role) of the agent's encoder and every copy of it, the modules ``agent.encoder.init``
+    loads and ``agent.encoder.freeze`` freezes:
+
+    - the declared ``encoder`` part (e.g. ``q_net.encoder``, SAC's ``critic.encoder``), or inside it the module
+      :func:`rlkit.contract.networks.make_encoder` built (the Decision Transformer's ``model.state_encoder.base``;
+      its linear map to the token width is not part of the encoder file);
+    - the same path in every other declared module part where a module of the same class sits there: target
+      copies (DQN's ``target_net.encoder``, SAC's ``target_critic.encoder``) and other networks' own encoders
+      of the same kind (SAC's actor ``policy.encoder``), so acting and learning both start from the pretrained
+      features;
+    - momentum copies declared with the encoder as their source (a key encoder).
+
+    Auxiliary heads are not included. An agent that declares no encoder is a one-line ConfigError."""
+    parts = agent.parts
+    name = parts.encoder
+    if name is None:
+        raise ConfigError(f"agent.encoder.init / freeze: {type(agent).__name__} declares no encoder part (a DQN with "
+                          "per-agent or team policies has one per group); remove them")
+    root = _encoder_root(parts.module_at(name))
+    if root:
+        name = f"{name}.{root}"
+    head, _, rest = name.partition(".")
+    cls = type(parts.module_at(name))
+    found = [(name, parts.roles[head])]
+    for other in parts.module_names():
+        candidate = f"{other}.{rest}" if rest else other
+        if other != head and parts.has(candidate) and type(parts.module_at(candidate)) is cls:
+            found.append((candidate, parts.roles[other]))
+    for other, source in parts.sources.items():
+        if source in (name, parts.encoder) and not any(n == other for n, _ in found):
+            found.append((other, parts.roles[other]))
+    return found
+
+
+def _encoder_root(module: torch.nn.Module) -> str:
+    """The dotted path inside a declared encoder part of the network ``make_encoder`` built ('' for itself)."""
+    from rlkit.contract.networks import DictEncoder, FlatEncoder, MLPEncoder, NatureCNN, BoardCNN
+    from rlkit.contract.encoders import ImpalaCNN, VisionTransformer
+
+    kinds = (NatureCNN, ImpalaCNN, VisionTransformer, BoardCNN, FlatEncoder, DictEncoder, MLPEncoder)
+    if isinstance(module, kinds):
+        return ""
+    for path, sub in module.named_modules():
+        if isinstance(sub, kinds):
+            return path
+    return ""
+
+
+def load_encoder_init(agent, copies: list[tuple[str, str]], agent_cfg, observation_space: gym.Space) -> None:
+    """Load ``agent.encoder.init`` (an ``encoder.safetensors`` of ``rlkit pretrain``) into every module of
+    ``copies`` (:func:`encoder_copies`). The file's kind, settings, ``encoder_hidden`` and observation shape
+    must be this run's, and every tensor must be there with its shape: else a one-line ConfigError naming what
+    differs (the tensor, expected vs found). Safetensors only: nothing is unpickled."""
+    from rlkit.contract.networks import resolved_kind
+    from rlkit.runfiles.encoder_file import check_encoder_metadata, check_tensors, read_encoder_file
+
+    encoder_cfg = agent_cfg.encoder
+    path = encoder_cfg.init
+    tensors, metadata = read_encoder_file(path)
+    check_encoder_metadata(metadata, path, resolved_kind(observation_space, encoder_cfg.kind), encoder_cfg.settings(),
+                           list(agent_cfg.encoder_hidden), observation_space)
+    parts = agent.parts
+    first = parts.module_at(copies[0][0])
+    check_tensors(tensors, first, path)
+    with torch.no_grad():
+        for name, _ in copies:
+            module = parts.module_at(name)
+            device = next(iter(module.state_dict().values())).device if module.state_dict() else agent.device
+            module.load_state_dict({k: v.to(device) for k, v in tensors.items()})
 
 
 def load_agent_weights(agent, path: Path, device: torch.device) -> dict[str, Any]:

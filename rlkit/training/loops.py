@@ -67,7 +67,7 @@ def train_online(cfg: RunConfig, run_dir: Path, resume: bool = False, source: st
         envs = run.own(make_vector_env(cfg.env))
         eval_envs = run.own(make_vector_env(cfg.env, num_envs=min(train.eval_episodes, 8), **train.eval_env_kwargs))
         agent = build_agent(cfg, envs.single_observation_space, envs.single_action_space, device,
-                            agent_names=env_agent_names(envs))
+                            agent_names=env_agent_names(envs), init_encoder=not resume)
         replay = build_experience(cfg, envs.single_observation_space, envs.single_action_space, envs.num_envs, device,
                                   compute_reward=env_compute_reward(envs),
                                   compute_terminated=env_compute_terminated(envs),
@@ -149,7 +149,7 @@ def train_offline(cfg: RunConfig, run_dir: Path, resume: bool = False, source: s
             eval_envs = run.own(make_vector_env(cfg.env, num_envs=min(train.eval_episodes, 8),
                                                 **train.eval_env_kwargs))
             _check_dataset_fits(dataset, eval_envs, cfg)
-        agent = build_agent(cfg, dataset.observation_space, dataset.action_space, device)
+        agent = build_agent(cfg, dataset.observation_space, dataset.action_space, device, init_encoder=not resume)
         agent.observe_dataset(dataset)  # data statistics into the agent's parts (a resume loads the saved ones)
         run.reference_scores = dataset.reference_scores  # D4RL's normalised score in the eval records
         state = run.start(agent, device, source=experience)
