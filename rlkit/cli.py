@@ -29,6 +29,7 @@ def _split_config_and_overrides(args: list[str]) -> tuple[str | None, list[str]]
 
 def cmd_train(ns: argparse.Namespace) -> int:
     from rlkit.api import prepare_train
+    from rlkit.training import distributed
     from rlkit.training.loops import train
 
     config_path, overrides = _split_config_and_overrides(ns.args)
@@ -51,14 +52,21 @@ def cmd_train(ns: argparse.Namespace) -> int:
         if ns.run_dir is not None:
             raise ConfigError("--resume continues the run in its own directory; --run-dir cannot be combined with "
                               "it (copy the run directory first to resume a copy)")
-    # the same preparation as rlkit.train(): config + overrides, run directory checked before anything is
-    # built (on resume the config is read under the run's lock, and the loop checks the overrides against
-    # the checkpoint before anything is written)
-    cfg, run_dir, source = prepare_train(config, overrides, run_dir=ns.run_dir, resume_dir=ns.resume)
-    if is_sb3_agent(cfg.agent.name):  # agent.name sb3.PPO, sb3_contrib.MaskablePPO, ...: SB3's learn, rlkit's run
-        from rlkit.training.sb3_runner import train_sb3 as train
-    summary = train(cfg, run_dir, resume=ns.resume is not None, source=source)
-    _print_summary(summary)
+    # torchrun (WORLD_SIZE > 1): join the process group for the run, leave it cleanly (rlkit.training.distributed)
+    with distributed.session():
+        # the same preparation as rlkit.train(): config + overrides, run directory checked before anything is
+        # built (on resume the config is read under the run's lock, and the loop checks the overrides against
+        # the checkpoint before anything is written); under torchrun rank 0 prepares, every rank gets the result
+        cfg, run_dir, source = distributed.on_main(
+            lambda: prepare_train(config, overrides, run_dir=ns.run_dir, resume_dir=ns.resume))
+        if is_sb3_agent(cfg.agent.name):  # agent.name sb3.PPO, sb3_contrib.MaskablePPO, ...: SB3's learn, rlkit's run
+            if distributed.active():
+                raise ConfigError(f"agent.name {cfg.agent.name}: SB3 runs are single-process; start it with "
+                                  "`rlkit train`, not torchrun")
+            from rlkit.training.sb3_runner import train_sb3 as train
+        summary = train(cfg, run_dir, resume=ns.resume is not None, source=source)
+        if distributed.is_main():
+            _print_summary(summary)
     return 128 + summary["interrupted"] if summary.get("interrupted") else 0
 
 

@@ -15,6 +15,7 @@ Collection conventions (NEXT_STEP autoreset, ``info["raw_reward"]``, ``info["lif
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import random
 import shutil
@@ -27,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from rlkit.training import distributed
 from rlkit.training.build import (build_agent, build_experience, build_replay, env_spec, load_agent_weights, make_vector_env,  # noqa: F401
                          env_agent_names, resolve_device, save_run_spaces, seed_everything, SPACES_FILE)
 from rlkit.runfiles.checkpoint import CheckpointError, save_checkpoint
@@ -62,18 +64,22 @@ def train_online(cfg: RunConfig, run_dir: Path, resume: bool = False, source: st
     """
     with _Run(cfg, run_dir, resume, source) as run:
         seed_everything(cfg.seed, cfg.torch_threads)
-        device = resolve_device(cfg.device)
+        device = distributed.local_device(resolve_device(cfg.device))
         train = cfg.train
         envs = run.own(make_vector_env(cfg.env))
         eval_envs = run.own(make_vector_env(cfg.env, num_envs=min(train.eval_episodes, 8), **train.eval_env_kwargs))
         agent = build_agent(cfg, envs.single_observation_space, envs.single_action_space, device,
                             agent_names=env_agent_names(envs), init_encoder=not resume)
-        replay = build_experience(cfg, envs.single_observation_space, envs.single_action_space, envs.num_envs, device,
+        distributed.reseed_rank(agent, cfg.seed)  # torchrun: ranks > 0 draw their own streams (distributed.py)
+        rank_cfg = dataclasses.replace(cfg, seed=distributed.rank_seed(cfg.seed))  # each rank's replay samples its own
+        replay = build_experience(rank_cfg, envs.single_observation_space, envs.single_action_space, envs.num_envs, device,
                                   compute_reward=env_compute_reward(envs),
                                   compute_terminated=env_compute_terminated(envs),
                                   agent_hook=agent.make_sample_hook())  # e.g. RIS's subgoal candidates
-        collector = Collector(envs, cfg.seed)
-        state = run.start(agent, device, source=replay, collector=collector, updates_from=train.learning_starts)
+        env_seed = distributed.env_seed(cfg.seed, envs.num_envs)  # rank r's envs: seed + r * num_envs + e
+        collector = Collector(envs, env_seed)
+        state = run.start(agent, device, source=replay, collector=collector, updates_from=train.learning_starts,
+                          env_seed=env_seed)
         if resume and not run.buffer_restored:  # refill before updating again
             state.updates_from = state.step + train.learning_starts
         warning = no_update_warning(train, state.updates_from, state.step)
@@ -100,7 +106,7 @@ def train_online(cfg: RunConfig, run_dir: Path, resume: bool = False, source: st
                         record["success"] = float(bool(success[e]))
                     run.logger.log("episode", state.step, run.clock(), record)
                 before = state.step
-                state.step += step.real_steps
+                state.step += int(stop.agree([step.real_steps])[0])  # torchrun: all ranks' steps (and stop requests)
                 agent.set_env_steps(state.step)
                 run.logger.advance(state.step)
 
@@ -141,19 +147,22 @@ def train_offline(cfg: RunConfig, run_dir: Path, resume: bool = False, source: s
 
     with _Run(cfg, run_dir, resume, source) as run:
         seed_everything(cfg.seed, cfg.torch_threads)
-        device = resolve_device(cfg.device)
+        device = distributed.local_device(resolve_device(cfg.device))
         train = cfg.train
-        dataset, experience = dataset_source(cfg, device)
+        # torchrun: every rank samples the whole dataset with its own generator, seed + rank (distributed.py)
+        dataset, experience = dataset_source(dataclasses.replace(cfg, seed=distributed.rank_seed(cfg.seed)), device)
         eval_envs = None
         if cfg.env.id is not None:
             eval_envs = run.own(make_vector_env(cfg.env, num_envs=min(train.eval_episodes, 8),
                                                 **train.eval_env_kwargs))
             _check_dataset_fits(dataset, eval_envs, cfg)
         agent = build_agent(cfg, dataset.observation_space, dataset.action_space, device, init_encoder=not resume)
+        distributed.reseed_rank(agent, cfg.seed)
         agent.observe_dataset(dataset)  # data statistics into the agent's parts (a resume loads the saved ones)
         run.reference_scores = dataset.reference_scores  # D4RL's normalised score in the eval records
         state = run.start(agent, device, source=experience)
-        save_run_spaces(run_dir, dataset.observation_space, dataset.action_space)  # eval/export/load without it
+        if distributed.is_main():
+            save_run_spaces(run_dir, dataset.observation_space, dataset.action_space)  # eval/export/load without it
 
         with _StopRequest() as stop:
             if eval_envs is not None and not resume:  # the curve starts at the untrained policy
@@ -164,6 +173,8 @@ def train_offline(cfg: RunConfig, run_dir: Path, resume: bool = False, source: s
                 state.add_metrics(agent.update(batch))
                 before = state.step
                 state.step += 1
+                if _crossed(before, state.step, distributed.STOP_POLL):
+                    stop.agree()  # torchrun: all ranks stop at the same step
                 run.logger.advance(state.step)
 
                 # log, evaluate, checkpoint
@@ -221,6 +232,11 @@ class _Run:
         self._sps_mark = (0, time.perf_counter())
 
     def __enter__(self) -> "_Run":
+        # torchrun: rank 0 alone checks (and locks) the directory; the others get its resume changes or error
+        self.changes = distributed.on_main(self._enter)
+        return self
+
+    def _enter(self) -> dict[str, tuple[Any, Any]]:
         if self.resume:
             check_run_dir(self.run_dir)
             self.lock.acquire()
@@ -235,7 +251,7 @@ class _Run:
             check_new_run_dir(self.run_dir)
             # a failed start leaves nothing behind: the directory goes too if rlkit made it (else only its files)
             self._remove_dir = not self.run_dir.exists() or is_claimed_empty(self.run_dir)
-        return self
+        return self.changes
 
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
@@ -244,10 +260,11 @@ class _Run:
         finally:
             for thing in self.owned:
                 thing.close()
-            self.lock.release()
+            if distributed.is_main():
+                self.lock.release()
         if exc is None:
             return
-        if not self.resume and not (self.run_dir / LATEST).exists():
+        if distributed.is_main() and not self.resume and not (self.run_dir / LATEST).exists():
             self._remove_new_run()  # a new run that failed before its first checkpoint: nothing to resume
         if _allocation_error(exc):
             raise ConfigError(self._allocation_message(exc)) from None
@@ -286,28 +303,31 @@ class _Run:
         """Training wall time, cumulative over resumes."""
         return time.perf_counter() - self._started
 
-    def start(self, agent, device: torch.device, source=None, collector=None, updates_from: int = 0) -> RunState:
+    def start(self, agent, device: torch.device, source=None, collector=None, updates_from: int = 0,
+              env_seed: int | None = None) -> RunState:
+        """Load the checkpoint (resume) or create the run directory (new run), open the logger; under torchrun,
+        wrap the agent's trained parts in DDP. ``env_seed``: the collector's (this rank's) env seed."""
         cfg, run_dir = self.cfg, self.run_dir
+        main = distributed.is_main()
         if self.resume:
             self.state, info = RunState.load(run_dir / LATEST, agent, device, source=source, collector=collector,
-                                             seed=cfg.seed)
+                                             seed=cfg.seed if env_seed is None else env_seed)
             self.buffer_restored = info["buffer_restored"]
             apply_optimizer_changes(agent, self.changes)
-            if self.changes:  # only now: every change is allowed and the checkpoint loaded
+            if self.changes and main:  # only now: every change is allowed and the checkpoint loaded
                 dump_yaml(cfg, run_dir / CONFIG_FILE)
             envs_note = "" if info["envs_exact"] else " (envs re-seeded: this env cannot restore its exact state)"
         else:
             self.state = RunState(updates_from=updates_from)
-            # everything is built: only now does the run directory appear
-            create_run_dir(run_dir)
-            self.lock.acquire()
-            check_new_run_dir(run_dir)  # again, under the lock: another process may have started here meanwhile
-            dump_yaml(cfg, run_dir / CONFIG_FILE)
-            if self.source is not None:
-                (run_dir / "source.txt").write_text(self.source + "\n")
+            distributed.on_main(self._create)  # everything is built: only now does the run directory appear
+        if distributed.active():
+            agent.wrap_ddp()  # gradients averaged across ranks inside backward
         state = self.state
         self._started = time.perf_counter() - state.elapsed
         self._sps_mark = (state.step, time.perf_counter())
+        if not main:  # rank 0 alone writes the run directory
+            self.logger = distributed.NullLogger()
+            return state
         what = "offline " if cfg.offline is not None else ""
         self.logger = RunLogger(run_dir, cfg.train.total_steps, start_step=state.step, progress=cfg.log.progress,
                                 tensorboard=cfg.log.tensorboard,
@@ -317,15 +337,24 @@ class _Run:
             applied = f"; applied {', '.join(self.changes)}" if self.changes else ""
             self.logger.message(f"resumed {run_dir} at step {state.step}{envs_note}{applied}")
         else:
-            self.logger.message(f"run directory: {run_dir}")
+            self.logger.message(f"run directory: {run_dir}" + (f" ({distributed.world()} ranks)"
+                                                               if distributed.active() else ""))
         return state
+
+    def _create(self) -> None:
+        create_run_dir(self.run_dir)
+        self.lock.acquire()
+        check_new_run_dir(self.run_dir)  # again, under the lock: another process may have started here meanwhile
+        dump_yaml(self.cfg, self.run_dir / CONFIG_FILE)
+        if self.source is not None:
+            (self.run_dir / "source.txt").write_text(self.source + "\n")
 
     def log_train(self) -> None:
         """One ``train`` record: the means of the logging window's metrics, updates and steps/s."""
         state, now = self.state, time.perf_counter()
         sps = (state.step - self._sps_mark[0]) / max(now - self._sps_mark[1], 1e-9)
         self._sps_mark = (state.step, now)
-        means, count = state.pop_means()
+        means, count = distributed.mean_over_ranks(*state.pop_means())  # torchrun: the mean over all ranks
         bad = [k for k, v in means.items() if not math.isfinite(v)]
         if bad:
             raise self.diverged(f"{bad[0]} is {means[bad[0]]} (mean over the {count} updates of the logging "
@@ -333,6 +362,12 @@ class _Run:
         self.logger.log("train", state.step, self.clock(), {**means, "updates": count, "sps": sps})
 
     def evaluate(self, agent, eval_envs) -> None:
+        """Evaluate (rank 0 alone under torchrun; the others learn whether ``stop_at_solve`` was reached)."""
+        if distributed.is_main():
+            self._evaluate(agent, eval_envs)
+        self.solved = distributed.broadcast_flag(self.solved)
+
+    def _evaluate(self, agent, eval_envs) -> None:
         cfg, state = self.cfg, self.state
         self.logger.evaluating(0, cfg.train.eval_episodes)
         result = evaluate(agent, cfg.env, cfg.train.eval_episodes, cfg.train.eval_epsilon,
@@ -374,7 +409,9 @@ class _Run:
             raise self.diverged(str(exc)) from None
 
     def snapshot(self, agent) -> None:
-        """Export the acting weights as ``snapshots/step_<N>/`` (``train.snapshot_every``)."""
+        """Export the acting weights as ``snapshots/step_<N>/`` (``train.snapshot_every``; rank 0)."""
+        if not distributed.is_main():
+            return
         out = self.run_dir / SNAPSHOTS / f"step_{self.state.step}"
         try:
             export_agent(agent, (self.run_dir / "config.yaml").read_text(), out,
@@ -404,18 +441,32 @@ class _Run:
                    "best_eval": float(state.best_eval) if state.best_step is not None else None,
                    "best_step": state.best_step,
                    "step_unit": "gradient steps" if self.cfg.offline is not None else "env steps"}
-        if self.cfg.log.plot and not self.stop_signum:
+        if self.cfg.log.plot and not self.stop_signum and distributed.is_main():
             summary["plot"] = str(plot_runs([self.run_dir], self.run_dir / CURVE_FILE))
         return summary
 
 
 class _StopRequest:
-    """First Ctrl-C (or SIGTERM) asks the loop to checkpoint and stop at the end of the step."""
+    """First Ctrl-C (or SIGTERM) asks the loop to checkpoint and stop at the end of the step. Under torchrun a
+    signal only marks the request ``pending``: the ranks agree on it (:meth:`agree`) so that all stop at one step."""
 
     def __init__(self) -> None:
         self.requested = False
+        self.pending = False
         self.signum = 0  # the signal that asked (the CLI exits with 128 + signum: 130, 143)
         self._previous: dict[int, Any] = {}
+        self._distributed = distributed.active()
+
+    def agree(self, values: list[float] = ()) -> list[float]:
+        """``values`` summed over ranks, and the stop request agreed on (any rank's pending request stops all);
+        ``values`` as they are in a single process."""
+        if not self._distributed:
+            return list(values)
+        *sums, stops = distributed.agree([*values, float(self.pending)])
+        if stops > 0 and not self.requested:
+            self.requested = True
+            self.signum = self.signum or signal.SIGTERM  # a rank the signal did not reach
+        return sums
 
     def __enter__(self) -> "_StopRequest":
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -426,9 +477,10 @@ class _StopRequest:
         return self
 
     def _handle(self, signum, frame) -> None:
-        if self.requested:
+        if self.requested or self.pending:
             raise KeyboardInterrupt
-        self.requested = True
+        self.pending = True
+        self.requested = not self._distributed
         self.signum = signum
 
     def __exit__(self, *exc) -> None:

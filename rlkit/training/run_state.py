@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from rlkit.training import distributed
 from rlkit.runfiles.checkpoint import load_checkpoint, nonfinite, save_checkpoint  # noqa: F401 (nonfinite re-exported)
 from rlkit.config import RunConfig, to_dict
 from rlkit.errors import CheckpointError, ConfigError, DatasetError, TrainingDiverged
@@ -69,13 +70,14 @@ class RunState:
     # ------------------------------------------------------------------ checkpoints
     def save(self, path: Path, agent, source=None, collector=None) -> None:
         """One atomic checkpoint of the whole run. Refuses non-finite agent state (the last good
-        checkpoint stays)."""
+        checkpoint stays). Under ``torchrun`` every rank calls it: rank 0 gathers what differs on the
+        others (:func:`_rank_entry`) into ``ranks`` and alone writes the file (rlkit.training.distributed)."""
         self._fold_pending()
         agent_state = agent.state_dict()
-        broken = nonfinite(agent_state)
+        broken = nonfinite(agent_state)  # the weights are the same on every rank: all raise, or none
         if broken is not None:
             raise TrainingDiverged(f"agent state '{broken}' is not finite")
-        save_checkpoint(path, {
+        checkpoint = {
             "step": self.step,
             "agent": agent_state,
             "buffer": source.state_dict() if source is not None else None,
@@ -86,15 +88,32 @@ class RunState:
                 "train_sums": json.dumps(self.train_sums), "train_count": self.train_count,
             },
             "rng": capture_rng(),
-        })
+            "world_size": distributed.world(),
+        }
+        if distributed.active():
+            gathered = distributed.gather_to_main(None if distributed.is_main() else _rank_entry(checkpoint, agent))
+            checkpoint["ranks"] = gathered[1:] if gathered is not None else None
+        if distributed.is_main():
+            save_checkpoint(path, checkpoint)
         self.checkpoint_step = self.step
 
     @classmethod
     def load(cls, path: Path, agent, device: torch.device, source=None, collector=None,
              seed: int = 0) -> tuple["RunState", dict[str, Any]]:
-        """Restore agent, experience source (if the checkpoint holds it), collector and RNGs from ``path``.
-        Returns the state and ``info``: ``buffer_restored``, ``envs_exact``."""
-        checkpoint = load_checkpoint(path, map_location=device, required=("agent", "loop", "rng"))
+        """Restore agent, experience source (if the checkpoint holds it), collector and RNGs from ``path``
+        (``seed``: the collector's env seed). Returns the state and ``info``: ``buffer_restored``, ``envs_exact``.
+        Under ``torchrun`` rank 0 reads the file and hands each rank its own state; a checkpoint written by
+        another number of ranks is refused (ConfigError)."""
+        if distributed.active():
+            checkpoint = distributed.scatter_from_main(_rank_checkpoints(path) if distributed.is_main() else None)
+            if checkpoint[0] == "error":
+                exc = ConfigError(checkpoint[1])
+                exc._rlkit_agreed = True  # every rank raises it (rlkit.training.distributed.session)
+                raise exc
+            checkpoint = checkpoint[1]
+        else:
+            checkpoint = load_checkpoint(path, map_location=device, required=("agent", "loop", "rng"))
+            _check_world(checkpoint, path)
         try:
             agent.load_state_dict(checkpoint["agent"])
             state = cls._from_loop(checkpoint["loop"])
@@ -117,7 +136,6 @@ class RunState:
         state.checkpoint_step = state.step
         return state, {"buffer_restored": buffer_restored, "envs_exact": envs_exact}
 
-
     @classmethod
     def _from_loop(cls, loop: dict[str, Any]) -> "RunState":
         """The counters of a checkpoint's ``loop`` entry, checked (a ValueError names the first bad one)."""
@@ -137,6 +155,44 @@ class RunState:
         return cls(step=counts["step"], elapsed=elapsed, best_eval=best_eval, best_step=best_step,
                    updates_from=counts["updates_from"], train_sums=sums, train_count=counts["train_count"],
                    records=counts["records"])
+
+
+def _rank_entry(checkpoint: dict[str, Any], agent) -> dict[str, Any]:
+    """What a rank > 0 adds to rank 0's checkpoint: the entries that differ between ranks — the agent's
+    generator states (its weights, optimizers and counters are rank 0's, bit for bit), the sampler / replay,
+    the collector, the RNGs and the open logging window."""
+    generators = set(agent.parts.generators)
+    return {"agent": {k: v for k, v in checkpoint["agent"].items() if k in generators},
+            **{k: checkpoint[k] for k in ("buffer", "collector", "loop", "rng")}}
+
+
+def _check_world(checkpoint: dict[str, Any], path: Path) -> None:
+    saved, now = checkpoint.get("world_size", 1), distributed.world()
+    if saved != now:
+        how = (f"torchrun --nproc_per_node={saved} -m rlkit train --resume RUN (or the same total over nodes)"
+               if saved > 1 else "rlkit train --resume RUN, without torchrun")
+        raise ConfigError(f"'{path}' was written by a run of {saved} rank(s) and cannot resume with {now}: each "
+                          f"rank's sampler, replay, env and RNG state is in it; resume with {how}")
+
+
+def _rank_checkpoints(path: Path) -> list[tuple]:
+    """Rank 0's reading of a checkpoint for every rank: ``[("ok", checkpoint of rank k) ...]`` (rank 0's
+    entries with rank k's own over them), or ``("error", message)`` for all when it cannot resume here."""
+    world = distributed.world()
+    try:
+        checkpoint = load_checkpoint(path, map_location="cpu", required=("agent", "loop", "rng"))
+        _check_world(checkpoint, path)
+        ranks = checkpoint.pop("ranks", None)
+        if not isinstance(ranks, list) or len(ranks) != world - 1:
+            raise CheckpointError(f"'{path}' holds no state of ranks 1..{world - 1}; it is not an rlkit checkpoint "
+                                  "of this run")
+    except (ConfigError, CheckpointError) as exc:
+        return [("error", str(exc))] * world
+    out = [("ok", checkpoint)]
+    for entry in ranks:
+        own = {**checkpoint, **entry, "agent": {**checkpoint["agent"], **(entry.get("agent") or {})}}
+        out.append(("ok", own))
+    return out
 
 
 def _layout(state: dict[str, Any]) -> dict[str, tuple]:
