@@ -232,7 +232,7 @@ def main() -> None:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("MINARI_DATASETS_PATH", str(out / "datasets"))
+    os.environ.setdefault("MINARI_DATASETS_PATH", str((out / "datasets").resolve()))
     import torch
 
     torch.set_num_threads(1)

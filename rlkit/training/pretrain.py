@@ -244,78 +244,94 @@ def pretrain(cfg: PretrainConfig, run_dir: Path, resume: bool = False) -> dict[s
     logged losses, the encoder file). The run directory appears once everything is built (a failed start
     leaves nothing); ``resume`` continues its latest checkpoint exactly."""
     from rlkit.runfiles.logger import RunLogger
-    from rlkit.training.build import resolve_device, seed_everything
-    from rlkit.training.loops import _StopRequest, _crossed
-    from rlkit.training.run_state import RunState
 
     run_dir = Path(run_dir)
     lock = RunLock(run_dir)
     logger = None
     remove_dir = not resume and (not run_dir.exists() or is_claimed_empty(run_dir))  # rlkit made it
     try:
-        if resume:
-            lock.acquire()
-            changed = pretrain_resume_changes(load_pretrain_config(run_dir / CONFIG_FILE), cfg)
-        seed_everything(cfg.seed, cfg.torch_threads)
-        device = resolve_device(cfg.device)
-        dataset, source = dataset_transitions(cfg, device)
-        holder = EncoderOnly(cfg, dataset.observation_space, dataset.action_space, device)
-        if resume:
-            state, _ = RunState.load(run_dir / LATEST, holder, device, source=source, seed=cfg.seed)
-            if changed:
-                dump_pretrain_config(cfg, run_dir / CONFIG_FILE)
-        else:
-            state = RunState()
-            create_run_dir(run_dir)
-            lock.acquire()
-            check_new_run_dir(run_dir)
-            dump_pretrain_config(cfg, run_dir / CONFIG_FILE)
+        dataset, source, holder, state = _start(cfg, run_dir, resume, lock)
         started = time.perf_counter() - state.elapsed
         logger = RunLogger(run_dir, cfg.steps, start_step=state.step, progress=cfg.log.progress,
                            tensorboard=cfg.log.tensorboard, description=f"pretrain {cfg.encoder.kind} {cfg.dataset}",
                            keep_records=state.records if resume else None)
         logger.message(f"resumed {run_dir} at step {state.step}" if resume else f"run directory: {run_dir}")
-        last: dict[str, float] = {}
-
-        def checkpoint() -> None:
-            state.elapsed, state.records = time.perf_counter() - started, logger.records
-            state.save(run_dir / LATEST, holder, source)
-
-        with _StopRequest() as stop:
-            while state.step < cfg.steps:
-                state.add_metrics(holder.update(source.sample(cfg.batch_size)))
-                before, state.step = state.step, state.step + 1
-                logger.advance(state.step)
-                if _crossed(before, state.step, cfg.log.log_every) or state.step == cfg.steps:
-                    means, count = state.pop_means()
-                    bad = [k for k, v in means.items() if not math.isfinite(v)]
-                    if bad:
-                        raise TrainingDiverged(f"pretraining diverged at step {state.step}: {bad[0]} is {means[bad[0]]}; "
-                                               "lower lr (or the modules' weights) and start again")
-                    if count:
-                        last = means
-                        logger.log("train", state.step, time.perf_counter() - started, {**means, "updates": count})
-                if _crossed(before, state.step, cfg.checkpoint_every) or stop.requested:
-                    checkpoint()
-                if stop.requested:
-                    logger.message(f"stopped at step {state.step}; checkpoint saved. Resume with: rlkit pretrain "
-                                   f"--resume {run_dir}")
-                    break
-            if not stop.requested:
-                checkpoint()
+        signum, losses = _train(cfg, run_dir, holder, source, state, logger, started)
         encoder_path = None
         if state.step >= cfg.steps:
             encoder_path = write_encoder(holder, cfg, dataset.observation_space, run_dir / ENCODER_FILE, state.step)
             logger.message(f"encoder weights: {encoder_path} (agent.encoder.init)")
         return {"run_dir": str(run_dir), "steps": state.step, "wall_time": time.perf_counter() - started,
-                "losses": last, "encoder": str(encoder_path) if encoder_path else None,
-                "interrupted": stop.signum if stop.requested else 0}
+                "losses": losses, "encoder": str(encoder_path) if encoder_path else None, "interrupted": signum}
     finally:
         if logger is not None:
             logger.close()
         lock.release()
         if not resume and not (run_dir / LATEST).exists() and run_dir.is_dir():  # a failed start leaves nothing
             _remove_new_run(run_dir, remove_dir)
+
+
+def _start(cfg: PretrainConfig, run_dir: Path, resume: bool, lock: RunLock):
+    """(dataset, source, encoder holder, run state): built, then a new run's directory made (under the lock) or
+    a resumed run's checkpoint loaded (config changes checked first)."""
+    from rlkit.training.build import resolve_device, seed_everything
+    from rlkit.training.run_state import RunState
+
+    changed: list[str] = []
+    if resume:
+        lock.acquire()
+        changed = pretrain_resume_changes(load_pretrain_config(run_dir / CONFIG_FILE), cfg)
+    seed_everything(cfg.seed, cfg.torch_threads)
+    device = resolve_device(cfg.device)
+    dataset, source = dataset_transitions(cfg, device)
+    holder = EncoderOnly(cfg, dataset.observation_space, dataset.action_space, device)
+    if resume:
+        state, _ = RunState.load(run_dir / LATEST, holder, device, source=source, seed=cfg.seed)
+        if changed:
+            dump_pretrain_config(cfg, run_dir / CONFIG_FILE)
+    else:
+        state = RunState()
+        create_run_dir(run_dir)
+        lock.acquire()
+        check_new_run_dir(run_dir)  # again, under the lock
+        dump_pretrain_config(cfg, run_dir / CONFIG_FILE)
+    return dataset, source, holder, state
+
+
+def _train(cfg: PretrainConfig, run_dir: Path, holder: EncoderOnly, source, state, logger,
+           started: float) -> tuple[int, dict[str, float]]:
+    """The loop: sample, update, log every ``log.log_every`` steps (and the last), checkpoint every
+    ``checkpoint_every`` (and at the end or on Ctrl-C). Returns (the signal that stopped it or 0, last losses)."""
+    from rlkit.training.loops import _crossed, _StopRequest
+
+    last: dict[str, float] = {}
+
+    def checkpoint() -> None:
+        state.elapsed, state.records = time.perf_counter() - started, logger.records
+        state.save(run_dir / LATEST, holder, source)
+
+    with _StopRequest() as stop:
+        while state.step < cfg.steps:
+            state.add_metrics(holder.update(source.sample(cfg.batch_size)))
+            before, state.step = state.step, state.step + 1
+            logger.advance(state.step)
+            if _crossed(before, state.step, cfg.log.log_every) or state.step == cfg.steps:
+                means, count = state.pop_means()
+                bad = [k for k, v in means.items() if not math.isfinite(v)]
+                if bad:
+                    raise TrainingDiverged(f"pretraining diverged at step {state.step}: {bad[0]} is {means[bad[0]]}; "
+                                           "lower lr (or the modules' weights) and start again")
+                if count:
+                    last = means
+                    logger.log("train", state.step, time.perf_counter() - started, {**means, "updates": count})
+            if _crossed(before, state.step, cfg.checkpoint_every) or stop.requested:
+                checkpoint()
+            if stop.requested:
+                logger.message(f"stopped at step {state.step}; checkpoint saved. Resume with: rlkit pretrain "
+                               f"--resume {run_dir}")
+                return stop.signum, last
+        checkpoint()
+    return 0, last
 
 
 def _remove_new_run(run_dir: Path, remove_dir: bool) -> None:
