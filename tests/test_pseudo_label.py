@@ -244,3 +244,44 @@ def test_bad_input_exits_2_and_writes_nothing(cartpole, capsys, datasets_root):
     _fails(capsys, ["test/all-free-v0", "--out", "test/x-v0", "--labelled-fraction", "0.5"], "no labelled episodes")
     assert not dataset_path("test/x-v0").exists()
     assert sorted(p.relative_to(datasets_root) for p in datasets_root.rglob("*")) == before
+
+
+def test_image_and_dict_observations():
+    """uint8 C x H x W frames go through the small CNN (a frame shifted left or right by the action); Dict
+    observations of vectors are flattened."""
+    rng = np.random.default_rng(0)
+    image_space, act = gym.spaces.Box(0, 255, (1, 8, 8), np.uint8), gym.spaces.Discrete(2)
+    episodes = []
+    for _ in range(6):
+        T = 20
+        actions = rng.integers(0, 2, T)
+        frames = [rng.integers(0, 256, (1, 8, 8), dtype=np.uint8)]
+        for a in actions:
+            frames.append(np.roll(frames[-1], 1 if a else -1, axis=2))
+        trunc = np.zeros(T, bool)
+        trunc[-1] = True
+        episodes.append(Episode(np.stack(frames), actions, np.zeros(T, np.float32), np.zeros(T, bool), trunc))
+    write_dataset("test/frames-v0", episodes, image_space, act)
+    _, summary = pseudo_label("test/frames-v0", "test/frames-pl-v0", labelled_fraction=0.5, steps=30,
+                              threshold=0.0, show_progress=False)
+    assert load_dataset("test/frames-pl-v0").total_steps == 120 and "held_out_accuracy" in summary["inverse_model"]
+
+    dict_space = gym.spaces.Dict({"position": gym.spaces.Box(-5, 5, (2,), np.float32),
+                                  "velocity": gym.spaces.Box(-5, 5, (2,), np.float32)})
+    box = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+    dict_episodes = []
+    for _ in range(4):
+        T = 15
+        actions = rng.uniform(-1, 1, (T, 2)).astype(np.float32)
+        velocity = np.concatenate([np.zeros((1, 2)), np.cumsum(actions, axis=0) * 0.1]).astype(np.float32)
+        position = np.cumsum(velocity, axis=0).astype(np.float32) * 0.1
+        trunc = np.zeros(T, bool)
+        trunc[-1] = True
+        dict_episodes.append(Episode({"position": position, "velocity": velocity}, actions, np.zeros(T, np.float32),
+                                     np.zeros(T, bool), trunc))
+    write_dataset("test/dict-v0", dict_episodes, dict_space, box)
+    _, summary = pseudo_label("test/dict-v0", "test/dict-pl-v0", labelled_fraction=0.5, steps=30,
+                              show_progress=False)
+    data = load_dataset("test/dict-pl-v0")
+    assert data.total_steps == 60 and isinstance(data.episodes[-1].observations, dict)
+    assert "hidden_actions_mse" in summary["inverse_model"]

@@ -256,6 +256,9 @@ class Transitions:
         return Transitions(np.concatenate([o[:-1] for o in obs]), np.concatenate([o[1:] for o in obs]),
                            np.concatenate([np.asarray(ep.actions) for ep in episodes]))
 
+    def take(self, index: np.ndarray) -> "Transitions":
+        return Transitions(self.obs[index], self.next_obs[index], self.actions[index])
+
     def __len__(self) -> int:
         return len(self.actions)
 
@@ -413,8 +416,7 @@ def _held_out_split(episodes: list[Episode], rng: np.random.Generator) -> tuple[
     every = Transitions.of(episodes)
     order = rng.permutation(len(every))
     cut = int(round(HELD_OUT * len(every))) if len(every) >= 2 else 0
-    pick = lambda idx: Transitions(every.obs[idx], every.next_obs[idx], every.actions[idx])  # noqa: E731
-    return pick(np.sort(order[cut:])), pick(np.sort(order[:cut]))
+    return every.take(np.sort(order[cut:])), every.take(np.sort(order[:cut]))
 
 
 def _labels(models: Sequence[InverseModel], data: Transitions, action_space: gym.Space, threshold: float | None
@@ -491,42 +493,59 @@ def pseudo_label(source: str, out: str, *, labelled_fraction: float | None = Non
     unlabelled += [(1, i, ep) for i, ep in enumerate(extra.episodes)] if extra is not None else []
     rows: list[list[int]] = [[0, i, 0, len(ep), 0] for i, ep in enumerate(data.episodes) if labelled[i]]
     episodes = [ep for i, ep in enumerate(data.episodes) if labelled[i]]
-    kept_steps = dropped_steps = 0
-    truth, guessed = [], []
-    for which, index, ep in tqdm(unlabelled, desc="labelling", unit="episode", disable=not show_progress):
-        actions, keep = _labels(models, Transitions.of([ep]), data.action_space, threshold)
-        if which == 0 and hidden[index]:
-            truth.append(np.asarray(ep.actions))
-            guessed.append(actions)
-        for start, stop, piece in cut_episode(ep, actions, keep):
-            rows.append([which, index, start, stop, 1])
-            episodes.append(piece)
-        kept_steps, dropped_steps = kept_steps + int(keep.sum()), dropped_steps + int((~keep).sum())
-    if truth:
-        metrics.update(_label_error(np.concatenate(guessed), np.concatenate(truth), data.action_space))
+    counts = _label_episodes(models, unlabelled, hidden, data.action_space, threshold, rows, episodes, metrics,
+                             show_progress)
     summary = {
         "source": data.dataset_id, "action_free_source": extra.dataset_id if extra is not None else None,
         "labelled_fraction": labelled_fraction, "seed": seed, "threshold": threshold, "steps": steps,
         "ensemble": members, "actions": "discrete" if discrete else "box",
         "labelled_episodes": int(labelled.sum()), "labelled_steps": int(sum(len(e) for e, k in
                                                                             zip(data.episodes, labelled) if k)),
-        "action_free_episodes": len(unlabelled), "pseudo_labelled_steps": kept_steps, "dropped_steps": dropped_steps,
-        "inverse_model": {"train_steps": len(train), **metrics},
+        "action_free_episodes": len(unlabelled), **counts, "inverse_model": {"train_steps": len(train), **metrics},
     }
-    if not episodes:
-        raise DatasetError(f"no step of '{data.dataset_id}' kept a label at threshold {threshold}; lower --threshold")
-    meta = {k: v for k, v in _rlkit_meta(data).items() if k not in ("checksums", "fingerprint", "action_free",
-                                                                     "action_free_episodes", "pseudo_label")}
-    meta["pseudo_label"] = {**summary, "episodes_columns": ["dataset", "episode", "start", "stop", "pseudo_labelled"],
-                            "episodes": rows,
-                            "pseudo_labelled_episodes": [j for j, row in enumerate(rows) if row[4]]}
-    path = write_dataset(out, episodes, data.observation_space, data.action_space, env_id=data.env_id,
-                         env_kwargs=meta.pop("env_kwargs", None), algorithm_name="rlkit pseudo-label",
-                         description=f"'{data.dataset_id}' with its action-free episodes labelled by an inverse-"
-                                     "dynamics model (rlkit dataset pseudo-label)",
-                         metadata={k: v for k, v in meta.items() if k != "env_id"}, overwrite=overwrite,
-                         ref_scores=data.reference_scores)
+    record = {**summary, "episodes_columns": ["dataset", "episode", "start", "stop", "pseudo_labelled"],
+              "episodes": rows, "pseudo_labelled_episodes": [j for j, row in enumerate(rows) if row[4]]}
+    path = _write_derived(out, data, episodes, "pseudo_label", record, "rlkit pseudo-label",
+                          f"'{data.dataset_id}' with its action-free episodes labelled by an inverse-dynamics model "
+                          "(rlkit dataset pseudo-label)", overwrite)
     return path, {**summary, **episode_stats(episodes)}
+
+
+def _label_episodes(models: Sequence[InverseModel], unlabelled: list[tuple[int, int, Episode]], hidden: np.ndarray,
+                    action_space: gym.Space, threshold: float | None, rows: list[list[int]], episodes: list[Episode],
+                    metrics: dict[str, Any], show_progress: bool) -> dict[str, int]:
+    """Label each ``(dataset, index, episode)``, appending its runs of kept steps to ``episodes`` and their rows
+    (dataset, episode, start, stop, 1) to ``rows``; the error on episodes whose actions were ``hidden`` goes into
+    ``metrics``. Returns the kept and dropped step counts."""
+    from tqdm import tqdm
+
+    kept = dropped = 0
+    truth, guessed = [], []
+    for which, index, ep in tqdm(unlabelled, desc="labelling", unit="episode", disable=not show_progress):
+        actions, keep = _labels(models, Transitions.of([ep]), action_space, threshold)
+        if which == 0 and hidden[index]:
+            truth.append(np.asarray(ep.actions))
+            guessed.append(actions)
+        for start, stop, piece in cut_episode(ep, actions, keep):
+            rows.append([which, index, start, stop, 1])
+            episodes.append(piece)
+        kept, dropped = kept + int(keep.sum()), dropped + int((~keep).sum())
+    if truth:
+        metrics.update(_label_error(np.concatenate(guessed), np.concatenate(truth), action_space))
+    return {"pseudo_labelled_steps": kept, "dropped_steps": dropped}
+
+
+def _write_derived(out: str, data: LoadedDataset, episodes: list[Episode], key: str, record: dict[str, Any],
+                   algorithm: str, description: str, overwrite: bool) -> Any:
+    """Write ``episodes`` as ``out`` with the source's env, reference scores and rlkit metadata (less its
+    checksums and action-free marks) and ``record`` under ``rlkit.<key>``."""
+    meta = {k: v for k, v in _rlkit_meta(data).items() if k not in ("checksums", "fingerprint", "action_free",
+                                                                     "action_free_episodes", "pseudo_label",
+                                                                     "labelled_subset", "env_id")}
+    env_kwargs = meta.pop("env_kwargs", None)
+    return write_dataset(out, episodes, data.observation_space, data.action_space, env_id=data.env_id,
+                         env_kwargs=env_kwargs, algorithm_name=algorithm, description=description,
+                         metadata={**meta, key: record}, overwrite=overwrite, ref_scores=data.reference_scores)
 
 
 def labelled_subset(source: str, out: str, labelled_fraction: float, seed: int, overwrite: bool = False
@@ -539,15 +558,10 @@ def labelled_subset(source: str, out: str, labelled_fraction: float, seed: int, 
     data = load_dataset(source)
     labelled = labelled_mask(data, labelled_fraction, seed)
     episodes = [ep for ep, keep in zip(data.episodes, labelled) if keep]
-    meta = {k: v for k, v in _rlkit_meta(data).items() if k not in ("checksums", "fingerprint", "action_free",
-                                                                     "action_free_episodes")}
-    meta["labelled_subset"] = {"source": data.dataset_id, "labelled_fraction": labelled_fraction, "seed": seed,
-                               "episodes": np.flatnonzero(labelled).tolist()}
-    path = write_dataset(out, episodes, data.observation_space, data.action_space, env_id=data.env_id,
-                         env_kwargs=meta.pop("env_kwargs", None), algorithm_name="rlkit labelled subset",
-                         description=f"the labelled {labelled_fraction:g} of '{data.dataset_id}' (seed {seed})",
-                         metadata={k: v for k, v in meta.items() if k != "env_id"}, overwrite=overwrite,
-                         ref_scores=data.reference_scores)
+    record = {"source": data.dataset_id, "labelled_fraction": labelled_fraction, "seed": seed,
+              "episodes": np.flatnonzero(labelled).tolist()}
+    path = _write_derived(out, data, episodes, "labelled_subset", record, "rlkit labelled subset",
+                          f"the labelled {labelled_fraction:g} of '{data.dataset_id}' (seed {seed})", overwrite)
     return path, episode_stats(episodes)
 
 
