@@ -78,3 +78,10 @@ gymnasium.register(id="rlkit/KnightsArchersZombies-v0", vector_entry_point="rlki
                    kwargs={"parallel_env": "pettingzoo.butterfly.knights_archers_zombies_v11:parallel_env",
                            # its reset keeps the zombie-spawn timer: exact resume records it (envs/multiagent.py)
                            "carry_over": ["zombie_spawn_interval._current_step"]})
+
+# --- Pixel observations of rendered classic-control tasks (issue 21; envs/pixels.py): 64x64 grey, 3 frames,
+# the true state in info["state"]; small enough for CPU runs of the self-supervised modules.
+gymnasium.register(id="rlkit/PixelCartPole-v0", entry_point="rlkit.envs.pixels:make_pixel_env",
+                   kwargs={"env_id": "CartPole-v1"})
+gymnasium.register(id="rlkit/PixelPendulum-v0", entry_point="rlkit.envs.pixels:make_pixel_env",
+                   kwargs={"env_id": "Pendulum-v1"})

@@ -566,7 +566,8 @@ class VecFlattenGoalObservation(VectorObservationWrapper):
 
 # --------------------------------------------------------------------------- PettingZoo parallel games (lazy)
 
-_LAZY = {"ParallelEnvRows": "rlkit.envs.multiagent", "make_parallel_rows": "rlkit.envs.multiagent"}
+_LAZY = {"ParallelEnvRows": "rlkit.envs.multiagent", "make_parallel_rows": "rlkit.envs.multiagent",
+         "PixelObservation": "rlkit.envs.pixels"}
 
 
 def __getattr__(name: str) -> Any:
