@@ -64,7 +64,7 @@ def _bc_data(**train) -> dict:
     return {
         "seed": 4, "device": "cpu", "torch_threads": 1, "env": {"id": "Pendulum-v1"},
         "offline": {"dataset": "test/linear-v0"},
-        "agent": {"name": "bc", "loss": "gaussian", "hidden": [32, 32], "lr": 1e-3},
+        "agent": {"name": "bc", "loss": "gaussian", "hidden": [32, 32], "lr": 1e-3, "normalize_obs": True},
         "train": {"total_steps": 200, "batch_size": 32, "eval_every": 100, "eval_episodes": 1,
                   "checkpoint_every": 0, **train},
         "log": {**QUIET, "log_every": 50},

@@ -2,7 +2,7 @@
 
 ``torchrun --nproc_per_node=N -m rlkit train CONFIG`` (or torchrun's multi-node rendezvous) starts N copies of
 ``rlkit train``; each finds torchrun's ``WORLD_SIZE``, ``RANK`` and ``LOCAL_RANK`` in its environment and joins
-the process group (:func:`session`: gloo on CPU, NCCL for CUDA tensors with gloo beside it for host values; one
+the process group (:func:`session`: gloo on CPU; with CUDA, NCCL for CUDA tensors and gloo for host values, one
 GPU per ``LOCAL_RANK``). The loops then run unchanged on every rank, with these rules:
 
 - **The same agent everywhere.** Every rank builds the agent from ``seed`` (identical weights), then the
@@ -57,7 +57,18 @@ T = TypeVar("T")
 STOP_POLL = 16
 """Offline runs agree on a stop request (Ctrl-C) every this many updates; online runs every vector step."""
 
-_HOST_GROUP: Any = None  # the gloo group for host values (counters, flags, objects) when the default is NCCL
+_HOST_GROUP: Any = None
+
+
+def no_buffer_sync() -> dict[str, bool]:
+    """DDP's keyword for "no buffer broadcast at each forward" (``broadcast_buffers``, deprecated in recent torch
+    for ``forward_sync_buffers``)."""
+    import inspect
+
+    from torch.nn.parallel import DistributedDataParallel
+
+    params = inspect.signature(DistributedDataParallel.__init__).parameters
+    return {"forward_sync_buffers": False} if "forward_sync_buffers" in params else {"broadcast_buffers": False}  # the gloo group for host values (counters, flags, objects) when the default is NCCL
 
 
 # --------------------------------------------------------------------------------------
@@ -155,11 +166,12 @@ def session() -> Iterator[None]:
 
 
 def host_group():
-    """The group host values travel in: the default group under gloo; a gloo group beside NCCL."""
+    """The group host values travel in: the default one when it has gloo (``gloo``, or :func:`init`'s
+    ``cpu:gloo,cuda:nccl``); a gloo group beside a pure NCCL group someone else initialised."""
     import torch.distributed as dist
 
     global _HOST_GROUP
-    if dist.get_backend() == "gloo":
+    if dist.get_backend() != "nccl":
         return None
     if _HOST_GROUP is None:
         _HOST_GROUP = dist.new_group(backend="gloo")
