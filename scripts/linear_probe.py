@@ -6,9 +6,11 @@ end-to-end CPC — Illing, Ventura, Bellec, Gerstner, NeurIPS 2021).
 
 1. A pixel dataset with the true state per step: CartPole-v1 rendered (``render_mode="rgb_array"``), the band
    the cart and pole move in (rows 150-330 of 400) averaged to grey 6x6 blocks, the current and the previous
-   frame stacked: uint8 observations ``[2, 30, 100]`` (two frames, so velocities are visible). The actions come
-   from a noisy balancing policy (push toward the pole's fall, 30% uniform random actions; half the episodes
-   fully random) so that the states spread; CartPole's 4-dim state of every observation is kept in the
+   frame stacked: uint8 observations ``[2, 30, 100]`` (two frames, so velocities are visible). Each step repeats
+   its action for 4 env steps (Atari's frame skip: at 6x6 blocks one 20 ms step moves the cart by a tenth of a
+   pixel, and no loss could see an action's effect), episodes end at 100 steps. The actions come from a
+   balancing policy (push toward the pole's fall) with 0, 5, 10, 20 or 30% uniform random actions (per episode,
+   in turn), so that the states spread; CartPole's 4-dim state of every observation is kept in the
    episode's infos (``state``, Minari's T + 1 layout). Written as the Minari dataset ``--dataset``.
 2. For every method and seed, ``rlkit pretrain`` trains one encoder shape (``--encoder``, default IMPALA with
    channels 8/16/16 and 128 features) on the dataset's episodes with that auxiliary loss; the random encoder is
@@ -52,29 +54,40 @@ def grey_band(frame: np.ndarray) -> np.ndarray:
     return band.reshape(30, 6, 100, 6).mean(axis=(1, 3)).round().astype(np.uint8)
 
 
+EPSILONS = (0.0, 0.05, 0.1, 0.2, 0.3)
+"""Shares of uniform random actions, one per episode in turn: long balanced episodes and short wild ones."""
+
+
 def balancing_action(state: np.ndarray, rng: np.random.Generator, epsilon: float) -> int:
+    """Push toward the pole's fall (theta + 0.2 theta_dot; the cart drifts freely), else with probability
+    ``epsilon`` a uniform random action."""
     if rng.random() < epsilon:
         return int(rng.integers(2))
-    return int(state[2] + 0.5 * state[3] > 0)
+    return int(state[2] + 0.2 * state[3] > 0)
 
 
-def make_dataset(dataset_id: str, episodes: int, seed: int, max_steps: int = 200) -> Path:
-    """The pixel CartPole dataset (see the module docstring); returns its directory."""
+def make_dataset(dataset_id: str, episodes: int, seed: int, repeat: int = 4, max_steps: int = 100) -> Path:
+    """The pixel CartPole dataset (see the module docstring): each step repeats its action ``repeat`` env steps
+    (Atari's frame skip), up to ``max_steps`` steps an episode; returns the dataset's directory."""
     import gymnasium as gym
 
     from rlkit.experience.datasets import Episode, write_dataset
 
-    env = gym.make("CartPole-v1", render_mode="rgb_array", max_episode_steps=max_steps)
+    env = gym.make("CartPole-v1", render_mode="rgb_array", max_episode_steps=max_steps * repeat)
     rng = np.random.default_rng(seed)
     out = []
     for e in range(episodes):
         state, _ = env.reset(seed=seed * 100_000 + e)
-        epsilon = 1.0 if e % 2 else 0.3
+        epsilon = EPSILONS[e % len(EPSILONS)]
         frame = grey_band(env.render())
         frames, states, actions, rewards = [np.stack([frame, frame])], [state], [], []
         while True:
-            action = balancing_action(state, rng, epsilon)
-            state, reward, terminated, truncated, _ = env.step(action)
+            action, reward = balancing_action(state, rng, epsilon), 0.0
+            for _ in range(repeat):
+                state, r, terminated, truncated, _ = env.step(action)
+                reward += r
+                if terminated or truncated:
+                    break
             previous, frame = frame, grey_band(env.render())
             frames.append(np.stack([previous, frame]))
             states.append(state)
@@ -89,8 +102,10 @@ def make_dataset(dataset_id: str, episodes: int, seed: int, max_steps: int = 200
     env.close()
     space = gym.spaces.Box(0, 255, (2, 30, 100), np.uint8)
     return write_dataset(dataset_id, out, space, gym.spaces.Discrete(2), env_id=None,
-                         description="CartPole-v1 rendered: 2 stacked grey 30x100 frames; infos['state'] = true state",
-                         metadata={"probe": "scripts/linear_probe.py", "episodes": episodes, "seed": seed})
+                         description=f"CartPole-v1 rendered, action repeat {repeat}: 2 stacked grey 30x100 frames (this "
+                                     "step's and the previous step's); infos['state'] = the true state",
+                         metadata={"probe": "scripts/linear_probe.py", "episodes": episodes, "seed": seed,
+                                   "action_repeat": repeat})
 
 
 def load_probe_data(dataset_id: str):
@@ -219,7 +234,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="runs/linear-probe")
     parser.add_argument("--dataset", default="rlkit/probe-pixel-cartpole-v0")
-    parser.add_argument("--episodes", type=int, default=120)
+    parser.add_argument("--episodes", type=int, default=200)
     parser.add_argument("--methods", nargs="+", default=["cpc", "clapp", "curl", "mean_teacher", "inverse_dynamics"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=300)
