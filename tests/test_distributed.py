@@ -5,7 +5,8 @@ with ``torch.multiprocessing`` and a ``file://`` store (the loops as ``torchrun`
 - BC offline and DQN online: each rank trains on its own batches (rank-seeded sampler / own envs and replay), the
   gradients are all-reduced, and weights and optimizer states stay bit-identical across ranks;
 - rank 0 alone writes the run directory;
-- a 2-rank run stopped and resumed ends with the uninterrupted 2-rank run's weights and metrics, bit for bit;
+- a 2-rank run stopped and resumed ends with the uninterrupted 2-rank run's weights and metrics, bit for bit (a
+  SIGTERM to one rank stops both at the same step, with a checkpoint);
 - a 2-rank BC run matches a 1-rank run with the doubled batch within noise;
 - a checkpoint of 2 ranks refuses to resume in 1 process (one line, exit 2).
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -86,9 +88,10 @@ def _dqn_data(**train) -> dict:
 
 
 def _rank(rank: int, world: int, store: str, jobs: list[tuple], out: str) -> None:
-    """One rank: join the group, run the training ``jobs`` ``(name, config data, [run dir per rank], resume)`` one
-    after the other, and after each write what the test compares (its weights, gradients, the sums of the first
-    batches it saw) to ``out/<name>-rank<k>.pt`` — the test's file, not the run's."""
+    """One rank: join the group, run the training ``jobs`` ``(name, config data, [run dir per rank], resume,
+    stop_at)`` one after the other (``stop_at`` > 0: rank 1 alone gets SIGTERM before its update of that number),
+    and after each write what the test compares (its weights, gradients, the sums of the first batches it saw,
+    its summary's steps) to ``out/<name>-rank<k>.pt`` — the test's file, not the run's."""
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
     from rlkit.agents import AGENTS
@@ -104,23 +107,29 @@ def _rank(rank: int, world: int, store: str, jobs: list[tuple], out: str) -> Non
 
     loops._Run.finish = keep_agent
     seen: list[float] = []
+    signal_at: list[int] = [0]
     for agent_cls in {cls for _, cls in AGENTS.values()}:
         def watched(self, batch, update=agent_cls.update):
             if len(seen) < 3:
                 seen.append(float(batch.obs.double().sum()))
+            if rank == 1 and self.updates + 1 == signal_at[0]:
+                os.kill(os.getpid(), signal.SIGTERM)  # as a scheduler stopping one rank's process
             return update(self, batch)
 
         agent_cls.update = watched
     try:
-        for name, data, run_dirs, resume in jobs:
+        for name, data, run_dirs, resume, stop_at in jobs:
             seen.clear()
-            loops.train(build_run_config(data, []), Path(run_dirs[rank]), resume=resume)
+            signal_at[0] = stop_at
+            summary = loops.train(build_run_config(data, []), Path(run_dirs[rank]), resume=resume)
             agent = kept.pop("agent")
             params = {f"{part}.{k}": v.detach().clone() for part, module in agent.parts.modules.items()
                       for k, v in module.named_parameters()}
+            params.update({name: t.detach().clone() for name, t in agent.parts.tensors.items()})  # SAC's log_alpha
             grads = {f"{part}.{k}": v.grad.clone() for part, module in agent.parts.modules.items()
                      for k, v in module.named_parameters() if v.grad is not None}
-            torch.save({"params": params, "grads": grads, "seen": list(seen),
+            torch.save({"params": params, "grads": grads, "seen": list(seen), "steps": summary["steps"],
+                        "interrupted": int(summary["interrupted"]),
                         "optimizers": {k: s.optimizer.state_dict() for k, s in agent.parts.optimizers.items()}},
                        Path(out) / f"{name}-rank{rank}.pt")
             del agent
@@ -128,15 +137,16 @@ def _rank(rank: int, world: int, store: str, jobs: list[tuple], out: str) -> Non
         distributed.shutdown()
 
 
-def _spawn(tmp_path: Path, *jobs: tuple[str, dict, Path, bool]) -> dict[str, list[dict]]:
-    """Train each job ``(name, config data, run dir, resume)`` on 2 ranks, in order (rank 0 in the run dir; rank 1
-    is handed a path of its own, which must stay absent); returns each job's ranks' weights, gradients and first
-    batch sums."""
+def _spawn(tmp_path: Path, *jobs: tuple) -> dict[str, list[dict]]:
+    """Train each job ``(name, config data, run dir, resume[, stop_at])`` on 2 ranks, in order (rank 0 in the run
+    dir; rank 1 is handed a path of its own, which must stay absent); returns each job's ranks' weights, gradients,
+    first batch sums and steps."""
     out = tmp_path / "out"
     out.mkdir(exist_ok=True)
     elsewhere = tmp_path / "rank1-dir"
     mp.spawn(_rank, args=(2, str(tmp_path / f"store-{jobs[0][0]}"),
-                          [(name, data, [str(run_dir), str(elsewhere)], resume) for name, data, run_dir, resume in jobs],
+                          [(name, data, [str(run_dir), str(elsewhere)], resume, stop_at)
+                           for name, data, run_dir, resume, stop_at in (tuple(j) + (0,) * (5 - len(j)) for j in jobs)],
                           str(out)), nprocs=2, join=True)
     assert not elsewhere.exists()  # rank 1 wrote nothing
     return {name: [torch.load(out / f"{name}-rank{k}.pt", weights_only=True) for k in range(2)]
@@ -185,10 +195,13 @@ def _assert_same_weights(a: dict, b: dict) -> None:
 
 def test_bc_two_ranks_stay_identical_rank0_writes_and_resume_is_exact(dataset_root, tmp_path):
     whole, part = tmp_path / "whole", tmp_path / "part"
-    # part: stopped at 130 (mid logging window: each rank's open window is in the checkpoint), resumed to 200
-    got = _spawn(tmp_path, ("whole", _bc_data(), whole, False), ("part", _bc_data(total_steps=130), part, False),
+    # part: rank 1 alone gets SIGTERM before its 130th update; the ranks agree to stop at the next multiple of
+    # STOP_POLL (144, mid logging window: each rank's open window is in the checkpoint), then it resumes to 200
+    got = _spawn(tmp_path, ("whole", _bc_data(), whole, False), ("part", _bc_data(), part, False, 130),
                  ("resumed", _bc_data(), part, True))
     ranks, resumed = got["whole"], got["resumed"]
+    assert [r["steps"] for r in got["part"]] == [144, 144] and [r["interrupted"] for r in got["part"]] == [15, 15]
+    assert load_checkpoint(part / LATEST)["step"] == 200
     _assert_in_step(ranks)
     assert sorted(p.name for p in whole.iterdir()) == [".rlkit.lock", "checkpoints", "config.yaml",
                                                        "metrics.jsonl", "spaces.json"]
@@ -201,8 +214,7 @@ def test_bc_two_ranks_stay_identical_rank0_writes_and_resume_is_exact(dataset_ro
     for key in ranks[0]["params"]:
         assert torch.equal(resumed[0]["params"][key], ranks[0]["params"][key]), key
     _assert_same_weights(_final_weights(part), _final_weights(whole))
-    extra = {"kind": "eval", "step": 130}  # the stopped run's evaluation at its end
-    assert [r for r in _records(part) if {k: r[k] for k in extra} != extra] == _records(whole)
+    assert _records(part) == _records(whole)
 
 
 def test_two_rank_bc_matches_one_rank_with_the_doubled_batch(dataset_root, tmp_path):
@@ -243,6 +255,17 @@ def test_dqn_two_ranks_stay_identical_and_resume_is_exact(tmp_path):
         assert torch.equal(resumed[0]["params"][key], ranks[0]["params"][key]), key
     _assert_same_weights(_final_weights(part), _final_weights(whole))
     assert _records(part) == _records(whole)
+
+
+def test_sac_two_ranks_keep_their_free_tensors_in_step(tmp_path):
+    """SAC's temperature ``log_alpha`` is a free tensor no DDP module holds: its gradient is averaged too."""
+    data = {"seed": 0, "device": "cpu", "torch_threads": 1, "env": {"id": "Pendulum-v1", "num_envs": 1},
+            "agent": {"name": "sac", "actor_hidden": [32], "critic_hidden": [32], "random_steps": 100},
+            "train": {"total_steps": 300, "learning_starts": 100, "batch_size": 32, "eval_every": 0,
+                      "checkpoint_every": 0}, "log": {**QUIET, "log_every": 100}}
+    got = _spawn(tmp_path, ("sac", data, tmp_path / "sac", False))["sac"]
+    assert "log_alpha" in got[0]["params"]
+    _assert_in_step(got)
 
 
 # ------------------------------------------------------------------ through torchrun and the CLI

@@ -6,8 +6,9 @@ the process group (:func:`session`: gloo on CPU; with CUDA, NCCL for CUDA tensor
 GPU per ``LOCAL_RANK``). The loops then run unchanged on every rank, with these rules:
 
 - **The same agent everywhere.** Every rank builds the agent from ``seed`` (identical weights), then the
-  agent's trained parts are wrapped in DDP (``Agent.wrap_ddp``): each update's gradients are averaged across
-  ranks inside ``backward``, so the weights and optimizer states stay bit-identical. What is random per rank
+  agent's trained parts are wrapped in DDP (:func:`wrap_agent`: ``Agent.wrap_ddp``, plus a gradient hook on free
+  trained tensors such as SAC's ``log_alpha``): each update's gradients are averaged across ranks inside
+  ``backward``, so the weights and optimizer states stay bit-identical. What is random per rank
   — the agent's declared generators and the global torch / numpy / Python generators — is re-seeded from
   :func:`rank_seed` (rank 0 keeps ``seed``: a 1-rank run is the single-process run).
 - **Offline: rank-seeded sampling.** Each rank samples its own batches from the whole dataset with its own
@@ -163,6 +164,26 @@ def session() -> Iterator[None]:
         raise
     finally:
         shutdown(clean)
+
+
+def wrap_agent(agent) -> None:
+    """DDP for the agent: its trained module parts wrapped (``Agent.wrap_ddp``, without a buffer broadcast per
+    forward: buffers hold data statistics, the same on every rank, and a broadcast would make rank 0's evaluation
+    a collective the others do not join), and the gradients of its free trained tensors (SAC's ``log_alpha``,
+    MPO's dual variables), which no DDP module holds, averaged across ranks by a hook as ``backward`` computes
+    them. Averaging is idempotent on equal values, so a second averaging elsewhere would change nothing."""
+    agent.wrap_ddp(**no_buffer_sync())
+    for tensor in agent.parts.tensors.values():
+        if isinstance(tensor, torch.Tensor) and tensor.requires_grad:
+            tensor.register_hook(_averaged)
+
+
+def _averaged(grad: torch.Tensor) -> torch.Tensor:
+    import torch.distributed as dist
+
+    grad = grad.clone()
+    dist.all_reduce(grad)
+    return grad / world()
 
 
 def host_group():

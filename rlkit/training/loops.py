@@ -320,10 +320,8 @@ class _Run:
         else:
             self.state = RunState(updates_from=updates_from)
             distributed.on_main(self._create)  # everything is built: only now does the run directory appear
-        if distributed.active():  # gradients averaged across ranks inside backward; buffers (data statistics from
-            # observe_dataset or the checkpoint) are the same on every rank and never broadcast per forward, which
-            # would also make rank 0's evaluation a collective the other ranks do not join
-            agent.wrap_ddp(**distributed.no_buffer_sync())
+        if distributed.active():
+            distributed.wrap_agent(agent)  # DDP: gradients averaged across ranks inside backward
         state = self.state
         self._started = time.perf_counter() - state.elapsed
         self._sps_mark = (state.step, time.perf_counter())
