@@ -27,6 +27,14 @@ Temperature (eq. 18, on log alpha as softlearning and SB3 do; target entropy Hba
     L_alpha = - mean_b log alpha * (log pi(a_b|s_b) + Hbar)
 so alpha grows while the policy's entropy -E[log pi] is below Hbar and shrinks while above.
 
+DrQ (Kostrikov, Yarats, Fergus 2020, "Image Augmentation Is All You Need", eqs. 3-5 / Algorithm 1), for pixel
+observations with ``drq_k``, ``drq_m`` > 0: f(s, nu) a random shift of up to +-``drq_pad`` pixels
+(rlkit.auxiliary.augment), K augmentations of s' averaged in the target and M of s in the loss:
+    y    = R + d * 1/K sum_k ( min_i Qbar_i(f(s', nu'_k), a'_k) - alpha * log pi(a'_k|f(s', nu'_k)) ),
+           a'_k ~ pi(.|f(s', nu'_k))
+    L_Q  = 1/M sum_m sum_i 1/2 mean_b w_b (Q_i(f(s_b, nu_m), a_b) - y_b)^2
+and the policy and temperature losses on the first augmentation f(s, nu_1) (the paper's K = M = 2).
+
 Targets: Qbar_i <- tau Q_i + (1 - tau) Qbar_i every ``target_update_every`` updates (tau = 0.005). There is
 no target policy (a' comes from the current policy).
 
@@ -53,6 +61,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rlkit.auxiliary.augment import is_image, random_shift
 from rlkit.contract.agent import Agent, AgentConfig, BoxActions, Capabilities, StepRecord, check_bounded_box_actions, epsilon_mix
 from rlkit.contract.networks import EnsembleLinear, make_encoder, mlp
 from rlkit.contract.parts import acting, free_tensor, target_of, trained, trains
@@ -95,6 +104,12 @@ class SACConfig(AgentConfig):
     random_steps: int = 0
     """Exploring env steps at the start that take uniformly random actions instead of the policy's (SB3 does
     this during ``learning_starts``; the configs set it to ``train.learning_starts``)."""
+    drq_k: int = 0
+    """DrQ: augmentations of s' averaged in the target (the paper: 2); 0 with ``drq_m: 0``: DrQ off. Pixels only."""
+    drq_m: int = 0
+    """DrQ: augmentations of s averaged in the critic loss (the paper: 2)."""
+    drq_pad: int = 4
+    """DrQ: the random shift's padding in pixels (the paper: 4 on 84 x 84)."""
 
     resumable: ClassVar[frozenset[str]] = frozenset({"tau", "target_update_every", "autotune_alpha", "target_entropy",
                                                     "log_std_min", "log_std_max", "random_steps"})
@@ -107,7 +122,10 @@ class SACConfig(AgentConfig):
         self.check_positive("actor_lr", "critic_lr", "alpha_lr", "init_alpha")
         self.check_unit_interval("tau", open_low=True)
         self.check_at_least(1, "target_update_every")
-        self.check_at_least(0, "random_steps")
+        self.check_at_least(0, "random_steps", "drq_k", "drq_m", "drq_pad")
+        if (self.drq_k == 0) != (self.drq_m == 0):
+            raise ConfigError(f"agent.drq_k and agent.drq_m turn DrQ on together (both >= 1, the paper: 2) or off "
+                              f"(both 0), got {self.drq_k} and {self.drq_m}")
         self.check_widths("actor_hidden", "critic_hidden")
         if not self.log_std_min < self.log_std_max:
             raise ConfigError(f"agent.log_std_min ({self.log_std_min}) must be < agent.log_std_max "
@@ -137,6 +155,14 @@ def squashed_gaussian_sample(mean: torch.Tensor, log_std: torch.Tensor, noise: t
     gaussian = -0.5 * noise.square() - log_std - _HALF_LOG_2PI
     log_prob = (gaussian - tanh_log_det_jacobian(pre_tanh)).sum(dim=-1)
     return torch.tanh(pre_tanh), log_prob
+
+
+def drq_views(obs: torch.Tensor, n: int, pad: int) -> torch.Tensor:
+    """DrQ's ``n`` random shifts of a batch ``[B, ...]`` stacked as ``[n * B, ...]`` (view j = rows j*B..);
+    ``n = 0``: the batch itself, unaugmented."""
+    if n == 0:
+        return obs
+    return random_shift(obs.repeat(n, *([1] * (obs.ndim - 1))), pad)
 
 
 def soft_td_target(rewards: torch.Tensor, discounts: torch.Tensor, next_q: torch.Tensor,
@@ -208,6 +234,9 @@ class SAC(Agent):
     def __init__(self, cfg: SACConfig, observation_space: gym.Space, action_space: gym.Space,
                  device: torch.device | str = "cpu", seed: int = 0) -> None:
         check_bounded_box_actions("SAC", action_space)
+        if cfg.drq_k and not is_image(observation_space):
+            raise ConfigError(f"agent.drq_k/drq_m: DrQ shifts images, the env observes {observation_space}; "
+                              "set agent.drq_k: 0 and agent.drq_m: 0 for vector observations")
         super().__init__(cfg, observation_space, action_space, device)
         self.actions = BoxActions(action_space, self.device)
         self.act_dim = act_dim = self.actions.dim
@@ -279,8 +308,13 @@ class SAC(Agent):
         actions = self.actions.normalize(batch.actions)                               # [B, A] in [-1, 1]
         alpha = self.log_alpha.detach().exp()                                    # [] (this step's alpha)
 
+        views = drq_views(batch.obs, cfg.drq_m, cfg.drq_pad)                     # [M * B, ...] (M = 1: s itself)
+        next_views = drq_views(batch.next_obs, cfg.drq_k, cfg.drq_pad)            # [K * B, ...]
+        B = len(actions)
+        obs = views[:B] if cfg.drq_m else batch.obs                              # s, or its first augmentation
+
         # policy samples on s (reparameterised; its graph is kept for the policy loss)
-        actions_pi, log_prob = self._sample(batch.obs)                           # [B, A], [B]
+        actions_pi, log_prob = self._sample(obs)                                 # [B, A], [B]
 
         # temperature: L_alpha = -mean log alpha * (log pi + Hbar)   (eq. 18)
         if cfg.autotune_alpha:
@@ -288,17 +322,21 @@ class SAC(Agent):
             self.optimize("alpha_optimizer", alpha_loss)
 
         # critic: y = R + gamma^k * (min_i Qbar_i(s', a') - alpha log pi(a'|s')),  a' ~ pi(.|s')
+        #         (DrQ: averaged over K views of s'; the loss averaged over M views of s)
         with torch.no_grad():
-            next_actions, next_log_prob = self._sample(batch.next_obs)           # [B, A], [B]
-            next_q = self.target_critic(batch.next_obs, next_actions)           # [2, B]
-            target = soft_td_target(batch.rewards, batch.discounts, next_q, next_log_prob, alpha)  # [B]
-        q = self.critic(batch.obs, actions)                                      # [2, B]
-        critic_loss = 0.5 * (batch.weights * (q - target).square()).mean(dim=1).sum()
+            next_actions, next_log_prob = self._sample(next_views)               # [K * B, A], [K * B]
+            next_q = self.target_critic(next_views, next_actions)               # [2, K * B]
+            K = max(cfg.drq_k, 1)
+            target = soft_td_target(batch.rewards, batch.discounts, next_q.view(2, K, B).mean(dim=1),
+                                    next_log_prob.view(K, B).mean(dim=0), alpha)  # [B]
+        M = max(cfg.drq_m, 1)
+        q = self.critic(views, actions.repeat(M, 1)).view(2, M, B)               # [2, M, B]
+        critic_loss = 0.5 * (batch.weights * (q - target).square()).mean(dim=2).sum(dim=0).mean()
         self.optimize("critic_optimizer", critic_loss, batch)
 
         # policy: L_pi = mean (alpha log pi(a|s) - min_i Q_i(s, a)), the critic frozen (no weight gradients)
         with self.without_weight_grads("critic"):
-            q_pi = self.critic(batch.obs, actions_pi).min(dim=0).values          # [B]
+            q_pi = self.critic(obs, actions_pi).min(dim=0).values                # [B]
         actor_loss = (alpha * log_prob - q_pi).mean()
         self.optimize("actor_optimizer", actor_loss, batch)
 

@@ -498,6 +498,10 @@ def check_capabilities(cfg: "RunConfig", agent_cls: type) -> None:
         if type(aux).needs_one_step and caps.experience != "transitions":
             raise ConfigError(f"agent.aux[{i}] ({aux.name}) learns from transitions, but agent '{name}' learns from "
                               f"{caps.experience}")
+        if caps.experience not in type(aux).experience:
+            raise ConfigError(f"agent.aux[{i}] ({aux.name}) learns from {' or '.join(type(aux).experience)}, but "
+                              f"agent '{name}' learns from {caps.experience}")
+        aux.check_run(cfg, caps.experience, f"agent.aux[{i}]")
     cfg.agent.check_run(cfg)  # what only the agent knows it needs (e.g. RIS: one-step targets, sparse rewards)
 
 

@@ -38,3 +38,182 @@ def test_pixel_observation_is_exported_and_refuses_human_rendering() -> None:
     env = PixelObservation(gym.make("CartPole-v1", render_mode="rgb_array"), size=32, frame_stack=2, grey=False)
     obs, _ = env.reset(seed=1)
     assert obs.shape == (6, 32, 32)
+
+
+# ---------------------------------------------------------------------------------- helpers
+import json  # noqa: E402
+import math  # noqa: E402
+
+import torch  # noqa: E402
+
+import rlkit  # noqa: E402
+from rlkit.agents import AGENTS  # noqa: E402
+from rlkit.auxiliary import AUX_MODULES  # noqa: E402
+from rlkit.auxiliary.clapp import encoder_blocks  # noqa: E402
+from rlkit.auxiliary.infonce import info_nce, similarities  # noqa: E402
+from rlkit.auxiliary.mean_teacher import consistency_loss  # noqa: E402
+from rlkit.config import build_run_config  # noqa: E402
+from rlkit.errors import ConfigError  # noqa: E402
+from rlkit.experience.replay import Transitions  # noqa: E402
+from rlkit.experience.sequences import Sequences  # noqa: E402
+
+SSL = ["curl", "cpc", "clapp", "mean_teacher"]
+PIXELS = gym.spaces.Box(0, 255, (3, 64, 64), np.uint8)
+VECTOR = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
+DISCRETE, BOX = gym.spaces.Discrete(2), gym.spaces.Box(-2.0, 2.0, (1,), np.float32)
+
+
+def _aux(name: str, **fields):
+    return AUX_MODULES[name](name=name, weight=1.0, **fields)
+
+
+def _build(agent: str, obs_space: gym.Space, act_space: gym.Space, aux: list, **fields):
+    config_cls, agent_cls = AGENTS[agent]
+    torch.manual_seed(0)
+    return agent_cls(config_cls(aux=aux, **fields), obs_space, act_space, "cpu", 0)
+
+
+def _sample(space: gym.Space, n: int, seed: int) -> torch.Tensor:
+    space.seed(seed)
+    return torch.as_tensor(np.stack([space.sample() for _ in range(n)]))
+
+
+def _transitions(obs_space: gym.Space, act_space: gym.Space, n: int = 16, seed: int = 0) -> Transitions:
+    return Transitions(obs=_sample(obs_space, n, seed), actions=_sample(act_space, n, seed + 1),
+                       rewards=torch.rand(n), next_obs=_sample(obs_space, n, seed + 2),
+                       discounts=torch.full((n,), 0.99), weights=torch.ones(n), indices=torch.arange(n))
+
+
+def _sequences(obs_space: gym.Space, act_space: gym.Space, n: int = 8, length: int = 5) -> Sequences:
+    obs = _sample(obs_space, n * length, 0).reshape(n, length, *obs_space.shape)
+    actions = _sample(act_space, n * length, 1).reshape(n, length, *act_space.shape)
+    mask = torch.ones(n, length, dtype=torch.bool)
+    mask[0, :2] = False  # one window with left padding
+    return Sequences(obs=obs, actions=actions, rewards=torch.rand(n, length), returns_to_go=torch.rand(n, length),
+                     timesteps=torch.arange(length).repeat(n, 1), terminated=torch.zeros(n, length, dtype=torch.bool),
+                     mask=mask)
+
+
+# ---------------------------------------------------------------------------------- InfoNCE
+def test_info_nce_on_hand_built_similarities() -> None:
+    q = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    # S = I: each row's positive scores 1, its negative 0 -> -log(e / (e + 1)) = log(1 + e^-1)
+    assert math.isclose(float(info_nce(q, q)), math.log(1 + math.exp(-1)), rel_tol=1e-6)
+    # temperature 0.5 doubles the logits, as a bilinear W = 2 I does
+    assert math.isclose(float(info_nce(q, q, temperature=0.5)), math.log(1 + math.exp(-2)), rel_tol=1e-6)
+    assert math.isclose(float(info_nce(q, q, weight=2 * torch.eye(2))), math.log(1 + math.exp(-2)), rel_tol=1e-6)
+    # keys swapped: the positives score 0, the negatives 1
+    assert math.isclose(float(info_nce(q, q.flip(0))), math.log(1 + math.exp(1)), rel_tol=1e-6)
+    # a 3 x 3 case against a hand-written log-softmax
+    qs, ks = torch.tensor([[1.0, 2.0], [0.5, -1.0], [0.0, 3.0]]), torch.tensor([[0.0, 1.0], [1.0, 1.0], [2.0, 0.0]])
+    W = torch.tensor([[1.0, 0.5], [0.0, 2.0]])
+    S = [[sum(qs[i, a] * W[a, b] * ks[j, b] for a in range(2) for b in range(2)) for j in range(3)] for i in range(3)]
+    expected = -sum(S[i][i] - math.log(sum(math.exp(S[i][j]) for j in range(3))) for i in range(3)) / 3
+    torch.testing.assert_close(similarities(qs, ks, 1.0, W), torch.tensor(S))
+    assert math.isclose(float(info_nce(qs, ks, weight=W)), float(expected), rel_tol=1e-5)
+
+
+# ---------------------------------------------------------------------------------- momentum parts
+def test_curl_key_encoder_is_a_declared_momentum_part_updated_after_each_step() -> None:
+    agent = _build("dqn", PIXELS, DISCRETE, [_aux("curl")])
+    parts = agent.parts
+    assert parts.roles["aux.curl.key_encoder"] == "momentum" and parts.sources["aux.curl.key_encoder"] == "q_net.encoder"
+    key = parts.modules["aux.curl.key_encoder"]
+    encoder = parts.module_at("q_net.encoder")
+    assert not any(p.requires_grad for p in key.parameters())
+    assert "aux.curl.key_encoder" in agent.state_dict()
+    assert all(k.split(".", 1)[0] == "q_net" for k in agent.acting_tensors())  # export: acting parts only
+    for p, q in zip(key.parameters(), encoder.parameters()):  # starts as a copy
+        assert torch.equal(p, q)
+    with torch.no_grad():  # make the copy differ, so the EMA is visible
+        for p in key.parameters():
+            p.add_(1.0)
+    before = [p.clone() for p in key.parameters()]
+    agent.update(_transitions(PIXELS, DISCRETE))
+    for old, new, source in zip(before, key.parameters(), encoder.parameters()):  # k <- tau q + (1 - tau) k
+        torch.testing.assert_close(new, 0.05 * source + 0.95 * old, rtol=1e-5, atol=1e-6)
+
+
+def test_momentum_of_rejects_tau_outside_unit_interval() -> None:
+    from rlkit.contract.parts import DeclarationError, momentum_of
+
+    with pytest.raises(DeclarationError, match="tau"):
+        momentum_of("encoder", torch.nn.Linear(1, 1), tau=1.5)
+
+
+# ---------------------------------------------------------------------------------- CLAPP locality
+def test_clapp_blocks_of_the_nature_cnn_and_no_gradient_crosses_a_block() -> None:
+    agent = _build("dqn", PIXELS, DISCRETE, [_aux("clapp")])
+    module = agent.aux_modules["clapp"]
+    encoder = agent.parts.module_at("q_net.encoder")
+    blocks = encoder_blocks(encoder)
+    assert len(blocks) == 4 and len(module.W) == 4  # three convolutions and the linear layer
+    assert [tuple(W.shape) for W in module.W] == [(32, 32), (64, 64), (64, 64), (512, 512)]
+    batch = _transitions(PIXELS, DISCRETE)
+    losses = module.layer_losses(batch.obs, batch.next_obs, agent)
+    params = [list(block.parameters()) for block in blocks]
+    for l, loss in enumerate(losses):
+        grads = torch.autograd.grad(loss, [p for ps in params for p in ps] + list(module.W), allow_unused=True)
+        block_grads, W_grads = grads[:sum(map(len, params))], grads[sum(map(len, params)):]
+        i = 0
+        for m, ps in enumerate(params):
+            for g in block_grads[i:i + len(ps)]:
+                if m == l:
+                    assert g is not None and bool(g.abs().sum() > 0), f"block {l} gets no gradient from its loss"
+                else:
+                    assert g is None or bool((g == 0).all()), f"loss {l} reaches block {m}"
+            i += len(ps)
+        assert [g is not None for g in W_grads] == [m == l for m in range(len(losses))]
+
+
+def test_clapp_blocks_of_an_mlp_encoder() -> None:
+    agent = _build("sac", VECTOR, BOX, [_aux("clapp")], encoder_hidden=[16, 8], actor_hidden=[8], critic_hidden=[8])
+    assert [tuple(W.shape) for W in agent.aux_modules["clapp"].W] == [(16, 16), (8, 8)]
+
+
+# ---------------------------------------------------------------------------------- Mean Teacher
+def test_consistency_loss_is_zero_under_identical_augmentations() -> None:
+    agent = _build("dqn", PIXELS, DISCRETE, [_aux("mean_teacher", augment="none")])
+    batch = _transitions(PIXELS, DISCRETE)
+    assert float(agent.aux_modules["mean_teacher"].loss(batch, agent).detach()) == 0.0  # teacher == student, same view
+    x = torch.randn(4, 3)
+    assert float(consistency_loss(x, x.clone())) == 0.0
+    assert math.isclose(float(consistency_loss(x, x + 1)), 1.0)
+    shifted = _build("dqn", PIXELS, DISCRETE, [_aux("mean_teacher")])  # different random shifts: > 0
+    assert float(shifted.aux_modules["mean_teacher"].loss(batch, shifted).detach()) > 0
+
+
+# ---------------------------------------------------------------------------------- every module on every agent
+AGENT_SETUPS = {
+    "dqn-pixels": ("dqn", PIXELS, DISCRETE, {}),
+    "dqn": ("dqn", VECTOR, DISCRETE, {"encoder_hidden": [16], "hidden": [16]}),
+    "sac-pixels": ("sac", PIXELS, BOX, {"actor_hidden": [16], "critic_hidden": [16]}),
+    "sac": ("sac", VECTOR, BOX, {"encoder_hidden": [16], "actor_hidden": [16], "critic_hidden": [16]}),
+    "mpo": ("mpo", VECTOR, BOX, {"encoder_hidden": [16], "policy_hidden": [16], "critic_hidden": [16],
+                                 "num_samples": 4}),
+    "bc": ("bc", VECTOR, BOX, {"encoder_hidden": [16], "hidden": [16]}),
+    "dt": ("decision_transformer", VECTOR, BOX, {"context_length": 5, "embed_dim": 16, "n_layers": 1,
+                                                 "encoder_hidden": [16], "warmup_steps": 1}),
+}
+
+
+@pytest.mark.parametrize("module", SSL)
+@pytest.mark.parametrize("setup", list(AGENT_SETUPS))
+def test_every_module_on_every_agent_smoke(module: str, setup: str) -> None:
+    agent_name, obs_space, act_space, fields = AGENT_SETUPS[setup]
+    agent = _build(agent_name, obs_space, act_space, [_aux(module)], **fields)
+    head = agent.aux_modules[module]
+    before = [p.clone() for p in agent.parts.module_at(head.part).parameters()]
+    batch = (_sequences(obs_space, act_space) if agent_name == "decision_transformer"
+             else _transitions(obs_space, act_space))
+    for _ in range(3):
+        metrics = agent.update(batch)
+    value = float(metrics[f"aux/{module}"])
+    assert math.isfinite(value)
+    moved = [not torch.equal(a, b) for a, b in zip(before, agent.parts.module_at(head.part).parameters())]
+    assert any(moved)
+    restored = _build(agent_name, obs_space, act_space, [_aux(module)], **fields)  # checkpoint state round trip
+    restored.load_state_dict(agent.state_dict())
+    for name, module_ in agent.parts.modules.items():
+        for (k, v), (_, w) in zip(module_.state_dict().items(), restored.parts.modules[name].state_dict().items()):
+            assert torch.equal(v, w), f"{name}.{k}"

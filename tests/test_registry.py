@@ -39,8 +39,12 @@ ATARI_IDS = [env_id for env_id in RLKIT_IDS if str(gym.spec(env_id).entry_point)
 BOARD_IDS = [env_id for env_id in RLKIT_IDS
              if str(gym.spec(env_id).entry_point).startswith("rlkit.envs.board_games:")]
 
+# Pixel observations of rendered classic-control tasks (envs/pixels.py): checked by tests/test_auxiliary_ssl.py with
+# Gymnasium's and SB3's check_env.
+PIXEL_IDS = [env_id for env_id in RLKIT_IDS if str(gym.spec(env_id).entry_point).startswith("rlkit.envs.pixels:")]
+
 GOAL_IDS = [env_id for env_id in RLKIT_IDS if env_id not in ATARI_IDS and env_id not in BOARD_IDS
-            and env_id != "rlkit/HumanoidImitation-v0" and env_id not in VECTOR_ONLY_IDS]
+            and env_id != "rlkit/HumanoidImitation-v0" and env_id not in VECTOR_ONLY_IDS and env_id not in PIXEL_IDS]
 
 # Warnings the checkers give for sound envs: the checked env is gym.make's wrapped stack; MuJoCo
 # observations are unbounded.  Anything else (an observation outside its space, a bad dtype...) fails.

@@ -333,6 +333,8 @@ class Agent:
         if max_grad_norm is not None:
             norm = nn.utils.clip_grad_norm_(self.parts.optimizer_params(optimizer), max_grad_norm)
         spec.optimizer.step()
+        for copy, tau in self.parts.momentum_updates(optimizer):  # EMA copies (CURL's key encoder) follow their source
+            self.parts.update_target(copy, tau)
         return norm
 
     def update_target(self, target: str, tau: float) -> None:
@@ -351,7 +353,8 @@ class Agent:
         name = part or self.parts.encoder
         if name is None:
             raise ConfigError(f"{type(self).__name__} declares no encoder; name a part for the auxiliary module")
-        inputs = self.parts.encoder_inputs(obs) if (name == self.parts.encoder and self.parts.encoder_inputs) else obs
+        of_encoder = self.parts.sources.get(name, name) == self.parts.encoder  # the encoder or a copy of it
+        inputs = self.parts.encoder_inputs(obs) if (of_encoder and self.parts.encoder_inputs) else obs
         return self.parts.module_at(name)(inputs)
 
     def report_priorities(self, indices: torch.Tensor, priorities: torch.Tensor) -> None:
@@ -482,9 +485,13 @@ class Agent:
                               f"({' '.join(str(exc).split())[:120]}); attach {name} to the encoder") from None
         module = aux_cfg.build(int(probe.shape[-1]), self.observation_space, self.action_space).to(self.device)
         module.part = part
+        module.bind(self.parts.module_at(part))  # heads sized by the part's own layers (CLAPP) are built here
         self.aux_modules[name] = module
         self._aux_by_optimizer.setdefault(optimizer, []).append((name, module))
         self.parts.add_aux(f"aux.{name}", module, optimizer)
+        for local, extra in module.extra_parts(self.parts.module_at(part)).items():  # e.g. CURL's key encoder
+            module.part_names[local] = f"aux.{name}.{local}"
+            self.parts.add_aux_part(f"aux.{name}.{local}", extra)
 
 
 def _average_gradients(params: list[torch.Tensor]) -> None:

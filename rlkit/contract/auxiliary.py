@@ -23,6 +23,7 @@ import gymnasium as gym
 import torch
 from torch import nn
 
+from rlkit.contract.parts import Part
 from rlkit.errors import ConfigError
 
 @dataclass
@@ -43,10 +44,17 @@ class AuxConfig:
     """The module class this config builds."""
     needs_one_step: ClassVar[bool] = False
     """The loss reads (s_t, a_t, s_t+1): the run's transitions must be one-step (``train.replay.n_step: 1``)."""
+    experience: ClassVar[tuple[str, ...]] = ("transitions", "sequences")
+    """The batch kinds its loss reads (``Capabilities.experience`` of the agent it joins): a run whose agent
+    learns from another kind is refused at start (:func:`rlkit.config.check_capabilities`)."""
 
     def __post_init__(self) -> None:
         if not (0.0 <= self.weight < math.inf):
             raise ConfigError(f"weight must be a finite number >= 0, got {self.weight}")
+
+    def check_run(self, run: Any, experience: str, where: str) -> None:
+        """What only this module knows it needs from the run (a :class:`rlkit.config.RunConfig`; ``experience``:
+        the agent's batch kind): raise :class:`ConfigError` naming ``where`` (``agent.aux[i]``). Default: none."""
 
     def label_or_name(self) -> str:
         return self.label or self.name
@@ -64,6 +72,26 @@ class AuxModule(nn.Module):
     def __init__(self, cfg: AuxConfig, feature_dim: int, observation_space: gym.Space, action_space: gym.Space) -> None:
         super().__init__()
         self.cfg = cfg
+        self.part_names: dict[str, str] = {}  # local name -> declared name of the parts from extra_parts
+
+    def bind(self, source: nn.Module) -> None:
+        """Called once when attached, with the attached part (unwrapped), before the module's parameters join
+        its optimizer: a module whose head depends on the part's layers (CLAPP's one matrix per block) builds
+        it here. Default: nothing."""
+
+    def extra_parts(self, source: nn.Module) -> dict[str, Part]:
+        """Parts this module keeps outside its own parameters, declared through the agent's contract so that
+        checkpoints, exact resume, device moves and DDP see them: ``{local name: momentum_of(self.part,
+        copy, tau)}``, ``source`` being the attached part (unwrapped). They are declared as
+        ``aux.<label>.<local name>``; read one back with :meth:`extra`, run it with ``agent.encode(obs,
+        self.part_names[local])``. With ``tau`` set, the contract updates the copy after every step of the
+        attached part's optimizer. Default: none."""
+        return {}
+
+    def extra(self, agent: Any, local: str) -> nn.Module:
+        """The declared module of :meth:`extra_parts`' entry ``local``."""
+        return agent.parts.modules[self.part_names[local]]
 
     def loss(self, batch: Any, agent: Any) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
+

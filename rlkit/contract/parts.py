@@ -6,8 +6,12 @@ declaration also says each part's *role*:
 
 - ``acting(module)``: what ``act`` needs — written by ``rlkit export``, loaded by ``rlkit.load``;
 - ``trained(module)``: trained but not needed to act (critics, a subgoal policy);
-- ``target_of(source, module)`` / ``momentum_of(source, module)``: slow copies of another part (Polyak or
-  hard-copied targets, an EMA key encoder); never trained by an optimizer, never wrapped in DDP;
+- ``target_of(source, module)`` / ``momentum_of(source, module, tau)``: slow copies of another part (Polyak or
+  hard-copied targets, an EMA key encoder); never trained by an optimizer, never wrapped in DDP. A momentum copy
+  declared with ``tau`` is updated by shared code after every step of the optimizer that trains its source,
+  ``copy <- tau * source + (1 - tau) * copy`` (MoCo's key encoder, He et al. 2020, eq. 2 with m = 1 - tau); an
+  auxiliary module declares its own this way (:meth:`rlkit.contract.auxiliary.AuxModule.extra_parts`), so
+  checkpoints, exact resume, device moves and DDP see it like any other part;
 - ``free_tensor(tensor)``: a leaf tensor an optimizer trains outside any module (SAC's log alpha).
 
 and which parts each optimizer trains (``trains(optimizer, "critic", ...)``), so an auxiliary loss attached
@@ -34,7 +38,8 @@ Role = Literal["acts", "trains", "target", "momentum", "tensor", "aux"]
 class Part:
     value: nn.Module | torch.Tensor
     role: Role
-    source: str | None = None  # the online part a target / momentum copy follows
+    source: str | None = None  # the online part a target / momentum copy follows (dotted names allowed)
+    tau: float | None = None   # a momentum copy updated after each step of its source's optimizer
 
 
 def acting(module: nn.Module) -> Part:
@@ -50,9 +55,13 @@ def target_of(source: str, module: nn.Module) -> Part:
     return Part(module, "target", source)
 
 
-def momentum_of(source: str, module: nn.Module) -> Part:
-    """A momentum (EMA) copy of ``source`` (MoCo / CURL key encoders)."""
-    return Part(module, "momentum", source)
+def momentum_of(source: str, module: nn.Module, tau: float | None = None) -> Part:
+    """A momentum (EMA) copy of ``source`` (MoCo / CURL key encoders). With ``tau`` in (0, 1], shared code
+    updates it after every step of the optimizer that trains ``source``: copy <- tau * source + (1 - tau) * copy;
+    without, the agent updates it itself (:meth:`rlkit.contract.agent.Agent.update_target`)."""
+    if tau is not None and not 0.0 < tau <= 1.0:
+        raise DeclarationError(f"momentum_of('{source}'): tau must lie in (0, 1], got {tau}")
+    return Part(module, "momentum", source, tau)
 
 
 def free_tensor(tensor: torch.Tensor) -> Part:
@@ -84,6 +93,7 @@ class Parts:
         self.tensors = {n: p.value for n, p in parts.items() if not isinstance(p.value, nn.Module)}
         self.roles = {n: p.role for n, p in parts.items()}
         self.sources = {n: p.source for n, p in parts.items() if p.source is not None}
+        self.taus = {n: p.tau for n, p in parts.items() if p.tau is not None}
         self.optimizers = optimizers
         self.generators = generators
         self.encoder, self.encoder_inputs = encoder, encoder_inputs
@@ -97,6 +107,8 @@ class Parts:
 
     def module_at(self, name: str) -> nn.Module:
         """The module named ``name`` (``critic`` or dotted, ``critic.encoder``), unwrapped."""
+        if name in self.modules:  # a declared name that holds dots itself (an auxiliary module's parts)
+            return self.modules[name]
         head, _, rest = name.partition(".")
         module = self.modules[head]
         return module.get_submodule(rest) if rest else module
@@ -142,7 +154,11 @@ class Parts:
         DDP- or compile-wrapped source still matches its target's keys."""
         from rlkit.contract.networks import polyak_update
 
-        polyak_update(self.modules[self.sources[name]], self.modules[name], tau)
+        polyak_update(self.module_at(self.sources[name]), self.modules[name], tau)
+
+    def momentum_updates(self, optimizer: str) -> list[tuple[str, float]]:
+        """``(copy, tau)`` of the momentum copies declared with a ``tau`` whose source ``optimizer`` trains."""
+        return [(name, tau) for name, tau in self.taus.items() if self.optimizer_of(self.sources[name]) == optimizer]
 
     def acting_names(self) -> list[str]:
         return [n for n, role in self.roles.items() if role == "acts"]
@@ -156,8 +172,8 @@ class Parts:
         if not self.acting_names():
             fail("no acting part (acting(module)): nothing to act with or export")
         for name, source in self.sources.items():
-            if source not in self.modules:
-                fail(f"'{name}' is a copy of '{source}', which is not a declared module")
+            if not self.has(source):
+                fail(f"'{name}' is a copy of '{source}', which is not a declared module (or a dotted part of one)")
             if any(p.requires_grad for p in self.modules[name].parameters()):
                 fail(f"'{name}' is a {self.roles[name]} copy but has trainable parameters (requires_grad_(False))")
         owner: dict[int, str] = {}
@@ -269,6 +285,22 @@ class Parts:
         params = [p for p in module.parameters() if p.requires_grad]
         if params:
             self.optimizers[optimizer].optimizer.add_param_group({"params": params})
+
+    def add_aux_part(self, name: str, part: Part) -> None:
+        """A part an auxiliary module declares beside its head (:meth:`AuxModule.extra_parts`): only momentum
+        copies of a declared part, which hold no trainable parameters."""
+        if part.role != "momentum" or not isinstance(part.value, nn.Module) or part.source is None:
+            raise DeclarationError(f"auxiliary part '{name}': only momentum_of(source, module) copies may be added, "
+                                   f"got a {part.role} part")
+        if not self.has(part.source):
+            raise DeclarationError(f"auxiliary part '{name}' copies '{part.source}', which is not a declared part")
+        if any(p.requires_grad for p in part.value.parameters()):
+            raise DeclarationError(f"auxiliary part '{name}' is a momentum copy but has trainable parameters")
+        if name in self.roles:
+            raise DeclarationError(f"auxiliary part '{name}' is declared twice")
+        self.modules[name], self.roles[name], self.sources[name] = part.value, part.role, part.source
+        if part.tau is not None:
+            self.taus[name] = part.tau
 
 
 def _check_optimizer_state(name: str, optimizer: torch.optim.Optimizer) -> None:

@@ -1,0 +1,92 @@
+"""Observation augmentations for the self-supervised modules (CURL, Mean Teacher) and DrQ's Q targets.
+
+- ``shift`` (DrQ, Kostrikov, Yarats, Fergus 2020, sec. 3.1): pad each side by ``pad`` pixels (edge values
+  repeated), then take a random ``H x W`` crop: a random translation of up to +-pad pixels; shapes unchanged.
+- ``crop`` (CURL, Srinivas et al. 2020, sec. 4.3: 100 -> 84 random crops): a random ``(H - 2 pad) x (W - 2 pad)``
+  crop, resized back to ``H x W`` (bilinear) so the agent's encoder keeps its input shape.
+- ``noise``: for vector observations, x + sigma * eps with eps ~ N(0, I) (images have no crop analogue there).
+- ``none``: the identity (Mean Teacher's identical-augmentation check).
+
+Images are ``[B, C, H, W]`` (uint8 stays uint8: replay stores bytes and the encoder scales). Randomness comes from
+torch's global generator, drawn on the CPU, which the run state saves and restores: a resumed run augments
+exactly as the uninterrupted one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import torch
+import torch.nn.functional as F
+
+from rlkit.errors import ConfigError
+
+__all__ = ["AUGMENTATIONS", "augment", "check_augmentation", "random_shift", "random_crop", "is_image"]
+
+AUGMENTATIONS = ("auto", "shift", "crop", "noise", "none")
+
+
+def is_image(space: gym.Space) -> bool:
+    return isinstance(space, gym.spaces.Box) and len(space.shape) == 3 and space.dtype == "uint8"
+
+
+def check_augmentation(kind: str, space: gym.Space, where: str) -> str:
+    """The augmentation ``kind`` resolved for observations of ``space`` (``auto``: shift for uint8 images, noise
+    for vectors); a ConfigError naming ``where`` when it does not fit them."""
+    if kind not in AUGMENTATIONS:
+        raise ConfigError(f"{where}.augment must be one of {', '.join(AUGMENTATIONS)}, got {kind!r}")
+    if isinstance(space, gym.spaces.Dict):
+        raise ConfigError(f"{where}: augmentations of Dict observations are not supported; use a Box observation")
+    image = is_image(space)
+    if kind == "auto":
+        return "shift" if image else "noise"
+    if kind in ("shift", "crop") and not image:
+        raise ConfigError(f"{where}.augment: {kind} needs uint8 (C, H, W) images, the env observes {space}; "
+                          "use augment: noise")
+    return kind
+
+
+def _offsets(n: int, high: int, device: torch.device) -> torch.Tensor:
+    return torch.randint(0, high + 1, (n,)).to(device)  # the global CPU generator (checkpointed by the run state)
+
+
+def random_shift(images: torch.Tensor, pad: int) -> torch.Tensor:
+    """``[B, C, H, W]`` -> the same shape and dtype, each image translated by up to +-``pad`` pixels (edge padding)."""
+    B, C, H, W = images.shape
+    padded = F.pad(images.float(), (pad, pad, pad, pad), mode="replicate")          # [B, C, H + 2p, W + 2p]
+    rows = _offsets(B, 2 * pad, images.device)[:, None] + torch.arange(H, device=images.device)  # [B, H]
+    cols = _offsets(B, 2 * pad, images.device)[:, None] + torch.arange(W, device=images.device)  # [B, W]
+    b = torch.arange(B, device=images.device)[:, None, None, None]
+    c = torch.arange(C, device=images.device)[None, :, None, None]
+    out = padded[b, c, rows[:, None, :, None], cols[:, None, None, :]]             # [B, C, H, W]
+    return out.to(images.dtype)
+
+
+def random_crop(images: torch.Tensor, pad: int) -> torch.Tensor:
+    """``[B, C, H, W]`` -> the same shape and dtype: a random ``(H - 2 pad) x (W - 2 pad)`` crop per image, resized back."""
+    B, C, H, W = images.shape
+    h, w = H - 2 * pad, W - 2 * pad
+    if h < 1 or w < 1:
+        raise ValueError(f"crop pad {pad} leaves nothing of {H} x {W} images")
+    rows = _offsets(B, 2 * pad, images.device)[:, None] + torch.arange(h, device=images.device)
+    cols = _offsets(B, 2 * pad, images.device)[:, None] + torch.arange(w, device=images.device)
+    b = torch.arange(B, device=images.device)[:, None, None, None]
+    c = torch.arange(C, device=images.device)[None, :, None, None]
+    crops = images.float()[b, c, rows[:, None, :, None], cols[:, None, None, :]]    # [B, C, h, w]
+    out = F.interpolate(crops, size=(H, W), mode="bilinear", align_corners=False)
+    return out.round().clamp(0, 255).to(images.dtype) if images.dtype == torch.uint8 else out.to(images.dtype)
+
+
+def augment(obs: Any, kind: str, pad: int = 4, sigma: float = 0.1) -> Any:
+    """``obs`` augmented by ``kind`` (resolved, see :func:`check_augmentation`); ``[B, ...]`` in, same out."""
+    if kind == "none":
+        return obs
+    if kind == "shift":
+        return random_shift(obs, pad)
+    if kind == "crop":
+        return random_crop(obs, pad)
+    if kind == "noise":
+        noise = torch.randn(obs.shape, dtype=torch.float32).to(obs.device)
+        return obs.float() + sigma * noise
+    raise ValueError(f"unknown augmentation {kind!r}")

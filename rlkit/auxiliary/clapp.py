@@ -1,0 +1,152 @@
+"""CLAPP: CPC made layer-local — every block of the encoder learns from its own hinge loss, nothing crosses blocks.
+
+Illing, Ventura, Bellec, Gerstner (NeurIPS 2021), "Local plasticity rules can learn deep representations using
+self-supervised contrastive predictions", eq. (1)-(2): for block l with activity z^l_t (pooled over space for
+convolutional blocks) and its own prediction matrix W^l,
+
+    u^l   = z^l_{t+k}^T W^l c^l_t                 c^l_t = z^l_t (the block's own activity at t is the context)
+    L^l   = max(0, 1 - y u^l)                      y = +1 for the true future, y = -1 for a negative (the future of
+                                                   another row of the batch); both are scored for every row
+    z^l   = block_l(sg(z^{l-1}))                  the block's input is detached: no gradient crosses a boundary
+    L     = 1/n_blocks sum_l mean_rows (L^l(pos) + L^l(neg))
+
+so the gradient reaching block l comes only from L^l (a test checks it). Blocks are read off the attached encoder:
+the Nature CNN's convolutions (each with its ReLU) and its linear layer, an MLP's Linear + ReLU pairs
+(``agent.encoder_hidden``); an encoder of another shape (IMPALA, ViT) counts as one block. The future observation
+is what CPC's is (:mod:`rlkit.auxiliary.cpc`): ``next_obs`` on transitions (offset = train.replay.n_step), the
+step ``offset`` ahead in sequence windows. The encoder's end-to-end gradient from the agent's own loss is unchanged:
+CLAPP adds local losses, it does not replace the RL loss.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+from rlkit.auxiliary.batches import future_anchors
+from rlkit.auxiliary.cpc import check_offsets
+from rlkit.contract.auxiliary import AuxConfig, AuxModule
+from rlkit.contract.networks import MLPEncoder, NatureCNN
+from rlkit.errors import ConfigError
+from rlkit.experience.sequences import Sequences
+
+
+class _Scale255(nn.Module):
+    """The Nature CNN's input scaling (uint8 -> [0, 1]) as a stage of its first block."""
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        return frames.float() / 255.0
+
+
+def _stages(module: nn.Module) -> list[nn.Module]:
+    if isinstance(module, MLPEncoder):
+        return _stages(module.base) + _stages(module.mlp)
+    if isinstance(module, NatureCNN):
+        return [_Scale255(), *_stages(module.conv), *_stages(module.fc)]
+    if isinstance(module, nn.Sequential):
+        return [stage for child in module for stage in _stages(child)]
+    return [module]
+
+
+def _has_params(stage: nn.Module) -> bool:
+    return any(True for _ in stage.parameters())
+
+
+def encoder_blocks(encoder: nn.Module) -> list[nn.Sequential]:
+    """The encoder as a list of blocks run one after the other (same modules, same parameters): a new block
+    starts at each layer with parameters (and at a Flatten, so a convolution's output is pooled before it)."""
+    blocks: list[list[nn.Module]] = [[]]
+    for stage in _stages(encoder):
+        starts = _has_params(stage) or isinstance(stage, nn.Flatten)
+        if starts and any(_has_params(s) for s in blocks[-1]):
+            blocks.append([])
+        blocks[-1].append(stage)
+    return [nn.Sequential(*block) for block in blocks if any(_has_params(s) for s in block)] or \
+        [nn.Sequential(*blocks[0])]
+
+
+def pool(activity: torch.Tensor) -> torch.Tensor:
+    """``[B, C, H, W]`` -> ``[B, C]`` (mean over space); ``[B, D]`` unchanged; other shapes flattened."""
+    if activity.ndim == 4:
+        return activity.mean(dim=(2, 3))
+    return activity.reshape(activity.shape[0], -1)
+
+
+def hinge_scores(future: torch.Tensor, context: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
+    """CLAPP's loss for one block: max(0, 1 - u_pos) + max(0, 1 + u_neg), mean over rows; the negative of row i is
+    the future of row i + 1 (mod B)."""
+    projected = context @ W.T                                       # [B, D]: W c_t
+    positive = (future * projected).sum(-1)                         # [B]   u for y = +1
+    negative = (future.roll(1, dims=0) * projected).sum(-1)         # [B]   u for y = -1
+    return (torch.relu(1 - positive) + torch.relu(1 + negative)).mean()
+
+
+@dataclass
+class CLAPPConfig(AuxConfig):
+    name: str = "clapp"
+    offset: int = 1
+    """Steps ahead of the true future (transitions: train.replay.n_step)."""
+
+    module: ClassVar[type[AuxModule]]
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.offset < 1:
+            raise ConfigError(f"offset must be >= 1, got {self.offset}")
+
+    def check_run(self, run: Any, experience: str, where: str) -> None:
+        check_offsets([self.offset], run, experience, where)
+
+
+class CLAPP(AuxModule):
+    """One W^l ``[D_l, D_l]`` per encoder block, built in :meth:`bind` from the attached encoder."""
+
+    def __init__(self, cfg: CLAPPConfig, feature_dim: int, observation_space: gym.Space, action_space: gym.Space) -> None:
+        super().__init__(cfg, feature_dim, observation_space, action_space)
+        self.observation_space = observation_space
+        self.W = nn.ParameterList()
+        self._blocks: list[nn.Sequential] = []  # the encoder's own modules: kept out of this module's parameters
+
+    def bind(self, source: nn.Module) -> None:
+        if isinstance(self.observation_space, gym.spaces.Dict):
+            raise ConfigError("agent.aux (clapp): Dict observations are not supported; use a Box observation")
+        blocks = encoder_blocks(source)
+        device = next(source.parameters()).device
+        x = torch.as_tensor(np.zeros((2, *self.observation_space.shape), self.observation_space.dtype), device=device)
+        with torch.no_grad():
+            for block in blocks:
+                x = block(x)
+                dim = pool(x).shape[-1]
+                self.W.append(nn.Parameter(torch.randn(dim, dim, device=device) / dim))
+        object.__setattr__(self, "_blocks", blocks)
+
+    def layer_losses(self, obs: Any, future_obs: Any, agent: Any) -> list[torch.Tensor]:
+        """L^l of every block (module docstring), inputs detached at each block boundary."""
+        if self.part == agent.parts.encoder and agent.parts.encoder_inputs is not None:
+            obs, future_obs = agent.parts.encoder_inputs(obs), agent.parts.encoder_inputs(future_obs)
+        x, y, losses = obs, future_obs, []
+        for block, W in zip(self._blocks, self.W):
+            x, y = block(_detached(x)), block(_detached(y))
+            losses.append(hinge_scores(pool(y), pool(x), W))
+        return losses
+
+    def loss(self, batch: Any, agent: Any) -> torch.Tensor:
+        if isinstance(batch, Sequences):
+            rows, t = future_anchors(batch.mask, self.cfg.offset)
+            obs, future_obs = batch.obs[rows, t], batch.obs[rows, t + self.cfg.offset]
+        else:
+            obs, future_obs = batch.obs, batch.next_obs
+        return torch.stack(self.layer_losses(obs, future_obs, agent)).mean()
+
+
+def _detached(x: torch.Tensor) -> torch.Tensor:
+    return x.detach() if x.is_floating_point() else x
+
+
+CLAPPConfig.module = CLAPP
