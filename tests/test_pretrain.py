@@ -154,7 +154,9 @@ def test_pretrain_config_mistakes_exit_2_in_one_line(tmp_path, pixels, capsys):
              (["encoder.kind=flat"], "has no weights for observations"),
              (["encoder.freeze=true"], "rlkit pretrain trains the encoder from scratch"),
              (["dataset=test/absent-v0"], "absent"),
-             (["steps=0"], "steps must be >= 1")]
+             (["steps=0"], "steps must be >= 1"),
+             (["sequence_length=4"], "aux[0] (inverse_dynamics) learns from transitions; set sequence_length: 0"),
+             (["sequence_length=1"], "sequence_length must be 0 (transitions) or >= 2")]
     for i, (overrides, text) in enumerate(cases):
         code = main(["pretrain", str(config), "--run-dir", str(tmp_path / f"r{i}"), *overrides])
         err = capsys.readouterr().err
@@ -164,3 +166,24 @@ def test_pretrain_config_mistakes_exit_2_in_one_line(tmp_path, pixels, capsys):
     capsys.readouterr()
     assert main(["pretrain", "--resume", str(tmp_path / "ok"), "encoder.features=64"]) == 2
     assert "cannot change on resume: encoder.features 32 -> 64" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("module, extra", [
+    ("inverse_dynamics", {}), ("cpc", {}), ("cpc", {"sequence_length": 4, "offsets": [1, 2]}), ("clapp", {}),
+    ("curl", {}), ("mean_teacher", {})])
+def test_every_registered_module_pretrains_an_encoder(tmp_path, pixels, module, extra):
+    """The modules of rlkit.auxiliary run unchanged inside `rlkit pretrain` (through the encoder-only agent's
+    Agent.optimize), on transitions or, with sequence_length, on windows; their loss is logged as aux/<name>."""
+    from rlkit.auxiliary import AUX_MODULES
+
+    if module not in AUX_MODULES:
+        pytest.skip(f"{module} is not registered in rlkit.auxiliary.AUX_MODULES")
+    aux = {"name": module, "weight": 1.0, **{k: v for k, v in extra.items() if k != "sequence_length"}}
+    changes = {"aux": [aux], "steps": 3, "checkpoint_every": 0, "log": {**QUIET, "log_every": 3}}
+    if "sequence_length" in extra:
+        changes["sequence_length"] = extra["sequence_length"]
+    run = tmp_path / "run"
+    assert main(["pretrain", str(_pretrain_config(tmp_path, pixels, **changes)), "--run-dir", str(run)]) == 0
+    record = _records(run)[-1]
+    assert record["step"] == 3 and np.isfinite(record[f"aux/{module}"])
+    assert (run / "encoder.safetensors").is_file()

@@ -6,7 +6,8 @@ there) attached exactly as inside an agent: :class:`EncoderOnly` is an :class:`~
 whose only part is the ``encoder`` (built by ``make_encoder`` as an agent builds it) with one optimizer, so each
 module's ``loss(batch, agent)`` reads features through ``agent.encode(obs)`` and joins the step through
 ``Agent.optimize`` — nothing here knows any module. The batches are the dataset's one-step transitions
-(``obs``, ``actions``, ``next_obs``; the offline loop's read-only source). Runs log like training runs
+(``obs``, ``actions``, ``next_obs``; the offline loop's read-only source), or with ``sequence_length`` its
+windows of consecutive steps. Runs log like training runs
 (progress bar, TensorBoard, ``metrics.jsonl`` records of kind ``train`` with ``aux/<name>``), checkpoint
 (``checkpoints/latest.pt``: encoder, heads, optimizer, sampler and RNG states) and resume exactly
 (``rlkit pretrain --resume RUN``).
@@ -28,6 +29,7 @@ import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Literal
 
 import numpy as np
@@ -59,6 +61,9 @@ class PretrainConfig:
     """A learned MLP after the encoder, as ``agent.encoder_hidden`` (the agent loading the file sets the same)."""
     aux: list[Any] = field(default_factory=list)
     """The losses, as ``agent.aux``: ``[{name: inverse_dynamics, weight: 1.0}, ...]`` (rlkit.auxiliary)."""
+    sequence_length: int = 0
+    """0: batches of one-step transitions (``obs``, ``actions``, ``next_obs``); L >= 2: windows of L consecutive
+    steps (``rlkit.experience.sequences``), for losses that look further ahead (CPC's ``offsets`` below L)."""
     steps: int = 5_000
     """Gradient steps."""
     batch_size: int = 128
@@ -82,6 +87,8 @@ class PretrainConfig:
             raise ConfigError("dataset must name a dataset (an id from `rlkit dataset list`, or a path)")
         if not self.aux:
             raise ConfigError("aux must list at least one loss, e.g. aux: [{name: inverse_dynamics, weight: 1.0}]")
+        if self.sequence_length == 1 or self.sequence_length < 0:
+            raise ConfigError(f"sequence_length must be 0 (transitions) or >= 2, got {self.sequence_length}")
         for name in ("steps", "batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -110,11 +117,29 @@ def load_pretrain_config(path: str | Path | None, overrides: list[str] = (), dat
         cfg = build_dataclass(PretrainConfig, data, "")
         cfg.aux = [_aux_config(entry, f"aux[{i}]") for i, entry in enumerate(cfg.aux)]
         for i, aux in enumerate(cfg.aux):
-            if aux.part != "encoder":
-                raise ConfigError(f"aux[{i}].part: pretraining has one part, the encoder; remove part: {aux.part}")
+            check_aux(cfg, aux, f"aux[{i}]")
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
     return cfg
+
+
+def check_aux(cfg: PretrainConfig, aux: Any, where: str) -> None:
+    """A module can learn from this run's batches: attached to the encoder, reading the batch kind the run
+    makes (``sequence_length``), and what the module itself asks of the run (``AuxConfig.check_run``: CPC's
+    offsets against the transitions' one step or the windows' length)."""
+    if aux.part != "encoder":
+        raise ConfigError(f"{where}.part: pretraining has one part, the encoder; remove part: {aux.part}")
+    experience = "sequences" if cfg.sequence_length else "transitions"
+    kinds = getattr(type(aux), "experience", ("transitions", "sequences"))
+    if experience not in kinds or (type(aux).needs_one_step and experience != "transitions"):
+        need = "transitions" if type(aux).needs_one_step else " or ".join(kinds)
+        raise ConfigError(f"{where} ({aux.name}) learns from {need}; set sequence_length: "
+                          f"{'0' if need == 'transitions' else 'L >= 2'}")
+    check_run = getattr(aux, "check_run", None)
+    if check_run is not None:  # the run as the module reads it: one-step transitions, or L-step windows
+        run = SimpleNamespace(train=SimpleNamespace(replay=SimpleNamespace(n_step=1)),
+                              agent=SimpleNamespace(sequence_length=cfg.sequence_length or 1))
+        check_run(run, experience, where)
 
 
 # --------------------------------------------------------------------------------------
@@ -158,8 +183,9 @@ class EncoderOnly(Agent):
 # --------------------------------------------------------------------------------------
 
 
-def dataset_transitions(cfg: PretrainConfig, device: torch.device):
-    """(dataset, read-only source of one-step transitions) for ``cfg.dataset``, as offline runs build it."""
+def dataset_source(cfg: PretrainConfig, device: torch.device):
+    """(dataset, read-only source) for ``cfg.dataset``, as offline runs build it: one-step transitions, or
+    ``sequence_length``-step windows."""
     from rlkit.errors import DatasetError
     from rlkit.experience.datasets import load_dataset
     from rlkit.experience.replay import ReplayBuffer
@@ -174,6 +200,12 @@ def dataset_transitions(cfg: PretrainConfig, device: torch.device):
         checksum = zlib.crc32(np.ascontiguousarray(episode.rewards, dtype=np.float32).tobytes(), checksum)
     fingerprint = {"dataset_episodes": len(episodes), "dataset_steps": int(sum(len(e.actions) for e in episodes)),
                    "dataset_rewards_crc32": int(checksum), "dataset_fingerprint": str(dataset.metadata["fingerprint"])}
+    if cfg.sequence_length:
+        from rlkit.experience.sequences import SequenceBuffer
+
+        store = SequenceBuffer.from_episodes(episodes, dataset.observation_space, dataset.action_space,
+                                             length=cfg.sequence_length, device=device, seed=cfg.seed)
+        return dataset, DatasetSource(store, fingerprint)
     rows = sum(episode_rows(e) for e in episodes)
     try:
         store = ReplayBuffer.from_spaces(dataset.observation_space, dataset.action_space, capacity=max(rows, 2),
@@ -283,7 +315,7 @@ def _start(cfg: PretrainConfig, run_dir: Path, resume: bool, lock: RunLock):
         changed = pretrain_resume_changes(load_pretrain_config(run_dir / CONFIG_FILE), cfg)
     seed_everything(cfg.seed, cfg.torch_threads)
     device = resolve_device(cfg.device)
-    dataset, source = dataset_transitions(cfg, device)
+    dataset, source = dataset_source(cfg, device)
     holder = EncoderOnly(cfg, dataset.observation_space, dataset.action_space, device)
     if resume:
         state, _ = RunState.load(run_dir / LATEST, holder, device, source=source, seed=cfg.seed)
