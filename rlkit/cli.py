@@ -28,9 +28,7 @@ def _split_config_and_overrides(args: list[str]) -> tuple[str | None, list[str]]
 
 
 def cmd_train(ns: argparse.Namespace) -> int:
-    from rlkit.api import prepare_train
     from rlkit.training import distributed
-    from rlkit.training.loops import train
 
     config_path, overrides = _split_config_and_overrides(ns.args)
     for text in overrides:
@@ -53,6 +51,19 @@ def cmd_train(ns: argparse.Namespace) -> int:
             raise ConfigError("--resume continues the run in its own directory; --run-dir cannot be combined with "
                               "it (copy the run directory first to resume a copy)")
     # torchrun (WORLD_SIZE > 1): join the process group for the run, leave it cleanly (rlkit.training.distributed)
+    try:
+        return _train(ns, config, overrides)
+    except USER_ERRORS as exc:
+        if distributed.echo_of_main(exc):  # every rank raised rank 0's error: rank 0 alone prints its line
+            return USAGE_ERROR
+        raise
+
+
+def _train(ns: argparse.Namespace, config, overrides: list[str]) -> int:
+    from rlkit.api import prepare_train
+    from rlkit.training import distributed
+    from rlkit.training.loops import train
+
     with distributed.session():
         # the same preparation as rlkit.train(): config + overrides, run directory checked before anything is
         # built (on resume the config is read under the run's lock, and the loop checks the overrides against

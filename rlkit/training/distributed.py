@@ -275,6 +275,12 @@ def on_main(fn: Callable[[], T]) -> T:
     return payload[0][1]
 
 
+def echo_of_main(exc: BaseException) -> bool:
+    """Whether ``exc`` is rank 0's error raised again on this rank > 0 (:func:`on_main`, a refused resume): the CLI
+    then exits 2 without printing the line rank 0 prints."""
+    return bool(getattr(exc, "_rlkit_agreed", False)) and int(os.environ.get("RANK", "0")) > 0
+
+
 def agree(values: list[float]) -> list[float]:
     """The sums over ranks of a few host numbers (one small all-reduce): the online loop's real env steps and
     stop flag per vector step, the offline loop's stop flag every :data:`STOP_POLL` updates."""
