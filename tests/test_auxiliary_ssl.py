@@ -217,3 +217,85 @@ def test_every_module_on_every_agent_smoke(module: str, setup: str) -> None:
     for name, module_ in agent.parts.modules.items():
         for (k, v), (_, w) in zip(module_.state_dict().items(), restored.parts.modules[name].state_dict().items()):
             assert torch.equal(v, w), f"{name}.{k}"
+
+
+# ---------------------------------------------------------------------------------- runs: resume, DrQ, checks
+def _pixel_dqn(total: int, **agent_fields) -> dict:
+    return {"env": {"id": "rlkit/PixelCartPole-v0", "num_envs": 1},
+            "agent": {"name": "dqn", "hidden": [16], "target_update_every": 20, "eps_decay_steps": 100,
+                      **agent_fields},
+            "train": {"total_steps": total, "learning_starts": 60, "train_every": 2, "batch_size": 8,
+                      "eval_every": total // 2, "eval_episodes": 1, "checkpoint_every": total // 2,
+                      "replay": {"capacity": 1000, "frame_stack": 3}},
+            "seed": 3, "device": "cpu", "log": {"progress": False, "tensorboard": False, "plot": False, "log_every": 40}}
+
+
+def _records(run_dir) -> list[dict]:
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    for record in records:
+        record.pop("time", None)
+        record.pop("sps", None)
+    return records
+
+
+def test_exact_resume_with_curl_attached_restores_the_momentum_part(tmp_path) -> None:
+    from rlkit.runfiles.checkpoint import load_checkpoint
+    from rlkit.runfiles.runs import LATEST
+
+    data = _pixel_dqn(160, aux=[{"name": "curl", "weight": 1.0}])
+    full, part = tmp_path / "full", tmp_path / "part"
+    rlkit.train(data, run_dir=full)
+    rlkit.train(data, run_dir=part, overrides={"train.total_steps": 80})
+    rlkit.train(run_dir=part, resume=True, overrides={"train.total_steps": 160})
+    assert _records(part) == _records(full)
+    a, b = load_checkpoint(full / LATEST)["agent"], load_checkpoint(part / LATEST)["agent"]
+    assert "aux.curl.key_encoder" in a and a.keys() == b.keys()
+    for name, value in a.items():
+        if isinstance(value, dict) and all(isinstance(v, torch.Tensor) for v in value.values()):
+            for key in value:
+                torch.testing.assert_close(b[name][key], value[key], rtol=0, atol=0)
+    assert any(r.get("aux/curl") is not None for r in _records(full))
+    policy = rlkit.load(full, checkpoint="latest")  # rebuilt from config.yaml, the key encoder loaded too
+    key = policy.agent.parts.modules["aux.curl.key_encoder"]
+    torch.testing.assert_close(key.state_dict(), a["aux.curl.key_encoder"], rtol=0, atol=0)
+
+
+def test_drq_on_sac_pixels_smoke_and_equivalence_when_off() -> None:
+    agent = _build("sac", PIXELS, BOX, [], drq_k=2, drq_m=2, actor_hidden=[16], critic_hidden=[16])
+    batch = _transitions(PIXELS, BOX, n=8)
+    for _ in range(2):
+        metrics = agent.update(batch)
+    assert math.isfinite(float(metrics["critic_loss"]))
+    from rlkit.agents.sac import drq_views
+
+    views = drq_views(batch.obs, 2, 4)
+    assert views.shape == (16, 3, 64, 64) and views.dtype == torch.uint8
+    assert drq_views(batch.obs, 0, 4) is batch.obs
+
+
+def test_drq_is_refused_on_vector_observations_and_half_set() -> None:
+    with pytest.raises(ConfigError, match="DrQ shifts images"):
+        _build("sac", VECTOR, BOX, [], drq_k=2, drq_m=2)
+    with pytest.raises(ConfigError, match="drq_k and agent.drq_m"):
+        AGENTS["sac"][0](drq_k=2)
+
+
+def test_run_checks_name_what_the_modules_need() -> None:
+    base = _pixel_dqn(100)
+    for aux, match in [({"name": "cpc", "offsets": [1, 2]}, "only future observation is next_obs"),
+                       ({"name": "clapp", "offset": 2}, "set offsets: \\[1\\]"),
+                       ({"name": "curl", "augment": "blur"}, "augment must be one of"),
+                       ({"name": "mean_teacher", "tau": 0}, "tau must lie in")]:
+        data = {**base, "agent": {**base["agent"], "aux": [{**aux, "weight": 1.0}]}}
+        with pytest.raises(ConfigError, match=match) as info:
+            build_run_config(data)
+        assert "\n" not in str(info.value)
+    with pytest.raises(ConfigError, match="shift needs uint8"):
+        _build("sac", VECTOR, BOX, [_aux("curl", augment="shift")], encoder_hidden=[8])
+
+
+def test_cpc_on_sequences_uses_every_offset() -> None:
+    agent = _build("decision_transformer", VECTOR, BOX, [_aux("cpc", offsets=[1, 2, 3])], context_length=5,
+                   embed_dim=16, n_layers=1, encoder_hidden=[16])
+    loss = agent.aux_modules["cpc"].loss(_sequences(VECTOR, BOX), agent)
+    assert math.isfinite(float(loss.detach())) and loss.requires_grad

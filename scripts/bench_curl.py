@@ -1,0 +1,94 @@
+"""Self-supervised modules on pixels (issue 21, must-show 1): a pixel DQN as is, with CURL, and with DrQ, per seed.
+
+Runs configs/dqn_pixel_cartpole.yaml (rlkit/PixelCartPole-v0, the Nature CNN) through ``rlkit.train`` once per
+variant and seed, in this one process, one after the other, and prints a markdown table: final and mean
+evaluation return, env steps per second (wall) and CPU seconds per run, then mean +- std per variant.
+
+    nice -n 10 python scripts/bench_curl.py --out runs/bench-curl --seeds 0 1 2
+
+``--steps`` shortens every run (the config's total_steps otherwise); ``--threads`` caps torch's threads (1: a fair
+share of a small shared machine). Thin: the runs are ordinary rlkit runs, each in ``<out>/<variant>-s<seed>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+import rlkit
+
+ROOT = Path(__file__).resolve().parents[1]
+VARIANTS = {
+    "dqn": {},
+    "dqn+curl": {"agent.aux": [{"name": "curl", "weight": 1.0}]},
+    "dqn+drq": {"agent.drq_k": 2, "agent.drq_m": 2},
+}
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def one_run(config: dict, variant: str, seed: int, steps: int | None, out: Path) -> dict:
+    overrides = {**VARIANTS[variant], "seed": seed}
+    if steps is not None:
+        overrides.update({"train.total_steps": steps, "train.eval_every": steps // 4, "train.checkpoint_every": steps})
+    run_dir = out / f"{variant}-s{seed}"
+    wall, cpu = time.perf_counter(), cpu_seconds()
+    rlkit.train(config, run_dir=run_dir, overrides=overrides)
+    wall, cpu = time.perf_counter() - wall, cpu_seconds() - cpu
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    evals = [r["return_mean"] for r in records if r["kind"] == "eval" and r["step"] > 0]
+    total = steps or config["train"]["total_steps"]
+    return {"variant": variant, "seed": seed, "final": evals[-1], "mean_eval": float(np.mean(evals)),
+            "sps": total / wall, "cpu_s": cpu, "wall_s": wall}
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| variant | seed | final eval return | mean eval return | env steps/s | CPU s |", "|---|---|---|---|---|---|"]
+    lines += [f"| {r['variant']} | {r['seed']} | {r['final']:.1f} | {r['mean_eval']:.1f} | {r['sps']:.1f} | {r['cpu_s']:.0f} |"
+              for r in rows]
+    lines += ["", "| variant | final eval return (mean ± std) | mean eval return | env steps/s | CPU s per run |",
+              "|---|---|---|---|---|"]
+    for variant in dict.fromkeys(r["variant"] for r in rows):
+        sel = [r for r in rows if r["variant"] == variant]
+        f, m = np.array([r["final"] for r in sel]), np.array([r["mean_eval"] for r in sel])
+        sps, cpu = np.array([r["sps"] for r in sel]), np.array([r["cpu_s"] for r in sel])
+        lines.append(f"| {variant} | {f.mean():.1f} ± {f.std():.1f} | {m.mean():.1f} ± {m.std():.1f} | "
+                     f"{sps.mean():.1f} | {cpu.mean():.0f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("runs/bench-curl"))
+    parser.add_argument("--config", type=Path, default=ROOT / "configs" / "dqn_pixel_cartpole.yaml")
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    config = yaml.safe_load(args.config.read_text())
+    config["device"] = "cpu"
+    rows = []
+    for seed in args.seeds:  # seed-major: a cut-short run still has every variant of the first seeds
+        for variant in args.variants:
+            rows.append(one_run(config, variant, seed, args.steps, args.out))
+            print(json.dumps(rows[-1]), flush=True)
+    print(table(rows))
+    (args.out / "table.md").write_text(table(rows) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
