@@ -61,7 +61,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rlkit.auxiliary.augment import is_image, random_shift
+from rlkit.auxiliary.augment import drq_views, is_image
 from rlkit.contract.agent import Agent, AgentConfig, BoxActions, Capabilities, StepRecord, check_bounded_box_actions, epsilon_mix
 from rlkit.contract.networks import EnsembleLinear, make_encoder, mlp
 from rlkit.contract.parts import acting, free_tensor, target_of, trained, trains
@@ -155,14 +155,6 @@ def squashed_gaussian_sample(mean: torch.Tensor, log_std: torch.Tensor, noise: t
     gaussian = -0.5 * noise.square() - log_std - _HALF_LOG_2PI
     log_prob = (gaussian - tanh_log_det_jacobian(pre_tanh)).sum(dim=-1)
     return torch.tanh(pre_tanh), log_prob
-
-
-def drq_views(obs: torch.Tensor, n: int, pad: int) -> torch.Tensor:
-    """DrQ's ``n`` random shifts of a batch ``[B, ...]`` stacked as ``[n * B, ...]`` (view j = rows j*B..);
-    ``n = 0``: the batch itself, unaugmented."""
-    if n == 0:
-        return obs
-    return random_shift(obs.repeat(n, *([1] * (obs.ndim - 1))), pad)
 
 
 def soft_td_target(rewards: torch.Tensor, discounts: torch.Tensor, next_q: torch.Tensor,

@@ -266,7 +266,7 @@ def test_drq_on_sac_pixels_smoke_and_equivalence_when_off() -> None:
     for _ in range(2):
         metrics = agent.update(batch)
     assert math.isfinite(float(metrics["critic_loss"]))
-    from rlkit.agents.sac import drq_views
+    from rlkit.auxiliary.augment import drq_views
 
     views = drq_views(batch.obs, 2, 4)
     assert views.shape == (16, 3, 64, 64) and views.dtype == torch.uint8

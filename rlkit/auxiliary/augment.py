@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from rlkit.errors import ConfigError
 
-__all__ = ["AUGMENTATIONS", "augment", "check_augmentation", "random_shift", "random_crop", "is_image"]
+__all__ = ["AUGMENTATIONS", "augment", "check_augmentation", "drq_views", "random_shift", "random_crop", "is_image"]
 
 AUGMENTATIONS = ("auto", "shift", "crop", "noise", "none")
 
@@ -90,3 +90,11 @@ def augment(obs: Any, kind: str, pad: int = 4, sigma: float = 0.1) -> Any:
         noise = torch.randn(obs.shape, dtype=torch.float32).to(obs.device)
         return obs.float() + sigma * noise
     raise ValueError(f"unknown augmentation {kind!r}")
+
+
+def drq_views(obs: torch.Tensor, n: int, pad: int) -> torch.Tensor:
+    """DrQ's ``n`` random shifts of a batch ``[B, ...]`` stacked as ``[n * B, ...]`` (view j = rows j*B..(j+1)*B);
+    ``n = 0``: the batch itself, unaugmented (DrQ off)."""
+    if n == 0:
+        return obs
+    return random_shift(obs.repeat(n, *([1] * (obs.ndim - 1))), pad)
