@@ -20,7 +20,6 @@ CLAPP adds local losses, it does not replace the RL loss.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -124,7 +123,7 @@ class CLAPP(AuxModule):
                 x = block(x)
                 dim = pool(x).shape[-1]
                 self.W.append(nn.Parameter(torch.randn(dim, dim, device=device) / dim))
-        object.__setattr__(self, "_blocks", blocks)
+        self._blocks = blocks
 
     def layer_losses(self, obs: Any, future_obs: Any, agent: Any) -> list[torch.Tensor]:
         """L^l of every block (module docstring), inputs detached at each block boundary."""

@@ -316,7 +316,9 @@ class Agent:
         """One step of the declared optimizer ``optimizer`` on ``loss`` plus the weighted losses of the
         auxiliary modules attached to the parts it trains (computed on ``batch``; reported in
         ``self.aux_metrics`` as ``aux/<name>``). Clips the gradient norm of its parameters to
-        ``max_grad_norm`` if given and returns the norm before clipping (else None)."""
+        ``max_grad_norm`` if given and returns the norm before clipping (else None). After the step, the
+        momentum copies declared with a ``tau`` whose source this optimizer trains (CURL's key encoder, a Mean
+        Teacher) move toward it: copy <- tau * source + (1 - tau) * copy."""
         spec = self.parts.optimizers[optimizer]
         if not self.parts.trains_anything(optimizer):  # everything it trains is frozen (agent.freeze)
             return None
