@@ -243,12 +243,16 @@ def test_two_rank_bc_matches_one_rank_with_the_doubled_batch(dataset_root, tmp_p
 
 def test_dqn_two_ranks_stay_identical_and_resume_is_exact(tmp_path):
     whole, part = tmp_path / "whole", tmp_path / "part"
-    got = _spawn(tmp_path, ("whole", _dqn_data(), whole, False), ("part", _dqn_data(total_steps=300), part, False),
+    # part: rank 1 alone gets SIGTERM before its 50th update; both stop at the next STOP_POLL-th vector step
+    # (16 vector steps = 64 env steps of both ranks), checkpoint (replay, envs, RNGs of both), and resume
+    got = _spawn(tmp_path, ("whole", _dqn_data(), whole, False), ("part", _dqn_data(), part, False, 50),
                  ("resumed", _dqn_data(), part, True))
     ranks, resumed = got["whole"], got["resumed"]
+    stopped = [r["steps"] for r in got["part"]]
+    assert stopped[0] == stopped[1] < 600 and stopped[0] % 64 == 0 and got["part"][1]["interrupted"] == 15
     _assert_in_step(ranks)
     checkpoint = load_checkpoint(whole / LATEST)
-    assert 600 <= checkpoint["step"] < 604 and checkpoint["world_size"] == 2  # env steps of both ranks together
+    assert checkpoint["step"] == 600 and checkpoint["world_size"] == 2  # env steps of both ranks together
     assert not torch.equal(checkpoint["ranks"][0]["collector"]["obs"], checkpoint["collector"]["obs"])  # own envs
     _assert_in_step(resumed)
     for key in ranks[0]["params"]:

@@ -19,10 +19,13 @@ GPU per ``LOCAL_RANK``). The loops then run unchanged on every rank, with these 
   ``train.total_steps`` counts gradient steps (the same on every rank).
 - **Online: one actor-learner per rank** (CleanRL's multi-GPU PPO pattern): own vector envs seeded
   ``seed + rank * env.num_envs`` (the seeds of one run with N x num_envs envs), own replay, gradients
-  all-reduced by DDP. The env-step counter is global: each vector step all-reduces the ranks' real transition
-  counts (one small host all-reduce, :func:`agree`), so every rank updates, logs, evaluates and checkpoints at
-  the same steps, and ``train.total_steps``, ``learning_starts``, ``train_every`` ... count the env steps of all
-  ranks together. N ranks then behave as one process with N x ``env.num_envs`` envs and N x ``batch_size``.
+  all-reduced by DDP. The env-step counter is global and needs no communication: each vector step adds
+  N x ``env.num_envs`` (:func:`env_steps`), so every rank updates, logs, evaluates and checkpoints at the same
+  steps, and ``train.total_steps``, ``learning_starts``, ``train_every`` ... count the env steps of all ranks
+  together. N ranks then behave as one process with N x ``env.num_envs`` envs and N x ``batch_size``, except
+  that the counter includes the rows of autoreset steps (NEXT_STEP autoreset: one per finished episode), which a
+  single process leaves out: counting each rank's real transitions exactly would take an all-reduce per vector
+  step, and every such sync waits for the slowest rank (docs/benchmarks.md, "torchrun data parallelism").
 - **Rank 0 alone writes.** Config, logs, TensorBoard, evaluations, best.pt, snapshots, checkpoints and curves;
   other ranks write nothing and need no run directory (multi-node without a shared filesystem works): what they
   need (config, run directory, resume changes, checkpoint) reaches them through the process group. Episode
@@ -33,8 +36,8 @@ GPU per ``LOCAL_RANK``). The loops then run unchanged on every rank, with these 
   pickle is only the wire format of the gather), with ``world_size``. One atomic file cannot leave the ranks at
   different steps, which per-rank files written at slightly different times could. On resume rank 0 reads it
   and scatters each rank its own state; a checkpoint of another world size is refused with one line (exit 2).
-- **Stopping.** Ctrl-C / SIGTERM sets a flag that the ranks agree on (every vector step online, every
-  :data:`STOP_POLL` updates offline), so all ranks checkpoint and stop at the same step.
+- **Stopping.** Ctrl-C / SIGTERM sets a flag that the ranks agree on every :data:`STOP_POLL` loop iterations
+  (vector steps online, updates offline), so all ranks checkpoint and stop at the same step.
 - **Shutdown** (:func:`session`): ``gc.collect(); barrier(); destroy_process_group()`` once the loop has released
   model and optimizer; else gloo (torch 2.x, CPU) aborts at interpreter exit in a good share of runs
   ("terminate called without an active exception").
@@ -56,7 +59,8 @@ import rlkit.errors as errors
 T = TypeVar("T")
 
 STOP_POLL = 16
-"""Offline runs agree on a stop request (Ctrl-C) every this many updates; online runs every vector step."""
+"""The ranks agree on a stop request (Ctrl-C, SIGTERM) every this many loop iterations (updates offline, vector
+steps online): one tiny all-reduce per 16 iterations, and a stop at most 16 iterations after the signal."""
 
 _HOST_GROUP: Any = None
 
@@ -281,9 +285,15 @@ def echo_of_main(exc: BaseException) -> bool:
     return bool(getattr(exc, "_rlkit_agreed", False)) and int(os.environ.get("RANK", "0")) > 0
 
 
+def env_steps(real_steps: int, num_envs: int) -> int:
+    """What one vector step adds to the online loop's env-step counter: its real transitions in a single process;
+    under torchrun every rank's rows, ``world * num_envs``, the same on every rank without a sync."""
+    return num_envs * world() if active() else real_steps
+
+
 def agree(values: list[float]) -> list[float]:
-    """The sums over ranks of a few host numbers (one small all-reduce): the online loop's real env steps and
-    stop flag per vector step, the offline loop's stop flag every :data:`STOP_POLL` updates."""
+    """The sums over ranks of a few host numbers (one small all-reduce): the stop flag every :data:`STOP_POLL`
+    loop iterations, the metric means at log points."""
     import torch.distributed as dist
 
     if not active():

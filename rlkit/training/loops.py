@@ -106,7 +106,8 @@ def train_online(cfg: RunConfig, run_dir: Path, resume: bool = False, source: st
                         record["success"] = float(bool(success[e]))
                     run.logger.log("episode", state.step, run.clock(), record)
                 before = state.step
-                state.step += int(stop.agree([step.real_steps])[0])  # torchrun: all ranks' steps (and stop requests)
+                state.step += distributed.env_steps(step.real_steps, envs.num_envs)  # torchrun: all ranks' rows
+                stop.poll()  # torchrun: all ranks stop at the same step
                 agent.set_env_steps(state.step)
                 run.logger.advance(state.step)
 
@@ -173,8 +174,7 @@ def train_offline(cfg: RunConfig, run_dir: Path, resume: bool = False, source: s
                 state.add_metrics(agent.update(batch))
                 before = state.step
                 state.step += 1
-                if _crossed(before, state.step, distributed.STOP_POLL):
-                    stop.agree()  # torchrun: all ranks stop at the same step
+                stop.poll()  # torchrun: all ranks stop at the same step
                 run.logger.advance(state.step)
 
                 # log, evaluate, checkpoint
@@ -448,7 +448,7 @@ class _Run:
 
 class _StopRequest:
     """First Ctrl-C (or SIGTERM) asks the loop to checkpoint and stop at the end of the step. Under torchrun a
-    signal only marks the request ``pending``: the ranks agree on it (:meth:`agree`) so that all stop at one step."""
+    signal only marks the request ``pending``: the ranks agree on it (:meth:`poll`) so that all stop at one step."""
 
     def __init__(self) -> None:
         self.requested = False
@@ -456,17 +456,17 @@ class _StopRequest:
         self.signum = 0  # the signal that asked (the CLI exits with 128 + signum: 130, 143)
         self._previous: dict[int, Any] = {}
         self._distributed = distributed.active()
+        self._calls = 0
 
-    def agree(self, values: list[float] = ()) -> list[float]:
-        """``values`` summed over ranks, and the stop request agreed on (any rank's pending request stops all);
-        ``values`` as they are in a single process."""
-        if not self._distributed:
-            return list(values)
-        *sums, stops = distributed.agree([*values, float(self.pending)])
-        if stops > 0 and not self.requested:
-            self.requested = True
-            self.signum = self.signum or signal.SIGTERM  # a rank the signal did not reach
-        return sums
+    def poll(self) -> None:
+        """Called once per loop iteration (the ranks iterate in lockstep); under torchrun every
+        :data:`~rlkit.training.distributed.STOP_POLL`-th call agrees on the stop request: any rank's pending
+        request stops all of them at that iteration."""
+        self._calls += 1
+        if self._distributed and self._calls % distributed.STOP_POLL == 0:
+            if distributed.agree([float(self.pending)])[0] > 0 and not self.requested:
+                self.requested = True
+                self.signum = self.signum or signal.SIGTERM  # a rank the signal did not reach
 
     def __enter__(self) -> "_StopRequest":
         for sig in (signal.SIGINT, signal.SIGTERM):
