@@ -188,7 +188,7 @@ def test_box_actions_ensemble_threshold_drops_and_cuts(pendulum):
     assert all(ep.truncations[-1] and not ep.terminations.any() for ep in cut)
 
 
-def test_action_free_episodes_from_metadata(pendulum):
+def test_action_free_episodes_from_metadata(pendulum, datasets_root, capsys):
     source = load_dataset("test/pendulum-v0")
     hidden = [1, 3]
     episodes = [action_free_episode(ep, source.action_space) if i in hidden else ep for i, ep in enumerate(pendulum)]
@@ -201,6 +201,12 @@ def test_action_free_episodes_from_metadata(pendulum):
     assert "action_free_episodes" not in meta
     assert sorted({row[1] for row in meta["pseudo_label"]["episodes"] if row[4]}) == hidden
     assert "hidden_actions_mse" not in meta["pseudo_label"]["inverse_model"]  # placeholder actions: no truth
+    # training on the action-free dataset itself would learn its placeholder actions: refused in one line
+    out = main(["train", "--agent", "bc", "offline.dataset=test/free-v0", "env.id=null", "train.total_steps=10",
+                f"--run-dir={datasets_root.parent / 'bc-run'}"])
+    assert out == 2 and not (datasets_root.parent / "bc-run").exists()
+    err = capsys.readouterr().err
+    assert f"2 of {len(pendulum)} episodes are action-free" in err and "rlkit dataset pseudo-label" in err, err
 
 
 def test_action_free_dataset_joins(cartpole):

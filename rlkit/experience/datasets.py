@@ -812,6 +812,22 @@ def dataset_spaces(dataset: str | Path) -> tuple[gym.Space, gym.Space]:
     return _deserialize(metadata, "observation_space", name), _deserialize(metadata, "action_space", name)
 
 
+def action_free_mask(dataset: LoadedDataset) -> np.ndarray:
+    """``[episodes]`` bool: True where the episode has no real actions: its placeholder actions are not data.
+    Its metadata says which (``"rlkit": {"action_free": true}`` for all, ``{"action_free_episodes": [i, ...]}``);
+    ``rlkit dataset pseudo-label`` (rlkit.training.pseudo_label) writes and labels such datasets."""
+    meta = dataset.metadata.get("rlkit") if isinstance(dataset.metadata.get("rlkit"), dict) else {}
+    mask = np.zeros(len(dataset), bool)
+    if meta.get("action_free") is True:
+        mask[:] = True
+    listed = meta.get("action_free_episodes") or []
+    if not isinstance(listed, list) or not all(isinstance(i, int) and 0 <= i < len(dataset) for i in listed):
+        raise DatasetError(f"dataset '{dataset.dataset_id}': metadata rlkit.action_free_episodes must list episode "
+                           f"indices in [0, {len(dataset)}), got {str(listed)[:80]}")
+    mask[listed] = True
+    return mask
+
+
 def load_dataset(dataset: str | os.PathLike) -> LoadedDataset:
     """Read a dataset (an id under :func:`datasets_root`, or a path to a dataset directory) into memory,
     checking every episode against the spaces. Any problem is a one-line :class:`DatasetError`."""

@@ -137,13 +137,18 @@ def dataset_source(cfg: RunConfig, device: torch.device):
     """(dataset, read-only source) for an offline run: the dataset named by ``offline.dataset``, in the
     store the agent's experience asks for."""
     from rlkit.agents import AGENTS
-    from rlkit.experience.datasets import check_dataset_env, load_dataset
+    from rlkit.experience.datasets import action_free_mask, check_dataset_env, load_dataset
     from rlkit.experience.replay import ReplayBuffer
 
     dataset = load_dataset(cfg.offline.dataset)
     episodes = list(dataset.episodes)
     if not episodes:
         raise DatasetError(f"offline.dataset '{cfg.offline.dataset}' holds no episodes")
+    action_free = action_free_mask(dataset)
+    if action_free.any():  # their actions are placeholders: an agent would learn them as if they were data
+        raise DatasetError(f"offline.dataset '{cfg.offline.dataset}': {int(action_free.sum())} of {len(episodes)} "
+                           f"episodes are action-free (placeholder actions, metadata rlkit.action_free); label them "
+                           f"first: rlkit dataset pseudo-label {cfg.offline.dataset} --out <new id>")
     if cfg.env.id is not None and not cfg.offline.allow_env_mismatch:  # an env-bound run: that env's data only
         check_dataset_env(dataset, cfg.env.id, cfg.env.kwargs,
                           where=f"offline.dataset '{cfg.offline.dataset}' vs env.id '{cfg.env.id}'")

@@ -56,8 +56,8 @@ from torch import nn
 
 from rlkit.contract.networks import is_image_space, mlp
 from rlkit.errors import ConfigError, DatasetError
-from rlkit.experience.datasets import (Episode, LoadedDataset, check_dataset_id, dataset_path, episode_stats,
-                                       load_dataset, write_dataset)
+from rlkit.experience.datasets import (Episode, LoadedDataset, action_free_mask, check_dataset_id, dataset_path,
+                                       episode_stats, load_dataset, write_dataset)
 
 __all__ = ["action_free_mask", "action_free_episode", "labelled_split", "labelled_count", "check_fraction",
            "labelled_mask", "discrete_labels",
@@ -75,21 +75,6 @@ LR = 1e-3
 # --------------------------------------------------------------------------------------
 # Action-free episodes and the labelled split
 # --------------------------------------------------------------------------------------
-
-
-def action_free_mask(dataset: LoadedDataset) -> np.ndarray:
-    """``[episodes]`` bool: True where the episode has no real actions (its metadata's ``action_free`` /
-    ``action_free_episodes``, see the module docstring)."""
-    meta = dataset.metadata.get("rlkit") if isinstance(dataset.metadata.get("rlkit"), dict) else {}
-    mask = np.zeros(len(dataset), bool)
-    if meta.get("action_free") is True:
-        mask[:] = True
-    listed = meta.get("action_free_episodes") or []
-    if not isinstance(listed, list) or not all(isinstance(i, int) and 0 <= i < len(dataset) for i in listed):
-        raise DatasetError(f"dataset '{dataset.dataset_id}': metadata rlkit.action_free_episodes must list episode "
-                           f"indices in [0, {len(dataset)}), got {str(listed)[:80]}")
-    mask[listed] = True
-    return mask
 
 
 def action_free_episode(episode: Episode, action_space: gym.Space) -> Episode:
