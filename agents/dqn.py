@@ -20,6 +20,11 @@ Multi-agent rows (PettingZoo games, rlkit.envs.multiagent): ``policies: shared``
 (the env appends the agent id to its input); ``per_agent`` or ``{team: [agents]}`` gives each agent or team its own
 copy (rlkit.contract.policy_groups), each row of a batch going through its agent's copy in act and in update.
 
+DrQ (Kostrikov, Yarats, Fergus 2020, sec. 4; ``drq_k``, ``drq_m`` > 0, pixels only): f(s, nu) a random shift of up
+to +-``drq_pad`` pixels; K shifts of s' averaged in the target, M of s in the loss (the paper's Atari 100k: K = M = 1):
+    y = R + discount * 1/K sum_k Q_target(f(s', nu'_k), argmax_a Q_select(f(s', nu'_k), a))
+    L = 1/M sum_m mean_i w_i * Huber(Q_online(f(s, nu_m), a) - y)
+
 Action masks (board games; the step record's ``action_mask``, and ``obs["action_mask"]`` of Dict observations in
 a batch): epsilon-greedy picks among the allowed actions only, and the argmax in y runs over the actions allowed
 in s' (an illegal action's Q is never learnt, so maximising over it would bootstrap from noise).
@@ -37,6 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rlkit.auxiliary.augment import drq_views, is_image
 from rlkit.contract.agent import Agent, AgentConfig, Capabilities, StepRecord
 from rlkit.contract.networks import NatureCNN, index_obs, make_encoder, mlp
 from rlkit.contract.parts import acting, target_of, trains
@@ -58,6 +64,12 @@ class DQNConfig(AgentConfig):
     """Hidden widths of the Q head (after the encoder: flat obs for vectors, Nature CNN for images)."""
     double: bool = False
     """Double DQN target (van Hasselt et al. 2016)."""
+    drq_k: int = 0
+    """DrQ: random shifts of s' averaged in the target (0 with ``drq_m: 0``: off). Image observations only."""
+    drq_m: int = 0
+    """DrQ: random shifts of s averaged in the loss."""
+    drq_pad: int = 4
+    """DrQ: the shift's padding in pixels (the paper: 4 on 84 x 84)."""
     dueling: bool = False
     """Dueling heads (Wang et al. 2016)."""
     target_update_every: int = 1_000
@@ -105,6 +117,10 @@ class DQNConfig(AgentConfig):
         if self.lr_decay_steps < 0:
             raise ConfigError(f"agent.lr_decay_steps must be >= 0, got {self.lr_decay_steps}")
         check_policies(self.policies)
+        self.check_at_least(0, "drq_k", "drq_m", "drq_pad")
+        if (self.drq_k == 0) != (self.drq_m == 0):
+            raise ConfigError(f"agent.drq_k and agent.drq_m turn DrQ on together (both >= 1) or off (both 0), got "
+                              f"{self.drq_k} and {self.drq_m}")
 
     def bind_agents(self, agent_names: list[str] | None) -> None:
         self.policies = resolve_policies(self.policies, agent_names)
@@ -152,6 +168,9 @@ class DQN(Agent):
         if not isinstance(action_space, gym.spaces.Discrete):
             raise ConfigError(f"DQN needs a Discrete action space, the env has {action_space}; "
                               "use an agent for continuous actions (e.g. MPO, SAC)")
+        if cfg.drq_k and not is_image(observation_space):
+            raise ConfigError(f"agent.drq_k/drq_m: DrQ shifts images, the env observes {observation_space}; "
+                              "set agent.drq_k: 0 and agent.drq_m: 0 for vector observations")
         super().__init__(cfg, observation_space, action_space, device)
         self.n_actions = int(action_space.n)
         one_q = lambda: QNetwork(observation_space, self.n_actions, cfg.hidden, cfg.dueling,  # noqa: E731
@@ -232,9 +251,13 @@ class DQN(Agent):
 
     @torch.no_grad()
     def td_target(self, batch: Transitions) -> torch.Tensor:
-        """y = R + gamma^k * Q_target(s', argmax_a Q_select(s', a)) over the actions allowed in s' ``[B]``."""
-        next_q_target = self.q_values(self.target_net, batch.next_obs, batch.next_agent_id)  # [B, A]
-        select_q = (self.q_values(self.q_net, batch.next_obs, batch.next_agent_id) if self.cfg.double
+        """y = R + gamma^k * Q_target(s', argmax_a Q_select(s', a)) over the actions allowed in s' ``[B]``
+        (DrQ: averaged over K random shifts of s')."""
+        K, B = max(self.cfg.drq_k, 1), len(batch.rewards)
+        next_obs = drq_views(batch.next_obs, self.cfg.drq_k, self.cfg.drq_pad)                 # [K * B, ...]
+        next_ids = None if batch.next_agent_id is None else batch.next_agent_id.repeat(K)
+        next_q_target = self.q_values(self.target_net, next_obs, next_ids)                    # [K * B, A]
+        select_q = (self.q_values(self.q_net, next_obs, next_ids) if self.cfg.double
                     else next_q_target)
         next_mask = next_action_mask(batch.next_obs)
         if next_mask is not None:  # the max runs over the actions allowed in s' only
@@ -243,16 +266,19 @@ class DQN(Agent):
         next_q = next_q_target.gather(1, next_actions).squeeze(1)              # [B]
         if next_mask is not None:  # no allowed action (a finished game): nothing to bootstrap from
             next_q = torch.where(next_mask.any(dim=1), next_q, torch.zeros_like(next_q))
-        return batch.rewards + batch.discounts * next_q
+        return batch.rewards + batch.discounts * next_q.view(K, B).mean(dim=0)
 
     def update(self, batch: Transitions) -> dict[str, torch.Tensor | float]:
         target = self.td_target(batch)
 
-        # online Q and importance-weighted Huber loss
-        q = self.q_values(self.q_net, batch.obs, batch.agent_id)                         # [B, A]
-        q = q.gather(1, batch.actions.long().view(-1, 1)).squeeze(1)                      # [B]
-        td_error = q - target
-        loss = (batch.weights * F.huber_loss(q, target, reduction="none", delta=self.cfg.huber_delta)).mean()
+        # online Q and importance-weighted Huber loss (DrQ: averaged over M random shifts of s)
+        M = max(self.cfg.drq_m, 1)
+        obs = drq_views(batch.obs, self.cfg.drq_m, self.cfg.drq_pad)                     # [M * B, ...]
+        q = self.q_values(self.q_net, obs, None if batch.agent_id is None else batch.agent_id.repeat(M))
+        q = q.gather(1, batch.actions.long().view(-1, 1).repeat(M, 1)).view(M, -1)       # [M, B]
+        td_error = q.mean(dim=0) - target
+        loss = (batch.weights * F.huber_loss(q, target.expand_as(q), reduction="none",
+                                             delta=self.cfg.huber_delta)).mean()
         if self.cfg.lr_end is not None:
             for group in self.optimizer.param_groups:
                 group["lr"] = self.lr
