@@ -299,3 +299,19 @@ def test_cpc_on_sequences_uses_every_offset() -> None:
                    embed_dim=16, n_layers=1, encoder_hidden=[16])
     loss = agent.aux_modules["cpc"].loss(_sequences(VECTOR, BOX), agent)
     assert math.isfinite(float(loss.detach())) and loss.requires_grad
+
+
+def test_drq_on_dqn_pixels_smoke_and_refused_on_vectors() -> None:
+    agent = _build("dqn", PIXELS, DISCRETE, [], drq_k=2, drq_m=2, double=True)
+    batch = _transitions(PIXELS, DISCRETE, n=8)
+    target = agent.td_target(batch)
+    assert target.shape == (8,)
+    for _ in range(2):
+        metrics = agent.update(batch)
+    assert math.isfinite(float(metrics["loss"]))
+    off = _build("dqn", PIXELS, DISCRETE, [])  # DrQ off: the target is the plain one, bit for bit
+    plain = off.td_target(batch)
+    next_q = off.target_net(batch.next_obs).max(dim=1).values
+    torch.testing.assert_close(plain, batch.rewards + batch.discounts * next_q, rtol=0, atol=0)
+    with pytest.raises(ConfigError, match="DrQ shifts images"):
+        _build("dqn", VECTOR, DISCRETE, [], drq_k=1, drq_m=1)
