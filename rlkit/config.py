@@ -181,6 +181,38 @@ class ReplayConfig:
 
 
 @dataclass
+class RolloutsConfig:
+    """``train.rollouts``: collect with Ray actors instead of in the learner's process
+    (:mod:`rlkit.training.ray_rollouts`; the ``ray`` extra, ``pip install 'rlkit-toolkit[ray]'``). Each actor
+    steps its own ``env.num_envs`` envs with the latest acting weights; the learner stores their batches in one
+    replay of ``actors * env.num_envs`` columns and updates as ``train_every`` / ``gradient_steps`` say."""
+
+    backend: Literal["ray"] = "ray"
+    """The engine; ``ray`` is the only one."""
+    actors: int = 2
+    """Ray actors, each stepping ``env.num_envs`` envs."""
+    steps_per_call: int = 64
+    """Vector steps an actor takes per call (per round trip to the learner)."""
+    sync_every: int = 1
+    """Agent updates between weight pushes to the actors (sent with their next call)."""
+    cpus_per_actor: float = 1.0
+    """CPUs each actor reserves in Ray's scheduler."""
+    address: str | None = None
+    """A running Ray cluster (``ray.init(address=...)``, e.g. ``auto``); None: a local Ray started for the run."""
+
+    def __post_init__(self) -> None:
+        if self.backend != "ray":
+            raise ConfigError(f"train.rollouts.backend must be 'ray', got {self.backend!r}")
+        for name in ("actors", "steps_per_call", "sync_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"train.rollouts.{name} must be >= 1, got {getattr(self, name)}")
+        if not self.cpus_per_actor >= 0:
+            raise ConfigError(f"train.rollouts.cpus_per_actor must be >= 0, got {self.cpus_per_actor}")
+        if self.address is not None and not self.address.strip():
+            raise ConfigError("train.rollouts.address must be a Ray address (e.g. auto) or null for a local Ray")
+
+
+@dataclass
 class TrainConfig:
     total_steps: int = 50_000
     """Environment steps (summed over sub-envs) to train for."""
@@ -210,6 +242,8 @@ class TrainConfig:
     run, kept, e.g. to pick the policy that reached a third of the final return (a D4RL "medium" policy)."""
     stop_at_solve: float | None = None
     """Stop early once an evaluation mean reaches this return (None: train the full budget)."""
+    rollouts: RolloutsConfig | None = None
+    """Collect with Ray actors (:class:`RolloutsConfig`); None (the default): in the learner's process."""
 
     def __post_init__(self) -> None:
         for name in ("total_steps", "train_every", "gradient_steps", "batch_size", "eval_episodes"):
@@ -348,6 +382,9 @@ class RunConfig:
         if self.offline is not None and self.train.replay.her is not None:
             raise ConfigError("train.replay.her relabels with the env's compute_reward while training online; offline "
                               "runs do not relabel: remove train.replay.her (or the offline: section)")
+        if self.train.rollouts is not None and (self.offline is not None or isinstance(self.agent, SB3AgentConfig)):
+            what = "offline runs learn from a dataset" if self.offline is not None else "SB3 agents collect themselves"
+            raise ConfigError(f"train.rollouts (Ray actors) is for rlkit's online loop; {what}: remove train.rollouts")
 
 
 # --------------------------------------------------------------------------------------

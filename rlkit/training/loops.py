@@ -71,15 +71,21 @@ def train_online(cfg: RunConfig, run_dir: Path, resume: bool = False, source: st
         agent = build_agent(cfg, envs.single_observation_space, envs.single_action_space, device,
                             agent_names=env_agent_names(envs), init_encoder=not resume)
         distributed.reseed_rank(agent, cfg.seed)  # torchrun: ranks > 0 draw their own streams (distributed.py)
+        env_seed = distributed.env_seed(cfg.seed, envs.num_envs)  # rank r's envs: seed + r * num_envs + e
+        if train.rollouts is not None:  # Ray actors collect; one row of all their columns per step (ray_rollouts.py)
+            collector = run.own(_ray_rollouts(cfg, envs.num_envs))
+        else:
+            collector = Collector(envs, env_seed)
         rank_cfg = dataclasses.replace(cfg, seed=distributed.rank_seed(cfg.seed))  # each rank's replay samples its own
-        replay = build_experience(rank_cfg, envs.single_observation_space, envs.single_action_space, envs.num_envs, device,
+        replay = build_experience(rank_cfg, envs.single_observation_space, envs.single_action_space,
+                                  collector.num_envs, device,
                                   compute_reward=env_compute_reward(envs),
                                   compute_terminated=env_compute_terminated(envs),
                                   agent_hook=agent.make_sample_hook())  # e.g. RIS's subgoal candidates
-        env_seed = distributed.env_seed(cfg.seed, envs.num_envs)  # rank r's envs: seed + r * num_envs + e
-        collector = Collector(envs, env_seed)
         state = run.start(agent, device, source=replay, collector=collector, updates_from=train.learning_starts,
                           env_seed=env_seed)
+        if train.rollouts is not None:
+            collector.message = run.logger.message  # an actor's replacement is logged once
         if resume and not run.buffer_restored:  # refill before updating again
             state.updates_from = state.step + train.learning_starts
         warning = no_update_warning(train, state.updates_from, state.step)
@@ -102,11 +108,13 @@ def train_online(cfg: RunConfig, run_dir: Path, resume: bool = False, source: st
                 reported = step.infos.get("_is_success")  # which sub-envs reported it on this step
                 for e, ret, length in step.episodes:
                     record = {"return": ret, "length": length}
+                    if train.rollouts is not None:  # which Ray actor played it
+                        record["actor"] = e // envs.num_envs
                     if success is not None and (reported is None or reported[e]):
                         record["success"] = float(bool(success[e]))
                     run.logger.log("episode", state.step, run.clock(), record)
                 before = state.step
-                state.step += distributed.env_steps(step.real_steps, envs.num_envs)  # torchrun: all ranks' rows
+                state.step += distributed.env_steps(step.real_steps, collector.num_envs)  # torchrun: all ranks' rows
                 stop.poll()  # torchrun: all ranks stop at the same step
                 agent.set_env_steps(state.step)
                 run.logger.advance(state.step)
@@ -193,6 +201,15 @@ def train_offline(cfg: RunConfig, run_dir: Path, resume: bool = False, source: s
             if not stop.requested:
                 run.checkpoint(agent, experience)
         return run.finish(agent)
+
+
+def _ray_rollouts(cfg: RunConfig, num_envs: int):
+    """``train.rollouts``' learner side (Ray imported only here); refused under torchrun."""
+    if distributed.active():
+        raise ConfigError("train.rollouts (Ray actors) and torchrun are two ways to scale collection: use one")
+    from rlkit.training.ray_rollouts import RayRollouts
+
+    return RayRollouts(cfg, num_envs)
 
 
 def _check_dataset_fits(dataset, envs, cfg: RunConfig) -> None:
