@@ -129,3 +129,30 @@ def test_missing_ray_names_the_extra(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert code == 2 and "rlkit-toolkit[ray]" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "r").exists()
+
+
+def test_a_dead_actor_cuts_its_episode_as_truncated():
+    """Without Ray: the learner's rows for an actor that died (its held step stored as truncated, bootstrapping from
+    its true next observation, then non-transition rows) and for a live one (held step first, last step held)."""
+    import numpy as np
+
+    from rlkit.training.collector import VectorStep
+    from rlkit.training.ray_rollouts import RayRollouts, _concat
+
+    def step(t):
+        no = np.zeros(1, dtype=bool)
+        return VectorStep(obs=np.full((1, 2), t, np.float32), actions=np.zeros(1, np.int64), rewards=np.ones(1),
+                          next_obs=np.full((1, 2), t + 1, np.float32), terminated=no, truncated=no, life_loss=no,
+                          autoreset=no, infos={}, agent_id=None, real_steps=1, episodes=[])
+
+    source = RayRollouts.__new__(RayRollouts)
+    source.held = [None, None]
+    first = [source._columns(i, [step(t) for t in range(4)], 4, None) for i in range(2)]
+    assert [len(rows) for rows in first] == [3, 3]  # the last step of each call is held back
+    live = source._columns(0, [step(t) for t in range(4, 8)], 4, None)
+    dead = source._columns(1, None, 4, None)
+    assert [float(r.obs[0, 0]) for r in live] == [3, 4, 5, 6]
+    assert dead[0].truncated.all() and not dead[0].autoreset.any() and float(dead[0].obs[0, 0]) == 3
+    assert all(r.autoreset.all() and r.real_steps == 0 and float(r.obs[0, 0]) == 4 for r in dead[1:])
+    row = _concat([live[0], dead[0]], per_actor=1)
+    assert row.obs.shape == (2, 2) and row.real_steps == 2 and row.truncated.tolist() == [False, True]
