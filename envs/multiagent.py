@@ -112,7 +112,7 @@ class ParallelEnvRows(VectorEnv):
         self.envs = [fn() for fn in env_fns]
         self.carry_over = tuple(carry_over)
         for path in self.carry_over:
-            _scalar_at(self.envs[0].unwrapped, path)  # a wrong path fails here, not in a checkpoint
+            _scalar_at(_game(self.envs[0]), path)  # a wrong path fails here, not in a checkpoint
         self.copies = len(self.envs)
         self.possible_agents = list(self.envs[0].possible_agents)
         self.n_agents = len(self.possible_agents)
@@ -255,10 +255,10 @@ class ParallelEnvRows(VectorEnv):
     # ------------------------------------------------------------------ reset and step
 
     def _reset_copy(self, c: int, seed: int | None, options: dict | None) -> None:
-        rng = getattr(self.envs[c].unwrapped, "np_random", None)
+        rng = getattr(_game(self.envs[c]), "np_random", None)
         start = {"seed": seed} if seed is not None else {
             "rng": None if rng is None else json.dumps(rng.bit_generator.state)}
-        start["carry_over"] = {path: _scalar_at(self.envs[c].unwrapped, path) for path in self.carry_over}
+        start["carry_over"] = {path: _scalar_at(_game(self.envs[c]), path) for path in self.carry_over}
         self._episode_log[c] = {"start": start, "options": options, "actions": []}
         obs, infos = self.envs[c].reset(seed=seed, options=options)
         present = set(self.envs[c].agents)
@@ -351,7 +351,7 @@ class ParallelEnvRows(VectorEnv):
         scratch = (np.zeros(n, np.float32), np.zeros(n, bool), np.zeros(n, bool))
         for c, entry in enumerate(log):
             start = entry.get("start") or {}
-            rng_state, game = start.get("rng"), self.envs[c].unwrapped
+            rng_state, game = start.get("rng"), _game(self.envs[c])
             if rng_state is not None:
                 game.np_random = np.random.default_rng()
                 game.np_random.bit_generator.state = json.loads(rng_state)
@@ -378,6 +378,11 @@ class ParallelEnvRows(VectorEnv):
     def close_extras(self, **kwargs: Any) -> None:
         for env in self.envs:
             env.close()
+
+
+def _game(env: Any) -> Any:
+    """The game under PettingZoo's wrappers (its ``unwrapped``), or ``env`` itself for a bare duck-typed game."""
+    return getattr(env, "unwrapped", env)
 
 
 def _scalar_at(obj: Any, path: str) -> Any:

@@ -369,3 +369,63 @@ def test_resume_is_exact(tmp_path, env_id, kwargs):
                             for line in (run / "metrics.jsonl").read_text().splitlines()
                             if json.loads(line)["kind"] == "episode"]
     assert episodes(straight) == episodes(resumed)
+
+
+class MaskedTurns(ParallelEnv):
+    """2 agents, 3 actions; the one legal action at step t is t % 3 (the mask in a Dict observation)."""
+
+    metadata = {"name": "masked_turns_v0", "render_modes": []}
+    possible_agents = ["a", "b"]
+
+    def __init__(self):
+        self.agents = []
+
+    @functools.lru_cache(maxsize=None)
+    def observation_space(self, agent):
+        return gym.spaces.Dict({"observation": gym.spaces.Box(0, 100, (1,), np.float32),
+                                "action_mask": gym.spaces.Box(0, 1, (3,), np.int8)})
+
+    @functools.lru_cache(maxsize=None)
+    def action_space(self, agent):
+        return gym.spaces.Discrete(3)
+
+    def _obs(self):
+        mask = np.zeros(3, np.int8)
+        mask[self.t % 3] = 1
+        return {a: {"observation": np.array([self.t], np.float32), "action_mask": mask.copy()} for a in self.agents}
+
+    def reset(self, seed=None, options=None):
+        self.t, self.agents = 0, list(self.possible_agents)
+        return self._obs(), {a: {} for a in self.agents}
+
+    def step(self, actions):
+        assert all(int(actions[a]) == self.t % 3 for a in self.agents), (actions, self.t)  # only legal moves
+        self.t += 1
+        done = self.t >= 50
+        obs, flags = self._obs(), {a: done for a in self.agents}
+        rewards, infos = {a: 0.0 for a in self.agents}, {a: {} for a in self.agents}
+        truncated = {a: False for a in self.agents}
+        if done:
+            self.agents = []
+        return obs, rewards, flags, truncated, infos
+
+
+def test_resume_restores_the_rows_action_masks():
+    """The step record after a resume carries the checkpoint's masks, not those of the fresh reset."""
+
+    class LegalOnly:
+        device = torch.device("cpu")
+
+        def act(self, record, explore, epsilon=None):
+            return record.action_mask.float().argmax(1).numpy()
+
+    first = Collector(ParallelEnvRows([MaskedTurns]), seed=0)
+    for _ in range(4):
+        first.step(LegalOnly(), explore=True)
+    resumed = Collector(ParallelEnvRows([MaskedTurns]), seed=0)
+    assert resumed.load_state_dict(first.state_dict(), seed=0, reseed=1)
+    np.testing.assert_array_equal(resumed.rows["action_mask"], first.rows["action_mask"])
+    for _ in range(3):  # the game asserts every move is the legal one
+        resumed.step(LegalOnly(), explore=True)
+        first.step(LegalOnly(), explore=True)
+    np.testing.assert_array_equal(resumed.obs, first.obs)

@@ -208,3 +208,62 @@ def test_evaluation_counts_every_agent_of_every_copy() -> None:
     envs.close()
     assert len(result["returns"]) == 8  # one episode per row: 2 copies x 4 agents (>= the 6 asked for)
     assert set(seen) == {0, 1, 2, 3}
+
+
+def test_replay_restored_without_agent_ids_takes_them_per_column() -> None:
+    """A multi-agent replay checkpointed before agent ids were stored resumes: each column's id fills its rows."""
+    space = gym.spaces.Box(-1, 1, (2,), np.float32)
+    old = ReplayBuffer.from_spaces(space, gym.spaces.Discrete(2), capacity=40, num_envs=4, seed=0)
+    zeros = np.zeros(4, bool)
+    for t in range(3):
+        old.add(np.full((4, 2), t, np.float32), np.zeros(4, np.int64), np.zeros(4), zeros, zeros, zeros)
+    fresh = ReplayBuffer.from_spaces(space, gym.spaces.Discrete(2), capacity=40, num_envs=4, seed=0)
+    fresh.load_state_dict(old.state_dict())
+    fresh.add(np.full((4, 2), 3, np.float32), np.zeros(4, np.int64), np.zeros(4), zeros, zeros, zeros,
+              agent_id=np.array([0, 0, 1, 1]))
+    batch = fresh.sample(64)
+    assert torch.equal(batch.agent_id, torch.tensor([0, 0, 1, 1])[batch.indices % 4])
+
+
+def test_evaluation_ends_when_an_agent_never_joins() -> None:
+    """Quotas are per game copy: a possible agent that never joins a game cannot hold the evaluation up."""
+    from gymnasium import spaces
+    from pettingzoo import ParallelEnv
+
+    from rlkit.envs.multiagent import ParallelEnvRows
+    from rlkit.training.evaluation import evaluate
+
+    class OnlyA(ParallelEnv):
+        possible_agents, metadata = ["a", "b"], {"name": "only_a_v0"}
+
+        def __init__(self):
+            self.agents = []
+
+        def observation_space(self, agent):
+            return spaces.Box(0, 100, (1,), np.float32)
+
+        def action_space(self, agent):
+            return spaces.Discrete(2)
+
+        def reset(self, seed=None, options=None):
+            self.t, self.agents = 0, ["a"]
+            return {"a": np.zeros(1, np.float32)}, {"a": {}}
+
+        def step(self, actions):
+            self.t += 1
+            done = self.t >= 5
+            if done:
+                self.agents = []
+            return {"a": np.array([self.t], np.float32)}, {"a": 1.0}, {"a": done}, {"a": False}, {"a": {}}
+
+        def close(self):
+            pass
+
+    class Zeros:
+        device = torch.device("cpu")
+
+        def act(self, step, explore, epsilon=None):
+            return np.zeros(step.size, dtype=np.int64)
+
+    result = evaluate(Zeros(), None, 4, 0.0, seed=0, envs=ParallelEnvRows([OnlyA, OnlyA]))
+    assert result["returns"] == [5.0, 5.0]  # one game per copy (4 asked / 4 rows), agent a's episode in each

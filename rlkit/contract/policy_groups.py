@@ -109,6 +109,8 @@ class PolicyGroups(nn.Module):
             raise ValueError(f"{agent_id.shape[0]} agent ids for {n} observations")
         known = (agent_id >= 0) & (agent_id < len(self.group_of))
         group = torch.where(known, self.group_of[agent_id.clamp(0, len(self.group_of) - 1)], -1)
+        # the check reads the ids on the host: free on a CPU; on a GPU it and the per-group row selection below are
+        # host syncs (K + 1 per forward), the price of running only each row's own network
         if bool((group < 0).any()):
             bad = agent_id[group < 0][0].item()
             raise ValueError(f"agent id {bad} belongs to no team of agent.policies ({self.teams})")

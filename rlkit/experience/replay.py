@@ -454,9 +454,9 @@ class ReplayBuffer:
         if ids.shape != (self.num_envs,) or (ids < 0).any():
             raise ValueError(f"agent_id must be {self.num_envs} ids >= 0, got shape {ids.shape}")
         if self._agent_id is None:
-            if len(self) > 0:
-                raise ValueError("agent_id given to a buffer that already holds rows without them")
-            self._agent_id = torch.zeros((self.rows_per_env, self.num_envs), dtype=torch.int64)
+            # rows stored without ids (a checkpoint from before they were kept): every env that reports agent ids
+            # (rlkit.envs.multiagent's rows) keeps one agent per column, so the column's id is theirs too
+            self._agent_id = torch.as_tensor(ids).repeat(self.rows_per_env, 1)
         self._agent_id.numpy()[row] = ids
 
     def _split_obs(self, obs: Obs) -> dict[str, Any]:

@@ -213,6 +213,8 @@ class Collector:
             "episode_returns": torch.as_tensor(self.tracker.returns),
             "episode_lengths": torch.as_tensor(self.tracker.lengths),
             "env_replay": self.env_replay.state_dict(),
+            # the current rows' agent ids / action masks (from the last step's infos): a resume acts on these
+            "rows": {key: torch.as_tensor(value) for key, value in self.rows.items()},
             **({"selfplay": {**self.pool.state_dict(), "opponents": [
                 game.opponent_state() for game in SelfPlayPool._selfplay_envs(self.envs)]}}
                if self.pool is not None else {}),
@@ -258,6 +260,11 @@ class Collector:
             print("rlkit: warning: env replay did not reproduce the checkpoint's observations; "
                   "continuing from the replayed state", flush=True)
         self.obs = restored
+        rows = state.get("rows")  # absent in checkpoints from before it was kept: the reset's, as then
+        if rows is not None:
+            if set(rows) - {"agent_id", "action_mask"} or any(len(v) != self.num_envs for v in rows.values()):
+                raise ValueError(f"collector.rows holds {sorted(rows)} for {self.num_envs} envs: not this run's")
+            self.rows = {key: value.numpy() for key, value in rows.items()}
         return True
 
 

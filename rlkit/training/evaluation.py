@@ -44,8 +44,10 @@ def evaluate(agent, env_cfg: EnvConfig, episodes: int, epsilon: float, seed: int
 
     Each sub-env runs a fixed quota of episodes, so short episodes are not over-represented (a plain
     "first N episodes to finish" would favour them). A multi-agent game's rows (the env reports ``agent_id``;
-    rows are agent-major) all get the same quota, at least one episode each, so every agent of every game copy
-    counts (more than ``episodes`` where there are more rows): spreading ``episodes`` over the first rows would
+    agent-major rows, ``row = agent * copies + copy``: rlkit.envs.multiagent) are counted by whole games: each
+    copy plays ``ceil(episodes / rows)`` games (at least one) and every agent episode that ends in them counts, so
+    every agent of every copy counts equally (more than ``episodes`` episodes where there are more rows) and an
+    agent that never joins a game cannot hold the evaluation up. Spreading ``episodes`` over the first rows would
     count the first agents only. ``on_episode(done, episodes)`` is called after each
     counted episode (progress display).
     """
@@ -55,11 +57,13 @@ def evaluate(agent, env_cfg: EnvConfig, episodes: int, epsilon: float, seed: int
     try:
         collector = Collector(envs, seed)
         n = envs.num_envs
-        if "agent_id" in collector.rows:  # multi-agent rows: every agent of every copy, equally
-            quota = np.full(n, -(-episodes // n), dtype=np.int64)
+        copy_of = _copies(collector.rows.get("agent_id"), n)  # [n] game copy of each row, None: single-agent
+        if copy_of is not None:  # quota and counts per game copy; a copy's game ends on the step that resets it
+            copies = int(copy_of.max()) + 1
+            quota = np.full(copies, -(-episodes // n), dtype=np.int64)
         else:
             quota = np.array([episodes // n + (1 if e < episodes % n else 0) for e in range(n)])
-        done_count = np.zeros(n, dtype=np.int64)
+        done_count = np.zeros(len(quota), dtype=np.int64)
         returns: list[float] = []
         lengths: list[int] = []
         successes: list[bool] = []
@@ -71,7 +75,7 @@ def evaluate(agent, env_cfg: EnvConfig, episodes: int, epsilon: float, seed: int
             distance = step.infos.get("goal_distance") if isinstance(step.infos, dict) else None
             outcome = step.infos.get("outcome") if isinstance(step.infos, dict) else None
             for e, ret, length in step.episodes:
-                if done_count[e] < quota[e]:
+                if done_count[e if copy_of is None else copy_of[e]] < quota[e if copy_of is None else copy_of[e]]:
                     returns.append(ret)
                     lengths.append(length)
                     if success is not None and _has(step.infos, "is_success", e):
@@ -80,9 +84,14 @@ def evaluate(agent, env_cfg: EnvConfig, episodes: int, epsilon: float, seed: int
                         distances.append(float(np.asarray(distance)[e]))
                     if outcome is not None and _has(step.infos, "outcome", e):
                         outcomes.append(int(np.asarray(outcome)[e]))
-                    done_count[e] += 1
+                    if copy_of is None:
+                        done_count[e] += 1
                     if on_episode is not None:
-                        on_episode(len(returns), episodes)
+                        on_episode(len(returns), max(episodes, len(returns)))
+            if copy_of is not None:  # a copy all of whose rows reset on this step has finished a game
+                for c in range(len(quota)):
+                    if step.autoreset[copy_of == c].all():
+                        done_count[c] += 1
     finally:
         if own_envs:
             envs.close()
@@ -96,6 +105,17 @@ def evaluate(agent, env_cfg: EnvConfig, episodes: int, epsilon: float, seed: int
         result.update({"win_rate": outcomes.count(1) / len(outcomes), "draw_rate": outcomes.count(0) / len(outcomes),
                        "loss_rate": outcomes.count(-1) / len(outcomes)})
     return result
+
+
+def _copies(agent_id: np.ndarray | None, n: int) -> np.ndarray | None:
+    """The game copy of each of ``n`` agent-major rows (``row = agent * copies + copy``), or None for envs without
+    agent ids (or rows that do not tile into agents x copies)."""
+    if agent_id is None:
+        return None
+    agents = int(np.max(agent_id)) + 1
+    if n % agents or not np.array_equal(np.asarray(agent_id), np.repeat(np.arange(agents), n // agents)):
+        return None
+    return np.arange(n) % (n // agents)
 
 
 def _has(infos: dict[str, Any], key: str, e: int) -> bool:
