@@ -173,7 +173,7 @@ def test_cli_round_trip_discrete(cartpole, capsys):
     assert model["held_out_accuracy"] > 0.8 and model["hidden_actions_accuracy"] > 0.8
 
 
-def test_box_actions_ensemble_threshold_drops_and_cuts(pendulum):
+def test_box_actions_ensemble_threshold_drops_and_cuts(pendulum, datasets_root, capsys):
     path, summary = pseudo_label("test/pendulum-v0", "test/pendulum-pl-v0", labelled_fraction=0.5, steps=150,
                                  threshold=0.05, ensemble=3, seed=1, show_progress=False)
     data = load_dataset("test/pendulum-pl-v0")
@@ -186,6 +186,11 @@ def test_box_actions_ensemble_threshold_drops_and_cuts(pendulum):
         summary["labelled_steps"]
     cut = [ep for (_, i, _, stop, p), ep in zip(meta["episodes"], data.episodes) if p and stop < len(pendulum[i])]
     assert all(ep.truncations[-1] and not ep.terminations.any() for ep in cut)
+    # the Decision Transformer would read cut pieces' returns-to-go and timesteps wrong: refused in one line
+    assert summary["dropped_steps"] > 0
+    assert main(["train", "--agent", "decision_transformer", "offline.dataset=test/pendulum-pl-v0", "env.id=null",
+                 "train.total_steps=4", f"--run-dir={datasets_root.parent / 'dt-run'}"]) == 2
+    assert "cut their episodes there" in capsys.readouterr().err
 
 
 def test_action_free_episodes_from_metadata(pendulum, datasets_root, capsys):

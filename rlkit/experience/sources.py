@@ -168,6 +168,13 @@ def dataset_source(cfg: RunConfig, device: torch.device):
         raise ConfigError(f"train.replay.frame_stack={replay.frame_stack} but the dataset's observations are {space}; "
                           "set it to the dataset's frame stack (axis 0) or 1")
     if experience == "sequences":
+        labels = (dataset.metadata.get("rlkit") or {}).get("pseudo_label") if isinstance(
+            dataset.metadata.get("rlkit"), dict) else None
+        if isinstance(labels, dict) and labels.get("dropped_steps", 0) > 0:  # episodes cut at dropped labels
+            raise DatasetError(f"offline.dataset '{cfg.offline.dataset}': its pseudo-labelling dropped "
+                               f"{labels['dropped_steps']} unconfident steps and cut their episodes there, so a "
+                               f"sequence agent's returns-to-go and timesteps would be wrong; re-label keeping every "
+                               f"label (--threshold 0) for '{cfg.agent.name}', or train a transition agent (bc) on it")
         return dataset, DatasetSource(_sequence_store(cfg, dataset, episodes, device), fingerprint)
     if replay.prioritized:
         raise ConfigError("train.replay.prioritized is not supported offline (a dataset source is read-only)")
