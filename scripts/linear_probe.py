@@ -5,16 +5,18 @@ end-to-end CPC — Illing, Ventura, Bellec, Gerstner, NeurIPS 2021).
     nice -n 10 python scripts/linear_probe.py --out runs/linear-probe --seeds 0 1 2 --steps 300
 
 1. A pixel dataset with the true state per step: CartPole-v1 rendered (``render_mode="rgb_array"``), the band
-   the cart and pole move in (rows 150-330 of 400) averaged to grey 6x6 blocks, the current and the previous
-   frame stacked: uint8 observations ``[2, 30, 100]`` (two frames, so velocities are visible). Each step repeats
-   its action for 4 env steps (Atari's frame skip: at 6x6 blocks one 20 ms step moves the cart by a tenth of a
-   pixel, and no loss could see an action's effect), episodes end at 100 steps. The actions come from a
+   the cart and pole move in (rows 150-330 of 400) averaged to grey 5x5 blocks, the current and the previous
+   frame stacked: uint8 observations ``[2, 36, 120]`` (two frames, so velocities are visible; 36 rows, the
+   least the Nature CNN takes). Each step repeats its action for 4 env steps (Atari's frame skip: at this
+   resolution one 20 ms step moves the cart by a tenth of a pixel, and no loss could see an action's effect),
+   episodes end at 100 steps. The actions come from a
    balancing policy (push toward the pole's fall) with 0, 5, 10, 20 or 30% uniform random actions (per episode,
    in turn), so that the states spread; CartPole's 4-dim state of every observation is kept in the
    episode's infos (``state``, Minari's T + 1 layout). Written as the Minari dataset ``--dataset``.
-2. For every method and seed, ``rlkit pretrain`` trains one encoder shape (``--encoder``, default IMPALA with
-   channels 8/16/16 and 128 features) on the dataset's episodes with that auxiliary loss; the random encoder is
-   the same network as initialised with the seed.
+2. For every method and seed, ``rlkit pretrain`` trains one encoder shape (``--encoder``, default the Nature
+   CNN: three convolutions and a 512-unit layer, so CLAPP has four blocks to make local; it reads IMPALA and the
+   ViT as one block) on the dataset's episodes with that auxiliary loss; the random encoder is the same network
+   as initialised with the seed.
 3. The probe: features of the frozen encoder for every observation, a ridge regression (features and targets
    standardised on the train split, the penalty picked on a validation tenth of the train episodes) from
    features to the 4 state dimensions, fitted on the train episodes and scored on held-out episodes (a quarter):
@@ -39,7 +41,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 STATE_NAMES = ("x", "x_dot", "theta", "theta_dot")
-DEFAULT_ENCODER = {"kind": "impala", "channels": [8, 16, 16], "features": 128}
+DEFAULT_ENCODER = {"kind": "nature"}
 METHOD_WEIGHTS = {"inverse_dynamics": 1.0}  # the loss's weight when it is the only loss: 1 for all
 
 
@@ -49,9 +51,9 @@ METHOD_WEIGHTS = {"inverse_dynamics": 1.0}  # the loss's weight when it is the o
 
 
 def grey_band(frame: np.ndarray) -> np.ndarray:
-    """CartPole's 400x600 RGB render -> ``[30, 100]`` uint8: rows 150-330, grey, 6x6 block means."""
+    """CartPole's 400x600 RGB render -> ``[36, 120]`` uint8: rows 150-330, grey, 5x5 block means."""
     band = frame[150:330].astype(np.float32).mean(axis=-1)
-    return band.reshape(30, 6, 100, 6).mean(axis=(1, 3)).round().astype(np.uint8)
+    return band.reshape(36, 5, 120, 5).mean(axis=(1, 3)).round().astype(np.uint8)
 
 
 EPSILONS = (0.0, 0.05, 0.1, 0.2, 0.3)
@@ -100,9 +102,9 @@ def make_dataset(dataset_id: str, episodes: int, seed: int, repeat: int = 4, max
                            np.r_[np.zeros(t - 1, bool), terminated], np.r_[np.zeros(t - 1, bool), truncated and not terminated],
                            infos={"state": np.asarray(states, np.float32)}))
     env.close()
-    space = gym.spaces.Box(0, 255, (2, 30, 100), np.uint8)
+    space = gym.spaces.Box(0, 255, (2, 36, 120), np.uint8)
     return write_dataset(dataset_id, out, space, gym.spaces.Discrete(2), env_id=None,
-                         description=f"CartPole-v1 rendered, action repeat {repeat}: 2 stacked grey 30x100 frames (this "
+                         description=f"CartPole-v1 rendered, action repeat {repeat}: 2 stacked grey 36x120 frames (this "
                                      "step's and the previous step's); infos['state'] = the true state",
                          metadata={"probe": "scripts/linear_probe.py", "episodes": episodes, "seed": seed,
                                    "action_repeat": repeat})
