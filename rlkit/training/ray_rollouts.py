@@ -19,7 +19,8 @@ Decisions (documented here, tested in tests/test_ray_rollouts.py):
     with ``base + 1000 * (k + 1) + e`` and its agent's generators with ``base + 1000 * (k + 1)``; ``base`` is
     ``seed`` in a new run and ``seed + step`` on resume, so no two actors, and no resumed actor, share a stream.
   - **A killed actor** (``RayActorError``, e.g. ``ray.kill``) is replaced by a new one with a fresh seed, logged
-    once per replacement, and the run goes on. So that its cut episodes do not leave false transitions in the
+    once per replacement, and the run goes on; one that dies before returning its first batch (it could not build
+    its envs, say) stops the run with its error instead, since a replacement would fail the same way. So that its cut episodes do not leave false transitions in the
     replay, the learner holds back each actor's last step of a call until the next round: a dead actor's held
     step is stored as truncated (it bootstraps from its true next observation) and its columns get non-transition
     (autoreset) rows for the rest of that round; the replacement's first step starts a new episode.
@@ -155,6 +156,7 @@ class RayRollouts:
         self._remote = ray.remote(RolloutWorker).options(num_cpus=self.settings.cpus_per_actor, max_restarts=0)
         self.actors = [self._new_actor() for _ in range(self.settings.actors)]
         self.held = [None] * self.settings.actors
+        self.returned = [False] * self.settings.actors  # whether slot i's current actor has returned a batch yet
 
     def _new_actor(self):
         actor = self._remote.remote(self.cfg, actor_seed(self.base_seed, self.numbers))
@@ -182,7 +184,11 @@ class RayRollouts:
         for i, call in enumerate(self.calls):
             try:
                 results.append(ray.get(call))
+                self.returned[i] = True
             except ray.exceptions.RayActorError as exc:
+                if not self.returned[i]:  # e.g. it could not build its envs: a replacement would fail the same way
+                    raise RuntimeError(f"rollout actor {i} died before returning its first batch: {exc}") from None
+                self.returned[i] = False
                 self.replaced += 1
                 self.message(f"rlkit: warning: rollout actor {i} died ({type(exc).__name__}); replaced by a new one "
                              f"with a fresh seed (replacement {self.replaced}), the run goes on")
