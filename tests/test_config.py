@@ -108,7 +108,9 @@ def test_cli_list_shows_agents_envs_configs(capsys):
     code, out = _run_cli(["list"], capsys)
     assert code == 0
     assert "dqn" in out.out and "dqn_cartpole.yaml" in out.out and "rlkit/Pong-v0" in out.out
-    assert "auxiliary modules (1;" in out.out and "inverse_dynamics" in out.out
+    from rlkit.auxiliary import AUX_MODULES
+
+    assert f"auxiliary modules ({len(AUX_MODULES)};" in out.out and "inverse_dynamics" in out.out
 
 
 # --------------------------------------------------------------------------------------
