@@ -107,6 +107,21 @@ def test_killed_actor_is_replaced_and_the_run_finishes(tmp_path, cartpole_data, 
     assert late  # the replacement plays on in actor 0's columns
 
 
+@needs_ray
+def test_resume_reseeds_the_actors_and_goes_on(tmp_path, cartpole_data, local_ray, capsys):
+    from rlkit.training.loops import train_online
+
+    data = _data(cartpole_data)
+    train_online(build_run_config(data, ["train.total_steps=800"], source="test"), tmp_path / "run")
+    summary = train_online(build_run_config(data, ["train.total_steps=1400"], source="test"), tmp_path / "run",
+                           resume=True)
+    assert summary["steps"] >= 1400
+    out = capsys.readouterr()
+    assert "envs re-seeded" in out.out + out.err  # a statistical resume: the actors start anew from seed + step
+    episodes, _ = _episodes(tmp_path / "run")
+    assert {r["actor"] for r in episodes if r["step"] > 800} == {0, 1}
+
+
 @pytest.mark.parametrize("override, fragment", [
     ("train.rollouts={actors: 0}", "train.rollouts.actors must be >= 1"),
     ("train.rollouts={backend: spark}", "train.rollouts.backend"),
