@@ -162,10 +162,10 @@ def test_a_dead_actor_cuts_its_episode_as_truncated():
 
     source = RayRollouts.__new__(RayRollouts)
     source.held = [None, None]
-    first = [source._columns(i, [step(t) for t in range(4)], 4, None) for i in range(2)]
+    first = [source._columns(i, [step(t) for t in range(4)], 4) for i in range(2)]
     assert [len(rows) for rows in first] == [3, 3]  # the last step of each call is held back
-    live = source._columns(0, [step(t) for t in range(4, 8)], 4, None)
-    dead = source._columns(1, None, 4, None)
+    live = source._columns(0, [step(t) for t in range(4, 8)], 4)
+    dead = source._columns(1, None, 4)
     assert [float(r.obs[0, 0]) for r in live] == [3, 4, 5, 6]
     assert dead[0].truncated.all() and not dead[0].autoreset.any() and float(dead[0].obs[0, 0]) == 3
     assert all(r.autoreset.all() and r.real_steps == 0 and float(r.obs[0, 0]) == 4 for r in dead[1:])

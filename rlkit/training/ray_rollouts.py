@@ -20,10 +20,11 @@ Decisions (documented here, tested in tests/test_ray_rollouts.py):
     ``seed`` in a new run and ``seed + step`` on resume, so no two actors, and no resumed actor, share a stream.
   - **A killed actor** (``RayActorError``, e.g. ``ray.kill``) is replaced by a new one with a fresh seed, logged
     once per replacement, and the run goes on; one that dies before returning its first batch (it could not build
-    its envs, say) stops the run with its error instead, since a replacement would fail the same way. So that its cut episodes do not leave false transitions in the
-    replay, the learner holds back each actor's last step of a call until the next round: a dead actor's held
-    step is stored as truncated (it bootstraps from its true next observation) and its columns get non-transition
-    (autoreset) rows for the rest of that round; the replacement's first step starts a new episode.
+    its envs, say) stops the run with its error instead, since a replacement would fail the same way. So that a
+    killed actor's cut episodes leave no false transitions in the replay, the learner holds back each actor's last
+    step of a call until the next round: a dead actor's held step is stored as truncated (it bootstraps from its
+    true next observation) and its columns get non-transition (autoreset) rows for the rest of that round; the
+    replacement's first step starts a new episode.
   - **Env steps** count the real transitions stored (held steps count when stored), as in a single process.
   - **Resume** is statistical, not exact: the actors are re-seeded (``base = seed + step``) and their episodes in
     progress at the checkpoint are lost; the learner's checkpoint (agent, replay, counters) is as usual.
@@ -196,24 +197,18 @@ class RayRollouts:
                 results.append(None)
         self.calls = [self._call(actor, agent) for actor in self.actors]  # the next round runs while we learn
         k = self.settings.steps_per_call
-        template = next((steps[0] for steps in results if steps is not None), None)
-        columns = [self._columns(i, steps, k, template) for i, steps in enumerate(results)]
-        for row in range(min(len(col) for col in columns)):
+        columns = [self._columns(i, steps, k) for i, steps in enumerate(results)]
+        for row in range(len(columns[0])):
             self.rows.append(_concat([col[row] for col in columns], self.per_actor))
 
-    def _columns(self, i: int, steps: list[VectorStep] | None, k: int, template: VectorStep | None) -> list[VectorStep]:
-        """Actor i's rows of this round: its held step and all but the last of its new steps (held in turn); for a
-        dead actor, its held step cut as truncated, then non-transition rows (see the module docstring)."""
+    def _columns(self, i: int, steps: list[VectorStep] | None, k: int) -> list[VectorStep]:
+        """Actor i's rows of this round: its held step and all but the last of its new steps (held in turn; none is
+        held before the first round); for a dead actor (which had returned before), its held step cut as truncated,
+        then non-transition rows (see the module docstring)."""
         held = self.held[i]
         if steps is not None:
             self.held[i] = steps[-1]
             return ([held] if held is not None else []) + steps[:-1]
-        if held is None:  # died in the first round: nothing of it stored yet; k - 1 rows that store nothing
-            if template is None:  # every actor died: no row this round
-                return []
-            blank = _blank(dataclasses.replace(template, next_obs=_zeros_like(template.obs)))
-            self.held[i] = blank
-            return [blank] * (k - 1)
         cut = dataclasses.replace(held, truncated=held.truncated | ~held.autoreset)
         blank = _blank(held)
         self.held[i] = blank
@@ -224,15 +219,10 @@ def _blank(held: VectorStep) -> VectorStep:
     """A row that stores no transition (autoreset) holding the true next observation of ``held``."""
     n = len(held.rewards)
     false = np.zeros(n, dtype=bool)
-    return VectorStep(obs=held.next_obs, actions=held.actions, rewards=np.zeros_like(held.rewards), next_obs=held.next_obs,
+    return VectorStep(obs=held.next_obs, actions=held.actions, rewards=np.zeros_like(held.rewards),
+                      next_obs=held.next_obs,
                       terminated=false, truncated=false, life_loss=false, autoreset=np.ones(n, dtype=bool), infos={},
                       agent_id=held.agent_id, real_steps=0, episodes=[])
-
-
-def _zeros_like(obs: Any) -> Any:
-    if isinstance(obs, dict):
-        return {key: np.zeros_like(value) for key, value in obs.items()}
-    return np.zeros_like(obs)
 
 
 def _cat(parts: list[Any]) -> Any:
