@@ -315,3 +315,18 @@ def test_drq_on_dqn_pixels_smoke_and_refused_on_vectors() -> None:
     torch.testing.assert_close(plain, batch.rewards + batch.discounts * next_q, rtol=0, atol=0)
     with pytest.raises(ConfigError, match="DrQ shifts images"):
         _build("dqn", VECTOR, DISCRETE, [], drq_k=1, drq_m=1)
+
+
+def test_clapp_blocks_of_the_impala_resnet_stay_local() -> None:
+    from rlkit.contract.networks import EncoderConfig
+
+    agent = _build("dqn", PIXELS, DISCRETE, [_aux("clapp")], encoder=EncoderConfig(kind="impala"))
+    module = agent.aux_modules["clapp"]
+    assert len(module.W) == 4  # three stages and the linear layer
+    batch = _transitions(PIXELS, DISCRETE, n=4)
+    blocks = encoder_blocks(agent.parts.module_at("q_net.encoder"))
+    losses = module.layer_losses(batch.obs, batch.next_obs, agent)
+    for l, loss in enumerate(losses):
+        for m, block in enumerate(blocks):
+            grads = torch.autograd.grad(loss, list(block.parameters()), retain_graph=True, allow_unused=True)
+            assert all((g is not None and bool(g.abs().sum() > 0)) if m == l else g is None for g in grads), (l, m)

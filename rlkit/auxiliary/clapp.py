@@ -11,8 +11,9 @@ convolutional blocks) and its own prediction matrix W^l,
     L     = 1/n_blocks sum_l mean_rows (L^l(pos) + L^l(neg))
 
 so the gradient reaching block l comes only from L^l (a test checks it). Blocks are read off the attached encoder:
-the Nature CNN's convolutions (each with its ReLU) and its linear layer, an MLP's Linear + ReLU pairs
-(``agent.encoder_hidden``); an encoder of another shape (IMPALA, ViT) counts as one block. The future observation
+the Nature CNN's convolutions (each with its ReLU) and its linear layer, the IMPALA ResNet's three stages (conv,
+pool, two residual blocks each) and its linear layer, an MLP's Linear + ReLU pairs (``agent.encoder_hidden``);
+an encoder of another shape (the ViT) counts as one block. The future observation
 is what CPC's is (:mod:`rlkit.auxiliary.cpc`): ``next_obs`` on transitions (offset = train.replay.n_step), the
 step ``offset`` ahead in sequence windows. The encoder's end-to-end gradient from the agent's own loss is unchanged:
 CLAPP adds local losses, it does not replace the RL loss.
@@ -31,6 +32,7 @@ from torch import nn
 from rlkit.auxiliary.batches import future_anchors
 from rlkit.auxiliary.cpc import check_offsets
 from rlkit.contract.auxiliary import AuxConfig, AuxModule
+from rlkit.contract.encoders import ImpalaCNN
 from rlkit.contract.networks import MLPEncoder, NatureCNN
 from rlkit.errors import ConfigError
 from rlkit.experience.sequences import Sequences
@@ -43,11 +45,20 @@ class _Scale255(nn.Module):
         return frames.float() / 255.0
 
 
+class _ReluFlatten(nn.Flatten):
+    """The IMPALA ResNet's ReLU and flattening before its linear layer (a Flatten: it opens that layer's block)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(torch.relu(x))
+
+
 def _stages(module: nn.Module) -> list[nn.Module]:
     if isinstance(module, MLPEncoder):
         return _stages(module.base) + _stages(module.mlp)
     if isinstance(module, NatureCNN):
         return [_Scale255(), *_stages(module.conv), *_stages(module.fc)]
+    if isinstance(module, ImpalaCNN):
+        return [_Scale255(), *module.stages, _ReluFlatten(), module.fc, nn.ReLU()]
     if isinstance(module, nn.Sequential):
         return [stage for child in module for stage in _stages(child)]
     return [module]
