@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rlkit.contract.agent import Agent, AgentConfig, BoxActions, Capabilities, StepRecord, epsilon_mix
-from rlkit.contract.networks import ObservationStandardizer, make_encoder, mlp
+from rlkit.contract.networks import EncoderConfig, ObservationStandardizer, make_encoder, mlp
 from rlkit.contract.parts import acting, trains
 from rlkit.errors import ConfigError
 from rlkit.experience.replay import Transitions
@@ -154,7 +154,7 @@ class Policy(nn.Module):
 
     def __init__(self, observation_space: gym.Space, out_dim: int, hidden: list[int],
                  encoder_hidden: list[int] = (), normalize_obs: bool = False,
-                 encoder_kind: str = "auto") -> None:
+                 encoder_kind: str | EncoderConfig = "auto") -> None:
         super().__init__()
         self.standardize = ObservationStandardizer(observation_space, normalize_obs)  # identity unless enabled
         self.encoder = make_encoder(observation_space, encoder_hidden, encoder_kind)  # [B, D]
@@ -190,7 +190,7 @@ class BC(Agent):
             raise ConfigError(f"BC needs a Box or Discrete action space, the data has {action_space}")
 
         self.policy = Policy(observation_space, out_dim, cfg.hidden, cfg.encoder_hidden,
-                             cfg.normalize_obs, cfg.encoder.kind).to(self.device)
+                             cfg.normalize_obs, cfg.encoder).to(self.device)
         # fused Adam: one kernel for all parameters instead of ~6 ops per tensor
         fused = self.device.type in ("cpu", "cuda")
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,

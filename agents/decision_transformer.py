@@ -54,7 +54,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rlkit.contract.agent import Agent, AgentConfig, BoxActions, Capabilities, StepRecord, epsilon_mix
-from rlkit.contract.networks import ObservationStandardizer, make_encoder
+from rlkit.contract.networks import EncoderConfig, ObservationStandardizer, make_encoder
 from rlkit.contract.parts import acting, trains
 from rlkit.errors import ConfigError
 from rlkit.experience.sequences import Sequences
@@ -190,7 +190,7 @@ class StateEncoder(nn.Module):
     declared ``encoder``."""
 
     def __init__(self, observation_space: gym.Space, embed_dim: int, encoder_hidden: list[int],
-                 normalize: bool, encoder_kind: str = "auto") -> None:
+                 normalize: bool, encoder_kind: str | EncoderConfig = "auto") -> None:
         super().__init__()
         self.standardize = ObservationStandardizer(observation_space, normalize)
         self.base = make_encoder(observation_space, encoder_hidden, encoder_kind)
@@ -210,7 +210,7 @@ class DecisionTransformerModel(nn.Module):
         h = cfg.embed_dim
         self.discrete, self.action_dim = discrete, action_dim
         self.state_encoder = StateEncoder(observation_space, h, cfg.encoder_hidden, cfg.normalize_obs,
-                                          cfg.encoder.kind)
+                                          cfg.encoder)
         self.embed_return = nn.Linear(1, h)
         self.embed_action = nn.Embedding(action_dim, h) if discrete else nn.Linear(action_dim, h)
         self.embed_timestep = nn.Embedding(cfg.max_timestep, h)

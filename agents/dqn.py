@@ -44,7 +44,7 @@ from torch import nn
 
 from rlkit.auxiliary.augment import drq_views, is_image
 from rlkit.contract.agent import Agent, AgentConfig, Capabilities, StepRecord
-from rlkit.contract.networks import NatureCNN, index_obs, make_encoder, mlp
+from rlkit.contract.networks import EncoderConfig, NatureCNN, index_obs, make_encoder, mlp
 from rlkit.contract.parts import acting, target_of, trains
 from rlkit.contract.policy_groups import SHARED, PolicyGroups, check_policies, resolve_policies
 from rlkit.contract.schedules import linear_schedule
@@ -137,7 +137,7 @@ class QNetwork(nn.Module):
     """obs ``[B, *obs_shape]`` (or a dict of such) -> Q-values ``[B, n_actions]``; dueling heads as an option."""
 
     def __init__(self, observation_space: gym.Space, n_actions: int, hidden: list[int], dueling: bool,
-                 encoder_hidden: list[int] = (), encoder_kind: str = "auto") -> None:
+                 encoder_hidden: list[int] = (), encoder_kind: str | EncoderConfig = "auto") -> None:
         super().__init__()
         self.encoder = make_encoder(observation_space, encoder_hidden, encoder_kind)
         # the Nature CNN already ends in its 512-unit layer: no hidden layers after it
@@ -174,7 +174,7 @@ class DQN(Agent):
         super().__init__(cfg, observation_space, action_space, device)
         self.n_actions = int(action_space.n)
         one_q = lambda: QNetwork(observation_space, self.n_actions, cfg.hidden, cfg.dueling,  # noqa: E731
-                                 cfg.encoder_hidden, cfg.encoder.kind)
+                                 cfg.encoder_hidden, cfg.encoder)
         self.grouped = cfg.policies != SHARED
         if self.grouped:  # one network per agent or team; unresolved names fail here, before any weights exist
             groups = resolve_policies(cfg.policies, None)

@@ -265,7 +265,7 @@ class MPO(Agent):
         check_bounded_box_actions("MPO", action_space)
         # vector observations: a Box of any shape is flattened, a Dict's keys concatenated; with
         # agent.encoder_hidden a learned MLP follows, trained by the critic's loss (the policy sees it detached)
-        self.encoder = make_encoder(observation_space, cfg.encoder_hidden, cfg.encoder.kind)
+        self.encoder = make_encoder(observation_space, cfg.encoder_hidden, cfg.encoder)
         base = self.encoder.base if isinstance(self.encoder, MLPEncoder) else self.encoder
         if any(True for _ in base.parameters()):
             raise ConfigError(f"MPO takes vector observations (a Box, or a Dict of Boxes), not images: "

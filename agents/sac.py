@@ -63,7 +63,7 @@ from torch import nn
 
 from rlkit.auxiliary.augment import drq_views, is_image
 from rlkit.contract.agent import Agent, AgentConfig, BoxActions, Capabilities, StepRecord, check_bounded_box_actions, epsilon_mix
-from rlkit.contract.networks import EnsembleLinear, make_encoder, mlp
+from rlkit.contract.networks import EncoderConfig, EnsembleLinear, make_encoder, mlp
 from rlkit.contract.parts import acting, free_tensor, target_of, trained, trains
 from rlkit.errors import ConfigError
 from rlkit.experience.replay import Transitions
@@ -175,7 +175,7 @@ class Actor(nn.Module):
     """obs ``[B, *obs_shape]`` (or a dict of such) -> mean ``[B, A]`` and log std ``[B, A]`` (unclamped)."""
 
     def __init__(self, observation_space: gym.Space, act_dim: int, hidden: list[int],
-                 encoder_hidden: list[int] = (), encoder_kind: str = "auto") -> None:
+                 encoder_hidden: list[int] = (), encoder_kind: str | EncoderConfig = "auto") -> None:
         super().__init__()
         self.encoder = make_encoder(observation_space, encoder_hidden, encoder_kind)
         inplace_relu = functools.partial(nn.ReLU, inplace=True)  # saves an allocation per layer; same values
@@ -198,7 +198,7 @@ class TwinCritic(nn.Module):
     members = 2
 
     def __init__(self, observation_space: gym.Space, act_dim: int, hidden: list[int],
-                 encoder_hidden: list[int] = (), encoder_kind: str = "auto") -> None:
+                 encoder_hidden: list[int] = (), encoder_kind: str | EncoderConfig = "auto") -> None:
         super().__init__()
         self.encoder = make_encoder(observation_space, encoder_hidden, encoder_kind)
         dims = [self.encoder.out_dim + act_dim, *hidden, 1]
@@ -234,9 +234,9 @@ class SAC(Agent):
         self.act_dim = act_dim = self.actions.dim
 
         self.policy = Actor(observation_space, act_dim, cfg.actor_hidden, cfg.encoder_hidden,
-                            cfg.encoder.kind).to(self.device)
+                            cfg.encoder).to(self.device)
         new_critic = lambda: TwinCritic(observation_space, act_dim, cfg.critic_hidden,  # noqa: E731
-                                        cfg.encoder_hidden, cfg.encoder.kind).to(self.device)
+                                        cfg.encoder_hidden, cfg.encoder).to(self.device)
         self.critic, self.target_critic = new_critic(), new_critic()
         self.target_critic.load_state_dict(self.critic.state_dict())
         self.target_critic.requires_grad_(False)

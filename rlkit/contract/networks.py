@@ -7,9 +7,7 @@ Agents import these instead of re-declaring them, so every agent file stays abou
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -238,28 +236,9 @@ class EncoderConfig:
                 }.get(self.kind, {})
 
 
-_OPTIONS: ContextVar[EncoderConfig | None] = ContextVar("rlkit_encoder_options", default=None)
-
-
-@contextmanager
-def encoder_options(cfg: EncoderConfig) -> Iterator[None]:
-    """Inside, :func:`make_encoder` called with a kind name (as the agents call it, ``cfg.encoder.kind``)
-    builds that kind with ``cfg``'s settings (IMPALA's channels, the ViT's depth, ...).
-    :func:`rlkit.training.build.build_agent` builds every agent inside it; passing the ``EncoderConfig`` itself
-    to :func:`make_encoder` does the same without it."""
-    token = _OPTIONS.set(cfg)
-    try:
-        yield
-    finally:
-        _OPTIONS.reset(token)
-
-
 def _options(kind: str | EncoderConfig) -> EncoderConfig:
     if isinstance(kind, EncoderConfig):
         return kind
-    current = _OPTIONS.get()
-    if current is not None and current.kind == kind:
-        return current
     if kind not in ENCODER_KINDS:
         raise ConfigError(f"agent.encoder.kind must be one of {', '.join(ENCODER_KINDS)}, got {kind!r}")
     return EncoderConfig(kind=kind)

@@ -20,7 +20,6 @@ import torch
 
 from rlkit.runfiles.checkpoint import load_checkpoint
 from rlkit.config import EnvConfig, RunConfig
-from rlkit.contract.networks import encoder_options
 from rlkit.errors import CheckpointError, ConfigError
 from rlkit.experience.replay import ReplayBuffer
 
@@ -155,8 +154,7 @@ def build_agent(cfg: RunConfig, observation_space: gym.Space, action_space: gym.
     cfg.agent.bind_agents(agent_names)
     encoder_cfg = cfg.agent.encoder
     try:
-        with encoder_options(encoder_cfg):  # the agents pass agent.encoder.kind; its settings come from here
-            agent = agent_cls(cfg.agent, observation_space, action_space, device=device, seed=cfg.seed)
+        agent = agent_cls(cfg.agent, observation_space, action_space, device=device, seed=cfg.seed)
     except ConfigError:
         raise
     except ValueError as exc:  # e.g. torch rejecting an optimizer setting the config did not range-check
