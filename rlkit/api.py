@@ -203,6 +203,7 @@ def train(config: ConfigLike = None, *, run_dir: str | Path | None = None, seed:
     ``resume=True``), as the CLI does. A run whose loss goes non-finite raises
     :class:`~rlkit.errors.TrainingDiverged`.
     """
+    from rlkit.training import distributed
     from rlkit.training.loops import train as train_loop  # train_online, or train_offline for an `offline:` config
 
     texts = override_list(overrides, **kwargs)
@@ -212,14 +213,19 @@ def train(config: ConfigLike = None, *, run_dir: str | Path | None = None, seed:
         texts.append(f"device={_override_value(device)}")
     if resume and run_dir is None:
         raise ConfigError("train(resume=True) needs run_dir=, the run to continue")
-    cfg, run_dir, source = prepare_train(config, texts, run_dir=run_dir if not resume else None,
-                                         resume_dir=run_dir if resume else None)
-    if is_sb3_agent(cfg.agent.name):  # an SB3 algorithm (agent.name sb3.PPO, ...): SB3's learn in rlkit's run
-        from rlkit.training.sb3_runner import load_model_of_run, train_sb3
+    with distributed.session():  # under torchrun: join the process group, rank 0 prepares (as `rlkit train`)
+        cfg, run_dir, source = distributed.on_main(
+            lambda: prepare_train(config, texts, run_dir=run_dir if not resume else None,
+                                  resume_dir=run_dir if resume else None))
+        if is_sb3_agent(cfg.agent.name):  # an SB3 algorithm (agent.name sb3.PPO, ...): SB3's learn in rlkit's run
+            from rlkit.training.sb3_runner import load_model_of_run, train_sb3
 
-        summary = train_sb3(cfg, run_dir, resume=resume, source=source)
-        return Run(run_dir=Path(run_dir), summary=summary, config=cfg, agent=load_model_of_run(run_dir))
-    summary = train_loop(cfg, run_dir, resume=resume, source=source)
+            if distributed.active():
+                raise ConfigError(f"agent.name {cfg.agent.name}: SB3 runs are single-process; call rlkit.train "
+                                  "without torchrun")
+            summary = train_sb3(cfg, run_dir, resume=resume, source=source)
+            return Run(run_dir=Path(run_dir), summary=summary, config=cfg, agent=load_model_of_run(run_dir))
+        summary = train_loop(cfg, run_dir, resume=resume, source=source)
     return Run(run_dir=Path(run_dir), summary=summary, config=cfg,
                agent=load(run_dir, checkpoint="latest", device=cfg.device))
 

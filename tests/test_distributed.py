@@ -291,3 +291,22 @@ def test_torchrun_trains_two_ranks_and_a_one_process_resume_is_refused(dataset_r
     assert main(["train", "--resume", str(run)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "2 rank(s) and cannot resume with 1" in err[0] and "--nproc_per_node=2" in err[0]
+
+
+def test_python_api_under_torchrun(dataset_root, tmp_path):
+    """rlkit.train() under torchrun joins the process group as `rlkit train` does: both ranks train, rank 0 writes."""
+    script = tmp_path / "train.py"
+    run = tmp_path / "run"
+    script.write_text(
+        "import rlkit, yaml, sys\n"
+        f"data = yaml.safe_load(open({str(tmp_path / 'bc.yaml')!r}))\n"
+        f"result = rlkit.train(data, run_dir={str(run)!r})\n"
+        "print('steps', result.summary['steps'])\n")
+    (tmp_path / "bc.yaml").write_text(yaml.safe_dump(_bc_data(total_steps=60, eval_every=0)))
+    torchrun = Path(sys.executable).with_name("torchrun")
+    done = subprocess.run([str(torchrun) if torchrun.exists() else shutil.which("torchrun"), "--standalone",
+                           "--nproc_per_node=2", str(script)],
+                          capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("steps 60") == 2 and "terminate called" not in done.stderr
+    assert load_checkpoint(run / LATEST)["world_size"] == 2
