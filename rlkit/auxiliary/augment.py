@@ -22,7 +22,8 @@ import torch.nn.functional as F
 
 from rlkit.errors import ConfigError
 
-__all__ = ["AUGMENTATIONS", "augment", "check_augmentation", "drq_views", "random_shift", "random_crop", "is_image"]
+__all__ = ["AUGMENTATIONS", "augment", "check_augmentation", "check_momentum_view_fields", "drq_views", "random_shift",
+           "random_crop", "is_image"]
 
 AUGMENTATIONS = ("auto", "shift", "crop", "noise", "none")
 
@@ -45,6 +46,17 @@ def check_augmentation(kind: str, space: gym.Space, where: str) -> str:
         raise ConfigError(f"{where}.augment: {kind} needs uint8 (C, H, W) images, the env observes {space}; "
                           "use augment: noise")
     return kind
+
+
+def check_momentum_view_fields(augment: str, tau: float, pad: int, sigma: float) -> None:
+    """The shared fields of the modules that compare two augmented views through an EMA copy (CURL, Mean Teacher):
+    a known augmentation, an EMA rate in (0, 1], a margin and a noise scale >= 0."""
+    if augment not in AUGMENTATIONS:
+        raise ConfigError(f"augment must be one of {', '.join(AUGMENTATIONS)}, got {augment!r}")
+    if not 0.0 < tau <= 1.0:
+        raise ConfigError(f"tau must lie in (0, 1], got {tau}")
+    if pad < 0 or not sigma >= 0:
+        raise ConfigError(f"pad and sigma must be >= 0, got {pad} and {sigma}")
 
 
 def _offsets(n: int, high: int, device: torch.device) -> torch.Tensor:

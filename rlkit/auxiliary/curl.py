@@ -28,7 +28,7 @@ import gymnasium as gym
 import torch
 from torch import nn
 
-from rlkit.auxiliary.augment import AUGMENTATIONS, augment, check_augmentation
+from rlkit.auxiliary.augment import augment, check_augmentation, check_momentum_view_fields
 from rlkit.auxiliary.batches import batch_observations
 from rlkit.auxiliary.infonce import info_nce
 from rlkit.contract.auxiliary import AuxConfig, AuxModule
@@ -55,13 +55,9 @@ class CURLConfig(AuxConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.augment not in AUGMENTATIONS:
-            raise ConfigError(f"augment must be one of {', '.join(AUGMENTATIONS)}, got {self.augment!r}")
-        if not 0.0 < self.tau <= 1.0:
-            raise ConfigError(f"tau must lie in (0, 1], got {self.tau}")
-        if not 0.0 < self.temperature < math.inf or self.pad < 0 or not self.sigma >= 0:
-            raise ConfigError(f"temperature must be > 0, pad >= 0, sigma >= 0; got {self.temperature}, {self.pad}, "
-                              f"{self.sigma}")
+        check_momentum_view_fields(self.augment, self.tau, self.pad, self.sigma)
+        if not 0.0 < self.temperature < math.inf:
+            raise ConfigError(f"temperature must be > 0, got {self.temperature}")
 
 
 class CURL(AuxModule):

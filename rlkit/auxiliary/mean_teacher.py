@@ -23,11 +23,10 @@ import gymnasium as gym
 import torch
 from torch import nn
 
-from rlkit.auxiliary.augment import AUGMENTATIONS, augment, check_augmentation
+from rlkit.auxiliary.augment import augment, check_augmentation, check_momentum_view_fields
 from rlkit.auxiliary.batches import batch_observations
 from rlkit.contract.auxiliary import AuxConfig, AuxModule
 from rlkit.contract.parts import Part, momentum_of
-from rlkit.errors import ConfigError
 
 
 def consistency_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
@@ -49,12 +48,7 @@ class MeanTeacherConfig(AuxConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.augment not in AUGMENTATIONS:
-            raise ConfigError(f"augment must be one of {', '.join(AUGMENTATIONS)}, got {self.augment!r}")
-        if not 0.0 < self.tau <= 1.0:
-            raise ConfigError(f"tau must lie in (0, 1], got {self.tau}")
-        if self.pad < 0 or not self.sigma >= 0:
-            raise ConfigError(f"pad and sigma must be >= 0, got {self.pad} and {self.sigma}")
+        check_momentum_view_fields(self.augment, self.tau, self.pad, self.sigma)
 
 
 class MeanTeacher(AuxModule):
