@@ -358,6 +358,38 @@ class TwoPlayerSeatEnv(gym.Env):
         return "\n".join("".join("X" if me else "O" if them else "." for me, them in zip(row[:, 0], row[:, 1]))
                          for row in planes)
 
+    def symmetries(self) -> list | None:
+        """The board's symmetry group for ``train.replay.symmetries`` (:mod:`rlkit.experience.symmetries`),
+        identity first: connect four's left-right mirror (column c <-> 6 - c; gravity and the rules do not care),
+        tic-tac-toe's 8 rotations and reflections of the square (D4; action = square = 3 * row + col); None for
+        Leduc hold'em (its cards have no such symmetry)."""
+        from rlkit.experience.symmetries import Symmetry, grid_symmetry, inverse
+
+        planes = self.observation_space["observation"].shape
+        if self.game_name == "connect_four":
+            h, w, c = planes
+            maps = {"identity": lambda r, col: (r, col), "mirror": lambda r, col: (r, w - 1 - col)}
+            actions = {"identity": np.arange(w), "mirror": np.arange(w)[::-1].copy()}
+            out = []
+            for name, cell_of in maps.items():
+                index, action = grid_symmetry(h, w, c, cell_of, None, w, action_map=actions[name])
+                out.append(Symmetry({"observation": index, "action_mask": inverse(action)}, action, name))
+            return out
+        if self.game_name == "tictactoe":
+            h, w, c = planes
+            n = h  # 3
+            maps = {"identity": lambda r, col: (r, col), "rotate90": lambda r, col: (col, n - 1 - r),
+                    "rotate180": lambda r, col: (n - 1 - r, n - 1 - col), "rotate270": lambda r, col: (n - 1 - col, r),
+                    "flip_rows": lambda r, col: (n - 1 - r, col), "flip_cols": lambda r, col: (r, n - 1 - col),
+                    "transpose": lambda r, col: (col, r), "antitranspose": lambda r, col: (n - 1 - col, n - 1 - r)}
+            cells = {(r, col): 3 * r + col for r in range(h) for col in range(w)}
+            out = []
+            for name, cell_of in maps.items():
+                index, action = grid_symmetry(h, w, c, cell_of, cells, h * w)
+                out.append(Symmetry({"observation": index, "action_mask": inverse(action)}, action, name))
+            return out
+        return None
+
     def action_masks(self) -> np.ndarray:
         """The legal actions now (sb3-contrib's MaskablePPO reads this method)."""
         return self._obs["action_mask"].astype(bool)

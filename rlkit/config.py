@@ -69,6 +69,10 @@ class EnvConfig:
     """Python modules imported before the env is made, so that the ``gymnasium.register`` calls in your own
     package run (``imports: [my_package.envs]``). Gymnasium's ``module:Env-v0`` id form does the same: it is
     read as ``imports: [module]`` and ``id: Env-v0``."""
+    backend: Literal["mujoco", "warp"] = "mujoco"
+    """``mujoco``: MuJoCo on the CPU, one env per sub-env. ``warp``: the env's batched mujoco-warp vector env
+    (:data:`WARP_BACKENDS`; ``pip install 'rlkit-toolkit[warp]'``): the ``num_envs`` worlds step together on one
+    warp device (``env.kwargs.device``: auto = cuda when torch sees one, else cpu)."""
 
     def __post_init__(self) -> None:
         if self.num_envs < 1:
@@ -81,6 +85,27 @@ class EnvConfig:
                 self.imports = [*self.imports, module]
         for module in self.imports:
             import_env_module(module)
+        if self.backend == "warp":
+            check_warp_backend(self)
+
+
+WARP_BACKENDS = {"rlkit/HumanoidImitation-v0": "rlkit.envs.humanoid_warp:HumanoidImitationWarpEnv"}
+"""Env ids with a batched mujoco-warp backend (``env.backend: warp``) -> their vector env class."""
+
+
+def check_warp_backend(env: EnvConfig) -> None:
+    """``env.backend: warp`` needs an env that has one and mujoco-warp installed; else one line saying so."""
+    import importlib.util
+
+    if env.id not in WARP_BACKENDS:
+        raise ConfigError(f"env.backend=warp: '{env.id}' has no mujoco-warp backend (those that have one: "
+                          f"{', '.join(WARP_BACKENDS)}); use env.backend: mujoco")
+    if env.vectorization != "auto":
+        raise ConfigError(f"env.vectorization={env.vectorization}: the warp backend steps all worlds in one batch; "
+                          "leave env.vectorization at auto")
+    if any(importlib.util.find_spec(name) is None for name in ("mujoco_warp", "warp")):
+        raise ConfigError("env.backend=warp needs mujoco-warp, which is not installed: "
+                          "pip install 'rlkit-toolkit[warp]' (or pip install mujoco-warp==4.0.0 warp-lang==1.19.0)")
 
 
 def import_env_module(module: str) -> None:
@@ -168,6 +193,10 @@ class ReplayConfig:
     her: HERConfig | None = None
     """Hindsight relabelling of goals at sample time (:class:`HERConfig`, e.g. ``her: {strategy: future}``);
     None: none."""
+    symmetries: bool = False
+    """Replay each sampled transition under a symmetry of the game drawn from the group the env declares
+    (``env.unwrapped.symmetries()``: connect four's mirror, tic-tac-toe's 8 turns and reflections), the same for
+    s, a and s' (:mod:`rlkit.experience.symmetries`; AlphaGo Zero's data augmentation). Discrete actions only."""
 
     def __post_init__(self) -> None:
         if self.capacity < 1:

@@ -63,6 +63,8 @@ def make_vector_env(env_cfg: EnvConfig, num_envs: int | None = None, **extra: An
             raise ConfigError(f"env.vectorization=native, but '{env_cfg.id}' has no native vector env; use sync or auto")
         mode = "vector_entry_point"
     try:
+        if env_cfg.backend == "warp":  # all worlds in one mujoco-warp batch (rlkit.config.WARP_BACKENDS)
+            return _warp_vector_env(env_cfg, num_envs or env_cfg.num_envs, {**spec.kwargs, **env_cfg.kwargs, **extra})
         return gym.make_vec(env_cfg.id, num_envs=num_envs or env_cfg.num_envs, vectorization_mode=mode,
                             **{**env_cfg.kwargs, **extra})
     except ConfigError:
@@ -72,6 +74,17 @@ def make_vector_env(env_cfg: EnvConfig, num_envs: int | None = None, **extra: An
         where = "env.kwargs" + (" / train.eval_env_kwargs" if extra else "")
         raise ConfigError(f"{where}: '{env_cfg.id}' could not be built with kwargs {dict(env_cfg.kwargs, **extra)}: {text}"
                           ) from None
+
+
+def _warp_vector_env(env_cfg: EnvConfig, num_envs: int, kwargs: dict[str, Any]) -> gym.vector.VectorEnv:
+    """``env.backend: warp``: the env's batched mujoco-warp vector env, built with its kwargs."""
+    import importlib
+
+    from rlkit.config import WARP_BACKENDS, check_warp_backend
+
+    check_warp_backend(env_cfg)  # again: a config edited in Python after it was built
+    module, name = WARP_BACKENDS[env_cfg.id].split(":")
+    return getattr(importlib.import_module(module), name)(num_envs=num_envs, **kwargs)
 
 
 def env_agent_names(envs: gym.vector.VectorEnv) -> list[str] | None:
@@ -272,12 +285,16 @@ def seed_everything(seed: int, torch_threads: int = 0) -> None:
 def build_replay(cfg: RunConfig, obs_space: gym.Space, act_space: gym.Space, num_envs: int,
                  device: torch.device, compute_reward: Callable[..., Any] | None = None,
                  agent_hook: Callable[..., Any] | None = None,
-                 compute_terminated: Callable[..., Any] | None = None) -> ReplayBuffer:
+                 compute_terminated: Callable[..., Any] | None = None,
+                 symmetries: list | None = None) -> ReplayBuffer:
     """The run's replay buffer; a layout the spaces do not allow is a one-line ConfigError.
     ``compute_reward`` (the env's, :func:`rlkit.experience.her.env_compute_reward`) is needed by ``train.replay.her``;
     ``compute_terminated`` (the env's, if it has one) makes it recompute relabelled terminations.
     ``agent_hook``: the agent's own sample hook (``agent.make_sample_hook()``, e.g. RIS's candidate subgoals), run
-    after HER's relabelling, so it sees the goals the agent trains on."""
+    after HER's relabelling, so it sees the goals the agent trains on. ``symmetries``: the env's symmetry group
+    (:func:`rlkit.experience.symmetries.env_symmetries`), applied to each sample when ``train.replay.symmetries``."""
+    from rlkit.experience.symmetries import build_augmenter
+
     replay_cfg = cfg.train.replay
     if (replay_cfg.frame_stack > 1 and not isinstance(obs_space, gym.spaces.Dict)
             and (len(obs_space.shape) < 2 or obs_space.shape[0] != replay_cfg.frame_stack)):
@@ -288,7 +305,8 @@ def build_replay(cfg: RunConfig, obs_space: gym.Space, act_space: gym.Space, num
         from rlkit.experience.her import build_relabeler
 
         relabeler = build_relabeler(replay_cfg.her, obs_space, compute_reward, compute_terminated)
-    hook = _chain_hooks(relabeler, agent_hook)
+    augmenter = build_augmenter(replay_cfg.symmetries, symmetries, obs_space, act_space, cfg.env.id)
+    hook = _chain_hooks(relabeler, augmenter, agent_hook)
     try:
         buffer = ReplayBuffer.from_spaces(
             obs_space, act_space, capacity=replay_cfg.capacity, num_envs=num_envs, device=device,
@@ -322,7 +340,7 @@ def _chain_hooks(*hooks: Callable[..., Any] | None) -> Callable[..., Any] | None
 def build_experience(cfg: RunConfig, obs_space: gym.Space, act_space: gym.Space, num_envs: int,
                      device: torch.device, compute_reward: Callable[..., Any] | None = None,
                      agent_hook: Callable[..., Any] | None = None,
-                     compute_terminated: Callable[..., Any] | None = None):
+                     compute_terminated: Callable[..., Any] | None = None, symmetries: list | None = None):
     """The online experience source the agent's config asks for (``capabilities.experience``):
     the transition replay buffer, or fixed-length sequences (``agent.sequence_length`` steps).
     ``compute_reward``: the env's, for hindsight relabelling (``train.replay.her``); ``agent_hook``: the
@@ -330,6 +348,9 @@ def build_experience(cfg: RunConfig, obs_space: gym.Space, act_space: gym.Space,
     from rlkit.agents import AGENTS
 
     if AGENTS[cfg.agent.name][1].capabilities.experience == "sequences":  # HER was refused by check_capabilities
+        if cfg.train.replay.symmetries:
+            raise ConfigError(f"train.replay.symmetries: agent {cfg.agent.name} learns from sequences; symmetry "
+                              "augmentation applies to transition replay (DQN); set it to false")
         from rlkit.experience.sequences import SequenceBuffer
 
         try:
@@ -338,4 +359,5 @@ def build_experience(cfg: RunConfig, obs_space: gym.Space, act_space: gym.Space,
                                   frame_stack=cfg.train.replay.frame_stack)
         except ValueError as exc:
             raise ConfigError(f"train.replay: {' '.join(str(exc).split())}") from None
-    return build_replay(cfg, obs_space, act_space, num_envs, device, compute_reward, agent_hook, compute_terminated)
+    return build_replay(cfg, obs_space, act_space, num_envs, device, compute_reward, agent_hook, compute_terminated,
+                        symmetries)

@@ -38,6 +38,7 @@ from rlkit.config import RunConfig, build_run_config, dump_yaml, read_yaml
 from rlkit.errors import ConfigError, TrainingDiverged
 from rlkit.training.evaluation import evaluate, evaluation_seed
 from rlkit.experience.her import env_compute_reward, env_compute_terminated
+from rlkit.experience.symmetries import env_symmetries
 from rlkit.runfiles.logger import CURVE_FILE, RunLogger, plot_runs
 from rlkit.training.run_state import RESUMABLE_KEYS, RunState, apply_optimizer_changes, resume_changes  # noqa: F401
 from rlkit.runfiles.runs import (BEST, CONFIG_FILE, LATEST, LOCK_FILE, RunLock, check_new_run_dir, check_run_dir,
@@ -81,7 +82,8 @@ def train_online(cfg: RunConfig, run_dir: Path, resume: bool = False, source: st
                                   collector.num_envs, device,
                                   compute_reward=env_compute_reward(envs),
                                   compute_terminated=env_compute_terminated(envs),
-                                  agent_hook=agent.make_sample_hook())  # e.g. RIS's subgoal candidates
+                                  agent_hook=agent.make_sample_hook(),  # e.g. RIS's subgoal candidates
+                                  symmetries=env_symmetries(envs))  # train.replay.symmetries (board games)
         state = run.start(agent, device, source=replay, collector=collector, updates_from=train.learning_starts,
                           env_seed=env_seed)
         if train.rollouts is not None:
