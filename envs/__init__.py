@@ -21,6 +21,10 @@ gymnasium.register(
     id="rlkit/HumanoidImitation-v0",
     entry_point="rlkit.envs.humanoid_imitation:HumanoidImitationEnv",
 )
+# Catch & Carry tasks for the same humanoid (issue 23; envs/humanoid_tasks.py): Dict observations (the imitation env's
+# proprioception, egocentric task features, optional head-camera pixels); time limits handled by the envs themselves.
+gymnasium.register(id="rlkit/HumanoidGoToTarget-v0", entry_point="rlkit.envs.humanoid_tasks:GoToTargetEnv")
+gymnasium.register(id="rlkit/HumanoidCarry-v0", entry_point="rlkit.envs.humanoid_tasks:CarryEnv")
 
 # Goal envs: GoalEnvMethods (envs/goal_envs.py) as the outermost wrapper of gymnasium.make, so the made env answers
 # compute_reward / compute_terminated the way SB3's check_env and HER look them up (TimeLimit no longer forwards).

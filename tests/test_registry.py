@@ -43,8 +43,14 @@ BOARD_IDS = [env_id for env_id in RLKIT_IDS
 # Gymnasium's and SB3's check_env.
 PIXEL_IDS = [env_id for env_id in RLKIT_IDS if str(gym.spec(env_id).entry_point).startswith("rlkit.envs.pixels:")]
 
+# The humanoid's Catch & Carry tasks (envs/humanoid_tasks.py; Dict observations without goals): checked by
+# tests/test_humanoid_tasks.py with Gymnasium's and SB3's check_env, pixels on and off.
+HUMANOID_TASK_IDS = [env_id for env_id in RLKIT_IDS
+                     if str(gym.spec(env_id).entry_point).startswith("rlkit.envs.humanoid_tasks:")]
+
 GOAL_IDS = [env_id for env_id in RLKIT_IDS if env_id not in ATARI_IDS and env_id not in BOARD_IDS
-            and env_id != "rlkit/HumanoidImitation-v0" and env_id not in VECTOR_ONLY_IDS and env_id not in PIXEL_IDS]
+            and env_id != "rlkit/HumanoidImitation-v0" and env_id not in VECTOR_ONLY_IDS and env_id not in PIXEL_IDS
+            and env_id not in HUMANOID_TASK_IDS]
 
 # Warnings the checkers give for sound envs: the checked env is gym.make's wrapped stack; MuJoCo
 # observations are unbounded.  Anything else (an observation outside its space, a bad dtype...) fails.
