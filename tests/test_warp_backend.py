@@ -1,0 +1,166 @@
+"""``env.backend: warp``: rlkit/HumanoidImitation-v0 on mujoco-warp (envs/humanoid_warp.py) against plain MuJoCo.
+
+The env tests need mujoco-warp (``pip install 'rlkit-toolkit[warp]'``) and skip without it (CI installs ``.[dev]``
+only); they run on warp's CPU device. One env per action mode is shared by the module (building one costs ~2 s;
+the first step ever compiles warp's kernels for ~30 s, cached in ~/.cache/warp). The config tests run everywhere.
+
+Tolerances of the match (mujoco-warp computes in float32, MuJoCo in float64; 8 physics substeps per env step,
+stiff PD servos): qpos 1e-4, observation 5e-3 absolute (its largest entries, joint velocities, are O(10)),
+reward and termination error 1e-4; termination and truncation flags equal. Measured over 12 steps: qpos <= 1.1e-5,
+observation <= 8.6e-4, reward <= 1.2e-6.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+from rlkit.config import EnvConfig, build_run_config
+from rlkit.errors import ConfigError
+
+KWARGS = {"clips": ["walk"], "max_episode_steps": 38, "residual_scale": 0.3}
+FRAMES = np.array([3, 10, 20])
+TOL = {"qpos": 1e-4, "obs": 5e-3, "reward": 1e-4, "termination_error": 1e-4}
+
+
+# ------------------------------------------------------------------------ config errors (no mujoco-warp needed)
+
+
+def test_unknown_backend_is_a_config_error():
+    with pytest.raises(ConfigError, match=r"env.backend: 'wrap' is not one of \['mujoco', 'warp'\]"):
+        build_run_config({"agent": {"name": "mpo"}, "env": {"id": "rlkit/HumanoidImitation-v0", "backend": "wrap"}})
+
+
+def test_env_without_warp_backend_is_a_config_error():
+    with pytest.raises(ConfigError, match="'CartPole-v1' has no mujoco-warp backend.*rlkit/HumanoidImitation-v0"):
+        build_run_config({"agent": {"name": "mpo"}, "env": {"id": "CartPole-v1"}}, ["env.backend=warp"])
+
+
+def test_warp_backend_refuses_other_vectorization():
+    with pytest.raises(ConfigError, match="env.vectorization=async: the warp backend"):
+        EnvConfig(id="rlkit/HumanoidImitation-v0", backend="warp", vectorization="async")
+
+
+def test_missing_mujoco_warp_names_the_pip_command(monkeypatch):
+    monkeypatch.setitem(sys.modules, "mujoco_warp", None)  # find_spec answers None, import raises ImportError
+    with pytest.raises(ConfigError, match=r"not installed: pip install 'rlkit-toolkit\[warp\]'"):
+        EnvConfig(id="rlkit/HumanoidImitation-v0", backend="warp")
+    from rlkit.envs.humanoid_warp import HumanoidImitationWarpEnv
+
+    with pytest.raises(ConfigError, match=r"needs mujoco-warp .*pip install 'rlkit-toolkit\[warp\]'"):
+        HumanoidImitationWarpEnv(num_envs=1, **KWARGS)
+
+
+def test_default_backend_is_mujoco():
+    cfg = build_run_config({"agent": {"name": "mpo"}, "env": {"id": "rlkit/HumanoidImitation-v0"}})
+    assert cfg.env.backend == "mujoco"
+
+
+# ------------------------------------------------------------------------ the env (mujoco-warp on its CPU device)
+
+
+@pytest.fixture(scope="module", params=["pd_residual", "torque"])
+def warp_env(request):
+    pytest.importorskip("mujoco_warp")
+    from rlkit.training.build import make_vector_env
+
+    cfg = EnvConfig(id="rlkit/HumanoidImitation-v0", num_envs=len(FRAMES), backend="warp",
+                    kwargs={**KWARGS, "action_mode": request.param, "device": "cpu"})
+    envs = make_vector_env(cfg)  # the path a run takes
+    yield envs
+    envs.close()
+
+
+def _cpu_envs(warp_env, frames):
+    from rlkit.envs.humanoid_imitation import HumanoidImitationEnv
+
+    envs, obs = [], []
+    for f in frames:
+        env = HumanoidImitationEnv(**KWARGS, action_mode=warp_env.cpu_env.action_mode)
+        obs.append(env.reference_observation(0, int(f)))
+        envs.append(env)
+    return envs, np.stack(obs)
+
+
+def test_vector_env_interface(warp_env):
+    import gymnasium as gym
+
+    cpu = warp_env.cpu_env
+    assert warp_env.num_envs == len(FRAMES)
+    assert warp_env.single_observation_space == cpu.observation_space
+    assert warp_env.single_action_space == cpu.action_space
+    assert warp_env.metadata["autoreset_mode"] == gym.vector.AutoresetMode.NEXT_STEP
+    obs, info = warp_env.reset(seed=3)
+    assert obs.shape == (len(FRAMES), cpu.observation_space.shape[0]) and obs.dtype == np.float32
+    obs2, info2 = warp_env.reset(seed=3)  # same seed, same reference states
+    np.testing.assert_array_equal(info["frame"], info2["frame"])
+    np.testing.assert_array_equal(obs, obs2)
+    assert ((info["frame"] >= 0) & (info["frame"] < len(cpu._starts[0]))).all()
+
+
+def test_rollout_matches_plain_mujoco(warp_env):
+    """Same start states, same actions: qpos, observation, reward, termination as MuJoCo's within TOL."""
+    obs_w, _ = warp_env.reset(options={"frame": FRAMES})
+    cpus, obs_c = _cpu_envs(warp_env, FRAMES)
+    np.testing.assert_allclose(obs_w, obs_c, atol=TOL["obs"], rtol=0)
+    rng = np.random.default_rng(0)
+    compared = 0
+    for _ in range(12):
+        actions = (0.5 * rng.uniform(-1, 1, (len(FRAMES), 28))).astype(np.float32)
+        obs_w, rew_w, term_w, trunc_w, info_w = warp_env.step(actions)
+        results = [env.step(a) for env, a in zip(cpus, actions)]
+        qpos_c = np.stack([env.data.qpos for env in cpus])
+        np.testing.assert_allclose(warp_env._qpos.cpu().numpy(), qpos_c, atol=TOL["qpos"], rtol=0)
+        np.testing.assert_allclose(obs_w, np.stack([r[0] for r in results]), atol=TOL["obs"], rtol=0)
+        np.testing.assert_allclose(rew_w, [r[1] for r in results], atol=TOL["reward"], rtol=0)
+        np.testing.assert_allclose(info_w["termination_error"], [r[4]["termination_error"] for r in results],
+                                   atol=TOL["termination_error"], rtol=0)
+        np.testing.assert_array_equal(term_w, [r[2] for r in results])
+        np.testing.assert_array_equal(trunc_w, [r[3] for r in results])
+        compared += 1
+        if (term_w | trunc_w).any():  # the CPU envs would need their own reset from here
+            break
+    assert compared >= 2
+
+
+def test_truncation_at_max_episode_steps(warp_env):
+    warp_env.reset(options={"frame": FRAMES})
+    cpus, _ = _cpu_envs(warp_env, FRAMES)
+    warp_env._steps[:] = KWARGS["max_episode_steps"] - 1  # one step before the looping clip's time limit
+    for env in cpus:
+        env._steps = KWARGS["max_episode_steps"] - 1
+    actions = np.zeros((len(FRAMES), 28), np.float32)
+    _, _, term_w, trunc_w, _ = warp_env.step(actions)
+    results = [env.step(a) for env, a in zip(cpus, actions)]
+    np.testing.assert_array_equal(term_w, [r[2] for r in results])
+    np.testing.assert_array_equal(trunc_w, [r[3] for r in results])
+    assert (trunc_w | term_w).all()
+
+
+def test_per_world_autoreset(warp_env):
+    """A world that ends is reset on the next step (NEXT_STEP): reward 0, not done, a reference start state;
+    the other worlds go on untouched."""
+    warp_env.reset(options={"frame": FRAMES})
+    warp_env._qpos[1, 2] += 3.0  # lift world 1 by 3 m: termination error ~0.5 * 3 / 3 > 0.3
+    actions = np.zeros((len(FRAMES), 28), np.float32)
+    _, _, term, trunc, info = warp_env.step(actions)
+    assert term.tolist() == [False, True, False] and not trunc.any()
+    frames_before = info["frame"].copy()
+    obs, reward, term, trunc, info = warp_env.step(actions)
+    assert reward[1] == 0.0 and not term[1] and not trunc[1]
+    new_frame, new_clip = int(info["frame"][1]), int(info["clip_index"][1])
+    assert 0 <= new_frame < len(warp_env.cpu_env._starts[new_clip])
+    assert int(warp_env._steps[1]) == 0
+    _, reference_obs = _cpu_envs(warp_env, [new_frame])
+    np.testing.assert_allclose(obs[1], reference_obs[0], atol=TOL["obs"], rtol=0)
+    np.testing.assert_array_equal(info["frame"][[0, 2]], frames_before[[0, 2]] + 1)  # the others advanced
+    assert (reward[[0, 2]] > 0).all()
+
+
+def test_bad_actions_and_reset_options(warp_env):
+    with pytest.raises(ValueError, match="actions of shape"):
+        warp_env.step(np.zeros((len(FRAMES) + 1, 28), np.float32))
+    with pytest.raises(ValueError, match="unknown reset options"):
+        warp_env.reset(options={"phase": 0.5})
