@@ -480,10 +480,11 @@ def _collect_policy(ns: argparse.Namespace, num_envs: int):
 
 def cmd_dataset(ns: argparse.Namespace) -> int:
     """``rlkit dataset list | info ID | from-run RUN_DIR --out ID | from-mocap | import-hdf5 FILE --env ID |
-    pseudo-label SOURCE --out ID``."""
+    pseudo-label SOURCE --out ID | experts``."""
     return {"list": _dataset_list, "info": _dataset_info, "from-run": _dataset_from_run,
             "from-mocap": _dataset_from_mocap, "import-hdf5": _dataset_import_hdf5,
-            "make-reference": _dataset_make_reference, "pseudo-label": _dataset_pseudo_label}[ns.source](ns)
+            "make-reference": _dataset_make_reference, "pseudo-label": _dataset_pseudo_label,
+            "experts": _dataset_experts}[ns.source](ns)
 
 
 def _dataset_list(ns: argparse.Namespace) -> int:
@@ -620,6 +621,20 @@ def _dataset_from_mocap(ns: argparse.Namespace) -> int:
     print(f"wrote dataset {ns.out} ({path}): {len(data['clip_names'])} episodes (one per clip), "
           f"{len(data['actions'])} transitions, observations {data['observations'].shape[1]}, "
           f"actions {data['actions'].shape[1]}")
+    return 0
+
+
+def _dataset_experts(ns: argparse.Namespace) -> int:
+    """Noisy rollouts of clip experts with their clean actions as labels (rlkit.training.expert_rollouts)."""
+    from rlkit.training.expert_rollouts import check_expert_dataset, write_expert_dataset
+
+    print(f"rolling out {len(ns.experts) if ns.experts else 'the shipped'} experts, {ns.episodes} episodes each, "
+          f"action noise std {ns.noise}:")
+    path, _ = write_expert_dataset(ns.out, ns.experts, ns.episodes, ns.noise, ns.seed, ns.overwrite)
+    summary = check_expert_dataset(ns.out)
+    clips = ", ".join(f"{c} {n['episodes']} episodes / {n['steps']} steps" for c, n in summary["clips"].items())
+    print(f"wrote dataset {ns.out} ({path}): {clips}; observations {summary['obs_dim']}, actions "
+          f"{summary['action_dim']} (absolute PD), labels in infos/expert_actions; checked")
     return 0
 
 
@@ -818,6 +833,22 @@ def _add_data_commands(sub) -> None:
     pseudo.add_argument("--seed", type=int, default=0, help="the labelled split, held-out episodes and model (default 0)")
     pseudo.add_argument("--overwrite", action="store_true", help="replace an existing dataset --out")
     pseudo.set_defaults(func=cmd_dataset)
+    experts = dataset_sub.add_parser(
+        "experts", help="noisy rollouts of HumanoidImitation clip experts, their clean actions as labels",
+        description="Rolls out each clip expert (an `rlkit export` or run directory) from random start frames with "
+                    "Gaussian noise on the executed actions (MoCapAct's 0.1), records the experts' clean actions as "
+                    "infos/expert_actions, all as absolute PD actions, and writes one Minari dataset "
+                    "(docs/humanoid_imitation.md, 'Distilled motor-skill module').")
+    experts.add_argument("--experts", nargs="+", metavar="DIR",
+                         help="clip experts, one per clip (default: the shipped pretrained/mpo_humanoid_walk and "
+                              "pretrained/mpo_humanoid_run)")
+    experts.add_argument("--episodes", type=int, default=1000, help="rollouts per expert (default 1000)")
+    experts.add_argument("--noise", type=float, default=0.1, help="std of the action noise (default 0.1)")
+    experts.add_argument("--seed", type=int, default=0)
+    experts.add_argument("--out", default="rlkit/humanoid-experts-v0", metavar="ID",
+                         help="dataset id (default: rlkit/humanoid-experts-v0)")
+    experts.add_argument("--overwrite", action="store_true", help="replace an existing dataset --out")
+    experts.set_defaults(func=cmd_dataset)
 
 
 def _add_bench_command(sub) -> None:
