@@ -2,7 +2,7 @@
 
 Merel, Tunyasuvunakool, Ahuja, Tassa, Hasenclever, Pham, Erez, Wayne, Heess (2020), "Catch & Carry:
 Reusable Neural Controllers for Vision-Guided Whole-Body Tasks" (SIGGRAPH): a low-level motor module
-distilled from mocap experts (the NPMP, ``agents/npmp.py``) is reused by high-level task policies trained
+distilled from mocap experts (the NPMP, issue 23) is reused by high-level task policies trained
 with sparse rewards. These are the tasks, built on the body of ``rlkit/HumanoidImitation-v0``
 (:mod:`rlkit.envs.humanoid_imitation`): the DeepMimic humanoid (``envs/assets/humanoid_deepmimic.xml``),
 the same PD servos (DeepMimic's gains, damping integrated implicitly by MuJoCo's ``implicitfast``),

@@ -314,7 +314,8 @@ def record_video(agent, cfg, path: Path, seed: int, epsilon: float, max_steps: i
     frames = [env.render()]
     reward = 0.0
     for t in range(max_steps):
-        action = agent.predict(obs[None], episode_start=np.array([t == 0]), prev_reward=np.array([reward]),
+        batch = {key: value[None] for key, value in obs.items()} if isinstance(obs, dict) else obs[None]  # Dict obs
+        action = agent.predict(batch, episode_start=np.array([t == 0]), prev_reward=np.array([reward]),
                                epsilon=epsilon)[0]
         obs, reward, terminated, truncated, _ = env.step(action)
         frames.append(env.render())

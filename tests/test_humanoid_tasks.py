@@ -225,3 +225,22 @@ def test_torque_mode_drives_the_motors():
     env.step(np.full(28, 0.5, dtype=np.float32))
     np.testing.assert_allclose(env.data.ctrl, 0.5)
     np.testing.assert_allclose(env.data.qfrc_actuator[6:], 0.5 * env._gear, rtol=1e-6)  # gear x ctrl [N m]
+
+
+def test_eval_video_records_a_dict_observation_env(tmp_path):
+    """`rlkit eval --video` batches a Dict observation for the agent (it used to index obs[None])."""
+    from types import SimpleNamespace
+
+    from rlkit.cli import record_video
+
+    seen = []
+
+    class Agent:
+        def predict(self, obs, episode_start, prev_reward, epsilon):
+            seen.append({key: value.shape for key, value in obs.items()})
+            return np.zeros((1, 28), dtype=np.float32)
+
+    cfg = SimpleNamespace(env=SimpleNamespace(id="rlkit/HumanoidGoToTarget-v0", kwargs={"width": 64, "height": 48}))
+    path = record_video(Agent(), cfg, tmp_path / "eval.mp4", seed=0, epsilon=0.0, max_steps=3)
+    assert path.is_file() and path.stat().st_size > 0
+    assert seen[0] == {"proprio": (1, PROPRIO_DIM), "task": (1, 3)} and len(seen) == 3
