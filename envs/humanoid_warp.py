@@ -120,10 +120,9 @@ class HumanoidImitationWarpEnv(gym.vector.VectorEnv):
         try:
             import warp as wp
 
-            wp.config.quiet = True  # before mujoco_warp's import initialises warp: no banner, no per-module lines
+            wp.config.quiet = True  # no start banner
+            wp.config.log_level = max(wp.config.log_level, wp.LOG_WARNING)  # no line per kernel module loaded
             import mujoco_warp as mjw
-
-            wp.config.quiet = True
         except ImportError as exc:
             raise ConfigError(f"env.backend=warp needs mujoco-warp ({exc}); install it: {WARP_INSTALL}") from None
         if render_mode is not None:
