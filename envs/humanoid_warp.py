@@ -29,6 +29,9 @@ copied to the host once per step (on the CPU device that is a view).
 Where it differs from the CPU env (the closest exact thing that batches):
 
 * Precision: mujoco-warp computes in float32 (MuJoCo in float64); tests/test_warp_backend.py bounds the gap.
+  With ``pd_damping="explicit"`` (unstable at 240 Hz: the servos chatter) the targets and commands still match
+  to ~4e-7 but float32 rounding grows along the trajectory (qpos 6e-2 apart after 10 steps of small random
+  actions), so trajectories match only with the default implicit damping.
 * Random streams: ``reset(seed=s)`` seeds one torch generator for all worlds, so the draws have the CPU env's
   distribution, not the streams of gymnasium's per-sub-env seeds ``s + i``. ``reset(options={"clip_index":
   [...], "frame": [...]})`` starts every world at a given reference state (tests, reproducible studies).

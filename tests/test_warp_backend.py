@@ -164,3 +164,35 @@ def test_bad_actions_and_reset_options(warp_env):
         warp_env.step(np.zeros((len(FRAMES) + 1, 28), np.float32))
     with pytest.raises(ValueError, match="unknown reset options"):
         warp_env.reset(options={"phase": 0.5})
+
+
+def test_several_clips_match_and_draw_in_proportion():
+    """Clips of different lengths (padded tables): each world tracks its own clip as MuJoCo does, and reset draws
+    clips in proportion to their admissible start frames, frames uniform among them."""
+    pytest.importorskip("mujoco_warp")
+    from rlkit.envs.humanoid_imitation import HumanoidImitationEnv
+    from rlkit.envs.humanoid_warp import HumanoidImitationWarpEnv
+
+    kwargs = {"clips": ["walk", "run"], "action_mode": "pd"}
+    envs = HumanoidImitationWarpEnv(num_envs=256, device="cpu", **kwargs)
+    try:
+        _, info = envs.reset(seed=0)
+        counts = np.array([len(s) for s in envs.cpu_env._starts])
+        share = np.bincount(info["clip_index"], minlength=2) / 256
+        np.testing.assert_allclose(share, counts / counts.sum(), atol=0.09)  # 3 sigma of 256 draws
+        for c in range(2):
+            frames = info["frame"][info["clip_index"] == c]
+            assert frames.min() >= 0 and frames.max() < counts[c] and len(np.unique(frames)) > counts[c] // 2
+        clips, frames = np.arange(256) % 2, np.where(np.arange(256) % 2 == 0, 30, 12)
+        obs_w, _ = envs.reset(options={"clip_index": clips, "frame": frames})
+        cpus = [HumanoidImitationEnv(**kwargs) for _ in range(2)]
+        obs_c = np.stack([env.reference_observation(c, int(frames[c])) for c, env in enumerate(cpus)])
+        np.testing.assert_allclose(obs_w[:2], obs_c, atol=TOL["obs"], rtol=0)
+        actions = (0.3 * np.random.default_rng(1).uniform(-1, 1, (256, 28))).astype(np.float32)
+        for _ in range(3):
+            obs_w, rew_w, *_ = envs.step(actions)
+            results = [env.step(a) for env, a in zip(cpus, actions[:2])]
+            np.testing.assert_allclose(obs_w[:2], np.stack([r[0] for r in results]), atol=TOL["obs"], rtol=0)
+            np.testing.assert_allclose(rew_w[:2], [r[1] for r in results], atol=TOL["reward"], rtol=0)
+    finally:
+        envs.close()
