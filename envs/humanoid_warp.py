@@ -141,6 +141,8 @@ class HumanoidImitationWarpEnv(gym.vector.VectorEnv):
         self.action_space = gym.vector.utils.batch_space(cpu.action_space, n)
         self.metadata = {**self.metadata, "render_fps": cpu.metadata["render_fps"]}
         self.device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
+        if self.device.type == "cuda" and self.device.index is None:  # warp and torch name the same GPU
+            self.device = torch.device("cuda", torch.cuda.current_device())
         wp.init()
         self._wp_device = wp.device_from_torch(self.device)
         with wp.ScopedDevice(self._wp_device):

@@ -13,6 +13,7 @@ observation <= 8.6e-4, reward <= 1.2e-6.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -51,6 +52,15 @@ def test_missing_mujoco_warp_names_the_pip_command(monkeypatch):
 
     with pytest.raises(ConfigError, match=r"needs mujoco-warp .*pip install 'rlkit-toolkit\[warp\]'"):
         HumanoidImitationWarpEnv(num_envs=1, **KWARGS)
+
+
+def test_cli_refuses_a_bad_backend_with_exit_2(tmp_path, capsys):
+    from rlkit.cli import main
+
+    config = str(Path(__file__).resolve().parents[1] / "configs" / "mpo_humanoid_walk.yaml")
+    assert main(["train", config, f"--run-dir={tmp_path / 'r'}", "env.backend=warp", "env.id=CartPole-v1"]) == 2
+    assert "has no mujoco-warp backend" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
 
 
 def test_default_backend_is_mujoco():
