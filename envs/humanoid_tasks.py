@@ -233,6 +233,12 @@ class HumanoidTaskEnv(gym.Env):
         self.model.opt.timestep = self.control_dt / self.physics_substeps
         self.data = mujoco.MjData(self.model)
         m = self.model
+        limits = (m.vis.global_.offwidth, m.vis.global_.offheight)
+        for key, value, limit in (("width", width, limits[0]), ("height", height, limits[1]),
+                                  ("pixel_size", pixel_size if pixels else 1, min(limits))):
+            if value > limit:
+                raise ConfigError(f"{name}: {key} {value} exceeds the model's offscreen buffer ({limits[0]}x"
+                                  f"{limits[1]}); use at most {limit}")
         self._root = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, "root")
         self._floor = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_GEOM, "floor")
         self._head = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_GEOM, HEAD_GEOM)

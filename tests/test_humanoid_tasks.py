@@ -211,6 +211,8 @@ def test_bad_keywords_and_options_are_clear_errors():
         GoToTargetEnv(pixels="yes")
     with pytest.raises(ConfigError, match="max_episode_steps must be a positive integer"):
         CarryEnv(max_episode_steps=0)
+    with pytest.raises(ConfigError, match="width 1280 exceeds the model's offscreen buffer"):
+        GoToTargetEnv(render_mode="rgb_array", width=1280)
     env = GoToTargetEnv()
     with pytest.raises(ConfigError, match="unknown reset option"):
         env.reset(options={"box": (1, 1)})
