@@ -31,10 +31,13 @@ def test_gymnasium_and_sb3_checkers(env_id, pixels):
     from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
     env = gym.make(env_id, pixels=pixels, render_mode="rgb_array")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # unbounded Box observations are fine
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         check_env(env.unwrapped)
         sb3_check_env(gym.make(env_id, pixels=pixels, reward_type="shaped"), warn=True)
+    unexpected = [str(w.message) for w in caught if "observation space m" not in str(w.message)
+                  or "infinity" not in str(w.message)]  # unbounded proprio/task Boxes are fine
+    assert not unexpected, unexpected
     space = env.observation_space
     assert space["proprio"].shape == (PROPRIO_DIM,) and env.action_space.shape == (28,)
     assert space["task"].shape == ((3,) if "GoTo" in env_id else (22,))
