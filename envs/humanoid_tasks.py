@@ -41,7 +41,9 @@ Episodes
 --------
 * ``reset``: the humanoid is put at the origin with a uniformly random heading, in a random frame of the
   walk clip with its velocities (``init_pose="walk"``, the low-level skill's training distribution) or in
-  the neutral standing pose at rest (``"stand"``). ``reset(options={"target": (x, y)})`` (go-to) or
+  the neutral standing pose at rest (``"stand"``); the reset ``info`` names them: ``start_frame`` (the walk
+  clip's frame, -1 standing) and ``start_yaw`` (radians, the rotation applied to the clip's heading).
+  ``reset(options={"target": (x, y)})`` (go-to) or
   ``options={"box": (x, y), "zone": (x, y)}`` (carry) places the task by hand.
 * ``terminated``: success; a fall — the root below ``min_root_height`` (0.5 m; standing it is 0.88 m,
   walking 0.85-0.87 m) or the head (the ``neck`` geom) touching the floor — with reward 0 beyond the
@@ -374,12 +376,13 @@ class HumanoidTaskEnv(gym.Env):
 
     def _place_humanoid(self) -> None:
         """At the origin, random heading; a random walk-clip frame with its velocities, or standing at rest."""
-        qpos, qvel = self._stand_qpos.copy(), np.zeros(self._nv)
+        qpos, qvel, k = self._stand_qpos.copy(), np.zeros(self._nv), -1
         if self._walk is not None:
             clip = self._walk.clips[0]
             k = int(self.np_random.integers(clip.num_frames - 1))
             qpos, qvel = self._walk.qpos(0, k), self._walk.qvel(0, k)
         yaw = self.np_random.uniform(-np.pi, np.pi)
+        self._start = {"start_frame": k, "start_yaw": float(yaw)}
         q_yaw = np.array([np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2)])
         c, s = np.cos(yaw), np.sin(yaw)
         rot = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
@@ -443,7 +446,7 @@ class HumanoidTaskEnv(gym.Env):
         self._place_task(dict(options or {}))
         mujoco.mj_forward(self.model, self.data)
         self._start_qpos, self._start_qvel = self.data.qpos.copy(), self.data.qvel.copy()
-        return self._observation(), self._info(False, False)
+        return self._observation(), {**self._info(False, False), **self._start}
 
     def step(self, action):
         m, d = self.model, self.data

@@ -249,3 +249,25 @@ def test_eval_video_records_a_dict_observation_env(tmp_path):
     path = record_video(Agent(), cfg, tmp_path / "eval.mp4", seed=0, epsilon=0.0, max_steps=3)
     assert path.is_file() and path.stat().st_size > 0
     assert seen[0] == {"proprio": (1, PROPRIO_DIM), "task": (1, 3)} and len(seen) == 3
+
+
+def test_walking_the_clip_open_loop_reaches_a_target_ahead():
+    """Success fires in play, not only when placed by hand: the walk clip replayed through the PD servos from the
+    env's start (frame and heading from the reset info) reaches a target 1 m ahead (measured: seeds 0-29, 26 times)."""
+    imitation = HumanoidImitationEnv(clips=["walk"])
+    library = imitation.library
+    heading = library.clips[0].cycle_offset[:2] / np.linalg.norm(library.clips[0].cycle_offset[:2])
+    env = GoToTargetEnv()
+    successes = 0
+    for seed in range(8):
+        _, info = env.reset(seed=seed)
+        k, yaw = info["start_frame"], info["start_yaw"]
+        rotation = np.array([[np.cos(yaw), -np.sin(yaw)], [np.sin(yaw), np.cos(yaw)]])
+        env.reset(seed=seed, options={"target": rotation @ heading})  # same start (same seed), target 1 m ahead
+        for t in range(60):
+            _, reward, terminated, truncated, info = env.step(imitation.pd_action(library.qpos(0, k + t + 1)))
+            if terminated or truncated:
+                break
+        successes += info["is_success"]
+        assert reward == float(info["is_success"])
+    assert successes >= 5  # measured: 6 of these 8 (seeds 2 and 3 fall first)
