@@ -31,7 +31,8 @@ Reward (``reward_type``)
 ------------------------
 * ``"sparse"`` (default; as Catch & Carry trains its tasks): ``r_t = 1`` on the step that reaches
   success, else 0. Success ends the episode (``terminated``).
-* ``"shaped"``: the sparse term plus potential-based progress (Ng, Harada, Russell 1999, with γ = 1):
+* ``"shaped"``: the sparse term plus progress, potential-based shaping (Ng, Harada, Russell 1999) with
+  γ = 1 (policy-invariant for undiscounted returns, approximately so for a discount near 1):
   ``r_t = 1[success] + Φ(s_{t+1}) - Φ(s_t)`` with, for go-to-target, ``Φ = -d(root, target)`` (metres
   of horizontal progress toward the target per step) and, for carry,
   ``Φ = -(hand_weight * d_hand + box_weight * d_box)``: ``d_hand`` the mean distance of the two hands to
