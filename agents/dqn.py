@@ -242,7 +242,10 @@ class DQN(Agent):
         else:  # uniform over each row's allowed actions: the argmax of uniform noise on them
             allowed = mask.cpu().numpy()
             actions = np.where(allowed, self.rng.random((n, self.n_actions)), -1.0).argmax(axis=1)
-        if not random_mask.all():
+        greedy_rows = n - int(np.count_nonzero(random_mask))
+        if greedy_rows == n:  # every row greedy (always so for one env): the record as it is, no row selection
+            actions[:] = self.greedy(step.obs, mask, step.agent_id)
+        elif greedy_rows:
             greedy_mask = ~random_mask
             rows = torch.from_numpy(greedy_mask).to(self.device)
             actions[greedy_mask] = self.greedy(index_obs(step.obs, rows), None if mask is None else mask[rows],

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from rlkit.bench.figures import Figure
-from rlkit.bench.suites import atari_collect, dqn_cartpole, dqn_throughput, dt, replay, ris, sac, sac_her
+from rlkit.bench.suites import atari_collect, dqn_cartpole, dqn_loop, dqn_throughput, dt, replay, ris, sac, sac_her
 
 SuiteRun = Callable[[list[int], Path, bool, int], "list[Figure] | tuple[list[Figure], dict[str, Any]]"]
 """``run(seeds, out, quick, threads)``: the figures, or (figures, status) for a suite that can end unfinished
@@ -30,6 +30,7 @@ class Suite:
 SUITES: dict[str, Suite] = {  # in the order `rlkit bench all` runs them
     "dqn-cartpole": Suite(dqn_cartpole.suite_dqn_cartpole, dqn_cartpole.NOTES),
     "dqn-throughput": Suite(dqn_throughput.suite_dqn_throughput, dqn_throughput.NOTES),
+    "dqn-loop": Suite(dqn_loop.suite_dqn_loop, dqn_loop.NOTES),
     "atari-collect": Suite(atari_collect.suite_atari_collect, atari_collect.NOTES),
     "replay": Suite(replay.suite_replay, replay.NOTES),
     "sac": Suite(sac.suite_sac, sac.NOTES),

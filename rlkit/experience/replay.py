@@ -526,26 +526,41 @@ class ReplayBuffer:
             rows, envs = self._sample_uniform(batch_size)
             weights = torch.ones(batch_size, dtype=torch.float32)
 
-        next_rows, rewards, discounts = self._n_step_targets(rows, envs)
-        to_device = dict(device=self.device, non_blocking=True)
+        # the bookkeeping in numpy on the CPU (tiny arrays: a torch op costs ~5 us, a numpy one ~1 us), the
+        # payload gathers by flat (row, env) index; the batch's tensors are made once, at the end
+        rows_np, envs_np = rows.numpy(), envs.numpy()
+        flat_np = rows_np * self.num_envs + envs_np
+        next_rows_np, rewards, discounts = self._n_step_targets_np(rows_np, envs_np, flat_np)
+        next_flat_np = next_rows_np * self.num_envs + envs_np
+        next_rows = torch.from_numpy(next_rows_np)
+        on_cpu = self.device.type == "cpu"
+        flat = torch.from_numpy(flat_np)
+        if not on_cpu:
+            to_device = dict(device=self.device, non_blocking=True)
+            rewards, discounts, weights = (torch.from_numpy(rewards).to(**to_device),
+                                           torch.from_numpy(discounts).to(**to_device), weights.to(**to_device))
+        else:
+            rewards, discounts = torch.from_numpy(rewards), torch.from_numpy(discounts)
         obs, next_obs = {}, {}
         for key, storage in self._obs.items():
             if key in self._stacked:
                 obs[key], next_obs[key] = self._gather_stacks(storage, rows, envs,
-                                                              (next_rows - rows) % self.rows_per_env)
+                                                              torch.from_numpy((next_rows_np - rows_np)
+                                                                               % self.rows_per_env))
             else:
-                obs[key], next_obs[key] = self._gather(storage, rows, envs), self._gather(storage, next_rows, envs)
+                obs[key], next_obs[key] = self._gather_flat(storage, flat_np), self._gather_flat(storage, next_flat_np)
         batch = Transitions(
             obs=self._join_obs(obs),
-            actions=self._gather(self._actions, rows, envs),
-            rewards=rewards.to(**to_device),
+            actions=self._gather_flat(self._actions, flat_np),
+            rewards=rewards,
             next_obs=self._join_obs(next_obs),
-            discounts=discounts.to(**to_device),
-            weights=weights.to(**to_device),
-            indices=(rows * self.num_envs + envs).to(**to_device),
+            discounts=discounts,
+            weights=weights,
+            indices=flat if on_cpu else flat.to(device=self.device, non_blocking=True),
             **({} if self._agent_id is None else {
-                "agent_id": self._gather(self._agent_id, rows, envs).to(**to_device),
-                "next_agent_id": self._gather(self._agent_id, next_rows, envs).to(**to_device)}),
+                "agent_id": self._gather_flat(self._agent_id, flat_np).to(device=self.device, non_blocking=True),
+                "next_agent_id": self._gather_flat(self._agent_id, next_flat_np).to(device=self.device,
+                                                                                    non_blocking=True)}),
         )
         if self.sample_hook is not None:
             batch = self.sample_hook(batch, SampleContext(rows, envs, next_rows, self, self._generator))
@@ -618,29 +633,30 @@ class ReplayBuffer:
         if hi <= lo:
             raise RuntimeError(f"nothing to sample yet: {self._rows_written()} rows per env written, "
                                f"n_step={self.n_step} needs more")
-        g, R, N = self._generator, self.rows_per_env, self.num_envs
+        g, R, N, oldest = self._generator, self.rows_per_env, self.num_envs, self._oldest_row()
 
-        def draw(k: int) -> tuple[torch.Tensor, torch.Tensor]:
-            offsets = torch.randint(lo, hi, (k,), generator=g)
-            return (self._oldest_row() + offsets) % R, torch.randint(0, N, (k,), generator=g)
+        def draw(k: int) -> tuple[np.ndarray, np.ndarray]:  # the generator's draws; the arithmetic in numpy
+            offsets = torch.randint(lo, hi, (k,), generator=g).numpy()
+            return (oldest + offsets) % R, torch.randint(0, N, (k,), generator=g).numpy()
 
         rows, envs = draw(batch_size)
         valid = self._valid.numpy()
         for _ in range(64):  # redraw autoreset rows; stays uniform over the sampleable set
-            invalid = torch.from_numpy(~valid[rows.numpy(), envs.numpy()])
-            num_invalid = int(invalid.sum())
+            invalid = ~valid[rows, envs]
+            num_invalid = int(np.count_nonzero(invalid))
             if num_invalid == 0:
-                return rows, envs
+                return torch.from_numpy(rows), torch.from_numpy(envs)
             rows[invalid], envs[invalid] = draw(num_invalid)
+        rows_t, envs_t = torch.from_numpy(rows), torch.from_numpy(envs)
         # pathological buffers (almost all rows invalid): draw from an explicit list instead
-        candidates = (self._oldest_row() + torch.arange(lo, hi)) % R
+        candidates = (oldest + torch.arange(lo, hi)) % R
         flat = (candidates[:, None] * N + torch.arange(N))[self._valid[candidates]]
         if flat.numel() == 0:
             raise RuntimeError("nothing to sample: every written row is an autoreset row")
-        invalid = ~self._valid[rows, envs]
+        invalid = ~self._valid[rows_t, envs_t]
         picks = flat[torch.randint(0, len(flat), (int(invalid.sum()),), generator=g)]
-        rows[invalid], envs[invalid] = picks // N, picks % N
-        return rows, envs
+        rows_t[invalid], envs_t[invalid] = picks // N, picks % N
+        return rows_t, envs_t
 
     def _sample_prioritized(self, batch_size: int, beta: float
                             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -661,17 +677,22 @@ class ReplayBuffer:
 
     def _n_step_targets(self, rows: torch.Tensor, envs: torch.Tensor
                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Bootstrap rows, discounted reward sums and discounts for start rows (CPU, vectorized in
-        numpy over shared views of the bookkeeping tensors: small arrays, so per-op overhead rules)."""
+        """Bootstrap rows, discounted reward sums and discounts for start rows (CPU tensors)."""
         rows_np, envs_np = rows.numpy(), envs.numpy()
+        next_rows, reward_sum, discounts = self._n_step_targets_np(rows_np, envs_np, rows_np * self.num_envs + envs_np)
+        return torch.from_numpy(next_rows), torch.from_numpy(reward_sum), torch.from_numpy(discounts)
+
+    def _n_step_targets_np(self, rows_np: np.ndarray, envs_np: np.ndarray, flat_np: np.ndarray
+                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`_n_step_targets` in numpy over shared views of the bookkeeping tensors (small arrays, so
+        per-op overhead rules); ``flat_np`` = ``rows * num_envs + envs``."""
         rewards, terminated_all, truncated_all = (self._rewards.numpy(), self._terminated.numpy(),
                                                   self._truncated.numpy())
         gamma_powers = self._gamma_powers.numpy()
         if self.n_step == 1:  # one-step: the next row, the reward, gamma unless terminated
             next_rows = (rows_np + 1) % self.rows_per_env
-            discounts = np.where(terminated_all[rows_np, envs_np], np.float32(0.0), gamma_powers[1]).astype(np.float32)
-            return (torch.from_numpy(next_rows), torch.from_numpy(rewards[rows_np, envs_np].astype(np.float32)),
-                    torch.from_numpy(discounts))
+            discounts = np.where(terminated_all.reshape(-1)[flat_np], np.float32(0.0), gamma_powers[1])
+            return next_rows, rewards.reshape(-1)[flat_np].astype(np.float32), discounts.astype(np.float32)
         steps = np.zeros(len(rows_np), dtype=np.int64)        # k: steps inside the window
         reward_sum = np.zeros(len(rows_np), dtype=np.float32)
         stopped = np.zeros(len(rows_np), dtype=bool)
@@ -686,7 +707,7 @@ class ReplayBuffer:
             stopped |= terminated | truncated
         next_rows = (rows_np + steps) % self.rows_per_env
         discounts = np.where(terminal, np.float32(0.0), gamma_powers[steps]).astype(np.float32)
-        return torch.from_numpy(next_rows), torch.from_numpy(reward_sum), torch.from_numpy(discounts)
+        return next_rows, reward_sum, discounts
 
     def _gather_stacks(self, storage: torch.Tensor, rows: torch.Tensor, envs: torch.Tensor, steps: torch.Tensor
                        ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -722,6 +743,13 @@ class ReplayBuffer:
             obs = obs.masked_fill(pad[:, :S].reshape(shape).to(self.device), 0)
             next_obs = next_obs.masked_fill(next_pad.reshape(shape).to(self.device), 0)
         return obs, next_obs
+
+    def _gather_flat(self, storage: torch.Tensor, flat_np: np.ndarray) -> torch.Tensor:
+        """``storage[rows, envs]`` by flat numpy index ``rows * num_envs + envs`` (1-d): :meth:`_gather` for
+        indices already computed."""
+        if storage.device.type == "cpu" and storage.dim() <= 3:  # small rows (actions, vectors): numpy is cheaper
+            return torch.from_numpy(storage.numpy().reshape(-1, *storage.shape[2:])[flat_np])
+        return storage.flatten(0, 1).index_select(0, torch.from_numpy(flat_np).to(self.device, non_blocking=True))
 
     def _gather(self, storage: torch.Tensor, rows: torch.Tensor, envs: torch.Tensor) -> torch.Tensor:
         """``storage[rows, envs]`` via ``index_select`` on the flat (row, env) axis: one contiguous

@@ -42,12 +42,18 @@ class EpisodeTracker:
         self.lengths = np.zeros(self.num_envs, dtype=np.int64)
 
     def step(self, rewards, terminated, truncated, infos, autoreset) -> list[tuple[float, int]]:
+        return [(ret, length) for _, ret, length in self.step_envs(rewards, terminated, truncated, infos, autoreset)]
+
+    def step_envs(self, rewards, terminated, truncated, infos, autoreset) -> list[tuple[int, float, int]]:
+        """:meth:`step` with each finished episode's sub-env: ``(env, return, length)``."""
         raw = np.asarray(infos.get("raw_reward", rewards), dtype=np.float64)
         real = ~autoreset
         self.returns[real] += raw[real]
         self.lengths[real] += 1
         done = (terminated | truncated) & real
-        finished = [(float(self.returns[e]), int(self.lengths[e])) for e in np.flatnonzero(done)]
+        if not done.any():  # most steps: no episode ends
+            return []
+        finished = [(int(e), float(self.returns[e]), int(self.lengths[e])) for e in np.flatnonzero(done)]
         self.returns[done] = 0.0
         self.lengths[done] = 0
         return finished
@@ -164,6 +170,8 @@ class Collector:
         self.num_envs = envs.num_envs
         self.tracker = EpisodeTracker(self.num_envs)
         self.env_replay = EnvReplay(envs)
+        self._no_life_loss = np.zeros(self.num_envs, dtype=bool)  # a step's life_loss where the env reports none
+        self._no_life_loss.flags.writeable = False  # shared by the steps: read only
         settings = SelfPlayPool.settings(envs)  # two-player seat envs playing the learner's past snapshots
         self.pool = SelfPlayPool(*settings) if settings is not None else None
         if self.pool is not None:
@@ -188,14 +196,13 @@ class Collector:
         actions = agent.act(record, explore=explore, epsilon=epsilon)
         self.env_replay.before_step(actions, autoreset)
         next_obs, rewards, terminated, truncated, infos = self.envs.step(actions)
-        life_loss = np.asarray(infos.get("life_loss", np.zeros(self.num_envs, dtype=bool)), dtype=bool)
-        ended = [int(e) for e in np.flatnonzero((terminated | truncated) & ~autoreset)]
-        finished = self.tracker.step(rewards, terminated, truncated, infos, autoreset)
+        life_loss = infos.get("life_loss")
+        life_loss = self._no_life_loss if life_loss is None else np.asarray(life_loss, dtype=bool)
         step = VectorStep(obs=obs, actions=actions, rewards=rewards, next_obs=next_obs, terminated=terminated,
                           truncated=truncated, life_loss=life_loss, autoreset=autoreset, infos=infos,
                           agent_id=agent_id,
-                          real_steps=int((~autoreset).sum()),
-                          episodes=[(e, ret, length) for e, (ret, length) in zip(ended, finished)])
+                          real_steps=self.num_envs - int(np.count_nonzero(autoreset)),
+                          episodes=self.tracker.step_envs(rewards, terminated, truncated, infos, autoreset))
         if self.pool is not None and explore:  # training steps grow the pool (evaluation never does)
             self.pool.after_steps(agent, step.real_steps)
         self.episode_start = autoreset
