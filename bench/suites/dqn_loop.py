@@ -72,7 +72,8 @@ class LoopShare:
 
     def summary(self) -> dict[str, Any]:
         shares = self.chunk_shares()
-        return {"loop_sps": self.loop_sps, "limit_sps": self.limit_sps, "share": self.share, "cpu_share": self.cpu_share,
+        return {"loop_sps": self.loop_sps, "limit_sps": self.limit_sps, "share": self.share,
+                "cpu_share": self.cpu_share,
                 "update_ms_alone": 1e3 * self.alone_seconds / max(self.alone_updates, 1),
                 "update_ms_in_loop": 1e3 * self.update_seconds / max(self.updates_in_window, 1),
                 "chunk_share_median": float(np.median(shares)) if shares else None,
@@ -93,8 +94,8 @@ def measure_loop_share(config: str, overrides: list[str], run_dir: Path, window:
     if run_dir.exists():
         shutil.rmtree(run_dir)
     build_agent = loops.build_agent
-    state: dict[str, Any] = {"phase": 0, "last_step": -1, "mark": None, "shadow": None, "batch": None,
-                             "in_window": False}
+    state: dict[str, Any] = {"phase": 0, "last_step": -1, "mark": None, "mark_phase": 0, "shadow": None,
+                             "batch": None, "in_window": False}
 
     def timed_alone(agent, batch) -> tuple[int, float]:
         if state["shadow"] is None:  # a copy: the run's own agent and generators are never touched
@@ -115,7 +116,8 @@ def measure_loop_share(config: str, overrides: list[str], run_dir: Path, window:
             if step != state["last_step"]:  # the first update of a phase
                 state["last_step"] = step
                 now, cpu = time.perf_counter(), time.process_time()
-                if state["mark"] is not None:  # a chunk ended: its rate, then the update alone right after
+                if state["mark"] is not None and state["phase"] - state["mark_phase"] == chunk_phases:
+                    # a chunk of chunk_phases whole phases ended: its rate, then the update alone right after
                     step0, t0, cpu0 = state["mark"]
                     result.loop_cpu_seconds += cpu - cpu0
                     sps = (step - step0) / max(now - t0, 1e-9)
@@ -126,9 +128,10 @@ def measure_loop_share(config: str, overrides: list[str], run_dir: Path, window:
                     result.alone_seconds += seconds
                     result.chunks.append((step0, sps, n / seconds))
                     state["mark"] = None
-                if window[0] <= step and step + chunk_phases * train.train_every <= window[1] \
-                        and state["phase"] % chunk_phases == 0:
+                if state["mark"] is None and window[0] <= step \
+                        and step + chunk_phases * train.train_every <= window[1]:
                     state["mark"] = (step, time.perf_counter(), time.process_time())
+                    state["mark_phase"] = state["phase"]
                 state["in_window"] = state["mark"] is not None
                 state["phase"] += 1
             if not state["in_window"]:
@@ -266,8 +269,8 @@ def mpo_update_parts(agent, batch, repeats: int = 50) -> dict[str, float]:
 
 
 def mpo_report(config: str, overrides: list[str], run_dir: Path, total: int, window: tuple[int, int]) -> dict[str, Any]:
-    """MPO's loop share of its compute limit (``measure_loop_share``: chunks of 200 updates, 50 alone), then the
-    update's parts and, interleaved in 10 slices, MPO's update alone vs SB3 SAC's ``train(gradient_steps=1)``
+    """MPO's loop share of its compute limit (``measure_loop_share``: chunks of 200 updates, 50 alone after each),
+    then the update's parts and, interleaved in 10 slices, MPO's update alone vs SB3 SAC's ``train(gradient_steps=1)``
     (batch 256, [256, 256], sampling its replay buffer) on the same env."""
     import gymnasium as gym
     import torch
@@ -313,7 +316,11 @@ def mpo_report(config: str, overrides: list[str], run_dir: Path, total: int, win
     sac.learn(total_timesteps=600)  # fills its buffer; then its update step alone
     mpo_rate, sac_rate = interleaved_rates([lambda: mpo_update(shadow, batch),
                                             lambda: sac.train(gradient_steps=1, batch_size=256)], seconds=10.0)
-    return {"loop": share.summary(), "parts_ms": parts, "parts_total_ms": sum(parts.values()),
+    return {"loop": share.summary(), "loop_chunks": [(step, round(sps, 2), round(alone / share.updates_per_step, 2))
+                                                     for step, sps, alone in share.chunks],
+            "loop_cpu_seconds": share.loop_cpu_seconds, "loop_seconds": share.loop_seconds,
+            "alone_cpu_seconds": share.alone_cpu_seconds, "alone_seconds": share.alone_seconds,
+            "parts_ms": parts, "parts_total_ms": sum(parts.values()),
             "mpo_update_alone_per_s": mpo_rate, "sb3_sac_train_step_per_s": sac_rate,
             "mpo_over_sac": mpo_rate / sac_rate, "env": cfg.env.id}
 
@@ -324,4 +331,4 @@ if __name__ == "__main__":  # python -m rlkit.bench.suites.dqn_loop mpo CONFIG [
 
     if len(sys.argv) >= 3 and sys.argv[1] == "mpo":
         print(json.dumps(mpo_report(sys.argv[2], ["torch_threads=1", "device=cpu", *sys.argv[3:]],
-                                    Path("bench_out/mpo_loop"), total=1_600, window=(400, 1_600)), indent=1))
+                                    Path("bench_out/mpo_loop"), total=2_600, window=(400, 2_600)), indent=1))
