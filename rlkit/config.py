@@ -411,6 +411,9 @@ class RunConfig:
         if self.offline is not None and self.train.replay.her is not None:
             raise ConfigError("train.replay.her relabels with the env's compute_reward while training online; offline "
                               "runs do not relabel: remove train.replay.her (or the offline: section)")
+        if self.train.replay.symmetries and (self.offline is not None or isinstance(self.agent, SB3AgentConfig)):
+            what = "offline runs learn from a dataset" if self.offline is not None else "SB3 agents keep their own buffer"
+            raise ConfigError(f"train.replay.symmetries augments rlkit's online replay; {what}: set it to false")
         if self.train.rollouts is not None and (self.offline is not None or isinstance(self.agent, SB3AgentConfig)):
             what = "offline runs learn from a dataset" if self.offline is not None else "SB3 agents collect themselves"
             raise ConfigError(f"train.rollouts (Ray actors) is for rlkit's online loop; {what}: remove train.rollouts")

@@ -138,3 +138,49 @@ def test_a_run_with_symmetries_trains_and_cartpole_refuses_them(tmp_path):
     with pytest.raises(ConfigError, match="declares no symmetries"):
         rlkit.train("dqn_cartpole", run_dir=tmp_path / "cp", overrides={
             "train.total_steps": 10, "train.replay.symmetries": True, "log.progress": False})
+
+
+def test_a_resumed_run_with_symmetries_is_the_same_run(tmp_path):
+    """The symmetry draws come from the replay's generator, which the checkpoint saves: a run stopped and resumed
+    learns exactly what an uninterrupted one does (same metrics, same weights)."""
+    import json
+
+    import rlkit
+    from rlkit.runfiles.checkpoint import load_checkpoint
+
+    common = {"env.num_envs": 2, "env.kwargs": {"opponent": "random"}, "agent.hidden": [32],
+              "train.learning_starts": 60, "train.batch_size": 32, "train.eval_every": 0, "train.eval_episodes": 2,
+              "train.checkpoint_every": 0, "train.replay.symmetries": True, "train.replay.capacity": 1000,
+              "log.progress": False, "log.tensorboard": False, "log.plot": False, "log.log_every": 20}
+    rlkit.train("configs/dqn_tictactoe.yaml", run_dir=tmp_path / "full", overrides={**common, "train.total_steps": 240})
+    rlkit.train("configs/dqn_tictactoe.yaml", run_dir=tmp_path / "part", overrides={**common, "train.total_steps": 120})
+    rlkit.train(resume=True, run_dir=tmp_path / "part", train__total_steps=240)
+
+    def records(run):
+        rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        return [{k: v for k, v in r.items() if k not in ("time", "sps")} for r in rows if r["kind"] != "eval"]
+
+    full, part = records(tmp_path / "full"), records(tmp_path / "part")
+    assert any(r["kind"] == "train" and r.get("updates", 0) > 0 for r in full)
+    assert part == full
+    a = load_checkpoint(tmp_path / "full" / "checkpoints" / "latest.pt")["agent"]
+    b = load_checkpoint(tmp_path / "part" / "checkpoints" / "latest.pt")["agent"]
+    for part_name, weights in a.items():
+        if isinstance(weights, dict):
+            for key, value in weights.items():
+                if torch.is_tensor(value):
+                    assert torch.equal(b[part_name][key], value), (part_name, key)
+
+
+def test_symmetries_are_refused_where_nothing_would_apply_them():
+    """Offline runs and SB3 agents never sample rlkit's replay: the flag would be ignored silently."""
+    from rlkit.config import build_run_config, read_yaml
+
+    data = read_yaml("configs/bc_pendulum.yaml")
+    data.setdefault("train", {}).setdefault("replay", {})["symmetries"] = True
+    with pytest.raises(ConfigError, match="train.replay.symmetries.*offline"):
+        build_run_config(data)
+    data = read_yaml("configs/sb3_maskable_ppo_connect_four.yaml")
+    data.setdefault("train", {}).setdefault("replay", {})["symmetries"] = True
+    with pytest.raises(ConfigError, match="train.replay.symmetries.*SB3"):
+        build_run_config(data)
