@@ -110,6 +110,20 @@ def test_absolute_pd_action_is_the_same_physics_as_the_residual_one():
         np.testing.assert_allclose(obs, obs2, atol=1e-3)
 
 
+def test_check_expert_dataset_refuses_broken_reference_frames(expert_data):
+    """The check reads infos/frame too: the reference frame of each observation, one more per step."""
+    from dataclasses import replace as dc_replace
+
+    data, _, _ = expert_data
+    ep = data.episodes[0]
+    assert len(ep) > 2
+    for bad in (lambda f: f[::-1].copy(), lambda f: f - f[0] - 1, lambda f: f[:-1]):
+        episodes = [dc_replace(ep, infos={**ep.infos, "frame": bad(ep.infos["frame"])}), *data.episodes[1:]]
+        tampered = dc_replace(data, episodes=episodes)
+        with pytest.raises(DatasetError, match="episode 0: infos/frame"):
+            check_expert_dataset(tampered)
+
+
 def test_check_expert_dataset_refuses_other_datasets(tmp_path, monkeypatch):
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
     assert main(["collect", "random", "--env", "Pendulum-v1", "--episodes", "1", "--out", "test/p-v0"]) == 0

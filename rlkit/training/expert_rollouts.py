@@ -233,7 +233,8 @@ def write_expert_dataset(dataset_id: str, expert_paths: Sequence[str | Path] | N
 def check_expert_dataset(dataset: Any) -> dict[str, Any]:
     """Check a dataset written by :func:`write_expert_dataset` end to end (a loaded dataset or an id):
     observation size = proprioception + reference window, labels and actions ``[T, A]`` inside [-1, 1],
-    every value finite, clip indices known and constant per episode, frames within the clip. Returns
+    every value finite, clip indices known and constant per episode, reference frames >= 0 and
+    consecutive (one per step). Returns
     per-clip counts; any problem is a one-line :class:`DatasetError`."""
     data = load_dataset(dataset) if isinstance(dataset, (str, Path)) else dataset
     meta = data.metadata.get("rlkit") or {}
@@ -262,6 +263,10 @@ def check_expert_dataset(dataset: Any) -> dict[str, Any]:
         index = ep.infos.get("clip_index")
         if index is None or len(np.unique(index)) != 1 or not 0 <= int(index[0]) < len(clips):
             raise DatasetError(f"{where}: infos/clip_index is missing, mixed or not one of {len(clips)} clips")
+        frame = ep.infos.get("frame")
+        if frame is None or np.shape(frame) != (T,) or np.min(frame) < 0 or np.any(np.diff(frame) != 1):
+            raise DatasetError(f"{where}: infos/frame is missing or not the consecutive reference frames (>= 0, one "
+                               "per step) of its observations")
         counts[clips[int(index[0])]]["episodes"] += 1
         counts[clips[int(index[0])]]["steps"] += T
     missing = [c for c, n in counts.items() if n["episodes"] == 0]
