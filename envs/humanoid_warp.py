@@ -110,6 +110,28 @@ def _sign_fix(q: torch.Tensor) -> torch.Tensor:
     return torch.where(q[..., :1] < 0, -q, q)
 
 
+def _warp_device(device: Any) -> torch.device:
+    """``env.kwargs.device`` as the torch device the worlds live on: ``auto`` (cuda when torch sees a GPU, else
+    cpu), ``cpu``, ``cuda`` or ``cuda:N``; anything else, or a GPU torch does not see, is a ConfigError."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda"):
+        raise ConfigError(f"env.kwargs.device={device!r}: the warp backend runs on 'auto', 'cpu', 'cuda' or 'cuda:N'")
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ConfigError(f"env.kwargs.device={device!r}, but torch sees no GPU here; use device: auto or cpu")
+        if dev.index is not None and dev.index >= count:
+            raise ConfigError(f"env.kwargs.device={device!r}, but torch sees {count} GPU(s) (cuda:0 .. cuda:{count - 1})")
+        if dev.index is None:  # warp and torch name the same GPU
+            dev = torch.device("cuda", torch.cuda.current_device())
+    return dev
+
+
 # ------------------------------------------------------------------------ the vector env
 
 
@@ -120,6 +142,7 @@ class HumanoidImitationWarpEnv(gym.vector.VectorEnv):
 
     def __init__(self, num_envs: int = 1, device: str = "auto", nconmax: int = 64, njmax: int = 256,
                  render_mode: str | None = None, **env_kwargs: Any):
+        _warp_device(device)  # a bad device is one line before anything is imported or built
         try:
             import warp as wp
 
@@ -140,9 +163,7 @@ class HumanoidImitationWarpEnv(gym.vector.VectorEnv):
         self.observation_space = gym.vector.utils.batch_space(cpu.observation_space, n)
         self.action_space = gym.vector.utils.batch_space(cpu.action_space, n)
         self.metadata = {**self.metadata, "render_fps": cpu.metadata["render_fps"]}
-        self.device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
-        if self.device.type == "cuda" and self.device.index is None:  # warp and torch name the same GPU
-            self.device = torch.device("cuda", torch.cuda.current_device())
+        self.device = _warp_device(device)
         wp.init()
         self._wp_device = wp.device_from_torch(self.device)
         with wp.ScopedDevice(self._wp_device):

@@ -63,6 +63,28 @@ def test_cli_refuses_a_bad_backend_with_exit_2(tmp_path, capsys):
     assert not (tmp_path / "r").exists()
 
 
+def test_bad_device_is_a_config_error(monkeypatch):
+    """env.kwargs.device: a name torch does not know, another device type, or a GPU that is not there is one line
+    (before: a raw RuntimeError, AssertionError or IndexError from torch)."""
+    from rlkit.envs.humanoid_warp import HumanoidImitationWarpEnv
+    from rlkit.training.build import make_vector_env
+
+    with pytest.raises(ConfigError, match="device='gpu': the warp backend runs on 'auto', 'cpu', 'cuda'"):
+        HumanoidImitationWarpEnv(num_envs=1, device="gpu", **KWARGS)
+    with pytest.raises(ConfigError, match="device='meta'"):
+        HumanoidImitationWarpEnv(num_envs=1, device="meta", **KWARGS)
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    with pytest.raises(ConfigError, match="device='cuda', but torch sees no GPU here"):
+        HumanoidImitationWarpEnv(num_envs=1, device="cuda", **KWARGS)
+    monkeypatch.setattr("torch.cuda.is_available", lambda: True)
+    monkeypatch.setattr("torch.cuda.device_count", lambda: 1)
+    with pytest.raises(ConfigError, match=r"device='cuda:3', but torch sees 1 GPU\(s\)"):
+        HumanoidImitationWarpEnv(num_envs=1, device="cuda:3", **KWARGS)
+    pytest.importorskip("mujoco_warp")  # the run's path (the config checks that mujoco-warp is installed first)
+    with pytest.raises(ConfigError, match="device='gpu'"):
+        make_vector_env(EnvConfig(id="rlkit/HumanoidImitation-v0", backend="warp", kwargs={**KWARGS, "device": "gpu"}))
+
+
 def test_default_backend_is_mujoco():
     cfg = build_run_config({"agent": {"name": "mpo"}, "env": {"id": "rlkit/HumanoidImitation-v0"}})
     assert cfg.env.backend == "mujoco"
