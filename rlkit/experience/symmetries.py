@@ -22,7 +22,11 @@ index arrays, so the augmentation is one gather per observation key on the repla
 :func:`check_symmetries` refuses a declaration that is not a group of permutations of the right sizes, or
 whose mask index does not agree with its action map. The env's reward and termination must be invariant,
 which only the env can promise (``TwoPlayerSeatEnv`` derives its maps from the board geometry and a test plays
-mirrored games move by move against the real PettingZoo rules).
+mirrored games move by move against the real PettingZoo rules). So must its transitions, and in a two-player
+seat env the opponent's reply is part of them: ``(g s, g a, r, g s')`` is a sample of the env only if the
+opponent answers ``g s`` as it answers ``s``, turned by ``g``. The random opponent does; the heuristic one
+nearly (it takes the lowest-numbered of several winning or blocking moves); a self-play snapshot, a network
+that is not symmetric, does not, so there the twins stand for a symmetrised opponent, not the one played.
 
 ``train.replay.symmetries: true`` turns it on (Discrete actions only); the draws come from the replay's own
 generator, so a resumed run draws the same symmetries.
