@@ -157,3 +157,4 @@ def test_cli_bad_skill_path_exits_2(tmp_path, capsys):
                  f"--run-dir={tmp_path / 'run'}"])
     err = capsys.readouterr().err
     assert code == 2 and "does not exist" in err and "rlkit export" in err
+    assert not (tmp_path / "run").exists()  # refused before the run directory is made
