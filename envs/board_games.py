@@ -24,12 +24,13 @@ checkpoint).
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 import gymnasium as gym
 import numpy as np
 
-OPPONENTS = ("random", "heuristic", "selfplay")
+OPPONENTS = ("random", "heuristic", "perfect", "selfplay")
 
 
 def _game(name: str):
@@ -104,6 +105,44 @@ def tictactoe_heuristic(obs: dict[str, np.ndarray], rng: np.random.Generator) ->
     return _one_ply(obs, rng, lambda planes, action: (action // 3, action % 3), 3)
 
 
+_TTT_LINES = ((0, 1, 2), (3, 4, 5), (6, 7, 8), (0, 3, 6), (1, 4, 7), (2, 5, 8), (0, 4, 8), (2, 4, 6))
+
+
+def _ttt_winner(board: tuple[int, ...]) -> int:
+    for a, b, c in _TTT_LINES:
+        if board[a] != 0 and board[a] == board[b] == board[c]:
+            return board[a]
+    return 0
+
+
+@functools.lru_cache(maxsize=None)
+def _ttt_value(board: tuple[int, ...]) -> int:
+    """Negamax value of a tic-tac-toe position for the player to move (+1 its pieces, -1 the other's): +1 a forced
+    win, 0 a draw, -1 a forced loss. 5,478 reachable positions, each solved once."""
+    if _ttt_winner(board):
+        return -1  # the player who just moved completed a line
+    if 0 not in board:
+        return 0
+    return max(-_ttt_value(tuple(-v for v in board[:i] + (1,) + board[i + 1:])) for i in range(9) if board[i] == 0)
+
+
+def tictactoe_perfect(obs: dict[str, np.ndarray], rng: np.random.Generator) -> int:
+    """A perfect player (game-tree search to the end): a uniformly random one of the moves with the best
+    negamax value. It never loses, wins whenever the other player errs into a lost position, and sets up forks —
+    the worst-case opponent that "never lose" training needs (a random or one-ply opponent seldom punishes a
+    move that allows a fork, so their expected value barely sees the mistake)."""
+    planes = np.asarray(obs["observation"]).astype(int)
+    board = tuple(int(planes[i // 3, i % 3, 0] - planes[i // 3, i % 3, 1]) for i in range(9))
+    legal = np.flatnonzero(np.asarray(obs["action_mask"]))
+    values = [-_ttt_value(tuple(-v for v in board[:a] + (1,) + board[a + 1:])) for a in legal]
+    best = [int(a) for a, v in zip(legal, values) if v == max(values)]
+    return best[int(rng.integers(len(best)))]
+
+
+PERFECT: dict[str, Callable[[dict[str, np.ndarray], np.random.Generator], int]] = {"tictactoe": tictactoe_perfect}
+"""Games with an exact (solved) opponent: ``opponent: perfect``, ``opponent_mix: {perfect: w}``, ``rlkit eval
+--opponent perfect``. Connect four is solved too but not by a search a CPU runs per move, so it has none."""
+
 WORST_REWARD: dict[str, float] = {"connect_four": -1.0, "tictactoe": -1.0, "leduc_holdem": -7.0}
 """The lowest return a legal game can give the learner: what an illegal move costs under ``illegal_action: lose``,
 so that it is never cheaper than a legal loss. Leduc hold'em pays chips / big blind (rlcard): the most a player can
@@ -124,7 +163,7 @@ class TwoPlayerSeatEnv(gym.Env):
     """A PettingZoo classic two-player game from one seat; the opponent moves inside ``step``.
 
     ``opponent``: ``random``, ``heuristic`` (win/block one-ply, where the game has one) or ``selfplay``: each game
-    draws its opponent from ``opponent_mix`` (weights of ``pool``, ``random``, ``heuristic``); ``pool`` is a past
+    draws its opponent from ``opponent_mix`` (weights of ``pool``, ``random``, ``heuristic``, ``perfect``); ``pool`` is a past
     snapshot of the learner from the :class:`~rlkit.training.selfplay.SelfPlayPool` the collector attaches (random
     until the pool holds one). ``learner_seat``: 0, 1, or None (drawn per game, so the learner plays both sides).
     ``info["outcome"]`` at the end of a game: 1 win, 0 draw, -1 loss (the learner's). ``illegal_action``: ``error``
@@ -147,19 +186,23 @@ class TwoPlayerSeatEnv(gym.Env):
             raise ValueError(f"opponent must be one of {', '.join(OPPONENTS)}, got {opponent!r}")
         if opponent == "heuristic" and game not in HEURISTICS:
             raise ValueError(f"no heuristic opponent for '{game}' (there is one for {', '.join(HEURISTICS)})")
+        if opponent == "perfect" and game not in PERFECT:
+            raise ValueError(f"no perfect opponent for '{game}' (there is one for {', '.join(PERFECT)})")
         if illegal_action not in ("error", "lose"):
             raise ValueError(f"illegal_action must be 'error' or 'lose', got {illegal_action!r}")
         self.illegal_action = illegal_action
         if learner_seat not in (None, 0, 1):
             raise ValueError(f"learner_seat must be 0, 1 or null, got {learner_seat!r}")
         mix = dict(opponent_mix or {"pool": 0.8, "random": 0.1, "heuristic": 0.1})
-        unknown = sorted(set(mix) - {"pool", "random", "heuristic"})
+        unknown = sorted(set(mix) - {"pool", "random", "heuristic", "perfect"})
         if unknown or any(not isinstance(v, (int, float)) or not np.isfinite(v) or v < 0 for v in mix.values()) \
                 or sum(mix.values()) <= 0:
-            raise ValueError(f"opponent_mix must map pool/random/heuristic to weights >= 0 with a positive sum, "
+            raise ValueError(f"opponent_mix must map pool/random/heuristic/perfect to weights >= 0 with a positive sum, "
                              f"got {mix}")
         if mix.get("heuristic", 0) > 0 and game not in HEURISTICS:
             mix["random"] = mix.get("random", 0) + mix.pop("heuristic")
+        if mix.get("perfect", 0) > 0 and game not in PERFECT:
+            raise ValueError(f"opponent_mix: no perfect opponent for '{game}' (there is one for {', '.join(PERFECT)})")
         if int(pool_size) < 1 or int(snapshot_every) < 1:
             raise ValueError(f"pool_size and snapshot_every must be >= 1, got {pool_size}, {snapshot_every}")
         if not 0.0 <= float(opponent_epsilon) <= 1.0:
@@ -180,6 +223,7 @@ class TwoPlayerSeatEnv(gym.Env):
             "action_mask": gym.spaces.Box(0, 1, (n_actions,), np.int8)})
         self.action_space = gym.spaces.Discrete(n_actions)
         self._heuristic = HEURISTICS.get(game)
+        self._perfect = PERFECT.get(game)
         self._seat = 0
         self._opponent: tuple[str, int] = ("random", -1)   # (kind, pool snapshot id or -1)
         self._opponent_tensors: dict[str, Any] | None = None
@@ -216,7 +260,7 @@ class TwoPlayerSeatEnv(gym.Env):
             return ("fixed", -1)
         if self.opponent_kind != "selfplay":
             return (self.opponent_kind, -1)
-        kinds = [k for k in ("pool", "random", "heuristic") if self.opponent_mix.get(k, 0) > 0]
+        kinds = [k for k in ("pool", "random", "heuristic", "perfect") if self.opponent_mix.get(k, 0) > 0]
         weights = np.array([self.opponent_mix[k] for k in kinds], dtype=np.float64)
         kind = kinds[int(self.np_random.choice(len(kinds), p=weights / weights.sum()))]
         u = float(self.np_random.random())  # drawn for every game, used by pool games
@@ -245,7 +289,8 @@ class TwoPlayerSeatEnv(gym.Env):
         resume's env replay meets the checkpointed game's opponents although the pool has changed since then."""
         if state is not None:
             deals = state.get("deals") if isinstance(state, dict) else None
-            allowed = {"random", "pool"} | ({"heuristic"} if self._heuristic is not None else set())
+            allowed = ({"random", "pool"} | ({"heuristic"} if self._heuristic is not None else set())
+                       | ({"perfect"} if self._perfect is not None else set()))
             if not isinstance(deals, list) or not deals or any(
                     not isinstance(d, dict) or d.get("kind") not in allowed
                     or isinstance(d.get("id"), bool) or not isinstance(d.get("id"), int)
@@ -263,6 +308,8 @@ class TwoPlayerSeatEnv(gym.Env):
             return random_legal(obs, self.np_random)
         if kind == "heuristic":
             return self._heuristic(obs, self.np_random)
+        if kind == "perfect":
+            return self._perfect(obs, self.np_random)
         if kind == "fixed":
             action = int(self._fixed_opponent(obs))
             if not 0 <= action < len(obs["action_mask"]) or not obs["action_mask"][action]:

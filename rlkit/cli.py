@@ -120,7 +120,8 @@ def _print_summary(summary: dict) -> None:
 
 
 def _set_opponents(envs, env_id: str, name: str, policy) -> None:
-    """``rlkit eval --opponent``: every sub-env's games against ``random``, ``heuristic`` or ``policy`` (a loaded run)."""
+    """``rlkit eval --opponent``: every sub-env's games against ``random``, ``heuristic``, ``perfect`` or ``policy``
+    (a loaded run)."""
     import numpy as np
 
     from rlkit.envs.board_games import random_legal
@@ -135,11 +136,16 @@ def _set_opponents(envs, env_id: str, name: str, policy) -> None:
                           f"{policy.action_space}) than {env_id}'s; pit runs of the same game")
     if name == "heuristic" and games[0]._heuristic is None:
         raise ConfigError(f"--opponent heuristic: {env_id} has no heuristic opponent; use random or a run")
+    if name == "perfect" and games[0]._perfect is None:
+        raise ConfigError(f"--opponent perfect: {env_id} has no perfect opponent (rlkit/TicTacToe-v0 has); use random, "
+                          "heuristic or a run")
     for game in games:
         if name == "random":
             game.set_opponent(lambda obs, game=game: random_legal(obs, game.np_random))
         elif name == "heuristic":
             game.set_opponent(lambda obs, game=game: game._heuristic(obs, game.np_random))
+        elif name == "perfect":
+            game.set_opponent(lambda obs, game=game: game._perfect(obs, game.np_random))
         else:
             def play(obs, policy=policy):
                 batch = {key: np.asarray(value)[None] for key, value in obs.items()}
@@ -181,7 +187,7 @@ def cmd_eval(ns: argparse.Namespace) -> int:
     # the run's own evaluation task (train.eval_env_kwargs, e.g. a maze's far-end goal), unless --env names another
     extra = {} if ns.env else dict(cfg.train.eval_env_kwargs)
     opponent = None
-    if ns.opponent is not None and ns.opponent not in ("random", "heuristic"):  # two-player games: another run
+    if ns.opponent is not None and ns.opponent not in ("random", "heuristic", "perfect"):  # two-player games: another run
         opponent = _load_opponent(ns.opponent, ns.checkpoint, cfg.device)
     envs = make_vector_env(cfg.env, num_envs=min(ns.episodes, 8), **extra)
     if ns.opponent is not None:
@@ -238,7 +244,7 @@ def _eval_sb3(ns: argparse.Namespace, run) -> int:
         if value is not None:
             raise ConfigError(f"{flag} is not supported for an SB3 run ({cfg.agent.name}); drop it")
     policy = None
-    if opponent is not None and opponent not in ("random", "heuristic"):  # another run: rlkit's or SB3's
+    if opponent is not None and opponent not in ("random", "heuristic", "perfect"):  # another run: rlkit's or SB3's
         policy = _load_opponent(opponent, ns.checkpoint, ns.device or cfg.device)
     prepare = (lambda envs: _set_opponents(envs, cfg.env.id, opponent, policy)) if opponent else None
     result, agent = evaluate_run(run, ns.episodes, ns.epsilon, ns.seed, ns.device, prepare_envs=prepare)
@@ -693,7 +699,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the return a return-conditioned agent (decision_transformer) is asked to collect, instead "
                          "of its config's agent.target_return")
     ev.add_argument("--opponent", metavar="OPPONENT",
-                    help="two-player games: play against 'random', 'heuristic' (win if you can, block if you must) or "
+                    help="two-player games: play against 'random', 'heuristic' (win if you can, block if you must), "
+                         "'perfect' (tic-tac-toe: a game-tree search that never loses) or "
                          "another run / export directory; --episodes games, seats alternating at random")
     ev.add_argument("--games", type=int, dest="episodes", default=argparse.SUPPRESS, help="the same as --episodes (games of a two-player game)")
     ev.set_defaults(func=cmd_eval)

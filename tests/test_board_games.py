@@ -377,7 +377,7 @@ def test_eval_pits_a_run_against_random_heuristic_and_another_run(tmp_path, caps
     assert main(["train", str(config), f"--run-dir={a}"]) == 0
     assert main(["train", str(config), f"--run-dir={b}", "--seed", "4"]) == 0
     capsys.readouterr()
-    for opponent in ("random", "heuristic", str(b)):
+    for opponent in ("random", "heuristic", "perfect", str(b)):
         assert main(["eval", str(a), "--opponent", opponent, "--games", "30"]) == 0
         out = capsys.readouterr().out
         assert f"against {opponent}" in out and "win/draw/loss" in out
@@ -391,6 +391,9 @@ def test_eval_pits_a_run_against_random_heuristic_and_another_run(tmp_path, caps
     assert main(["eval", str(a), "--opponent", str(c4), "--games", "5"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "trained on other spaces" in err[0]
+    assert main(["eval", str(c4), "--opponent", "perfect", "--games", "5"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no perfect opponent" in err[0]
     cartpole = tmp_path / "cp"
     assert main(["train", "configs/dqn_cartpole.yaml", f"--run-dir={cartpole}", "train.total_steps=300",
                  "log.progress=false", "log.plot=false", "log.tensorboard=false"]) == 0
@@ -464,3 +467,36 @@ def test_an_illegal_leduc_move_costs_at_least_the_worst_legal_loss():
     illegal = int(np.flatnonzero(obs["action_mask"] == 0)[0])
     _, reward, terminated, _, info = env.step(illegal)
     assert (reward, terminated, info["illegal_action"]) == (WORST_REWARD["leduc_holdem"], True, True)
+
+
+def test_the_perfect_tictactoe_player_never_loses_and_draws_itself():
+    """``opponent: perfect`` (game-tree search): as the learner's policy it never loses to random or to itself, it
+    takes a win and blocks, and games where it cannot exist are refused."""
+    from rlkit.envs.board_games import TwoPlayerSeatEnv, tictactoe_perfect
+
+    rng = np.random.default_rng(0)
+    for opponent, outcomes in (("random", {1, 0}), ("perfect", {0})):
+        env = TwoPlayerSeatEnv("tictactoe", opponent=opponent)
+        seen = set()
+        for game in range(150):
+            obs, _ = env.reset(seed=game)
+            done = False
+            while not done:
+                obs, _, done, _, info = env.step(tictactoe_perfect(obs, rng))
+            seen.add(info["outcome"])
+        assert seen <= outcomes and -1 not in seen
+    board = np.zeros((3, 3, 2), dtype=np.int8)
+    board[0, 0, 0] = board[0, 1, 0] = 1           # mine: a win at square 2
+    board[1, 0, 1] = board[1, 1, 1] = 1           # theirs: a threat at square 5
+    mask = (board.sum(axis=2) == 0).reshape(-1).astype(np.int8)
+    assert tictactoe_perfect({"observation": board, "action_mask": mask}, rng) == 2
+    board[0, 1, 0] = 0
+    board[2, 2, 0] = 1
+    mask = (board.sum(axis=2) == 0).reshape(-1).astype(np.int8)
+    assert tictactoe_perfect({"observation": board, "action_mask": mask}, rng) == 5
+    with pytest.raises(ValueError, match="no perfect opponent"):
+        TwoPlayerSeatEnv("connect_four", opponent="perfect")
+    with pytest.raises(ValueError, match="no perfect opponent"):
+        TwoPlayerSeatEnv("connect_four", opponent="selfplay", opponent_mix={"perfect": 1.0})
+    mixed = TwoPlayerSeatEnv("tictactoe", opponent="selfplay", opponent_mix={"random": 1.0, "perfect": 1.0})
+    assert {mixed.reset(seed=s)[1]["opponent"] for s in range(20)} == {"random", "perfect"}

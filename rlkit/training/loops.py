@@ -83,7 +83,7 @@ def train_online(cfg: RunConfig, run_dir: Path, resume: bool = False, source: st
                                   compute_reward=env_compute_reward(envs),
                                   compute_terminated=env_compute_terminated(envs),
                                   agent_hook=agent.make_sample_hook(),  # e.g. RIS's subgoal candidates
-                                  symmetries=env_symmetries(envs))  # train.replay.symmetries (board games)
+                                  symmetries=env_symmetries(envs) if train.replay.symmetries else None)  # board games
         state = run.start(agent, device, source=replay, collector=collector, updates_from=train.learning_starts,
                           env_seed=env_seed)
         if train.rollouts is not None:
