@@ -184,6 +184,28 @@ def bounded_quat_dist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.arccos(np.clip(np.abs(rel[..., 0]) / np.linalg.norm(rel, axis=-1), 0.0, 1.0))
 
 
+
+def make_servos_implicit(m: "mujoco.MjModel", kd: np.ndarray, gear: np.ndarray) -> None:
+    """Every torque motor of ``m`` becomes a PD servo with implicit damping: force ``ctrl - kd qdot`` along one
+    unit DOF axis (gain 1, affine bias -kd on the actuator velocity), clamped to the torque limit ``gear``, with
+    ``implicitfast`` integration (:meth:`HumanoidImitationEnv._make_servos_implicit` says why; the task envs use
+    it too)."""
+    for i in range(m.nu):
+        axis = int(np.argmax(np.abs(m.actuator_gear[i, :3])))
+        m.actuator_gear[i, :] = 0.0
+        m.actuator_gear[i, axis] = 1.0
+        m.actuator_gaintype[i] = mujoco.mjtGain.mjGAIN_FIXED
+        m.actuator_gainprm[i, :] = 0.0
+        m.actuator_gainprm[i, 0] = 1.0
+        m.actuator_biastype[i] = mujoco.mjtBias.mjBIAS_AFFINE
+        m.actuator_biasprm[i, :] = 0.0
+        m.actuator_biasprm[i, 2] = -kd[i]
+        m.actuator_ctrllimited[i] = 0  # the XML's <motor ctrlrange="-1 1"> default would clamp kp * error
+        m.actuator_forcelimited[i] = 1
+        m.actuator_forcerange[i] = (-gear[i], gear[i])
+    m.opt.integrator = mujoco.mjtIntegrator.mjINT_IMPLICITFAST
+
+
 class HumanoidImitationEnv(gym.Env):
     """The DeepMimic humanoid tracking mocap clips; see the module docstring for the full contract."""
 
@@ -346,21 +368,7 @@ class HumanoidImitationEnv(gym.Env):
         with explicit damping.) MuJoCo's native ``<position>`` servos are not used: on a ball joint their
         spring acts on the rotation vector (rotvec(q*) - rotvec(q)), not on log(q^-1 q*).
         """
-        m = self.model
-        for i in range(m.nu):
-            axis = int(np.argmax(np.abs(m.actuator_gear[i, :3])))
-            m.actuator_gear[i, :] = 0.0
-            m.actuator_gear[i, axis] = 1.0
-            m.actuator_gaintype[i] = mujoco.mjtGain.mjGAIN_FIXED
-            m.actuator_gainprm[i, :] = 0.0
-            m.actuator_gainprm[i, 0] = 1.0
-            m.actuator_biastype[i] = mujoco.mjtBias.mjBIAS_AFFINE
-            m.actuator_biasprm[i, :] = 0.0
-            m.actuator_biasprm[i, 2] = -self._kd[i]
-            m.actuator_ctrllimited[i] = 0  # the XML's <motor ctrlrange="-1 1"> default would clamp kp * error
-            m.actuator_forcelimited[i] = 1
-            m.actuator_forcerange[i] = (-self._gear[i], self._gear[i])
-        m.opt.integrator = mujoco.mjtIntegrator.mjINT_IMPLICITFAST
+        make_servos_implicit(self.model, self._kd, self._gear)
 
     def pd_target(self, action: np.ndarray) -> np.ndarray:
         """The full ``qpos`` PD target of an action (root entries copied from the current state).

@@ -113,7 +113,8 @@ from typing import Any, Sequence
 import gymnasium as gym
 import numpy as np
 
-from rlkit.envs.humanoid_imitation import BALL_ACTION_SCALE  # chooses MUJOCO_GL before MuJoCo's first import
+from rlkit.envs.humanoid_imitation import (  # chooses MUJOCO_GL before MuJoCo's first import
+    BALL_ACTION_SCALE, make_servos_implicit)
 from rlkit.errors import ConfigError
 
 import mujoco  # noqa: E402  (after rlkit.envs.humanoid_imitation: its import picks the GL backend)
@@ -321,21 +322,7 @@ class HumanoidTaskEnv(gym.Env):
     def _make_servos_implicit(self) -> None:
         """The imitation env's servos (``HumanoidImitationEnv._make_servos_implicit``): force ``ctrl - kd qdot``
         along one unit DOF axis, clamped to the motor's torque limit, with ``implicitfast`` integration."""
-        m = self.model
-        for i in range(m.nu):
-            axis = int(np.argmax(np.abs(m.actuator_gear[i, :3])))
-            m.actuator_gear[i, :] = 0.0
-            m.actuator_gear[i, axis] = 1.0
-            m.actuator_gaintype[i] = mujoco.mjtGain.mjGAIN_FIXED
-            m.actuator_gainprm[i, :] = 0.0
-            m.actuator_gainprm[i, 0] = 1.0
-            m.actuator_biastype[i] = mujoco.mjtBias.mjBIAS_AFFINE
-            m.actuator_biasprm[i, :] = 0.0
-            m.actuator_biasprm[i, 2] = -self._kd[i]
-            m.actuator_ctrllimited[i] = 0
-            m.actuator_forcelimited[i] = 1
-            m.actuator_forcerange[i] = (-self._gear[i], self._gear[i])
-        m.opt.integrator = mujoco.mjtIntegrator.mjINT_IMPLICITFAST
+        make_servos_implicit(self.model, self._kd, self._gear)
 
     def pd_target(self, action: np.ndarray) -> np.ndarray:
         """The full ``qpos`` PD target of an absolute PD action (non-actuated entries copied from the state)."""

@@ -82,12 +82,26 @@ def default_experts() -> list[Path]:
     return [pretrained_dir() / name for name in SHIPPED_EXPERTS]
 
 
+
+def _run_agent(run, device: str):
+    """The agent of an opened run or export (:func:`rlkit.runfiles.runs.open_run`) with its weights loaded."""
+    from rlkit.runfiles.export import load_exported
+    from rlkit.training.build import build_agent, load_agent_weights, resolve_device, run_spaces
+
+    device = resolve_device(device)
+    cfg = run.config
+    observation_space, action_space = run_spaces(cfg, run.run_dir)
+    agent = build_agent(cfg, observation_space, action_space, device)
+    if run.exported:
+        load_exported(agent, run.run_dir, cfg.agent.name, device)
+    else:
+        load_agent_weights(agent, run.weights, device)
+    return agent
+
 def load_expert(path: str | Path, device: str = "cpu") -> Expert:
     """An exported (``rlkit export``) or trained run of one HumanoidImitation clip, in ``pd`` or
     ``pd_residual`` mode (a torque-mode expert has no PD target to convert)."""
-    from rlkit.runfiles.export import load_exported
     from rlkit.runfiles.runs import open_run
-    from rlkit.training.build import build_agent, load_agent_weights, resolve_device, run_spaces
 
     run = open_run(path)
     cfg = run.config
@@ -103,14 +117,7 @@ def load_expert(path: str | Path, device: str = "cpu") -> Expert:
         raise ConfigError(f"{where} acts in action_mode={kwargs['action_mode']!r}; only 'pd' and 'pd_residual' "
                           "experts convert to absolute PD targets")
     steps = int(kwargs.get("max_episode_steps", 1000))
-    device = resolve_device(device)
-    observation_space, action_space = run_spaces(cfg, run.run_dir)
-    agent = build_agent(cfg, observation_space, action_space, device)
-    if run.exported:
-        load_exported(agent, run.run_dir, cfg.agent.name, device)
-    else:
-        load_agent_weights(agent, run.weights, device)
-    return Expert(Path(path), agent, clips[0], kwargs, steps)
+    return Expert(Path(path), _run_agent(run, device), clips[0], kwargs, steps)
 
 
 def absolute_pd_action(env, action: np.ndarray) -> np.ndarray:
@@ -343,19 +350,11 @@ def heldout_action_error(student_path: str | Path, dataset: Any) -> list[dict[st
 
 def load_expert_like(path: str | Path) -> Expert:
     """A run or export on HumanoidImitation with any clips (a multi-clip student): agent and env kwargs."""
-    from rlkit.runfiles.export import load_exported
     from rlkit.runfiles.runs import open_run
-    from rlkit.training.build import build_agent, load_agent_weights, resolve_device, run_spaces
 
     run = open_run(path)
     cfg = run.config
-    device = resolve_device("cpu")
-    observation_space, action_space = run_spaces(cfg, run.run_dir)
-    agent = build_agent(cfg, observation_space, action_space, device)
-    if run.exported:
-        load_exported(agent, run.run_dir, cfg.agent.name, device)
-    else:
-        load_agent_weights(agent, run.weights, device)
+    agent = _run_agent(run, "cpu")
     kwargs = dict(cfg.env.kwargs)
     return Expert(Path(path), agent, ",".join(kwargs.get("clips", [])), kwargs,
                   int(kwargs.get("max_episode_steps", 1000)))
