@@ -513,6 +513,9 @@ class GoToTargetEnv(HumanoidTaskEnv):
         _reject_unknown(self.env_name, {k: v for k, v in kwargs.items() if k not in known}, known)
         _positive(self.env_name, target_radius=target_radius, min_target_distance=min_target_distance,
                   success_distance=success_distance)
+        if min_target_distance <= success_distance:
+            raise ConfigError(f"{self.env_name}: min_target_distance ({min_target_distance}) must exceed success_distance "
+                              f"({success_distance}), or an episode could start already at its target")
         if min_target_distance > target_radius:
             raise ConfigError(f"{self.env_name}: min_target_distance ({min_target_distance}) must be <= target_radius "
                               f"({target_radius})")
@@ -580,6 +583,9 @@ class CarryEnv(HumanoidTaskEnv):
             pair = np.asarray(value, dtype=float).reshape(-1) if np.ndim(value) else np.zeros(0)
             if pair.shape != (2,) or not (0 < pair[0] <= pair[1] < np.inf):
                 raise ConfigError(f"{name}: {key} must be [min, max] metres with 0 < min <= max, got {value!r}")
+        if min_box_zone_distance <= zone_radius:
+            raise ConfigError(f"{name}: min_box_zone_distance ({min_box_zone_distance}) must exceed zone_radius "
+                              f"({zone_radius}), or the box could start inside its zone")
         if min_box_zone_distance > box_distance[1] + zone_distance[1]:
             raise ConfigError(f"{name}: min_box_zone_distance ({min_box_zone_distance}) cannot be met with "
                               f"box_distance {box_distance} and zone_distance {zone_distance}")

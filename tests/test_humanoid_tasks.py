@@ -208,6 +208,10 @@ def test_bad_keywords_and_options_are_clear_errors():
         CarryEnv(box_distance=(2.0, 1.0))
     with pytest.raises(ConfigError, match="min_target_distance"):
         GoToTargetEnv(min_target_distance=5.0, target_radius=2.0)
+    with pytest.raises(ConfigError, match="must exceed success_distance"):
+        GoToTargetEnv(min_target_distance=0.4, success_distance=0.5)
+    with pytest.raises(ConfigError, match="must exceed zone_radius"):
+        CarryEnv(min_box_zone_distance=0.5, zone_radius=0.6)
     with pytest.raises(ConfigError, match="action_mode"):
         GoToTargetEnv(action_mode="pd_residual")
     with pytest.raises(ConfigError, match="pixels must be true or false"):
