@@ -184,3 +184,12 @@ def test_symmetries_are_refused_where_nothing_would_apply_them():
     data.setdefault("train", {}).setdefault("replay", {})["symmetries"] = True
     with pytest.raises(ConfigError, match="train.replay.symmetries.*SB3"):
         build_run_config(data)
+
+
+def test_symmetries_with_a_frame_stack_are_a_clear_error(tmp_path):
+    import rlkit
+
+    with pytest.raises(ConfigError, match="not frame stacks"):
+        rlkit.train("configs/dqn_tictactoe.yaml", run_dir=tmp_path / "ttt", overrides={
+            "train.total_steps": 10, "train.replay.symmetries": True, "train.replay.frame_stack": 2,
+            "log.progress": False})

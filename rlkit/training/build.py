@@ -305,6 +305,9 @@ def build_replay(cfg: RunConfig, obs_space: gym.Space, act_space: gym.Space, num
         from rlkit.experience.her import build_relabeler
 
         relabeler = build_relabeler(replay_cfg.her, obs_space, compute_reward, compute_terminated)
+    if replay_cfg.symmetries and replay_cfg.frame_stack > 1:
+        raise ConfigError("train.replay.symmetries: symmetries map single observations, not frame stacks; set "
+                          "train.replay.frame_stack=1 (board games have no frame stack)")
     augmenter = build_augmenter(replay_cfg.symmetries, symmetries, obs_space, act_space, cfg.env.id)
     hook = _chain_hooks(relabeler, augmenter, agent_hook)
     try:
