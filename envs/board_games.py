@@ -80,18 +80,28 @@ def _connect_four_cell(planes: np.ndarray, column: int) -> tuple[int, int] | Non
     return (int(empty[-1]), column) if len(empty) else None  # pieces fall to the highest free row index
 
 
+def completing_moves(planes: np.ndarray, plane: int, legal: np.ndarray, cell: Callable, length: int) -> list[int]:
+    """The legal moves that complete a line of ``length`` for the pieces of ``plane`` (0: the mover's, an
+    immediate win; 1: the opponent's, a move that must be blocked), in action order."""
+    out = []
+    for action in legal:
+        where = cell(planes, int(action))
+        if where is None:
+            continue
+        board = planes[:, :, plane].copy()
+        board[where] = True
+        if _lines_complete(board, length):
+            out.append(int(action))
+    return out
+
+
 def _one_ply(obs: dict[str, np.ndarray], rng: np.random.Generator, cell: Callable, length: int) -> int:
     planes = np.asarray(obs["observation"]).astype(bool)
     legal = np.flatnonzero(np.asarray(obs["action_mask"]))
     for plane in (0, 1):  # 0: my pieces (a win), 1: the opponent's (a block)
-        for action in legal:
-            where = cell(planes, int(action))
-            if where is None:
-                continue
-            board = planes[:, :, plane].copy()
-            board[where] = True
-            if _lines_complete(board, length):
-                return int(action)
+        moves = completing_moves(planes, plane, legal, cell, length)
+        if moves:
+            return moves[0]
     return int(rng.choice(legal))
 
 

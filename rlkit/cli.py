@@ -818,6 +818,11 @@ def _add_data_commands(sub) -> None:
                                                        "training instead of re-running it")
     ref.add_argument("--overwrite", action="store_true", help="replace existing datasets")
     ref.set_defaults(func=cmd_dataset)
+    _add_labelling_commands(dataset_sub)
+
+
+def _add_labelling_commands(dataset_sub) -> None:
+    """``rlkit dataset pseudo-label`` and ``rlkit dataset experts``: datasets whose action labels are made here."""
     pseudo = dataset_sub.add_parser(
         "pseudo-label", help="label action-free episodes with an inverse-dynamics model trained on the labelled ones",
         description="Trains an inverse-dynamics model a = g(s_t, s_t+1) on the episodes of SOURCE that have actions, "

@@ -24,22 +24,10 @@ def main() -> None:
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     import rlkit
-    from rlkit.envs.board_games import TwoPlayerSeatEnv, _connect_four_cell, _lines_complete
+    from rlkit.envs.board_games import TwoPlayerSeatEnv, _connect_four_cell, completing_moves
 
     policy = rlkit.load(args.run, args.checkpoint)
     env = TwoPlayerSeatEnv("connect_four", opponent=args.opponent)
-
-    def winning_moves(planes: np.ndarray, plane: int, legal: np.ndarray) -> list[int]:
-        out = []
-        for action in legal:
-            cell = _connect_four_cell(planes, int(action))
-            if cell is None:
-                continue
-            board = planes[:, :, plane].copy()
-            board[cell] = True
-            if _lines_complete(board, 4):
-                out.append(int(action))
-        return out
 
     counts = dict(win_available=0, win_taken=0, block_needed=0, blocked=0)
     outcomes: dict[int, list[int]] = {0: [], 1: []}
@@ -50,7 +38,7 @@ def main() -> None:
             planes = obs["observation"].astype(bool)
             legal = np.flatnonzero(obs["action_mask"])
             action = int(policy.predict(obs))
-            wins, blocks = winning_moves(planes, 0, legal), winning_moves(planes, 1, legal)
+            wins, blocks = (completing_moves(planes, plane, legal, _connect_four_cell, 4) for plane in (0, 1))
             if wins:
                 counts["win_available"] += 1
                 counts["win_taken"] += action in wins
