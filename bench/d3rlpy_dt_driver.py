@@ -119,7 +119,7 @@ def build(args: argparse.Namespace):
         action_scaler=MinMaxActionScaler(minimum=low, maximum=high),
         reward_scaler=MultiplyRewardScaler(1.0 / args.rtg_scale),
     )
-    dt = config.create(device=False)
+    dt = config.create(device=False if args.device == "cpu" else args.device)  # False: d3rlpy's CPU
     dt.build_with_dataset(dataset)
     from d3rlpy.algos.utility import build_scalers_with_trajectory_slicer
 
@@ -266,6 +266,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--clip", type=float, default=0.25)
     p.add_argument("--rtg-scale", type=float, default=1000.0)
     p.add_argument("--max-timestep", type=int, default=1000)
+    p.add_argument("--device", default="cpu", help="cpu, or cuda / cuda:N (scripts/gpu_bench.py)")
     return p.parse_args(argv)
 
 
