@@ -16,8 +16,10 @@ Episodes
   ``control_dt`` on load.
 * **Early termination**: ``terminated`` when the termination error ``e`` (below) exceeds
   ``termination_error_threshold`` (default 0.3, as dm_control), or the simulation diverges.
-* **Truncation**: a non-looping clip ends when its last frame minus the reference look-ahead is
-  reached (as dm_control's tracking task); a looping clip after ``max_episode_steps`` steps.
+* **Truncation**: after ``max_episode_steps`` steps, and for a non-looping clip also when its last frame minus
+  the reference look-ahead is reached (as dm_control's tracking task). The cap on non-looping clips lets a long
+  derived clip (``"walk:turn=30"``, :func:`rlkit.envs.mocap.turned`) give episodes of the same length as its
+  looping source; set ``min_steps`` to the cap so that every start frame leaves room for a whole episode.
 
 Reward (dm_control ``locomotion/tasks/reference_pose/rewards.py``, ``comic``; Hasenclever et al. 2020, "CoMic")
 ---------------------------------------------------------------------------------------------------------------
@@ -484,10 +486,9 @@ class HumanoidImitationEnv(gym.Env):
         reward, terms = self.reward_fn(sq, e, self.termination_error_threshold)
         terminated = bool(diverged or e > self.termination_error_threshold)
         clip = self.library.clips[self._clip]
-        if clip.loop:
-            truncated = self._steps >= self.max_episode_steps
-        else:
-            truncated = self._k >= clip.num_frames - 1 - self.ref_steps[-1]
+        truncated = self._steps >= self.max_episode_steps  # any clip; a non-looping one also ends with its frames
+        if not clip.loop:
+            truncated = truncated or self._k >= clip.num_frames - 1 - self.ref_steps[-1]
         info = self._info(sq, e, terms)
         if diverged:
             info["diverged"] = True

@@ -442,7 +442,7 @@ class HumanoidImitationWarpEnv(gym.vector.VectorEnv):
             reward, terms = self._reward(sq, e)
             terminated = (diverged | (e > cpu.termination_error_threshold)) & ~resetting
             last = self._frames[self._clip] - 1 - int(self._ref_steps[-1])
-            truncated = torch.where(self._loop[self._clip], self._steps >= cpu.max_episode_steps, self._k >= last)
+            truncated = (self._steps >= cpu.max_episode_steps) | (~self._loop[self._clip] & (self._k >= last))
             truncated = truncated & ~terminated & ~resetting
             reward = torch.where(diverged | resetting, torch.zeros_like(reward), reward)
             self._autoreset = terminated | truncated

@@ -422,10 +422,71 @@ def resolve_clip_name(name: str) -> Path:
                       f"or pass a path to a DeepMimic .txt or an rlkit .npz clip)")
 
 
+def turned(clip: MotionClip, turn_deg_per_s: float, cycles: int = 4) -> MotionClip:
+    """The clip steered along a circle: its heading turns at a constant ``turn_deg_per_s`` (positive: left,
+    counter-clockwise seen from above) while the joints move as recorded.
+
+    Why: the DeepMimic clips walk and run straight, so experts and a skill distilled from them never see a turn,
+    and a high-level policy driving that skill cannot steer (issue 23, docs/humanoid_imitation.md). MoCapAct gets
+    turns from CMU mocap; we derive them, the usual trajectory-warping augmentation of motion synthesis: frame k's
+    heading is rotated by theta_k = omega k dt about the vertical axis, and the root's horizontal displacement
+    from frame k-1 to k is rotated by the mid-step angle (theta_{k-1} + theta_k) / 2, so the path bends into an
+    arc of radius v / omega while the speed, the height and every joint angle stay the clip's:
+
+        p'_k = p'_{k-1} + R_z((theta_{k-1} + theta_k) / 2) (p_k - p_{k-1}),   q'_root,k = q_z(theta_k) * q_root,k.
+
+    A looping clip is unrolled over ``cycles`` cycles first (its per-cycle offset is a translation, which a
+    turning path does not have), so the result does not loop; velocities follow from the frames as for any clip
+    (the root's angular velocity gains omega). Small rates keep it physical; large ones make the stance foot slide.
+    """
+    if not np.isfinite(turn_deg_per_s) or abs(turn_deg_per_s) > 180.0:
+        raise ConfigError(f"clip '{clip.name}': turn rate must be a finite number of degrees/s within ±180, got "
+                          f"{turn_deg_per_s}")
+    if cycles < 1:
+        raise ConfigError(f"clip '{clip.name}': cycles must be >= 1, got {cycles}")
+    frames = (clip.num_frames - 1) * cycles + 1 if clip.loop else clip.num_frames
+    base = np.stack([clip.frame(k) for k in range(frames)])
+    theta = np.deg2rad(turn_deg_per_s) * clip.dt * np.arange(frames)
+    out = base.copy()
+    step = np.diff(base[:, :2], axis=0)
+    mid = 0.5 * (theta[:-1] + theta[1:])
+    c, s = np.cos(mid), np.sin(mid)
+    rotated = np.stack([c * step[:, 0] - s * step[:, 1], s * step[:, 0] + c * step[:, 1]], axis=1)
+    out[1:, :2] = base[0, :2] + np.cumsum(rotated, axis=0)
+    yaw = np.stack([np.cos(theta / 2), np.zeros(frames), np.zeros(frames), np.sin(theta / 2)], axis=1)
+    out[:, 3:7] = quat_mul(yaw, base[:, 3:7])
+    name = f"{clip.name}:turn={turn_deg_per_s:g}" + (f",cycles={cycles}" if clip.loop and cycles != 4 else "")
+    return dataclasses.replace(clip, name=name, qpos=out, loop=False)
+
+
+def _parse_derived(text: str) -> tuple[str, dict[str, float]]:
+    """``"walk:turn=30,cycles=4"`` as ("walk", {"turn": 30.0, "cycles": 4.0}); a ConfigError names the syntax."""
+    base, _, spec = text.partition(":")
+    options: dict[str, float] = {}
+    for item in filter(None, spec.split(",")):
+        key, eq, value = item.partition("=")
+        try:
+            if not eq or key.strip() not in ("turn", "cycles"):
+                raise ValueError
+            options[key.strip()] = float(value)
+        except ValueError:
+            raise ConfigError(f"motion clip '{text}': expected CLIP:turn=DEG_PER_S[,cycles=N] (e.g. 'walk:turn=30'), "
+                              f"got '{item}'") from None
+    if "turn" not in options:
+        raise ConfigError(f"motion clip '{text}': a derived clip needs turn=DEG_PER_S (e.g. 'walk:turn=30')")
+    if options.get("cycles", 4) != int(options.get("cycles", 4)):
+        raise ConfigError(f"motion clip '{text}': cycles must be a whole number")
+    return base, options
+
+
 def load_clip(clip: str | Path | MotionClip, model: mujoco.MjModel | None = None) -> MotionClip:
-    """A clip from a DeepMimic name (``"walk"``), a DeepMimic ``.txt`` path or an rlkit ``.npz`` path."""
+    """A clip from a DeepMimic name (``"walk"``), a DeepMimic ``.txt`` path, an rlkit ``.npz`` path, or one of
+    those steered into a turn (``"walk:turn=30"``, ``"run:turn=-20,cycles=6"``: :func:`turned`)."""
     if isinstance(clip, MotionClip):
         result = clip
+    elif ":" in str(clip) and not str(clip).endswith((".txt", ".npz")):
+        base, options = _parse_derived(str(clip))
+        result = turned(load_clip(base, model), options["turn"], int(options.get("cycles", 4)))
     else:
         text = str(clip)
         if text.endswith(".npz"):
