@@ -871,8 +871,9 @@ def _add_bench_command(sub) -> None:
                                        "hyperparameters, budget and threads; writes OUT/<suite>.json and .png and "
                                        "regenerates the suite's section of docs/benchmarks.md. Needs the bench "
                                        "extra (Stable-Baselines3): pip install 'rlkit-toolkit[bench]'.")
-    bench.add_argument("suite", help="a suite (dqn-cartpole, dqn-throughput, atari-collect, replay, sac, sac-her, "
-                                      "sac-her-fetch, ris-antmaze, ris-pointmaze) or all (every suite but the last three: hours each)")
+    bench.add_argument("suite", help="a suite (dqn-cartpole, dqn-throughput, dqn-loop, atari-collect, replay, sac, "
+                                      "sac-her, sac-her-fetch, ris-antmaze, ris-pointmaze, dt) or all (every suite but "
+                                      "the last four: hours each, or, for dt, d3rlpy's own venv)")
     bench.add_argument("--seeds", type=int, default=3, help="repeats (seeds 0..N-1); ratios are per repeat")
     bench.add_argument("--out", default="bench_out")
     bench.add_argument("--threads", type=int, default=1, help="torch threads, the same for both sides")
