@@ -59,7 +59,7 @@ def dqn_pong(args) -> None:
     overrides = [*QUIET, "train.save_buffer=false", f"device={args.device}", f"torch_threads={args.threads}",
                  f"env.num_envs={n}", f"train.total_steps={args.steps}", f"train.learning_starts={args.learning_starts}",
                  "train.replay.capacity=50000", f"train.train_every={n}", f"train.gradient_steps={n // 4}",
-                 f"env.kwargs.num_threads={args.ale_threads}", f"log.log_every={max(100, args.steps // 24)}", "seed=0"]
+                 f"env.kwargs.num_threads={args.ale_threads}", f"log.log_every={max(100, args.steps // 24)}", "seed=0", *args.set]
     cfg = load_config(str(REPO / "configs" / "dqn_pong.yaml"), overrides)
     run_dir = Path(args.out) / f"dqn-pong-{args.device}"
     shutil.rmtree(run_dir, ignore_errors=True)
@@ -67,7 +67,7 @@ def dqn_pong(args) -> None:
     loops.train_online(cfg, run_dir)
     wall = time.perf_counter() - t0
     sps, points = _window_rate(read_metrics(run_dir), args.learning_starts + 1000)
-    emit("dqn-pong", side="rlkit", device=args.device, env_steps_per_s=sps, window_points=points, wall_s=wall,
+    emit("dqn-pong", side="rlkit", device=args.device, overrides=args.set, env_steps_per_s=sps, window_points=points, wall_s=wall,
          num_envs=n, threads=args.threads, steps=args.steps, learning_starts=args.learning_starts)
 
 
@@ -103,9 +103,9 @@ def dt(args) -> None:
     from rlkit.training import loops
 
     overrides = [*QUIET, f"device={args.device}", f"torch_threads={args.threads}", f"train.total_steps={args.steps}",
-                 f"log.log_every={max(25, args.steps // 8)}", "seed=0"]
+                 f"log.log_every={max(25, args.steps // 8)}", "seed=0", *args.set]
     cfg = load_config(str(REPO / "configs" / "dt_hopper_medium.yaml"), overrides)
-    run_dir = Path(args.out) / f"dt-{args.device}"
+    run_dir = Path(args.out) / f"dt-{args.device}-{'-'.join(args.set) or 'default'}"
     shutil.rmtree(run_dir, ignore_errors=True)
     t0 = time.perf_counter()
     loops.train_offline(cfg, run_dir)
@@ -113,7 +113,7 @@ def dt(args) -> None:
     records = read_metrics(run_dir)
     sps, points = _window_rate(records, args.warmup, per_step=cfg.train.batch_size)
     loss = [r.get("loss") for r in records if r["kind"] == "train"][-1:]
-    emit("dt", side="rlkit", device=args.device, samples_per_s=sps, updates_per_s=None if sps is None else
+    emit("dt", side="rlkit", device=args.device, overrides=args.set, samples_per_s=sps, updates_per_s=None if sps is None else
          sps / cfg.train.batch_size, window_points=points, wall_s=wall, steps=args.steps, threads=args.threads,
          last_loss=loss[0] if loss else None)
 
@@ -215,7 +215,7 @@ def mpo_warp(args) -> None:
                  f"device={args.device}", f"torch_threads={args.threads}", "env.backend=warp",
                  f"env.kwargs.device={args.device}", f"env.num_envs={n}", f"train.train_every={n}",
                  f"train.gradient_steps={n}", f"train.total_steps={args.steps}", f"train.eval_every={args.eval_every}",
-                 "log.log_every=1000", "seed=0"]
+                 "log.log_every=1000", "seed=0", *args.set]
     cfg = load_config(str(REPO / "configs" / "mpo_humanoid_walk.yaml"), overrides)
     run_dir = Path(args.out) / f"mpo-warp-{args.device}-{n}"
     shutil.rmtree(run_dir, ignore_errors=True)
@@ -242,6 +242,8 @@ def main() -> None:
     p.add_argument("--sizes", type=int, nargs="+", default=[1024, 4096, 16384])
     p.add_argument("--eval-every", type=int, default=5000)
     p.add_argument("--out", default="gpu_bench_out")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="config overrides for the rlkit parts, e.g. train.precision=bf16 train.compile=true")
     args = p.parse_args()
     defaults = {"dqn-pong": (12000, None), "sb3-pong": (12000, None), "dt": (2000, 500), "d3rlpy-dt": (2000, 500),
                 "warp-env": (30, 3), "mpo-warp": (20000, None)}[args.part]

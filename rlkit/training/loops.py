@@ -15,6 +15,7 @@ Collection conventions (NEXT_STEP autoreset, ``info["raw_reward"]``, ``info["lif
 from __future__ import annotations
 
 import copy
+import contextlib
 import dataclasses
 import math
 import random
@@ -131,7 +132,8 @@ def train_online(cfg: RunConfig, run_dir: Path, resume: bool = False, source: st
                     for _ in range(phases * train.gradient_steps):
                         batch = replay.sample(train.batch_size, beta=linear_schedule(
                             train.replay.beta_start, 1.0, train.total_steps, state.step))
-                        state.add_metrics(agent.update(batch))
+                        with run.update_precision():
+                            state.add_metrics(agent.update(batch))
 
                 # log, evaluate, checkpoint
                 if _crossed(before, state.step, cfg.log.log_every):
@@ -181,7 +183,8 @@ def train_offline(cfg: RunConfig, run_dir: Path, resume: bool = False, source: s
             while state.step < train.total_steps and not run.solved:
                 # update
                 batch = experience.sample(train.batch_size)
-                state.add_metrics(agent.update(batch))
+                with run.update_precision():
+                    state.add_metrics(agent.update(batch))
                 before = state.step
                 state.step += 1
                 stop.poll()  # torchrun: all ranks stop at the same step
@@ -318,6 +321,12 @@ class _Run:
         self.owned.append(closable)
         return closable
 
+    def update_precision(self):
+        """The context of one update: ``torch.autocast`` to bfloat16 under ``train.precision: bf16``, else none."""
+        if self.cfg.train.precision == "bf16":
+            return torch.autocast(self._device_type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
     def clock(self) -> float:
         """Training wall time, cumulative over resumes."""
         return time.perf_counter() - self._started
@@ -341,6 +350,9 @@ class _Run:
             distributed.on_main(self._create)  # everything is built: only now does the run directory appear
         if distributed.active():
             distributed.wrap_agent(agent)  # DDP: gradients averaged across ranks inside backward
+        if cfg.train.compile:  # after DDP, as torch recommends: compile sees the DDP-wrapped parts
+            agent.compile()
+        self._device_type = device.type
         state = self.state
         self._started = time.perf_counter() - state.elapsed
         self._sps_mark = (state.step, time.perf_counter())
