@@ -229,7 +229,10 @@ class HindsightRelabeler:
 
 def env_compute_reward(envs: Any) -> Callable[..., Any] | None:
     """The ``compute_reward`` of a vector env's first sub-env (all sub-envs share their reward settings),
-    or None if it has none or its sub-envs are out of reach (only the sync vector env exposes them)."""
+    or None if it has none or its sub-envs are out of reach (only the sync vector env exposes them). A batched
+    vector env with no sub-envs (the warp backend) answers with its own batched ``compute_reward``."""
+    if callable(getattr(envs, "compute_reward", None)):
+        return envs.compute_reward
     sub_envs = getattr(envs, "envs", None)
     if not sub_envs:
         return None
@@ -237,7 +240,9 @@ def env_compute_reward(envs: Any) -> Callable[..., Any] | None:
 
 
 def env_compute_terminated(envs: Any) -> Callable[..., Any] | None:
-    """The ``compute_terminated`` of a vector env's first sub-env (GoalEnv API), or None."""
+    """The ``compute_terminated`` of a vector env's first sub-env (GoalEnv API), or the vector env's own, or None."""
+    if callable(getattr(envs, "compute_terminated", None)):
+        return envs.compute_terminated
     sub_envs = getattr(envs, "envs", None)
     if not sub_envs:
         return None
