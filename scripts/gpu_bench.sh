@@ -5,14 +5,20 @@
 # warp-lang's library alone is 75 MB compressed: `one` stashes the first part of it and runs Pong and DT, `two`
 # adds the rest and runs the warp backend and MPO on it.
 #     bash scripts/gpu_bench.sh one    (carry .gpu1)     bash scripts/gpu_bench.sh two    (carry .gpu2)
+# Issue the second call at once after the first returns: a machine idle for 30 s is given back, and with it the
+# stash (/root/gpu_stash) that `two` needs. Build .gpu1/ and .gpu2/ here first (a CPU machine with pip access):
+#     RLKIT_D3RLPY_VENV=/work/venvs/d3rlpy MINARI_DATASETS_PATH=... bash scripts/gpu_bench.sh prepare
+# (add "/.gpu1/" and "/.gpu2/" to .git/info/exclude so that only `carry` sends them).
 set -u
 OUT=${OUT:-gpu_bench_out}
+SOURCE_DATASETS=${MINARI_DATASETS_PATH:-$HOME/.minari/datasets}  # `prepare` copies hopper-medium from here
 mkdir -p "$OUT"
 STASH=/root/gpu_stash
 SITE=$STASH/site
 export PYTHONUNBUFFERED=1 MUJOCO_GL=disable PYTHONPATH=$SITE:$PWD MINARI_DATASETS_PATH=$STASH/datasets
-# rlkit's sub-packages live beside rlkit/ (setup.cfg's package_dir): links make the source tree importable
-for p in envs agents bench configs pretrained; do [ -e rlkit/$p ] || ln -s ../$p rlkit/$p; done
+link_packages() {  # on the GPU machine only: rlkit's sub-packages live beside rlkit/ (setup.cfg's package_dir)
+  for p in envs agents bench configs pretrained; do [ -e rlkit/$p ] || ln -s ../$p rlkit/$p; done
+}
 log() { echo "== $(date +%T) $*" | tee -a "$OUT/log.txt"; }
 part() {  # part SECONDS ARGS...: one gpu_bench.py part under a time limit, its output appended to the log
   local limit=$1; shift
@@ -21,7 +27,35 @@ part() {  # part SECONDS ARGS...: one gpu_bench.py part under a time limit, its 
   log "exit $?"
 }
 case "${1:-}" in
+prepare)  # here, not on the GPU machine: wheels for its Python 3.12, d3rlpy's packages, the dataset, warp split
+  set -e
+  PY=${PYTHON:-.venv/bin/python}
+  W="--no-deps --only-binary=:all: --python-version 3.12 --implementation cp"
+  for v in 28 27 17 34 35 31 24; do W="$W --platform manylinux_2_${v}_x86_64"; done
+  W="$W --platform manylinux2014_x86_64 --platform manylinux1_x86_64"
+  rm -rf .gpu1 .gpu2 && mkdir -p .gpu1/whl .gpu1/bin .gpu1/datasets/rlkit .gpu2 /tmp/gpu_prepare
+  $PY -m pip download -q $W -d .gpu1/whl gymnasium==1.4.0 farama-notifications==0.0.6 mujoco==4.0.1 \
+    mujoco-core==4.0.1 glfw pyopengl ale-py==0.12.1 stable-baselines3==2.9.2 minari==0.5.4 shimmy==2.0.1
+  $PY -m pip download -q $W -d .gpu2 mujoco-warp==4.0.0
+  $PY -m pip download -q $W -d /tmp/gpu_prepare warp-lang==1.19.0
+  cp -r "$SOURCE_DATASETS/rlkit/hopper-medium-v0" .gpu1/datasets/rlkit/
+  SP=$(echo "$RLKIT_D3RLPY_VENV"/lib/python3*/site-packages)
+  (cd "$SP" && tar cf - --exclude=__pycache__ d3rlpy d3rlpy-*.dist-info gym gym-*.dist-info gym_notices gymnasium \
+    gymnasium-*.dist-info structlog dataclasses_json marshmallow farama_notifications) | zstd -19 -T0 -q -o .gpu1/d3site.tar.zst
+  cp "$(command -v zstd)" .gpu1/bin/  # the GPU image has no zstd: carry it with the libraries it links
+  for lib in liblz4.so.1 liblzma.so.5; do cp "$(ldconfig -p | grep -m1 "$lib" | awk '{print $NF}')" .gpu1/bin/; done
+  (cd /tmp/gpu_prepare && rm -rf x && mkdir x && cd x && unzip -q ../warp_lang-*.whl && \
+    zstd -19 -T0 -q --long=27 warp/bin/warp.so -o ../warp.so.zst && rm -rf warp/bin warp/examples warp/tests && \
+    tar cf - . | zstd -19 -T0 -q -o ../warp-rest.tar.zst)
+  # warp.so is ~75 MB compressed, over one call's 64 MiB: 23 MB travel with `one`, the rest with `two`
+  head -c 23000000 /tmp/gpu_prepare/warp.so.zst > .gpu1/warp.so.zst.part00
+  tail -c +23000001 /tmp/gpu_prepare/warp.so.zst > .gpu2/warp.so.zst.rest
+  cp /tmp/gpu_prepare/warp-rest.tar.zst .gpu2/
+  du -sb .gpu1 .gpu2  # each plus the repository must stay under 64 MiB
+  exit 0
+  ;;
 one)
+  link_packages
   mkdir -p $STASH $SITE
   cp -r .gpu1/warp.so.zst.part00 .gpu1/bin .gpu1/datasets $STASH/
   export PATH=$STASH/bin:$PATH  # the image has no zstd
@@ -34,6 +68,7 @@ one)
   part 40 dt --device cpu --threads 8 --steps 400 --warmup 100
   ;;
 two)
+  link_packages
   [ -f $STASH/warp.so.zst.part00 ] || { log "the machine is not the one of call one (no stash)"; exit 3; }
   export PATH=$STASH/bin:$PATH
   LD_LIBRARY_PATH=$STASH/bin zstd -dc .gpu2/warp-rest.tar.zst | tar xf - -C $SITE
@@ -45,7 +80,7 @@ two)
   part 170 mpo-warp --device cuda --threads 4 --envs 8 --steps 20000 --eval-every 4000
   cp $STASH/runs/mpo-warp-cuda-8/metrics.jsonl "$OUT/mpo_warp_metrics.jsonl" 2>/dev/null
   ;;
-*) echo "usage: $0 one|two"; exit 2 ;;
+*) echo "usage: $0 prepare|one|two"; exit 2 ;;
 esac
 grep -h '^RESULT' "$OUT/log.txt" > "$OUT/results.jsonl"
 grep -v '^RESULT' "$OUT/log.txt" | grep -i -B2 -A12 'Traceback' | tail -60
