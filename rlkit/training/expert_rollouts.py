@@ -58,7 +58,9 @@ PROPRIO_DIM = 116
 REF_FRAME_DIM = 77
 LABEL_KEY = "expert_actions"
 """The infos key of the clean expert actions (the labels a student learns)."""
-_SHARED_KWARGS_IGNORED = ("clips", "max_episode_steps", "action_mode", "residual_scale")
+_SHARED_KWARGS_IGNORED = ("clips", "max_episode_steps", "min_steps", "action_mode", "residual_scale")
+"""Env kwargs that may differ between experts: which clip, how long an episode runs and from which start frames
+(``min_steps``), and the action mode (converted to absolute PD); the rest shape the observations."""
 
 
 @dataclass
