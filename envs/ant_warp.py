@@ -42,8 +42,9 @@ Where it differs from the CPU env (the closest exact thing that batches):
   capsule less than 60 degrees from the plane) and otherwise takes the world's y axis. The Ant's lower legs stand
   steeper than that, and Ant-v5's friction cone is pyramidal, whose edges follow the tangents: with mujoco-warp's
   own frames every foot contact pushed differently (qvel 0.3 apart after one substep from the same state). The
-  model's contact filter (:meth:`AntMazeWarpEnv._align_capsule_frames`, mujoco-warp's ``callback.contactfilter``,
-  run after every collision pass, RK4 stages included) rewrites those frames as MuJoCo's.
+  model's contact filter (:class:`rlkit.envs.warp_contacts.CapsuleFrameFilter`, shared with the humanoid's backend;
+  mujoco-warp's ``callback.contactfilter``, run after every collision pass, RK4 stages included) rewrites those
+  frames as MuJoCo's.
 * Precision: mujoco-warp computes in float32 (MuJoCo in float64). With MuJoCo's frames, one env step from a shared
   state matches to ~1e-6 in qpos (~1e-4 in the observation) with or without contacts, and 20 steps (1 s) of random
   actions to ~2e-5; after that the Ant's own sensitivity takes over (MuJoCo against itself, joint angles perturbed
@@ -78,6 +79,7 @@ import torch
 
 from rlkit.envs.goal_envs import MAZES, make_ant_maze
 from rlkit.envs.humanoid_warp import MJ_MAXVAL, WARP_INSTALL, _warp_device
+from rlkit.envs.warp_contacts import CapsuleFrameFilter
 from rlkit.errors import ConfigError
 
 MAZE_IDS = {"u": "rlkit/AntMazeU-v0", "medium": "rlkit/AntMazeMedium-v0", "large": "rlkit/AntMazeLarge-v0"}
@@ -167,40 +169,8 @@ class AntMazeWarpEnv(gym.vector.VectorEnv):
         self._terminate_on_success = cpu.terminate_on_success
 
     def _contacts(self, model, d) -> None:
-        """Views of the contact arrays for :meth:`_align_capsule_frames`, installed as the model's contact filter."""
-        import mujoco
-
-        view, dev = self._wp.to_torch, self.device
-        self._con_frame, self._con_geom = view(d.contact.frame), view(d.contact.geom)
-        self._con_world, self._nacon, self._geom_xmat = view(d.contact.worldid), view(d.nacon), view(d.geom_xmat)
-        self._con_rows = torch.arange(self._con_frame.shape[0], device=dev)
-        types = torch.as_tensor(model.geom_type, device=dev)
-        self._is_plane = types == int(mujoco.mjtGeom.mjGEOM_PLANE)
-        self._is_capsule = types == int(mujoco.mjtGeom.mjGEOM_CAPSULE)
-        self._model.callback.contactfilter = self._align_capsule_frames
-
-    def _align_capsule_frames(self, m, d) -> None:
-        """MuJoCo's tangent frame for plane-capsule contacts (called by mujoco-warp after each collision pass).
-
-        MuJoCo's ``mjc_PlaneCapsule`` aligns the first tangent of both contacts with the capsule's axis projected on
-        the plane, whatever the capsule's tilt; mujoco-warp 4.0 does so only while that projection is at least 0.5
-        long and otherwise takes the world's y axis. The Ant's lower legs stand steeper than 60 degrees, and with
-        Ant-v5's pyramidal friction cone the pyramid's edges follow the tangents, so the two engines pushed the feet
-        with different friction forces (qvel 0.3 apart after one substep from the same state). Here every
-        plane-capsule contact gets MuJoCo's frame (rows past ``nacon`` are left alone; no host sync)."""
-        frame, geom = self._con_frame, self._con_geom.long().clamp(0, len(self._is_plane) - 1)  # stale rows: any id
-        plane_first = self._is_plane[geom[:, 0]] & self._is_capsule[geom[:, 1]]
-        capsule_first = self._is_capsule[geom[:, 0]] & self._is_plane[geom[:, 1]]
-        capsule = torch.where(plane_first, geom[:, 1], geom[:, 0])
-        world = self._con_world.long().clamp(0, self.num_envs - 1)
-        axis = self._geom_xmat[world, capsule][:, :, 2]                                   # [C, 3]: the capsule's z
-        normal = frame[:, 0]
-        tangent = axis - normal * (normal * axis).sum(-1, keepdim=True)
-        length = tangent.norm(dim=-1, keepdim=True)
-        use = (plane_first | capsule_first) & (self._con_rows < self._nacon[0]) & (length[:, 0] > 1e-15)
-        tangent = tangent / length.clamp_min(1e-15)
-        aligned = torch.stack([normal, tangent, torch.linalg.cross(normal, tangent)], dim=1)
-        frame.copy_(torch.where(use[:, None, None], aligned, frame))
+        """MuJoCo's plane-capsule contact frames as the model's contact filter (:mod:`rlkit.envs.warp_contacts`)."""
+        self._align_capsule_frames = CapsuleFrameFilter(model, self._model, d).install()
 
     # ---------------------------------------------------------------- goal env methods (HER relabels with them)
 

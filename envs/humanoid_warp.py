@@ -32,6 +32,13 @@ Where it differs from the CPU env (the closest exact thing that batches):
   With ``pd_damping="explicit"`` (unstable at 240 Hz: the servos chatter) the targets and commands still match
   to ~4e-7 but float32 rounding grows along the trajectory (qpos 6e-2 apart after 10 steps of small random
   actions), so trajectories match only with the default implicit damping.
+* Contact frames: a limb capsule (upper arm, forearm, thigh, shin) touching the floor at more than 60 degrees
+  from it (a shin or an upper arm standing on its end) gets a different friction pyramid from mujoco-warp 4.0 than
+  from MuJoCo (the model's cone is pyramidal): qvel up to 0.22 apart after one substep from the same state. It is
+  rare here (the feet, hands and the next limb usually reach the floor first: none in 900 states of falling
+  rollouts, ~3% of random poses), but :class:`rlkit.envs.warp_contacts.CapsuleFrameFilter`, the model's
+  ``callback.contactfilter`` shared with the Ant maze's backend, gives those contacts MuJoCo's frame (its
+  docstring says how the engines differ). Feet (boxes), spheres and flatter capsules match without it.
 * Random streams: ``reset(seed=s)`` seeds one torch generator for all worlds, so the draws have the CPU env's
   distribution, not the streams of gymnasium's per-sub-env seeds ``s + i``. ``reset(options={"clip_index":
   [...], "frame": [...]})`` starts every world at a given reference state (tests, reproducible studies).
@@ -61,6 +68,7 @@ import numpy as np
 import torch
 
 from rlkit.envs.humanoid_imitation import HumanoidImitationEnv
+from rlkit.envs.warp_contacts import CapsuleFrameFilter
 from rlkit.errors import ConfigError
 
 WARP_INSTALL = "pip install 'rlkit-toolkit[warp]' (mujoco-warp==4.0.0 and warp-lang==1.19.0)"
@@ -178,6 +186,7 @@ class HumanoidImitationWarpEnv(gym.vector.VectorEnv):
         self._subtree_com, self._site_xpos = view(d.subtree_com), view(d.site_xpos)
         self._cleared = [view(getattr(d, f)) for f in ("qacc_warmstart", "act", "qfrc_applied", "xfrc_applied",
                                                         "time") if getattr(d, f).size > 0]
+        self._contact_filter = CapsuleFrameFilter(cpu.model, self._model, d).install()  # MuJoCo's capsule frames
         self._tables()
         self._clip = torch.zeros(n, dtype=torch.long, device=self.device)
         self._k = torch.zeros_like(self._clip)

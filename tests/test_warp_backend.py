@@ -7,7 +7,9 @@ the first step ever compiles warp's kernels for ~30 s, cached in ~/.cache/warp).
 Tolerances of the match (mujoco-warp computes in float32, MuJoCo in float64; 8 physics substeps per env step,
 stiff PD servos): qpos 1e-4, observation 5e-3 absolute (its largest entries, joint velocities, are O(10)),
 reward and termination error 1e-4; termination and truncation flags equal. Measured over 12 steps: qpos <= 1.1e-5,
-observation <= 8.6e-4, reward <= 1.2e-6.
+observation <= 8.6e-4, reward <= 1.2e-6. From fallen and contact states (rollouts that fall, random poses on a limb),
+one physics substep and one env step match as well once plane-capsule contacts get MuJoCo's frame
+(:class:`rlkit.envs.warp_contacts.CapsuleFrameFilter`); ``TOL_CONTACT_STEP`` says what was measured.
 """
 
 from __future__ import annotations
@@ -24,6 +26,10 @@ from rlkit.errors import ConfigError
 KWARGS = {"clips": ["walk"], "max_episode_steps": 38, "residual_scale": 0.3}
 FRAMES = np.array([3, 10, 20])
 TOL = {"qpos": 1e-4, "obs": 5e-3, "reward": 1e-4, "termination_error": 1e-4}
+TOL_CONTACT_STEP = {"substep": {"qpos": 1e-5, "qvel": 1e-3}, "env step": {"qpos": 1e-4, "qvel": 1e-2}}
+"""One step from floor-contact states (``test_one_step_from_floor_contact_states_matches_mujoco``); measured over 996
+states (scripts/warp_humanoid_contacts.py): substep 4.8e-7 / 2.3e-4, env step 2.8e-5 / 3.7e-3, the last where a
+contact's distance reaches 0 within the step and float32 keeps the contact one substep longer than float64."""
 
 
 # ------------------------------------------------------------------------ config errors (no mujoco-warp needed)
@@ -226,5 +232,57 @@ def test_several_clips_match_and_draw_in_proportion():
             results = [env.step(a) for env, a in zip(cpus, actions[:2])]
             np.testing.assert_allclose(obs_w[:2], np.stack([r[0] for r in results]), atol=TOL["obs"], rtol=0)
             np.testing.assert_allclose(rew_w[:2], [r[1] for r in results], atol=TOL["reward"], rtol=0)
+    finally:
+        envs.close()
+
+
+def _contacts_script():
+    """scripts/warp_humanoid_contacts.py as a module (its state makers and one-step comparisons)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "warp_humanoid_contacts", Path(__file__).resolve().parents[1] / "scripts" / "warp_humanoid_contacts.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_one_step_from_floor_contact_states_matches_mujoco():
+    """Both sims at the same state (qpos, qvel, ctrl; zero warmstart), one physics substep and one env step (8
+    substeps, same ctrl), at states with floor contacts of every kind: MuJoCo rollouts that fall (zero control,
+    random torques, the env's PD tracking with random actions) and random poses resting on a limb capsule, half of
+    them steeper than 60 degrees. With the capsule frame filter (installed by the env) all match to float32
+    rounding; without it the steep capsules get mujoco-warp 4.0's own friction pyramid and are far apart (measured
+    at 48 steep states: filter 8.8e-6 qvel after a substep, 2.0e-6 after an env step; without it 0.22 / 0.33;
+    scripts/warp_humanoid_contacts.py has the table per contact kind)."""
+    pytest.importorskip("mujoco_warp")
+    from rlkit.envs.humanoid_imitation import HumanoidImitationEnv
+    from rlkit.envs.humanoid_warp import HumanoidImitationWarpEnv
+
+    script = _contacts_script()
+    cpu = HumanoidImitationEnv(**KWARGS, action_mode="pd_residual")
+    states = script.rollout_states(cpu, rollouts=3, steps=60, every=10, torque=0.3, seed=0)
+    states += script.pose_states(cpu, count=12, torque=0.3, seed=0)
+    envs = HumanoidImitationWarpEnv(num_envs=len(states), device="cpu", **KWARGS, action_mode="pd_residual")
+    try:
+        assert envs._model.callback.contactfilter is envs._contact_filter
+        for substeps, tol in ((1, TOL_CONTACT_STEP["substep"]), (cpu.physics_substeps, TOL_CONTACT_STEP["env step"])):
+            ref = script.mujoco_steps(cpu.model, states, substeps)
+            classes = np.array([r[2] for r in ref])
+            q_c, v_c = np.stack([r[0] for r in ref]), np.stack([r[1] for r in ref])
+            q_w, v_w = script.warp_steps(envs, states, substeps)
+            qpos_err, qvel_err = np.abs(q_w - q_c).max(1), np.abs(v_w - v_c).max(1)
+            print(f"{substeps} substep(s): max qpos error {qpos_err.max():.1e}, max qvel error {qvel_err.max():.1e}")
+            assert (classes == "capsule >=60").sum() >= 6 and (classes == "capsule <60").sum() >= 6
+            assert (classes == "box/sphere").sum() >= 2
+            assert qpos_err.max() <= tol["qpos"] and qvel_err.max() <= tol["qvel"]
+        steep = classes == "capsule >=60"
+        envs._model.callback.contactfilter = None  # mujoco-warp's own plane-capsule frames
+        q_w, v_w = script.warp_steps(envs, states, 1)
+        ref = script.mujoco_steps(cpu.model, states, 1)
+        qvel_err = np.abs(v_w - np.stack([r[1] for r in ref])).max(1)
+        print(f"without the filter, one substep: max qvel error {qvel_err[steep].max():.1e} at steep capsules, "
+              f"{qvel_err[~steep].max():.1e} elsewhere")
+        assert qvel_err[steep].max() > 1e-2 and qvel_err[~steep].max() <= TOL_CONTACT_STEP["substep"]["qvel"]
     finally:
         envs.close()
