@@ -3,6 +3,7 @@
 end-to-end CPC — Illing, Ventura, Bellec, Gerstner, NeurIPS 2021).
 
     nice -n 10 python scripts/linear_probe.py --out runs/linear-probe --seeds 0 1 2 --steps 300
+    # --per-block: also probe each block of the encoder (where CLAPP's local losses keep the state, or lose it)
 
 1. A pixel dataset with the true state per step: CartPole-v1 rendered (``render_mode="rgb_array"``), the band
    the cart and pole move in (rows 150-330 of 400) averaged to grey 5x5 blocks, the current and the previous
@@ -174,6 +175,33 @@ def features(encoder, obs: np.ndarray, batch: int = 256) -> np.ndarray:
     return np.concatenate(out)
 
 
+def block_features(encoder, obs: np.ndarray, batch: int = 256) -> list[np.ndarray]:
+    """Every block's output (CLAPP's blocks, :func:`rlkit.auxiliary.clapp.encoder_blocks`), flattened: ``[N, D_l]``
+    per block, the last one the encoder's features."""
+    import torch
+
+    from rlkit.auxiliary.clapp import encoder_blocks
+
+    blocks = encoder_blocks(encoder)
+    encoder.eval()
+    out: list[list[np.ndarray]] = [[] for _ in blocks]
+    with torch.no_grad():
+        for i in range(0, len(obs), batch):
+            x = torch.as_tensor(obs[i:i + batch])
+            for b, block in enumerate(blocks):
+                x = block(x)
+                out[b].append(x.reshape(len(x), -1).double().numpy())
+    return [np.concatenate(o) for o in out]
+
+
+def effective_rank(feats: np.ndarray) -> float:
+    """exp of the entropy of the normalised squared singular values of the centred features (Roy & Vetterli
+    2007): 1 for features on a line, D for isotropic ones; a collapse check."""
+    s = np.linalg.svd(feats - feats.mean(0), compute_uv=False) ** 2
+    p = s[s > 0] / s.sum()
+    return float(np.exp(-(p * np.log(p)).sum()))
+
+
 def build_encoder(space, encoder: dict, seed: int, weights: Path | None):
     import torch
 
@@ -247,6 +275,9 @@ def main() -> None:
     parser.add_argument("--raw-pixels", action="store_true",
                         help="also probe the raw pixels, averaged over 2x2 blocks (a reference row; full size, the "
                              "ridge's SVD took over 10 minutes on 2 loaded cores)")
+    parser.add_argument("--per-block", action="store_true",
+                        help="also probe every block's output (flattened; CLAPP's blocks) and report its share of "
+                             "dead units (never positive) and effective rank (on every 4th observation)")
     args = parser.parse_args()
 
     out = Path(args.out)
@@ -279,6 +310,16 @@ def main() -> None:
             module = build_encoder(data.observation_space, encoder, seed, weights)
             result = probe(features(module, obs), states, episode)
             result.update(method=method, seed=seed, pretrain_seconds=seconds, probe_seconds=time.perf_counter() - t0)
+            if args.per_block:
+                result["blocks"] = []
+                for b, f in enumerate(block_features(module, obs)):
+                    live = f[:, f.std(0) > 1e-8]
+                    r = probe(live, states, episode)
+                    result["blocks"].append({"dim": int(f.shape[1]), "dead": float((f.max(0) <= 0).mean()),
+                                             "effective_rank": effective_rank(live[::4]), **r})
+                    print(f"{method:18s} s{seed}  block {b}: {f.shape[1]} units, dead {result['blocks'][-1]['dead']:.2f}, "
+                          f"effective rank {result['blocks'][-1]['effective_rank']:.1f}, R2 mean {r['r2_mean']:.3f}  "
+                          + "  ".join(f"{k} {v:.3f}" for k, v in r["r2"].items()), flush=True)
             results["runs"].append(result)
             print(f"{method:18s} s{seed}  R2 mean {result['r2_mean']:.3f}  "
                   + "  ".join(f"{k} {v:.3f}" for k, v in result["r2"].items())
