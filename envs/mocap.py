@@ -474,7 +474,8 @@ def _parse_derived(text: str) -> tuple[str, dict[str, float]]:
                               f"got '{item}'") from None
     if "turn" not in options:
         raise ConfigError(f"motion clip '{text}': a derived clip needs turn=DEG_PER_S (e.g. 'walk:turn=30')")
-    if options.get("cycles", 4) != int(options.get("cycles", 4)):
+    cycles = options.get("cycles", 4.0)
+    if not np.isfinite(cycles) or cycles != int(cycles):
         raise ConfigError(f"motion clip '{text}': cycles must be a whole number")
     return base, options
 

@@ -276,13 +276,16 @@ class TrainConfig:
     """Collect with Ray actors (:class:`RolloutsConfig`); None (the default): in the learner's process."""
     compile: bool = False
     """``torch.compile`` every trained module part before training (``Agent.compile``; checkpoints, targets and
-    exports keep the plain modules). Off by default: on this project's 2-core CPU box (inductor backend) it made
+    exports keep the plain modules; under torchrun it wraps the DDP-wrapped parts). Acting and evaluation use the
+    compiled parts too (other batch sizes: more compiles). Off by default: on this project's 2-core CPU box (inductor backend) it made
     updates slower — DT 0.70x, DQN 0.75x — after 144 s / 21 s of compiling (docs/benchmarks.md, "Update
     options"); on a GPU, where the updates measured are launch-bound, it is the option to try (not yet measured)."""
     precision: Literal["fp32", "bf16"] = "fp32"
-    """``bf16``: each update runs under ``torch.autocast(dtype=torch.bfloat16)`` (matmuls and convolutions in
-    bfloat16, reductions, losses and the optimizer's state in float32; no loss scaling needed, bf16 has float32's
-    range). ``fp32`` (default): plain float32, what every shipped result used. Measured on the 2-core box (AMD
+    """``bf16``: each update runs under ``torch.autocast(dtype=torch.bfloat16)``: matmuls and convolutions in
+    bfloat16, the optimizer's state and step in float32 (no loss scaling needed: bf16 has float32's range); which
+    other ops stay float32 is the device's autocast list — on CUDA softmax, norms and losses, on CPU fewer (softmax,
+    layer_norm and logsumexp of bf16 inputs stay bf16 there). The cached bf16 weight copies are dropped after every
+    optimizer step (``Agent.optimize``), so a network stepped earlier in an update is read afresh. ``fp32`` (default): plain float32, what every shipped result used. Measured on the 2-core box (AMD
     EPYC with avx512_bf16): the Decision Transformer's update 2.13x faster in bf16, DQN's CartPole MLP 0.97x;
     not the default until a learning run shows bf16 reaches the same scores."""
 

@@ -47,7 +47,8 @@ def test_zero_turn_is_the_unrolled_clip(model):
 
 @pytest.mark.parametrize("name, words", [("walk:turn=abc", "expected CLIP:turn"), ("walk:speed=2", "expected CLIP:turn"),
                                          ("walk:turn=400", "within"), ("walk:turn=10,cycles=0", "cycles"),
-                                         ("walk:turn=10,cycles=1.5", "whole"), ("wakl:turn=10", "did you mean")])
+                                         ("walk:turn=10,cycles=1.5", "whole"),
+                                         ("walk:turn=10,cycles=inf", "whole"), ("walk:turn=nan", "within"), ("wakl:turn=10", "did you mean")])
 def test_bad_derived_clip_names_are_config_errors(model, name, words):
     with pytest.raises(ConfigError, match=words):
         load_clip(name, model)

@@ -70,3 +70,46 @@ def test_options_refused_for_sb3_and_checked():
         load_config(str(configs_dir() / "sb3_ppo_cartpole.yaml"), ["train.compile=true"])
     with pytest.raises(ConfigError, match="precision"):
         load_config(str(configs_dir() / "dqn_cartpole.yaml"), ["train.precision=fp16"])
+
+
+def _cartpole_dqn():
+    import gymnasium as gym
+
+    from rlkit.training.build import build_agent
+
+    cfg = load_config(str(configs_dir() / "dqn_cartpole.yaml"), ["device=cpu"])
+    env = gym.make("CartPole-v1")
+    return build_agent(cfg, env.observation_space, env.action_space, torch.device("cpu"))
+
+
+def test_wrappers_stack_so_compile_after_ddp_keeps_ddp():
+    """torchrun + train.compile: compile must wrap the DDP-wrapped part, not replace it by the plain module."""
+    agent = _cartpole_dqn()
+    plain = agent.parts.modules["q_net"]
+
+    class First(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+    class Second(First):
+        pass
+
+    agent.wrap_trainable(First)
+    agent.wrap_trainable(Second)
+    assert isinstance(agent.q_net, Second) and isinstance(agent.q_net.inner, First) and agent.q_net.inner.inner is plain
+    assert agent.parts.modules["q_net"] is plain  # checkpoints and targets still read the plain module
+
+
+def test_forward_after_an_optimizer_step_inside_bf16_autocast_sees_the_new_weights():
+    """Autocast caches bf16 weight copies for its whole context; an update that steps one network and then runs it
+    again (RIS: the critic after its step) must not read the old copy."""
+    agent = _cartpole_dqn()
+    x = torch.randn(32, 4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        before = agent.q_net(x).float()
+        loss = (agent.q_net(x).float() - 100.0).pow(2).mean()
+        agent.optimize("q_net", loss) if "q_net" in agent.parts.optimizers else agent.optimize(
+            next(iter(agent.parts.optimizers)), loss)
+        after = agent.q_net(x).float()
+    assert not torch.equal(before, after)

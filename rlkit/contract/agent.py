@@ -335,6 +335,9 @@ class Agent:
         if max_grad_norm is not None:
             norm = nn.utils.clip_grad_norm_(self.parts.optimizer_params(optimizer), max_grad_norm)
         spec.optimizer.step()
+        if torch.is_autocast_enabled(self.device.type):  # train.precision bf16: autocast keeps a bf16 copy of each
+            torch.clear_autocast_cache()                   # weight until its context ends; forwards later in this
+                                                           # update (RIS's critic after its step) must see the new ones
         for copy, tau in self.parts.momentum_updates(optimizer):  # EMA copies (CURL's key encoder) follow their source
             self.parts.update_target(copy, tau)
         return norm
@@ -432,8 +435,10 @@ class Agent:
     def wrap_trainable(self, wrap: Callable[[nn.Module], nn.Module]) -> None:
         """Replace every trained (non-target, non-momentum) module part by ``wrap(part)`` — DDP, or
         ``torch.compile`` — keeping checkpoints, export and targets on the unwrapped modules."""
-        for name, wrapped in self.parts.wrap_trainable(wrap).items():
-            setattr(self, name, wrapped)
+        # wrap what the agent holds now, so wrappers stack (torch.compile over DDP), while parts.modules keeps the
+        # plain modules that checkpoints, targets and exports read
+        for name in self.parts.wrap_trainable(lambda module: module):
+            setattr(self, name, wrap(getattr(self, name, self.parts.modules[name])))
 
     def compile(self, **kwargs: Any) -> None:
         """``torch.compile`` every trained module part (``kwargs`` go to ``torch.compile``)."""
