@@ -78,7 +78,7 @@ import numpy as np
 import torch
 
 from rlkit.envs.goal_envs import MAZES, make_ant_maze
-from rlkit.envs.humanoid_warp import MJ_MAXVAL, WARP_INSTALL, _warp_device
+from rlkit.envs.humanoid_warp import MJ_MAXVAL, _warp_device, import_warp
 from rlkit.envs.warp_contacts import CapsuleFrameFilter
 from rlkit.errors import ConfigError
 
@@ -94,19 +94,7 @@ class AntMazeWarpEnv(gym.vector.VectorEnv):
     def __init__(self, num_envs: int = 1, device: str = "auto", nconmax: int = 32, njmax: int = 128,
                  max_episode_steps: int | None = None, render_mode: str | None = None, maze: str = "u",
                  eval_goal: bool = False, **env_kwargs: Any):
-        _warp_device(device)  # a bad device is one line before anything is imported or built
-        try:
-            import warp as wp
-
-            wp.config.quiet = True  # no start banner
-            wp.config.log_level = max(wp.config.log_level, wp.LOG_WARNING)  # no line per kernel module loaded
-            import mujoco_warp as mjw
-        except ImportError as exc:
-            raise ConfigError(f"env.backend=warp needs mujoco-warp ({exc}); install it: {WARP_INSTALL}") from None
-        if render_mode is not None:
-            raise ConfigError(f"the warp backend does not render (render_mode={render_mode!r}); use env.backend: mujoco")
-        if int(num_envs) < 1:
-            raise ConfigError(f"num_envs must be >= 1, got {num_envs}")
+        mjw, wp = import_warp(device, num_envs, render_mode)
         if maze not in MAZES:
             raise ConfigError(f"env.kwargs.maze must be one of {sorted(MAZES)}, got {maze!r}")
         if max_episode_steps is None:

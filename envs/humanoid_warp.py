@@ -143,6 +143,25 @@ def _warp_device(device: Any) -> torch.device:
 # ------------------------------------------------------------------------ the vector env
 
 
+def import_warp(device: Any, num_envs: int, render_mode: str | None):
+    """(mujoco_warp, warp) for a warp backend, quiet, after the checks every backend makes first: the device, a
+    missing install (the line names the extra), rendering (none) and ``num_envs`` >= 1, each one ConfigError."""
+    _warp_device(device)  # a bad device is one line before anything is imported or built
+    try:
+        import warp as wp
+
+        wp.config.quiet = True  # no start banner
+        wp.config.log_level = max(wp.config.log_level, wp.LOG_WARNING)  # no line per kernel module loaded
+        import mujoco_warp as mjw
+    except ImportError as exc:
+        raise ConfigError(f"env.backend=warp needs mujoco-warp ({exc}); install it: {WARP_INSTALL}") from None
+    if render_mode is not None:
+        raise ConfigError(f"the warp backend does not render (render_mode={render_mode!r}); use env.backend: mujoco")
+    if int(num_envs) < 1:
+        raise ConfigError(f"num_envs must be >= 1, got {num_envs}")
+    return mjw, wp
+
+
 class HumanoidImitationWarpEnv(gym.vector.VectorEnv):
     """``num_envs`` humanoid imitation worlds on one mujoco-warp ``Data``; see the module docstring."""
 
@@ -150,19 +169,7 @@ class HumanoidImitationWarpEnv(gym.vector.VectorEnv):
 
     def __init__(self, num_envs: int = 1, device: str = "auto", nconmax: int = 64, njmax: int = 256,
                  render_mode: str | None = None, **env_kwargs: Any):
-        _warp_device(device)  # a bad device is one line before anything is imported or built
-        try:
-            import warp as wp
-
-            wp.config.quiet = True  # no start banner
-            wp.config.log_level = max(wp.config.log_level, wp.LOG_WARNING)  # no line per kernel module loaded
-            import mujoco_warp as mjw
-        except ImportError as exc:
-            raise ConfigError(f"env.backend=warp needs mujoco-warp ({exc}); install it: {WARP_INSTALL}") from None
-        if render_mode is not None:
-            raise ConfigError(f"the warp backend does not render (render_mode={render_mode!r}); use env.backend: mujoco")
-        if int(num_envs) < 1:
-            raise ConfigError(f"num_envs must be >= 1, got {num_envs}")
+        mjw, wp = import_warp(device, num_envs, render_mode)
         self._mjw, self._wp = mjw, wp
         self.cpu_env = cpu = HumanoidImitationEnv(**env_kwargs)  # the model with its servos, the clips' tables
         self.num_envs = n = int(num_envs)
