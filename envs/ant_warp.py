@@ -78,7 +78,7 @@ import numpy as np
 import torch
 
 from rlkit.envs.goal_envs import MAZES, make_ant_maze
-from rlkit.envs.humanoid_warp import MJ_MAXVAL, _warp_device, import_warp
+from rlkit.envs.humanoid_warp import MJ_MAXVAL, _warp_device, import_warp, put_worlds
 from rlkit.envs.warp_contacts import CapsuleFrameFilter
 from rlkit.errors import ConfigError
 
@@ -114,13 +114,8 @@ class AntMazeWarpEnv(gym.vector.VectorEnv):
         self.device = _warp_device(device)
         ant = cpu.inner.ant_env
         self._frame_skip = int(ant.frame_skip)
-        wp.init()
-        self._wp_device = wp.device_from_torch(self.device)
-        with wp.ScopedDevice(self._wp_device):
-            self._model = mjw.put_model(ant.model)
-            self._data = mjw.make_data(ant.model, nworld=n, nconmax=int(nconmax), njmax=int(njmax))
-        self._stream = wp.stream_from_torch(torch.cuda.current_stream(self.device)) if self.device.type == "cuda" \
-            else None
+        self._wp_device, self._model, self._data, self._stream = put_worlds(wp, mjw, ant.model, self.device, n,
+                                                                            nconmax, njmax)
         d = self._data
         view = wp.to_torch  # zero-copy torch views of the worlds' state
         self._qpos, self._qvel, self._qacc, self._ctrl = view(d.qpos), view(d.qvel), view(d.qacc), view(d.ctrl)

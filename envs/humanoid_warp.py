@@ -162,6 +162,18 @@ def import_warp(device: Any, num_envs: int, render_mode: str | None):
     return mjw, wp
 
 
+def put_worlds(wp, mjw, mj_model, device: torch.device, num_worlds: int, nconmax: int, njmax: int):
+    """(warp device, mujoco-warp Model, Data of ``num_worlds`` worlds, warp stream or None) for ``mj_model`` on
+    ``device``; on CUDA warp launches on torch's current stream, so the zero-copy torch views stay ordered."""
+    wp.init()
+    wp_device = wp.device_from_torch(device)
+    with wp.ScopedDevice(wp_device):
+        model = mjw.put_model(mj_model)
+        data = mjw.make_data(mj_model, nworld=int(num_worlds), nconmax=int(nconmax), njmax=int(njmax))
+    stream = wp.stream_from_torch(torch.cuda.current_stream(device)) if device.type == "cuda" else None
+    return wp_device, model, data, stream
+
+
 class HumanoidImitationWarpEnv(gym.vector.VectorEnv):
     """``num_envs`` humanoid imitation worlds on one mujoco-warp ``Data``; see the module docstring."""
 
@@ -179,13 +191,8 @@ class HumanoidImitationWarpEnv(gym.vector.VectorEnv):
         self.action_space = gym.vector.utils.batch_space(cpu.action_space, n)
         self.metadata = {**self.metadata, "render_fps": cpu.metadata["render_fps"]}
         self.device = _warp_device(device)
-        wp.init()
-        self._wp_device = wp.device_from_torch(self.device)
-        with wp.ScopedDevice(self._wp_device):
-            self._model = mjw.put_model(cpu.model)
-            self._data = mjw.make_data(cpu.model, nworld=n, nconmax=int(nconmax), njmax=int(njmax))
-        self._stream = wp.stream_from_torch(torch.cuda.current_stream(self.device)) if self.device.type == "cuda" \
-            else None
+        self._wp_device, self._model, self._data, self._stream = put_worlds(wp, mjw, cpu.model, self.device, n,
+                                                                            nconmax, njmax)
         d = self._data
         view = wp.to_torch  # zero-copy torch views of the worlds' state
         self._qpos, self._qvel, self._qacc, self._ctrl = view(d.qpos), view(d.qvel), view(d.qacc), view(d.ctrl)
