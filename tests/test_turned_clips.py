@@ -34,7 +34,8 @@ def test_turned_clip_turns_at_the_rate_and_keeps_speed_height_and_joints(model, 
     np.testing.assert_allclose(turning.qpos[:, 7:], base[:, 7:], atol=1e-12)  # re-normalised quaternions
     # the path bends to the side of the turn: positive rates end left of the straight line (its +y side here)
     straight_dir = base[-1, :2] - base[0, :2]
-    side = np.cross(straight_dir, turning.qpos[-1, :2] - turning.qpos[0, :2])
+    end = turning.qpos[-1, :2] - turning.qpos[0, :2]
+    side = straight_dir[0] * end[1] - straight_dir[1] * end[0]  # z of the 2-D cross product
     assert np.sign(side) == np.sign(rate)
 
 
