@@ -70,7 +70,6 @@ Where it differs from the CPU env (the closest exact thing that batches):
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 import gymnasium as gym
@@ -78,7 +77,7 @@ import numpy as np
 import torch
 
 from rlkit.envs.goal_envs import MAZES, make_ant_maze
-from rlkit.envs.humanoid_warp import MJ_MAXVAL, _warp_device, import_warp, put_worlds
+from rlkit.envs.humanoid_warp import MJ_MAXVAL, _warp_device, import_warp, put_worlds, warp_scope
 from rlkit.envs.warp_contacts import CapsuleFrameFilter
 from rlkit.errors import ConfigError
 
@@ -265,11 +264,7 @@ class AntMazeWarpEnv(gym.vector.VectorEnv):
     # ---------------------------------------------------------------- gym vector API
 
     def _warp_scope(self):
-        stack = contextlib.ExitStack()
-        stack.enter_context(self._wp.ScopedDevice(self._wp_device))
-        if self._stream is not None:  # warp's kernels on torch's stream: the torch views stay ordered with them
-            stack.enter_context(self._wp.ScopedStream(self._stream))
-        return stack
+        return warp_scope(self._wp, self._wp_device, self._stream)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         """All worlds start anew: at random starts and goals (seeded by ``seed``), at upstream's ``goal_cell`` /

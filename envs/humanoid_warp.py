@@ -174,6 +174,18 @@ def put_worlds(wp, mjw, mj_model, device: torch.device, num_worlds: int, nconmax
     return wp_device, model, data, stream
 
 
+def warp_scope(wp, wp_device, stream):
+    """The context warp's launches of one backend run in: its device, and on CUDA torch's stream, so the zero-copy
+    torch views stay ordered with the kernels."""
+    import contextlib
+
+    stack = contextlib.ExitStack()
+    stack.enter_context(wp.ScopedDevice(wp_device))
+    if stream is not None:
+        stack.enter_context(wp.ScopedStream(stream))
+    return stack
+
+
 class HumanoidImitationWarpEnv(gym.vector.VectorEnv):
     """``num_envs`` humanoid imitation worlds on one mujoco-warp ``Data``; see the module docstring."""
 
@@ -407,13 +419,7 @@ class HumanoidImitationWarpEnv(gym.vector.VectorEnv):
     # ---------------------------------------------------------------- gym vector API
 
     def _warp_scope(self):
-        import contextlib
-
-        stack = contextlib.ExitStack()
-        stack.enter_context(self._wp.ScopedDevice(self._wp_device))
-        if self._stream is not None:  # warp's kernels on torch's stream: the torch views stay ordered with them
-            stack.enter_context(self._wp.ScopedStream(self._stream))
-        return stack
+        return warp_scope(self._wp, self._wp_device, self._stream)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         """All worlds start anew: at random reference states (seeded by ``seed``), or at ``options["clip_index"]``

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 
-import numpy as np
 import torch
+
+from bench_warp import time_vector_steps  # scripts/: the same timing for both warp backends
 
 from rlkit.config import EnvConfig
 from rlkit.training.build import make_vector_env
@@ -31,25 +31,8 @@ def measure(backend: str, n: int, steps: int, warmup: int, device: str, raw_fram
     build_s = time.perf_counter() - t0
     if raw_frames:
         envs._model.callback.contactfilter = None
-    rng = np.random.default_rng(0)
-    actions = rng.uniform(-1.0, 1.0, (warmup + steps, n, envs.single_action_space.shape[0])).astype(np.float32)
-    envs.reset(seed=0)
-    t0 = time.perf_counter()
-    for t in range(warmup):
-        envs.step(actions[t])
-    warmup_s = time.perf_counter() - t0
-    load = os.getloadavg()[0]
-    t0 = time.perf_counter()
-    ended = 0
-    for t in range(warmup, warmup + steps):
-        _, _, terminated, truncated, _ = envs.step(actions[t])
-        ended += int((terminated | truncated).sum())
-    seconds = time.perf_counter() - t0
-    envs.close()
     name = backend + (" (mujoco-warp's own contact frames)" if raw_frames else "")
-    return {"backend": name, "num_envs": n, "steps": steps, "seconds": seconds, "env_steps_per_s": n * steps / seconds,
-            "ms_per_vector_step": 1000 * seconds / steps, "build_s": build_s, "warmup_s": warmup_s,
-            "episodes_ended": ended, "load_1min": load}
+    return {"backend": name, "num_envs": n, "steps": steps, "build_s": build_s, **time_vector_steps(envs, steps, warmup)}
 
 
 def main() -> None:
