@@ -6,8 +6,9 @@ evaluation return, env steps per second (wall) and CPU seconds per run, then mea
 
     nice -n 10 python scripts/bench_curl.py --out runs/bench-curl --seeds 0 1 2
 
-``--steps`` shortens every run (the config's total_steps otherwise); ``--threads`` caps torch's threads (1: a fair
-share of a small shared machine). Thin: the runs are ordinary rlkit runs, each in ``<out>/<variant>-s<seed>``.
+``--steps`` sets every run's length, evaluated ``--evals`` times (the config's total_steps otherwise);
+``--eval-episodes`` the greedy episodes per evaluation; ``--threads`` caps torch's threads (1: a fair share of a
+small shared machine). Thin: the runs are ordinary rlkit runs, each in ``<out>/<variant>-s<seed>``.
 """
 
 from __future__ import annotations
@@ -38,10 +39,13 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def one_run(config: dict, variant: str, seed: int, steps: int | None, out: Path) -> dict:
+def one_run(config: dict, variant: str, seed: int, steps: int | None, out: Path, eval_episodes: int | None = None,
+            evals: int = 4) -> dict:
     overrides = {**VARIANTS[variant], "seed": seed}
     if steps is not None:
-        overrides.update({"train.total_steps": steps, "train.eval_every": steps // 4, "train.checkpoint_every": steps})
+        overrides.update({"train.total_steps": steps, "train.eval_every": steps // evals, "train.checkpoint_every": steps})
+    if eval_episodes is not None:
+        overrides["train.eval_episodes"] = eval_episodes
     run_dir = out / f"{variant}-s{seed}"
     wall, cpu = time.perf_counter(), cpu_seconds()
     rlkit.train(config, run_dir=run_dir, overrides=overrides)
@@ -76,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--evals", type=int, default=4, help="evaluations per run when --steps is given")
+    parser.add_argument("--eval-episodes", type=int, default=None, help="greedy episodes per evaluation (the config's otherwise)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     config = yaml.safe_load(args.config.read_text())
@@ -83,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for seed in args.seeds:  # seed-major: a cut-short run still has every variant of the first seeds
         for variant in args.variants:
-            rows.append(one_run(config, variant, seed, args.steps, args.out))
+            rows.append(one_run(config, variant, seed, args.steps, args.out, args.eval_episodes, args.evals))
             print(json.dumps(rows[-1]), flush=True)
     print(table(rows))
     (args.out / "table.md").write_text(table(rows) + "\n")
