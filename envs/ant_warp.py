@@ -10,9 +10,11 @@ expects and the contract of :func:`rlkit.envs.goal_envs.make_ant_maze` (its modu
 goal reward, termination on success (xy distance < 0.5), truncation at the registered episode length (600 steps
 for the U), ``info["is_success"]`` and ``info["goal_distance"]``, and the same keyword arguments, plus ``device``
 (``auto``: ``cuda`` when torch sees a GPU, else warp's ``cpu`` device), ``nconmax`` (contacts per world),
-``njmax`` (constraint rows per world) and ``max_episode_steps``. The physics is mujoco-warp's ``step`` (the Ant's
-RK4, ``frame_skip`` = 5 substeps per env step) on one ``mujoco_warp.Data`` of ``num_envs`` worlds built from the
-CPU env's own ``MjModel`` (gymnasium-robotics' generated maze MJCF), so walls, floor and Ant are the same model.
+``njmax`` (constraint rows per world), ``max_episode_steps`` and ``cuda_graph`` (``auto``: on CUDA a step's
+substeps replay as one CUDA graph, :class:`rlkit.envs.humanoid_warp.StepGraph`). The physics is mujoco-warp's
+``step`` (the Ant's RK4, ``frame_skip`` = 5 substeps per env step) on one ``mujoco_warp.Data`` of ``num_envs``
+worlds built from the CPU env's own ``MjModel`` (gymnasium-robotics' generated maze MJCF), so walls, floor and Ant
+are the same model.
 Everything around it runs batched on the same device, on torch views of warp's arrays (``warp.to_torch``,
 zero-copy):
 
@@ -77,7 +79,7 @@ import numpy as np
 import torch
 
 from rlkit.envs.goal_envs import MAZES, make_ant_maze
-from rlkit.envs.humanoid_warp import MJ_MAXVAL, _warp_device, import_warp, put_worlds, warp_scope
+from rlkit.envs.humanoid_warp import MJ_MAXVAL, StepGraph, _warp_device, import_warp, put_worlds, warp_scope
 from rlkit.envs.warp_contacts import CapsuleFrameFilter
 from rlkit.errors import ConfigError
 
@@ -92,7 +94,7 @@ class AntMazeWarpEnv(gym.vector.VectorEnv):
 
     def __init__(self, num_envs: int = 1, device: str = "auto", nconmax: int = 32, njmax: int = 128,
                  max_episode_steps: int | None = None, render_mode: str | None = None, maze: str = "u",
-                 eval_goal: bool = False, **env_kwargs: Any):
+                 eval_goal: bool = False, cuda_graph: str | bool = "auto", **env_kwargs: Any):
         mjw, wp = import_warp(device, num_envs, render_mode)
         if maze not in MAZES:
             raise ConfigError(f"env.kwargs.maze must be one of {sorted(MAZES)}, got {maze!r}")
@@ -122,6 +124,9 @@ class AntMazeWarpEnv(gym.vector.VectorEnv):
         self._cleared = [view(getattr(d, f)) for f in ("qacc_warmstart", "act", "qfrc_applied", "xfrc_applied",
                                                         "time", "cfrc_ext") if getattr(d, f).size > 0]
         self._contacts(ant.model, d)
+        self._step_graph = StepGraph(wp, self.device, cuda_graph)  # the frame_skip substeps, on CUDA one graph
+        self._command = self._ctrl.clone()  # a step's clamped action: the substeps' fixed input
+        self._bad = torch.zeros(n, dtype=torch.bool, device=self.device)  # and their fixed output
         self._tables(cpu, ant)
         self._goal = torch.zeros(n, 2, dtype=torch.float32, device=self.device)
         self._steps = torch.zeros(n, dtype=torch.long, device=self.device)
@@ -298,15 +303,9 @@ class AntMazeWarpEnv(gym.vector.VectorEnv):
         resetting = self._autoreset.clone()
         before = self._qpos.clone(), self._qvel.clone()
         with self._warp_scope():
-            self._ctrl.copy_(torch.maximum(torch.minimum(action, self._ctrl_high), self._ctrl_low))  # MuJoCo's clamp
-            bad = torch.zeros(self.num_envs, dtype=torch.bool, device=self.device)
-            for _ in range(self._frame_skip):
-                self._mjw.step(self._model, self._data)
-                bad |= ~(self._qacc.abs() <= MJ_MAXVAL).all(dim=1)  # NaN compares False
-            if self._contact_forces:
-                self._mjw.rne_postconstraint(self._model, self._data)  # cfrc_ext, as Gymnasium after mj_step
-            bad |= ~torch.isfinite(self._qpos).all(dim=1) | ~torch.isfinite(self._qvel).all(dim=1)
-            diverged = bad & ~resetting
+            self._command.copy_(torch.maximum(torch.minimum(action, self._ctrl_high), self._ctrl_low))  # MuJoCo's clamp
+            self._step_graph(self._substeps)
+            diverged = self._bad & ~resetting
             self._steps += 1
             if diverged.any():  # back to the state before the step (module docstring)
                 steps = self._steps.clone()
@@ -319,6 +318,18 @@ class AntMazeWarpEnv(gym.vector.VectorEnv):
             reward = torch.where(resetting, torch.zeros_like(reward), reward)
             self._autoreset = terminated | truncated
             return self._outputs(reward, terminated, truncated, diverged)
+
+    def _substeps(self) -> None:
+        """``frame_skip`` mujoco-warp steps of all worlds under ``self._command``; ``self._bad``: which diverged."""
+        self._ctrl.copy_(self._command)
+        bad = torch.zeros(self.num_envs, dtype=torch.bool, device=self.device)
+        for _ in range(self._frame_skip):
+            self._mjw.step(self._model, self._data)
+            bad |= ~(self._qacc.abs() <= MJ_MAXVAL).all(dim=1)  # NaN compares False
+        if self._contact_forces:
+            self._mjw.rne_postconstraint(self._model, self._data)  # cfrc_ext, as Gymnasium after mj_step
+        bad |= ~torch.isfinite(self._qpos).all(dim=1) | ~torch.isfinite(self._qvel).all(dim=1)
+        self._bad.copy_(bad)
 
     def close_extras(self, **kwargs: Any) -> None:
         self.cpu_env.close()

@@ -8,7 +8,8 @@ It is a gymnasium :class:`~gymnasium.vector.VectorEnv` with the NEXT_STEP autore
 expects, the observation, action and reward of :class:`rlkit.envs.humanoid_imitation.HumanoidImitationEnv`
 (its docstring holds the contract and the CoMic reward's equations) and the same keyword arguments, plus
 ``device`` (``auto``: ``cuda`` when torch sees a GPU, else warp's ``cpu`` device), ``nconmax`` (contacts per
-world) and ``njmax`` (constraint rows per world). The physics is mujoco-warp's ``step`` on one
+world), ``njmax`` (constraint rows per world) and ``cuda_graph`` (``auto``: on CUDA the physics substeps of a step
+are replayed as one CUDA graph, :class:`StepGraph`). The physics is mujoco-warp's ``step`` on one
 ``mujoco_warp.Data`` of ``num_envs`` worlds; everything around it runs batched on the same device on torch views
 of warp's arrays (``warp.to_torch``, zero-copy):
 
@@ -186,13 +187,84 @@ def warp_scope(wp, wp_device, stream):
     return stack
 
 
+class StepGraph:
+    """The physics substeps of a warp backend, run eagerly or replayed as one CUDA graph.
+
+    Why: on the H200 one vector step of the humanoid took ~100 ms at 1k, 4k and 16k worlds alike
+    (docs/benchmarks.md, "GPU rows on a lent H200"): ``mjw.step`` issues hundreds of small kernels per substep and
+    the step was bound by launching them, not by the worlds' arithmetic. A CUDA graph records the substep loop once
+    (warp's kernels, the contact-frame filter's and the servos' torch ops, all on one stream) and replays it with
+    one launch, which is how mujoco-warp's own benchmark reaches its published rates.
+
+    ``body`` must read and write only tensors and warp arrays whose storage stays put (the worlds' ``Data``,
+    buffers allocated once), with Python control flow that does not change between calls: a graph replays the
+    recorded kernels on the recorded addresses. The recipe is warp's for torch-initiated captures: torch's
+    ``torch.cuda.graph`` owns the capture (its private memory pool serves the torch ops' temporaries) on a side
+    stream that warp launches on, and ``wp.capture_begin(external=True)`` tells warp a capture is under way.
+
+    ``mode``: ``"auto"`` captures on CUDA and runs eagerly on warp's CPU device; ``True`` requires CUDA (a
+    ConfigError otherwise); ``False`` always runs eagerly. The first call runs eagerly (it loads the kernels), the
+    second captures and then replays, every later call replays. A capture that fails (a host sync inside
+    ``body`` in some mujoco-warp version, say) warns once and falls back to eager steps on ``"auto"``, and raises
+    on ``True``.
+    """
+
+    def __init__(self, wp, device: torch.device, mode: str | bool = "auto"):
+        if mode not in ("auto", True, False):
+            raise ConfigError(f"cuda_graph must be 'auto', true or false, got {mode!r}")
+        if mode is True and device.type != "cuda":
+            raise ConfigError(f"cuda_graph=true needs a CUDA device, the warp backend runs on {device}; use "
+                              "cuda_graph: auto (graphs on CUDA, eager steps elsewhere) or device: cuda")
+        self._wp, self._device, self._mode = wp, device, mode
+        self.enabled = device.type == "cuda" and mode is not False
+        """Whether calls are (to be) replayed as a CUDA graph; False after a failed ``"auto"`` capture."""
+        self._graph: Any = None
+        self._calls = 0
+
+    def __call__(self, body) -> None:
+        self._calls += 1
+        if not self.enabled or self._calls == 1:
+            body()
+            return
+        if self._graph is None:
+            self._graph = self._capture(body)
+            if self._graph is None:  # "auto" and the capture failed: this and later calls run eagerly
+                body()
+                return
+        self._graph.replay()
+
+    def _capture(self, body):
+        import warnings
+
+        wp = self._wp
+        stream = torch.cuda.Stream(device=self._device)
+        stream.wait_stream(torch.cuda.current_stream(self._device))
+        graph = torch.cuda.CUDAGraph()
+        try:
+            with wp.ScopedStream(wp.stream_from_torch(stream)), torch.cuda.graph(graph, stream=stream):
+                wp.capture_begin(force_module_load=False, external=True)
+                try:
+                    body()
+                finally:
+                    wp.capture_end()
+        except Exception as exc:  # noqa: BLE001 - reported, then eager steps (or raised on cuda_graph=true)
+            if self._mode is True:
+                raise RuntimeError(f"capturing the warp substeps as a CUDA graph failed: {exc}") from exc
+            warnings.warn(f"warp backend: capturing the physics substeps as a CUDA graph failed ({exc}); stepping "
+                          "eagerly (set cuda_graph: false to silence this)", RuntimeWarning, stacklevel=3)
+            self.enabled = False
+            return None
+        torch.cuda.current_stream(self._device).wait_stream(stream)
+        return graph
+
+
 class HumanoidImitationWarpEnv(gym.vector.VectorEnv):
     """``num_envs`` humanoid imitation worlds on one mujoco-warp ``Data``; see the module docstring."""
 
     metadata = {"autoreset_mode": gym.vector.AutoresetMode.NEXT_STEP, "render_modes": []}
 
     def __init__(self, num_envs: int = 1, device: str = "auto", nconmax: int = 64, njmax: int = 256,
-                 render_mode: str | None = None, **env_kwargs: Any):
+                 render_mode: str | None = None, cuda_graph: str | bool = "auto", **env_kwargs: Any):
         mjw, wp = import_warp(device, num_envs, render_mode)
         self._mjw, self._wp = mjw, wp
         self.cpu_env = cpu = HumanoidImitationEnv(**env_kwargs)  # the model with its servos, the clips' tables
@@ -213,6 +285,10 @@ class HumanoidImitationWarpEnv(gym.vector.VectorEnv):
         self._cleared = [view(getattr(d, f)) for f in ("qacc_warmstart", "act", "qfrc_applied", "xfrc_applied",
                                                         "time") if getattr(d, f).size > 0]
         self._contact_filter = CapsuleFrameFilter(cpu.model, self._model, d).install()  # MuJoCo's capsule frames
+        self._step_graph = StepGraph(wp, self.device, cuda_graph)
+        self._target = self._qpos.clone()   # a step's PD targets: the substeps' (and their graph's) fixed input,
+        self._command = self._ctrl.clone()  # or its torques in ``torque`` mode
+        self._diverged = torch.zeros(n, dtype=torch.bool, device=self.device)  # and their fixed output
         self._tables()
         self._clip = torch.zeros(n, dtype=torch.long, device=self.device)
         self._k = torch.zeros_like(self._clip)
@@ -307,13 +383,25 @@ class HumanoidImitationWarpEnv(gym.vector.VectorEnv):
         return target
 
     def _simulate(self, action: torch.Tensor) -> torch.Tensor:
-        """``physics_substeps`` mujoco-warp steps of all worlds; returns which worlds diverged (see the docstring)."""
+        """``physics_substeps`` mujoco-warp steps of all worlds; returns which worlds diverged (see the docstring).
+
+        The substeps read the step's command from ``self._target`` (PD targets) or ``self._command`` (torques, in
+        ``torque`` mode) and write the divergence flags to ``self._diverged``, both allocated once, so that
+        :class:`StepGraph` can replay them as one CUDA graph."""
+        if self.cpu_env.action_mode == "torque":
+            self._command.copy_(action)
+        else:
+            self._target.copy_(self._pd_target(action))
+        self._step_graph(self._substeps)
+        return self._diverged.clone()
+
+    def _substeps(self) -> None:
         cpu, m, d = self.cpu_env, self._model, self._data
+        target = self._target
         bad = torch.zeros(self.num_envs, dtype=torch.bool, device=self.device)
-        target = self._pd_target(action) if cpu.action_mode != "torque" else None
         for _ in range(cpu.physics_substeps):
-            if target is None:
-                self._ctrl.copy_(action)
+            if cpu.action_mode == "torque":
+                self._ctrl.copy_(self._command)
             elif cpu.pd_damping == "implicit":
                 self._ctrl.copy_(self._kp * self._joint_diff(self._qpos, target))
             else:
@@ -321,7 +409,8 @@ class HumanoidImitationWarpEnv(gym.vector.VectorEnv):
                 self._ctrl.copy_((tau / self._gear).clamp(-1.0, 1.0))
             self._mjw.step(m, d)
             bad |= ~(self._qacc.abs() <= MJ_MAXVAL).all(dim=1)  # NaN compares False
-        return bad | ~torch.isfinite(self._qpos).all(dim=1) | ~torch.isfinite(self._qvel).all(dim=1)
+        bad |= ~torch.isfinite(self._qpos).all(dim=1) | ~torch.isfinite(self._qvel).all(dim=1)
+        self._diverged.copy_(bad)
 
     def _set_reference_state(self, mask: torch.Tensor) -> None:
         """Worlds in ``mask``: what ``mj_resetData`` leaves, then the reference ``qpos`` / ``qvel`` of their frame."""

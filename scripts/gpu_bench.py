@@ -7,7 +7,7 @@ its own process under a time limit, so a part that fails or runs long costs only
     python scripts/gpu_bench.py sb3-pong --device cuda        # SB3 DQN, same settings
     python scripts/gpu_bench.py dt --device cuda              # rlkit Decision Transformer: training samples/s
     python scripts/gpu_bench.py d3rlpy-dt --device cuda       # d3rlpy 2.8.1 DT, same model (PYTHONPATH: d3rlpy's)
-    python scripts/gpu_bench.py warp-env --sizes 1024 4096    # humanoid imitation on mujoco-warp: env steps/s
+    python scripts/gpu_bench.py warp-env --sizes 1024 4096    # humanoid on mujoco-warp: env steps/s, eager vs graph
     python scripts/gpu_bench.py mpo-warp --device cuda        # MPO on the warp backend: walk clip, wall time
 
 Pong and DT use the settings of ``rlkit bench dqn-throughput`` and ``rlkit bench dt`` (equal hyperparameters,
@@ -154,8 +154,12 @@ def d3rlpy_dt(args) -> None:
 
 
 def warp_env(args) -> None:
-    """Humanoid imitation on mujoco-warp at each ``--sizes`` worlds: env steps/s of the full vector step (physics,
-    reference, reward, observation, autoreset, one host copy) and of the physics alone (device-synchronised)."""
+    """Humanoid imitation on mujoco-warp at each ``--sizes`` worlds and each ``--graph`` mode (``off``: eager
+    launches; ``auto``: the substeps replayed as one CUDA graph, envs/humanoid_warp.py ``StepGraph``): env steps/s
+    of the full vector step (physics, reference, reward, observation, autoreset, one host copy) and of the physics
+    alone (device-synchronised). With both modes, the two runs take the same actions from the same seeded reset,
+    and the row of the second says how far apart their last observations are (a graph replays the same kernels,
+    so only mujoco-warp's own run-to-run differences should show)."""
     import numpy as np
     import torch
 
@@ -167,40 +171,49 @@ def warp_env(args) -> None:
 
     torch.set_num_threads(args.threads)
     for n in args.sizes:
-        t0 = time.perf_counter()
-        envs = make_vector_env(EnvConfig(id="rlkit/HumanoidImitation-v0", num_envs=n,
-                                         kwargs=dict(KWARGS, device=args.device), backend="warp"))
-        build_s = time.perf_counter() - t0
-        rng = np.random.default_rng(0)
-        actions = rng.uniform(-1, 1, (4, n, envs.single_action_space.shape[0])).astype(np.float32)
-        envs.reset(seed=0)
-        t0 = time.perf_counter()
-        for t in range(args.warmup):
-            envs.step(actions[t % 4])
-        warmup_s = time.perf_counter() - t0
-        sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
-        sync()
-        t0 = time.perf_counter()
-        for t in range(args.steps):
-            envs.step(actions[t % 4])
-        sync()
-        step_s = (time.perf_counter() - t0) / args.steps
-        inner = envs.unwrapped if hasattr(envs, "unwrapped") else envs
-        action = torch.as_tensor(actions[0], device=inner.device)
-        with inner._warp_scope():
+        last_obs = {}
+        for mode in args.graph:
+            t0 = time.perf_counter()
+            kwargs = dict(KWARGS, device=args.device, cuda_graph={"off": False, "auto": "auto", "on": True}[mode])
+            envs = make_vector_env(EnvConfig(id="rlkit/HumanoidImitation-v0", num_envs=n, kwargs=kwargs,
+                                             backend="warp"))
+            build_s = time.perf_counter() - t0
+            rng = np.random.default_rng(0)
+            actions = rng.uniform(-1, 1, (4, n, envs.single_action_space.shape[0])).astype(np.float32)
+            envs.reset(seed=0)
+            t0 = time.perf_counter()
+            for t in range(args.warmup):
+                envs.step(actions[t % 4])
+            warmup_s = time.perf_counter() - t0
+            sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
             sync()
             t0 = time.perf_counter()
-            for _ in range(args.steps):
-                inner._simulate(action)
+            for t in range(args.steps):
+                obs = envs.step(actions[t % 4])[0]
             sync()
-        physics_s = (time.perf_counter() - t0) / args.steps
-        substeps = inner.cpu_env.physics_substeps
-        emit("warp-env", device=args.device, num_envs=n, env_steps_per_s=n / step_s, ms_per_vector_step=1e3 * step_s,
-             physics_env_steps_per_s=n / physics_s, physics_steps_per_s=n * substeps / physics_s,
-             substeps=substeps, build_s=build_s, warmup_s=warmup_s, timed_steps=args.steps)
-        envs.close()
-        del envs, inner
-        torch.cuda.empty_cache() if torch.cuda.is_available() else None
+            step_s = (time.perf_counter() - t0) / args.steps
+            last_obs[mode] = np.array(obs, copy=True)
+            inner = envs.unwrapped if hasattr(envs, "unwrapped") else envs
+            action = torch.as_tensor(actions[0], device=inner.device)
+            with inner._warp_scope():
+                sync()
+                t0 = time.perf_counter()
+                for _ in range(args.steps):
+                    inner._simulate(action)
+                sync()
+            physics_s = (time.perf_counter() - t0) / args.steps
+            substeps = inner.cpu_env.physics_substeps
+            agree = None
+            if len(last_obs) == 2:
+                a, b = last_obs.values()
+                agree = {"obs_max_abs_diff": float(np.nanmax(np.abs(a - b))), "obs_nan": int(np.isnan(b).sum())}
+            emit("warp-env", device=args.device, num_envs=n, graph=mode, graph_active=bool(inner._step_graph.enabled),
+                 env_steps_per_s=n / step_s, ms_per_vector_step=1e3 * step_s, physics_env_steps_per_s=n / physics_s,
+                 physics_steps_per_s=n * substeps / physics_s, substeps=substeps, build_s=build_s,
+                 warmup_s=warmup_s, timed_steps=args.steps, graph_vs_eager=agree)
+            envs.close()
+            del envs, inner
+            torch.cuda.empty_cache() if torch.cuda.is_available() else None
 
 
 def mpo_warp(args) -> None:
@@ -240,6 +253,8 @@ def main() -> None:
     p.add_argument("--envs", type=int, default=8)
     p.add_argument("--ale-threads", type=int, default=4)
     p.add_argument("--sizes", type=int, nargs="+", default=[1024, 4096, 16384])
+    p.add_argument("--graph", nargs="+", default=["off", "auto"], choices=["off", "auto", "on"],
+                   help="warp-env: the env's cuda_graph modes to measure at each size (off: eager launches)")
     p.add_argument("--eval-every", type=int, default=5000)
     p.add_argument("--out", default="gpu_bench_out")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",

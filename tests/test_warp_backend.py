@@ -91,6 +91,30 @@ def test_bad_device_is_a_config_error(monkeypatch):
         make_vector_env(EnvConfig(id="rlkit/HumanoidImitation-v0", backend="warp", kwargs={**KWARGS, "device": "gpu"}))
 
 
+def test_step_graph_modes_on_cpu():
+    """``cuda_graph``: a bad value or ``true`` off CUDA is one ConfigError; ``auto`` on the CPU device runs the
+    substeps eagerly on every call (nothing is captured; capture itself is measured by scripts/gpu_bench.py
+    warp-env on a GPU, which compares graph and eager states)."""
+    import torch
+
+    from rlkit.envs.humanoid_warp import StepGraph
+
+    with pytest.raises(ConfigError, match="cuda_graph must be 'auto', true or false, got 'yes'"):
+        StepGraph(None, torch.device("cpu"), "yes")
+    with pytest.raises(ConfigError, match="cuda_graph=true needs a CUDA device.*cpu"):
+        StepGraph(None, torch.device("cpu"), True)
+    for mode in ("auto", False):
+        graph, calls = StepGraph(None, torch.device("cpu"), mode), []
+        for _ in range(3):
+            graph(lambda: calls.append(1))
+        assert not graph.enabled and len(calls) == 3
+    from rlkit.envs.humanoid_warp import HumanoidImitationWarpEnv
+
+    pytest.importorskip("mujoco_warp")
+    with pytest.raises(ConfigError, match="cuda_graph=true needs a CUDA device"):
+        HumanoidImitationWarpEnv(num_envs=1, device="cpu", cuda_graph=True, **KWARGS)
+
+
 def test_default_backend_is_mujoco():
     cfg = build_run_config({"agent": {"name": "mpo"}, "env": {"id": "rlkit/HumanoidImitation-v0"}})
     assert cfg.env.backend == "mujoco"
