@@ -192,9 +192,11 @@ class StepGraph:
 
     Why: on the H200 one vector step of the humanoid took ~100 ms at 1k, 4k and 16k worlds alike
     (docs/benchmarks.md, "GPU rows on a lent H200"): ``mjw.step`` issues hundreds of small kernels per substep and
-    the step was bound by launching them, not by the worlds' arithmetic. A CUDA graph records the substep loop once
-    (warp's kernels, the contact-frame filter's and the servos' torch ops, all on one stream) and replays it with
-    one launch, which is how mujoco-warp's own benchmark reaches its published rates.
+    the step was bound by launching them, not by the worlds' arithmetic. Eagerly, the constraint solver's loop
+    (``wp.capture_while`` in mujoco-warp's ``solver.py``) also reads its count of unconverged worlds on the host
+    once per iteration. A CUDA graph records the substep loop once (warp's kernels, the contact-frame filter's and
+    the servos' torch ops, all on one stream; the solver loop as a conditional node) and replays it with one
+    launch, which is how mujoco-warp's own benchmark (``testspeed.py``) reaches its published rates.
 
     ``body`` must read and write only tensors and warp arrays whose storage stays put (the worlds' ``Data``,
     buffers allocated once), with Python control flow that does not change between calls: a graph replays the
