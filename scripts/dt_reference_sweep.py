@@ -7,7 +7,9 @@ normalised scores (0 = uniform random, 100 = our expert; rlkit.training.referenc
 Each run is `rlkit train` of configs/dt_<env>_<level>.yaml or configs/bc_mujoco_reference.yaml (with
 agent.top_fraction=0.1 for 10%-BC) with train.total_steps=--steps (the DT's warm-up scaled to a fifth of it when
 shorter than the paper's 10k), evaluated at the end over --episodes episodes. Runs that exist under --out are read,
-not trained again. Writes OUT/results.json and prints a markdown table (mean ± std over seeds, per seed).
+not trained again. ``--set KEY=VALUE ...`` adds overrides to every run (``train.precision=bf16``: the bf16 learning
+check of docs/benchmarks.md, "Update options"). Writes OUT/results.json and prints a markdown table (mean ± std
+over seeds, per seed).
 """
 
 from __future__ import annotations
@@ -27,14 +29,16 @@ REPO = Path(__file__).resolve().parents[1]
 METHODS = ("dt", "bc", "bc10")
 
 
-def run_args(method: str, name: str, seed: int, steps: int, episodes: int, run_dir: Path) -> list[str]:
+def run_args(method: str, name: str, seed: int, steps: int, episodes: int, run_dir: Path,
+             extra_overrides: list[str] = ()) -> list[str]:
     from rlkit.training.reference import reference
 
     ref = reference(name)
     env_stem, level = name.rsplit("-v", 1)[0].split("-", 1)
     common = [f"train.total_steps={steps}", f"train.eval_every={steps}", f"train.eval_episodes={episodes}",
               f"train.checkpoint_every={steps}", "log.progress=false", "log.tensorboard=false",
-              f"log.log_every={max(steps // 20, 1)}", "--seed", str(seed), "--run-dir", str(run_dir)]
+              f"log.log_every={max(steps // 20, 1)}", *extra_overrides, "--seed", str(seed),
+              "--run-dir", str(run_dir)]
     if method == "dt":
         config = REPO / "configs" / f"dt_{env_stem}_{level.replace('-', '_')}.yaml"
         warmup = min(10_000, max(steps // 5, 1))
@@ -62,7 +66,7 @@ def train_one(job: tuple[str, str, int], args: argparse.Namespace) -> tuple[tupl
         return job, done, 0.0
     start = time.perf_counter()
     cmd = [sys.executable, "-m", "rlkit.cli", "train", *run_args(method, name, seed, args.steps, args.episodes,
-                                                                 run_dir)]
+                                                                 run_dir, args.set)]
     log = (args.out / f"{name}-{method}-s{seed}.log").open("w")
     proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ})
     if proc.returncode != 0:
@@ -79,6 +83,8 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=10)
     parser.add_argument("--parallel", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("runs/dt-sweep"))
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="overrides for every run, e.g. train.precision=bf16 (use a separate --out)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     from rlkit.training.reference import reference
