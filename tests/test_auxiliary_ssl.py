@@ -317,6 +317,55 @@ def test_drq_on_dqn_pixels_smoke_and_refused_on_vectors() -> None:
         _build("dqn", VECTOR, DISCRETE, [], drq_k=1, drq_m=1)
 
 
+def test_drq_dqn_target_and_loss_against_hand_computed_views(monkeypatch) -> None:
+    """DrQ's equations for DQN (Kostrikov et al. 2020, eqs. 3-4): with K views f(s', nu_k) the target is
+    y = r + gamma^n (1/K) sum_k Q_target(f(s', nu_k), argmax_a Q(f(s', nu_k), a)), and the loss averages the
+    Huber error of Q(f(s, mu_m), a) against that one y over M views. With shifts of 0 pixels it is plain DQN to
+    float rounding; with fixed, known shifts (patched) it is the average computed here view by view."""
+    import torch.nn.functional as F
+
+    import rlkit.auxiliary.augment as augment
+
+    batch = _transitions(PIXELS, DISCRETE, n=6)
+    plain = _build("dqn", PIXELS, DISCRETE, [], double=True)
+    zero_pad = _build("dqn", PIXELS, DISCRETE, [], double=True, drq_k=2, drq_m=3, drq_pad=0)
+    torch.testing.assert_close(zero_pad.td_target(batch), plain.td_target(batch), rtol=1e-6, atol=1e-6)
+    loss_plain, loss_zero = plain.update(batch)["loss"], zero_pad.update(batch)["loss"]
+    torch.testing.assert_close(loss_zero, loss_plain, rtol=1e-6, atol=1e-6)
+
+    calls = []
+
+    def offsets(n, high, device):  # known per-row offsets in [0, 2 * pad]: rows, then columns, call after call
+        calls.append(n)
+        return (torch.arange(n) * (2 + len(calls)) + len(calls)) % (high + 1)
+
+    monkeypatch.setattr(augment, "_offsets", offsets)
+    agent = _build("dqn", PIXELS, DISCRETE, [], double=True, drq_k=2, drq_m=3, drq_pad=4)
+
+    def views(x, n, call):  # the n views drq_views makes on its call-th random_shift (1-based), row by row
+        rows = x.repeat(n, 1, 1, 1)
+        r = (torch.arange(len(rows)) * (2 + 2 * call - 1) + 2 * call - 1) % 9
+        c = (torch.arange(len(rows)) * (2 + 2 * call) + 2 * call) % 9
+        padded = F.pad(rows.float(), (4, 4, 4, 4), mode="replicate")
+        out = torch.stack([padded[i, :, r[i]:r[i] + 64, c[i]:c[i] + 64] for i in range(len(rows))])
+        return out.to(x.dtype)
+
+    B = len(batch.rewards)
+    with torch.no_grad():
+        next_views = views(batch.next_obs, 2, 1)                                   # [K * B, ...]
+        a_star = agent.q_net(next_views).argmax(dim=1, keepdim=True)
+        bootstrap = agent.target_net(next_views).gather(1, a_star).squeeze(1).view(2, B).mean(dim=0)
+        expected_target = batch.rewards + batch.discounts * bootstrap
+        q = agent.q_net(views(batch.obs, 3, 2)).gather(1, batch.actions.long().view(-1, 1).repeat(3, 1))
+        expected_loss = F.huber_loss(q.view(3, B), expected_target.expand(3, B), delta=agent.cfg.huber_delta)
+    calls.clear()
+    torch.testing.assert_close(agent.td_target(batch), expected_target, rtol=1e-6, atol=1e-6)
+    calls.clear()
+    metrics = agent.update(batch)  # td_target's shift is call 1, the loss's call 2
+    assert calls == [2 * B, 2 * B, 3 * B, 3 * B]
+    torch.testing.assert_close(metrics["loss"], expected_loss, rtol=1e-6, atol=1e-6)
+
+
 def test_clapp_blocks_of_the_impala_resnet_stay_local() -> None:
     from rlkit.contract.networks import EncoderConfig
 
