@@ -90,7 +90,7 @@ def quat_mul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def quat_conj(q: torch.Tensor) -> torch.Tensor:
-    return q * q.new_tensor([1.0, -1.0, -1.0, -1.0])
+    return torch.cat([q[..., :1], -q[..., 1:]], dim=-1)  # no host constant: it runs inside CUDA graph captures
 
 
 def quat_to_rotvec(q: torch.Tensor) -> torch.Tensor:
@@ -221,6 +221,7 @@ class StepGraph:
         self.enabled = device.type == "cuda" and mode is not False
         """Whether calls are (to be) replayed as a CUDA graph; False after a failed ``"auto"`` capture."""
         self._graph: Any = None
+        self._keep: tuple = ()  # what the graph's replays need alive: its memory pool and warp's Graph
         self._calls = 0
 
     def __call__(self, body) -> None:
@@ -236,27 +237,41 @@ class StepGraph:
         self._graph.replay()
 
     def _capture(self, body):
+        """Record ``body`` once. Every torch allocation inside it comes from a memory pool of its own
+        (``use_mem_pool``), not only those torch attributes to the capture: mujoco-warp's solver loop
+        (``wp.capture_while``) pauses and resumes the stream capture, and the caching allocator routes a
+        block to the graph's pool by capture id, so a temporary made after a resume could otherwise come from
+        (and go back to) the ordinary pool, where eager code would reuse memory the replays still write."""
         import warnings
 
-        wp = self._wp
-        stream = torch.cuda.Stream(device=self._device)
-        stream.wait_stream(torch.cuda.current_stream(self._device))
-        graph = torch.cuda.CUDAGraph()
+        wp, device = self._wp, self._device
+        stream = torch.cuda.Stream(device=device)
+        stream.wait_stream(torch.cuda.current_stream(device))
+        graph, pool = torch.cuda.CUDAGraph(), torch.cuda.MemPool()
+        failure: list[BaseException] = []
         try:
-            with wp.ScopedStream(wp.stream_from_torch(stream)), torch.cuda.graph(graph, stream=stream):
-                wp.capture_begin(force_module_load=False, external=True)
+            with wp.ScopedStream(wp.stream_from_torch(stream)), \
+                    torch.cuda.graph(graph, pool=pool.id, stream=stream, capture_error_mode="thread_local"):
+                wp.capture_begin(force_module_load=False, external=True, capture_mode=wp.CaptureMode.THREAD_LOCAL)
                 try:
-                    body()
+                    with torch.cuda.use_mem_pool(pool, device=device):
+                        body()
+                except BaseException as exc:  # the first error: ending the capture may raise again
+                    failure.append(exc)
+                    raise
                 finally:
-                    wp.capture_end()
+                    warp_graph = wp.capture_end()
         except Exception as exc:  # noqa: BLE001 - reported, then eager steps (or raised on cuda_graph=true)
+            cause = failure[0] if failure else exc
             if self._mode is True:
-                raise RuntimeError(f"capturing the warp substeps as a CUDA graph failed: {exc}") from exc
-            warnings.warn(f"warp backend: capturing the physics substeps as a CUDA graph failed ({exc}); stepping "
-                          "eagerly (set cuda_graph: false to silence this)", RuntimeWarning, stacklevel=3)
+                raise RuntimeError(f"capturing the warp substeps as a CUDA graph failed: {cause!r}") from cause
+            warnings.warn(f"warp backend: capturing the physics substeps as a CUDA graph failed ({cause!r}); "
+                          "stepping eagerly (set cuda_graph: false to silence this)", RuntimeWarning, stacklevel=3)
             self.enabled = False
             return None
-        torch.cuda.current_stream(self._device).wait_stream(stream)
+        wp.synchronize_device(wp.device_from_torch(device))  # runs the frees warp deferred during the capture
+        torch.cuda.current_stream(device).wait_stream(stream)
+        self._keep = (pool, warp_graph)  # warp's Graph holds the kernel modules the recorded launches use
         return graph
 
 

@@ -203,6 +203,14 @@ def warp_env(args) -> None:
                 sync()
             physics_s = (time.perf_counter() - t0) / args.steps
             substeps = inner.cpu_env.physics_substeps
+            sentinels_ok = None
+            if inner._step_graph.enabled:  # memory the replays write must not be handed to eager tensors
+                sentinels = [torch.full((k,), 7.0, device=inner.device) for k in (1, 997, 65536, 4_000_000)]
+                for t in range(3):
+                    envs.step(actions[t % 4])
+                sync()
+                sentinels_ok = all(bool((x == 7.0).all()) for x in sentinels)
+                del sentinels
             agree = None
             if len(last_obs) == 2:
                 a, b = last_obs.values()
@@ -210,7 +218,7 @@ def warp_env(args) -> None:
             emit("warp-env", device=args.device, num_envs=n, graph=mode, graph_active=bool(inner._step_graph.enabled),
                  env_steps_per_s=n / step_s, ms_per_vector_step=1e3 * step_s, physics_env_steps_per_s=n / physics_s,
                  physics_steps_per_s=n * substeps / physics_s, substeps=substeps, build_s=build_s,
-                 warmup_s=warmup_s, timed_steps=args.steps, graph_vs_eager=agree)
+                 warmup_s=warmup_s, timed_steps=args.steps, graph_vs_eager=agree, sentinels_unchanged=sentinels_ok)
             envs.close()
             del envs, inner
             torch.cuda.empty_cache() if torch.cuda.is_available() else None
