@@ -31,6 +31,7 @@ VARIANTS = {
     "dqn": {},
     "dqn+curl": {"agent.aux": [{"name": "curl", "weight": 1.0}]},
     "dqn+drq": {"agent.drq_k": 2, "agent.drq_m": 2},
+    "dqn+drq1": {"agent.drq_k": 1, "agent.drq_m": 1},  # the paper's Atari 100k setting (K = M = 1)
 }
 
 
@@ -40,8 +41,8 @@ def cpu_seconds() -> float:
 
 
 def one_run(config: dict, variant: str, seed: int, steps: int | None, out: Path, eval_episodes: int | None = None,
-            evals: int = 4) -> dict:
-    overrides = {**VARIANTS[variant], "seed": seed}
+            evals: int = 4, extra: dict | None = None) -> dict:
+    overrides = {**(extra or {}), **VARIANTS[variant], "seed": seed}
     if steps is not None:
         overrides.update({"train.total_steps": steps, "train.eval_every": steps // evals, "train.checkpoint_every": steps})
     if eval_episodes is not None:
@@ -80,16 +81,43 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu", help="torch device of every run (cuda: the Atari 100k rows)")
+    parser.add_argument("--parallel", type=int, default=1,
+                        help="runs at once, each in a process of its own (a GPU has room for several)")
     parser.add_argument("--evals", type=int, default=4, help="evaluations per run when --steps is given")
     parser.add_argument("--eval-episodes", type=int, default=None, help="greedy episodes per evaluation (the config's otherwise)")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="overrides for every run, e.g. env.id=rlkit/Boxing-v0 (values parsed as YAML)")
     args = parser.parse_args(argv)
+    extra = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            parser.error(f"--set {item!r}: expected KEY=VALUE")
+        extra[key] = yaml.safe_load(value)
     torch.set_num_threads(args.threads)
     config = yaml.safe_load(args.config.read_text())
-    config["device"] = "cpu"
-    rows = []
-    for seed in args.seeds:  # seed-major: a cut-short run still has every variant of the first seeds
-        for variant in args.variants:
-            rows.append(one_run(config, variant, seed, args.steps, args.out, args.eval_episodes, args.evals))
+    config["device"] = args.device
+    config["torch_threads"] = args.threads
+    jobs = [(variant, seed) for seed in args.seeds for variant in args.variants]  # seed-major: a cut-short run
+    # still has every variant of the first seeds
+    if args.parallel > 1:
+        import concurrent.futures
+        import multiprocessing
+
+        with concurrent.futures.ProcessPoolExecutor(args.parallel, mp_context=multiprocessing.get_context("spawn"),
+                                                    initializer=torch.set_num_threads,
+                                                    initargs=(args.threads,)) as pool:
+            futures = [pool.submit(one_run, config, v, s, args.steps, args.out, args.eval_episodes, args.evals, extra)
+                       for v, s in jobs]
+            rows = []
+            for future in futures:
+                rows.append(future.result())
+                print(json.dumps(rows[-1]), flush=True)
+    else:
+        rows = []
+        for variant, seed in jobs:
+            rows.append(one_run(config, variant, seed, args.steps, args.out, args.eval_episodes, args.evals, extra))
             print(json.dumps(rows[-1]), flush=True)
     print(table(rows))
     (args.out / "table.md").write_text(table(rows) + "\n")

@@ -5,6 +5,7 @@
 # warp-lang's library alone is 75 MB compressed: `one` stashes the first part of it and runs Pong and DT, `two`
 # adds the rest and runs the warp backend and MPO on it.
 #     bash scripts/gpu_bench.sh one    (carry .gpu1)     bash scripts/gpu_bench.sh two    (carry .gpu2)
+# `atari` (carry .gpu1; GAME=Pong STEPS=100000 LIMIT=540) runs issue 21's Atari 100k comparison on its own.
 # Issue the second call at once after the first returns: a machine idle for 30 s is given back, and with it the
 # stash (/root/gpu_stash) that `two` needs. Build .gpu1/ and .gpu2/ here first (a CPU machine with pip access):
 #     RLKIT_D3RLPY_VENV=/work/venvs/d3rlpy MINARI_DATASETS_PATH=... bash scripts/gpu_bench.sh prepare
@@ -80,7 +81,20 @@ two)
   part 170 mpo-warp --device cuda --threads 4 --envs 8 --steps 20000 --eval-every 4000
   cp $STASH/runs/mpo-warp-cuda-8/metrics.jsonl "$OUT/mpo_warp_metrics.jsonl" 2>/dev/null
   ;;
-*) echo "usage: $0 prepare|one|two"; exit 2 ;;
+atari)  # issue 21's Atari 100k rows: DQN, + CURL, + DrQ (K = M = 1), 3 seeds, all 9 runs at once (carry .gpu1)
+  link_packages
+  mkdir -p $STASH $SITE
+  [ -d $SITE/ale_py ] || python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target $SITE \
+    .gpu1/whl/*.whl >>"$OUT/log.txt" 2>&1 || { log "pip failed"; tail -20 "$OUT/log.txt"; exit 1; }
+  GAME=${GAME:-Pong}; STEPS=${STEPS:-100000}; LIMIT=${LIMIT:-540}
+  log "atari100k $GAME, $STEPS steps, limit ${LIMIT}s"
+  timeout -k 5 "$LIMIT" python3 scripts/bench_curl.py --config configs/dqn_atari100k.yaml --device cuda --threads 1 \
+    --parallel 9 --variants dqn dqn+curl dqn+drq1 --seeds 0 1 2 --steps "$STEPS" --evals 4 \
+    --set "env.id=rlkit/$GAME-v0" --out $STASH/atari >>"$OUT/log.txt" 2>&1
+  log "exit $?"
+  for d in $STASH/atari/*/; do cp "$d/metrics.jsonl" "$OUT/atari_$(basename "$d").jsonl" 2>/dev/null; done
+  ;;
+*) echo "usage: $0 prepare|one|two|atari"; exit 2 ;;
 esac
 grep -h '^RESULT' "$OUT/log.txt" > "$OUT/results.jsonl"
 grep -v '^RESULT' "$OUT/log.txt" | grep -i -B2 -A12 'Traceback' | tail -60
