@@ -8,8 +8,10 @@ It is a gymnasium :class:`~gymnasium.vector.VectorEnv` with the NEXT_STEP autore
 expects, the observation, action and reward of :class:`rlkit.envs.humanoid_imitation.HumanoidImitationEnv`
 (its docstring holds the contract and the CoMic reward's equations) and the same keyword arguments, plus
 ``device`` (``auto``: ``cuda`` when torch sees a GPU, else warp's ``cpu`` device), ``nconmax`` (contacts per
-world), ``njmax`` (constraint rows per world) and ``cuda_graph`` (``auto``: on CUDA the physics substeps of a step
-are replayed as one CUDA graph, :class:`StepGraph`). The physics is mujoco-warp's ``step`` on one
+world), ``njmax`` (constraint rows per world), ``cuda_graph`` (``auto``: on CUDA the physics substeps of a step
+are replayed as one CUDA graph, :class:`StepGraph`) and ``tensor_obs`` (false: observations as host numpy arrays,
+the gymnasium convention; true: as a float32 torch tensor on the env's device, which rlkit's collector, agents and
+replay take as it is, so a GPU learner's observations never leave the GPU). The physics is mujoco-warp's ``step`` on one
 ``mujoco_warp.Data`` of ``num_envs`` worlds; everything around it runs batched on the same device on torch views
 of warp's arrays (``warp.to_torch``, zero-copy):
 
@@ -24,8 +26,9 @@ of warp's arrays (``warp.to_torch``, zero-copy):
 * resets: reference state initialisation at a random clip (probability proportional to its admissible start
   frames) and a uniformly random admissible frame, drawn on the device for all resetting worlds at once.
 
-Each step returns host numpy arrays (what the collector and the replay take): one stacked device tensor is
-copied to the host once per step (on the CPU device that is a view).
+Each step returns host numpy arrays: one stacked device tensor is copied to the host once per step (on the CPU
+device that is a view); with ``tensor_obs=True`` the observations stay a device tensor and only reward, flags and
+infos (a few floats per world) are copied.
 
 Where it differs from the CPU env (the closest exact thing that batches):
 
@@ -281,8 +284,12 @@ class HumanoidImitationWarpEnv(gym.vector.VectorEnv):
     metadata = {"autoreset_mode": gym.vector.AutoresetMode.NEXT_STEP, "render_modes": []}
 
     def __init__(self, num_envs: int = 1, device: str = "auto", nconmax: int = 64, njmax: int = 256,
-                 render_mode: str | None = None, cuda_graph: str | bool = "auto", **env_kwargs: Any):
+                 render_mode: str | None = None, cuda_graph: str | bool = "auto", tensor_obs: bool = False,
+                 **env_kwargs: Any):
         mjw, wp = import_warp(device, num_envs, render_mode)
+        if not isinstance(tensor_obs, bool):
+            raise ConfigError(f"tensor_obs must be true or false, got {tensor_obs!r}")
+        self._tensor_obs = tensor_obs
         self._mjw, self._wp = mjw, wp
         self.cpu_env = cpu = HumanoidImitationEnv(**env_kwargs)  # the model with its servos, the clips' tables
         self.num_envs = n = int(num_envs)
@@ -509,13 +516,18 @@ class HumanoidImitationWarpEnv(gym.vector.VectorEnv):
         return torch.cat([*parts, look], dim=-1)
 
     def _outputs(self, reward, terminated, truncated, diverged, e, sq, terms):
-        """One device tensor of everything a step returns, copied to the host once, then split."""
+        """One device tensor of everything a step returns, copied to the host once, then split (``tensor_obs``:
+        everything but the observations, which are returned as the device tensor)."""
         obs = self._observation()
         cols = [reward, terminated, truncated, diverged, e, self._clip, self._k, *(sq[k] for k in SQ_KEYS),
                 *(terms[k] for k in TERM_KEYS)]
-        host = torch.cat([obs, torch.stack([c.to(torch.float32) for c in cols], dim=1)], dim=1).cpu().numpy()
-        dim = obs.shape[1]
-        obs_np, rest = np.ascontiguousarray(host[:, :dim]), host[:, dim:].astype(np.float64)
+        small = torch.stack([c.to(torch.float32) for c in cols], dim=1)
+        if self._tensor_obs:  # the observations stay on the device; reward, flags and infos go to the host
+            obs_np, rest = obs, small.cpu().numpy().astype(np.float64)
+        else:
+            host = torch.cat([obs, small], dim=1).cpu().numpy()
+            dim = obs.shape[1]
+            obs_np, rest = np.ascontiguousarray(host[:, :dim]), host[:, dim:].astype(np.float64)
         info = {"termination_error": rest[:, 4], "clip_index": rest[:, 5].astype(np.int64),
                 "frame": rest[:, 6].astype(np.int64), "diverged": rest[:, 3] > 0.5}
         info.update({f"error_{k}": rest[:, 7 + i] for i, k in enumerate(SQ_KEYS)})

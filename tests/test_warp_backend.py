@@ -310,3 +310,71 @@ def test_one_step_from_floor_contact_states_matches_mujoco():
         assert qvel_err[steep].max() > 1e-2 and qvel_err[~steep].max() <= TOL_CONTACT_STEP["substep"]["qvel"]
     finally:
         envs.close()
+
+
+# ------------------------------------------------------------------------ observations that stay on the device
+
+
+def test_tensor_obs_returns_the_same_observations_as_a_device_tensor():
+    """``tensor_obs=True``: the observations are the env device's float32 tensor, equal to the numpy ones of the
+    same seeded steps; reward, flags and infos stay host numpy arrays."""
+    pytest.importorskip("mujoco_warp")
+    import torch
+
+    from rlkit.envs.humanoid_warp import HumanoidImitationWarpEnv
+
+    with pytest.raises(ConfigError, match="tensor_obs must be true or false, got 'yes'"):
+        HumanoidImitationWarpEnv(num_envs=1, device="cpu", tensor_obs="yes", **KWARGS)
+    outs = {}
+    for flag in (False, True):
+        envs = HumanoidImitationWarpEnv(num_envs=2, device="cpu", tensor_obs=flag, **KWARGS)
+        rng = np.random.default_rng(0)
+        seq = [envs.reset(seed=5)[0]]
+        for _ in range(3):
+            obs, reward, terminated, truncated, info = envs.step(rng.uniform(-1, 1, (2, 28)).astype(np.float32))
+            seq.append(obs)
+            assert isinstance(reward, np.ndarray) and isinstance(terminated, np.ndarray)
+            assert isinstance(info["frame"], np.ndarray)
+        outs[flag] = seq
+        envs.close()
+    for host, tensor in zip(outs[False], outs[True]):
+        assert torch.is_tensor(tensor) and tensor.dtype == torch.float32 and tensor.device.type == "cpu"
+        np.testing.assert_array_equal(tensor.numpy(), host)
+
+
+def test_mpo_trains_the_same_on_device_observations(tmp_path):
+    """MPO on the warp backend with ``env.kwargs.tensor_obs: true`` (the collector, the step record and the replay
+    take the observations as the device tensor they are) gives the same run as with host arrays: same losses at
+    every log point, same final weights."""
+    pytest.importorskip("mujoco_warp")
+    import json
+
+    import torch
+
+    import rlkit
+
+    config = str(Path(__file__).resolve().parents[1] / "configs" / "mpo_humanoid_walk.yaml")
+    runs = {}
+    for flag in (False, True):
+        run_dir = tmp_path / f"tensor_obs_{flag}"
+        rlkit.train(config, run_dir=run_dir, overrides={
+            "env.backend": "warp", "env.num_envs": 2, "env.kwargs": {**KWARGS, "device": "cpu", "tensor_obs": flag},
+            "agent.policy_hidden": [16], "agent.critic_hidden": [16], "agent.num_samples": 4,
+            "train.total_steps": 40, "train.learning_starts": 20, "train.batch_size": 8, "train.eval_every": 40,
+            "train.eval_episodes": 1, "train.checkpoint_every": 40, "log.log_every": 10, "log.progress": False,
+            "log.tensorboard": False, "log.plot": False, "device": "cpu", "seed": 4})
+        records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+        runs[flag] = ([{k: v for k, v in r.items() if k not in ("time", "sps")} for r in records if r["kind"] == "train"],
+                      torch.load(run_dir / "checkpoints" / "latest.pt", weights_only=True)["agent"])
+    assert runs[False][0] and runs[False][0] == runs[True][0]
+
+    def tensors(tree, prefix=""):  # the agent's state (parts' and optimizers' state dicts), flattened
+        if torch.is_tensor(tree):
+            return {prefix: tree}
+        items = tree.items() if isinstance(tree, dict) else enumerate(tree) if isinstance(tree, list) else ()
+        return {k: v for key, sub in items for k, v in tensors(sub, f"{prefix}/{key}").items()}
+
+    host, device = tensors(runs[False][1]), tensors(runs[True][1])
+    assert len(host) > 10 and host.keys() == device.keys()
+    for key, value in host.items():
+        torch.testing.assert_close(device[key], value, rtol=0, atol=0, msg=key)

@@ -316,10 +316,17 @@ class EnsembleLinear(nn.Module):
 
 
 def obs_to_tensor(obs: Any, device: torch.device) -> torch.Tensor | dict[str, torch.Tensor]:
-    """A batch of observations (array, or dict of arrays for Dict spaces) as tensors on ``device``."""
+    """A batch of observations (array, or dict of arrays for Dict spaces) as tensors on ``device``. Tensors
+    already there pass through uncopied (a device-resident env, e.g. the warp backend's ``tensor_obs``)."""
     if isinstance(obs, Mapping):
-        return {key: torch.as_tensor(np.asarray(value), device=device) for key, value in obs.items()}
-    return torch.as_tensor(np.asarray(obs), device=device)
+        return {key: _to_device(value, device) for key, value in obs.items()}
+    return _to_device(obs, device)
+
+
+def _to_device(value: Any, device: torch.device) -> torch.Tensor:
+    if torch.is_tensor(value):
+        return value.to(device)
+    return torch.as_tensor(np.asarray(value), device=device)
 
 
 def index_obs(obs: Any, index: Any) -> Any:
