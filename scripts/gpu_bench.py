@@ -226,7 +226,8 @@ def warp_env(args) -> None:
 
 def mpo_warp(args) -> None:
     """MPO (``configs/mpo_humanoid_walk.yaml``) on the warp backend with ``--envs`` worlds and the config's one
-    update per env step: wall time until the evaluation's normalised length first reaches 0.98, env steps/s."""
+    update per env step, the observations kept on the device (``tensor_obs``): wall time until the evaluation's
+    normalised length first reaches 0.98, env steps/s."""
     from rlkit.config import load_config
     from rlkit.runfiles.logger import read_metrics
     from rlkit.training import loops
@@ -234,7 +235,8 @@ def mpo_warp(args) -> None:
     n = args.envs
     overrides = ["log.progress=false", "log.tensorboard=false", "log.plot=false", "train.checkpoint_every=0",
                  f"device={args.device}", f"torch_threads={args.threads}", "env.backend=warp",
-                 f"env.kwargs.device={args.device}", f"env.num_envs={n}", f"train.train_every={n}",
+                 f"env.kwargs.device={args.device}", "env.kwargs.tensor_obs=true", f"env.num_envs={n}",
+                 f"train.train_every={n}",
                  f"train.gradient_steps={n}", f"train.total_steps={args.steps}", f"train.eval_every={args.eval_every}",
                  "log.log_every=1000", "seed=0", *args.set]
     cfg = load_config(str(REPO / "configs" / "mpo_humanoid_walk.yaml"), overrides)
