@@ -42,7 +42,7 @@ def cpu_seconds() -> float:
 
 def one_run(config: dict, variant: str, seed: int, steps: int | None, out: Path, eval_episodes: int | None = None,
             evals: int = 4, extra: dict | None = None) -> dict:
-    overrides = {**(extra or {}), **VARIANTS[variant], "seed": seed}
+    overrides = {**(extra or {}), **VARIANTS[variant], "seed": seed}  # main() refuses --set keys these set
     if steps is not None:
         overrides.update({"train.total_steps": steps, "train.eval_every": steps // evals, "train.checkpoint_every": steps})
     if eval_episodes is not None:
@@ -53,7 +53,7 @@ def one_run(config: dict, variant: str, seed: int, steps: int | None, out: Path,
     wall, cpu = time.perf_counter() - wall, cpu_seconds() - cpu
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     evals = [r["return_mean"] for r in records if r["kind"] == "eval" and r["step"] > 0]
-    total = steps or config["train"]["total_steps"]
+    total = steps or (extra or {}).get("train.total_steps") or config["train"]["total_steps"]
     return {"variant": variant, "seed": seed, "final": evals[-1], "mean_eval": float(np.mean(evals)),
             "sps": total / wall, "cpu_s": cpu, "wall_s": wall}
 
@@ -95,6 +95,15 @@ def main(argv: list[str] | None = None) -> int:
         if not sep:
             parser.error(f"--set {item!r}: expected KEY=VALUE")
         extra[key] = yaml.safe_load(value)
+    fixed = {"seed"} | {k for v in args.variants for k in VARIANTS[v]}
+    if args.steps is not None:
+        fixed |= {"train.total_steps", "train.eval_every", "train.checkpoint_every"}
+    if args.eval_episodes is not None:
+        fixed.add("train.eval_episodes")
+    if clash := sorted(fixed & set(extra)):
+        parser.error(f"--set {', '.join(clash)}: set by the variants, --seeds, --steps or --eval-episodes; use those")
+    if args.evals < 1:
+        parser.error(f"--evals must be >= 1, got {args.evals}")
     torch.set_num_threads(args.threads)
     config = yaml.safe_load(args.config.read_text())
     config["device"] = args.device
@@ -111,8 +120,12 @@ def main(argv: list[str] | None = None) -> int:
             futures = [pool.submit(one_run, config, v, s, args.steps, args.out, args.eval_episodes, args.evals, extra)
                        for v, s in jobs]
             rows = []
-            for future in futures:
-                rows.append(future.result())
+            for (variant, seed), future in zip(jobs, futures):
+                try:
+                    rows.append(future.result())
+                except Exception as exc:  # noqa: BLE001 - one failed run leaves the others' rows
+                    print(f"{variant} seed {seed} failed: {exc!r}", flush=True)
+                    continue
                 print(json.dumps(rows[-1]), flush=True)
     else:
         rows = []

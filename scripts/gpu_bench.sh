@@ -5,7 +5,9 @@
 # warp-lang's library alone is 75 MB compressed: `one` stashes the first part of it and runs Pong and DT, `two`
 # adds the rest and runs the warp backend and MPO on it.
 #     bash scripts/gpu_bench.sh one    (carry .gpu1)     bash scripts/gpu_bench.sh two    (carry .gpu2)
-# `atari` (carry .gpu1; GAME=Pong STEPS=100000 LIMIT=540) runs issue 21's Atari 100k comparison on its own.
+# `atari` (carry .gpu1; GAME=Pong STEPS=100000 LIMIT=540) runs issue 21's Atari 100k comparison on its own; at the
+# ~180 updates/s one process reached on the H200, 100k steps take ~9 min per run, so in one call the 9 runs are cut
+# (their learning curves come back) unless several processes share the GPU well: size STEPS by a short call first.
 # Issue the second call at once after the first returns: a machine idle for 30 s is given back, and with it the
 # stash (/root/gpu_stash) that `two` needs. Build .gpu1/ and .gpu2/ here first (a CPU machine with pip access):
 #     RLKIT_D3RLPY_VENV=/work/venvs/d3rlpy MINARI_DATASETS_PATH=... bash scripts/gpu_bench.sh prepare
@@ -90,9 +92,11 @@ atari)  # issue 21's Atari 100k rows: DQN, + CURL, + DrQ (K = M = 1), 3 seeds, a
   log "atari100k $GAME, $STEPS steps, limit ${LIMIT}s"
   timeout -k 5 "$LIMIT" python3 scripts/bench_curl.py --config configs/dqn_atari100k.yaml --device cuda --threads 1 \
     --parallel 9 --variants dqn dqn+curl dqn+drq1 --seeds 0 1 2 --steps "$STEPS" --evals 4 \
-    --set "env.id=rlkit/$GAME-v0" --out $STASH/atari >>"$OUT/log.txt" 2>&1
+    --set "env.id=rlkit/$GAME-v0" log.progress=false log.tensorboard=false log.plot=false \
+    --out $STASH/atari >>"$OUT/log.txt" 2>&1
   log "exit $?"
   for d in $STASH/atari/*/; do cp "$d/metrics.jsonl" "$OUT/atari_$(basename "$d").jsonl" 2>/dev/null; done
+  cp $STASH/atari/table.md "$OUT/atari_table.md" 2>/dev/null
   ;;
 *) echo "usage: $0 prepare|one|two|atari"; exit 2 ;;
 esac

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import warnings
 
 import gymnasium as gym
@@ -341,6 +343,11 @@ def test_drq_dqn_target_and_loss_against_hand_computed_views(monkeypatch) -> Non
 
     monkeypatch.setattr(augment, "_offsets", offsets)
     agent = _build("dqn", PIXELS, DISCRETE, [], double=True, drq_k=2, drq_m=3, drq_pad=4)
+    with torch.no_grad():  # a target net unlike the online one, so selecting and evaluating are told apart
+        for param in agent.target_net.parameters():
+            param.add_(0.05 * torch.randn_like(param))
+    batch = dataclasses.replace(batch, weights=torch.linspace(0.5, 1.5, len(batch.rewards)),
+                                discounts=torch.tensor([0.99, 0.0, 0.97, 0.99, 0.5, 0.99]))
 
     def views(x, n, call):  # the n views drq_views makes on its call-th random_shift (1-based), row by row
         rows = x.repeat(n, 1, 1, 1)
@@ -357,7 +364,11 @@ def test_drq_dqn_target_and_loss_against_hand_computed_views(monkeypatch) -> Non
         bootstrap = agent.target_net(next_views).gather(1, a_star).squeeze(1).view(2, B).mean(dim=0)
         expected_target = batch.rewards + batch.discounts * bootstrap
         q = agent.q_net(views(batch.obs, 3, 2)).gather(1, batch.actions.long().view(-1, 1).repeat(3, 1))
-        expected_loss = F.huber_loss(q.view(3, B), expected_target.expand(3, B), delta=agent.cfg.huber_delta)
+        huber = F.huber_loss(q.view(3, B), expected_target.expand(3, B), delta=agent.cfg.huber_delta,
+                             reduction="none")
+        expected_loss = (batch.weights * huber).mean()
+        online_eval = agent.q_net(next_views).gather(1, a_star).squeeze(1).view(2, B).mean(dim=0)
+        assert not torch.allclose(online_eval, bootstrap)  # the test can tell the two networks' roles apart
     calls.clear()
     torch.testing.assert_close(agent.td_target(batch), expected_target, rtol=1e-6, atol=1e-6)
     calls.clear()

@@ -285,18 +285,18 @@ def _row_info(infos: Any) -> dict[str, Any]:
     return {key: np.asarray(infos[key]) for key in ("agent_id", "action_mask") if key in infos}
 
 
-def _host(value: Any) -> np.ndarray:
+def to_host(value: Any) -> np.ndarray:
     """An observation batch on the host: numpy as it is, a (device-resident env's) tensor copied off its device."""
     return value.detach().cpu().numpy() if torch.is_tensor(value) else np.asarray(value)
 
 
 def _obs_to_state(obs: Any) -> Any:
     if isinstance(obs, dict):
-        return {key: torch.as_tensor(_host(value)) for key, value in obs.items()}
-    return torch.as_tensor(_host(obs))
+        return {key: torch.as_tensor(to_host(value)) for key, value in obs.items()}
+    return torch.as_tensor(to_host(obs))
 
 
 def _obs_close(restored: Any, saved: Any) -> bool:
     if isinstance(restored, dict):
-        return all(np.allclose(_host(restored[k]), saved[k].numpy()) for k in restored)
-    return bool(np.allclose(_host(restored), saved.numpy()))
+        return all(np.allclose(to_host(restored[k]), saved[k].numpy()) for k in restored)
+    return bool(np.allclose(to_host(restored), saved.numpy()))

@@ -45,7 +45,7 @@ import numpy as np
 import torch
 
 from rlkit.errors import ConfigError
-from rlkit.training.collector import Collector, VectorStep
+from rlkit.training.collector import Collector, VectorStep, to_host
 
 RAY_HINT = "pip install 'rlkit-toolkit[ray]'"
 SEED_STRIDE = 1000  # the k-th actor's envs are seeded from base + SEED_STRIDE * (k + 1)
@@ -227,8 +227,8 @@ def _blank(held: VectorStep) -> VectorStep:
 
 def _cat(parts: list[Any]) -> Any:
     if isinstance(parts[0], dict):
-        return {key: np.concatenate([np.asarray(p[key]) for p in parts]) for key in parts[0]}
-    return np.concatenate([np.asarray(p) for p in parts])
+        return {key: np.concatenate([to_host(p[key]) for p in parts]) for key in parts[0]}
+    return np.concatenate([to_host(p) for p in parts])
 
 
 def _concat(steps: list[VectorStep], per_actor: int) -> VectorStep:

@@ -26,7 +26,7 @@ from rlkit.experience.datasets import (Episode, check_dataset_id, dataset_path, 
 from rlkit.runfiles.checkpoint import load_checkpoint
 from rlkit.runfiles.runs import LATEST, open_run
 from rlkit.training.build import make_vector_env
-from rlkit.training.collector import Collector
+from rlkit.training.collector import Collector, to_host
 
 __all__ = ["EpisodeRecorder", "record_episodes", "dataset_from_run", "write_mocap_dataset"]
 
@@ -41,10 +41,10 @@ def _one_line(text: Any, limit: int) -> str:
 
 
 def _pick(obs: Any, e: int) -> Any:
-    """Sub-env ``e``'s row of a batch (array, or dict of arrays)."""
+    """Sub-env ``e``'s row of a batch (array, or dict of arrays; a device-resident env's tensors come to the host)."""
     if isinstance(obs, Mapping):
-        return {k: np.asarray(v)[e] for k, v in obs.items()}
-    return np.asarray(obs)[e]
+        return {k: to_host(v)[e] for k, v in obs.items()}
+    return to_host(obs)[e]
 
 
 def _new_episode(first_obs: Any) -> dict[str, list]:
