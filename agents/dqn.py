@@ -84,6 +84,9 @@ class DQNConfig(AgentConfig):
     eps_end: float = 0.05
     eps_decay_steps: int = 10_000
     """Env steps over which epsilon decays linearly from eps_start to eps_end."""
+    eps_decay_start: int = 0
+    """Env steps epsilon holds at eps_start before it decays (Dopamine holds it until learning starts: its
+    ``linearly_decaying_epsilon`` warm-up, e.g. 1,600 in DrQ.gin)."""
     lr_end: float | None = None
     """Learning rate reached after ``lr_decay_steps`` env steps, decaying linearly from ``lr``; None keeps
     ``lr`` constant. Annealing the step size lets a solved task stay solved (configs/dqn_cartpole.yaml)."""
@@ -96,7 +99,7 @@ class DQNConfig(AgentConfig):
 
     resumable: ClassVar[frozenset[str]] = frozenset({
         "double", "target_update_every", "tau", "max_grad_norm", "huber_delta", "eps_start", "eps_end",
-        "eps_decay_steps", "lr_end", "lr_decay_steps"})
+        "eps_decay_steps", "eps_decay_start", "lr_end", "lr_decay_steps"})
     optimizer_settings: ClassVar[Mapping[str, tuple[tuple[str, str], ...]]] = {
         "lr": (("optimizer", "lr"),), "adam_eps": (("optimizer", "eps"),)}
 
@@ -106,7 +109,7 @@ class DQNConfig(AgentConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         self.check_positive("lr", "adam_eps", "huber_delta", "max_grad_norm")
-        self.check_at_least(0, "eps_decay_steps")
+        self.check_at_least(0, "eps_decay_steps", "eps_decay_start")
         self.check_unit_interval("tau", open_low=True)
         self.check_at_least(1, "target_update_every")
         self.check_unit_interval("eps_start", "eps_end")
@@ -194,7 +197,8 @@ class DQN(Agent):
 
     @property
     def epsilon(self) -> float:
-        return linear_schedule(self.cfg.eps_start, self.cfg.eps_end, self.cfg.eps_decay_steps, self.env_steps)
+        return linear_schedule(self.cfg.eps_start, self.cfg.eps_end, self.cfg.eps_decay_steps,
+                               self.env_steps - self.cfg.eps_decay_start)
 
     @property
     def lr(self) -> float:

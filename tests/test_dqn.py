@@ -86,6 +86,18 @@ def test_epsilon_schedule_and_greedy_evaluation():
     assert np.all(greedy == greedy[0])  # same obs, deterministic
 
 
+def test_epsilon_holds_until_its_decay_starts():
+    """eps_decay_start: epsilon stays at eps_start for that many env steps, then decays over eps_decay_steps
+    (Dopamine's linearly_decaying_epsilon with its warm-up: 1.0 up to step 1,600, 0.1 from 6,600 in DrQ.gin)."""
+    agent = DQN(DQNConfig(hidden=[8], eps_start=1.0, eps_end=0.1, eps_decay_steps=5000, eps_decay_start=1600), BOX,
+                ACTIONS, seed=1)
+    for steps, expected in [(0, 1.0), (1600, 1.0), (4100, 0.55), (6600, 0.1), (9000, 0.1)]:
+        agent.set_env_steps(steps)
+        assert agent.epsilon == pytest.approx(expected), steps
+    with pytest.raises(ConfigError, match="eps_decay_start"):
+        DQNConfig(eps_decay_start=-1)
+
+
 def test_epsilon_follows_the_loops_clock_of_real_env_steps():
     """The schedules read set_env_steps (the loop's count of real transitions, autoreset steps excluded),
     never act(): evaluation, Policy.predict and autoreset steps cannot move them."""
