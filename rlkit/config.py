@@ -254,6 +254,12 @@ class TrainConfig:
     """Updates per update phase (SB3's ``gradient_steps``)."""
     batch_size: int = 64
     replay: ReplayConfig = field(default_factory=ReplayConfig)
+    gather_batches: int = 1
+    """Update batches drawn from the replay in one gather (up to the updates due in a phase), then taken one
+    per update as views of it: fewer sampling calls and device launches per update. The batches are the same
+    uniform draws with replacement as one by one (a different stream of them for a seed); refused with
+    prioritized replay, whose priorities change between the updates. Measured: docs/benchmarks.md, "Update
+    options"."""
     eval_every: int = 5_000
     """Env steps between evaluations; 0 disables periodic evaluation (the final one still runs)."""
     eval_episodes: int = 10
@@ -292,7 +298,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.compile, bool):
             raise ConfigError(f"train.compile must be true or false, got {self.compile!r}")
-        for name in ("total_steps", "train_every", "gradient_steps", "batch_size", "eval_episodes"):
+        for name in ("total_steps", "train_every", "gradient_steps", "batch_size", "eval_episodes", "gather_batches"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}")
         for name in ("learning_starts", "eval_every", "checkpoint_every", "snapshot_every"):
@@ -566,6 +572,10 @@ def check_capabilities(cfg: "RunConfig", agent_cls: type) -> None:
     if cfg.offline is None and not caps.online:
         raise ConfigError(f"agent '{name}' learns from a dataset, and this config has no offline: section (it would "
                           "clone its own random actions); add offline: {dataset: <id from `rlkit dataset list`>}")
+    if replay.prioritized and cfg.train.gather_batches > 1:
+        raise ConfigError(f"train.gather_batches={cfg.train.gather_batches} draws several updates' batches at once, "
+                          "but prioritized replay changes its priorities between updates; set train.gather_batches: "
+                          "1 or train.replay.prioritized: false")
     if replay.prioritized and cfg.offline is not None:
         raise ConfigError("train.replay.prioritized is not supported offline (a dataset source is read-only and "
                           "takes no priorities); set train.replay.prioritized: false")

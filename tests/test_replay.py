@@ -340,6 +340,31 @@ def test_uniform_weights_are_ones_and_frequencies_uniform():
     assert torch.all((freq - 1 / 8).abs() < 0.02)
 
 
+def test_sample_batches_are_views_of_one_uniform_draw():
+    """train.gather_batches: ``sample_batches(B, k)`` is one draw of k * B transitions cut into k batches (views,
+    nothing copied), each a correct n-step transition set, uniform over the sampleable rows; PER refuses."""
+    buffer = vector_buffer(16, 1, n_step=2, gamma=0.5, seed=2)
+    add_rows(buffer, [(t, 1.0, t == 6, False, t == 7) for t in range(12)])
+    one_draw = vector_buffer(16, 1, n_step=2, gamma=0.5, seed=2)
+    add_rows(one_draw, [(t, 1.0, t == 6, False, t == 7) for t in range(12)])
+    batches = buffer.sample_batches(5, 4)
+    whole = one_draw.sample(20)  # the same generator state: the same 20 transitions, in order
+    assert len(batches) == 4 and all(len(b.rewards) == 5 for b in batches)
+    for i, batch in enumerate(batches):
+        for name in ("obs", "actions", "rewards", "next_obs", "discounts", "weights", "indices"):
+            torch.testing.assert_close(getattr(batch, name), getattr(whole, name)[5 * i:5 * (i + 1)], rtol=0, atol=0)
+    assert batches[1].obs.data_ptr() == batches[0].obs.data_ptr() + 5 * batches[0].obs.stride(0) * 4  # views
+    counts = torch.zeros(16)
+    for _ in range(40):
+        for batch in buffer.sample_batches(50, 4):
+            counts += torch.bincount(batch.indices, minlength=16).float()
+    sampleable = [t for t in range(10) if t != 7]  # row 7 is an autoreset row; rows 10, 11 wait for their n steps
+    assert counts[7] == 0 and counts[10:].sum() == 0
+    assert torch.all((counts[sampleable] / counts.sum() - 1 / len(sampleable)).abs() < 0.02)
+    with pytest.raises(ValueError, match="prioritized buffer samples one batch per update"):
+        vector_buffer(16, 1, prioritized=True).sample_batches(4, 2)
+
+
 def test_sum_tree_find_and_duplicates():
     tree = SumTree(5)
     assert tree.num_leaves == 8

@@ -113,3 +113,36 @@ def test_forward_after_an_optimizer_step_inside_bf16_autocast_sees_the_new_weigh
             next(iter(agent.parts.optimizers)), loss)
         after = agent.q_net(x).float()
     assert not torch.equal(before, after)
+
+
+def test_gather_batches_feeds_every_due_update_from_fewer_draws(tmp_path, monkeypatch):
+    """train.gather_batches: the updates due in a phase are fed from draws of up to that many batches (views of
+    one gather), every update gets a batch of train.batch_size, and their number is unchanged; refused with PER,
+    and may change on resume (tests/test_replay.py checks the batches themselves)."""
+    from rlkit.experience.replay import ReplayBuffer
+
+    sizes, draws = [], []
+    sample, sample_batches = ReplayBuffer.sample, ReplayBuffer.sample_batches
+    monkeypatch.setattr(ReplayBuffer, "sample", lambda self, n, beta=0.4: (draws.append(n), sample(self, n, beta))[1])
+    monkeypatch.setattr(ReplayBuffer, "sample_batches",
+                        lambda self, n, k, beta=0.4: (draws.append(("many", n, k)), sample_batches(self, n, k, beta))[1])
+    seen = _dqn_update_spy(monkeypatch)
+    from rlkit.agents.dqn import DQN
+
+    update = DQN.update
+    monkeypatch.setattr(DQN, "update", lambda self, batch: (sizes.append(len(batch.rewards)), update(self, batch))[1])
+    overrides = [*QUICK, "device=cpu", "train.train_every=10", "train.gradient_steps=5"]
+    for gather, expected_draws in [(1, None), (4, [("many", 16, 4), 16])]:
+        sizes.clear(), draws.clear(), seen.clear()
+        cfg = load_config(str(configs_dir() / "dqn_cartpole.yaml"), [*overrides, f"train.gather_batches={gather}"])
+        loops.train_online(cfg, tmp_path / f"run{gather}")
+        assert len(sizes) == 21 * 5 and set(sizes) == {16}  # phases at steps 100, 110, ..., 300: 5 updates each
+        if expected_draws is not None:  # 5 due: a draw of 4 batches, then one of 1 (sampled as 16 rows)
+            assert [d for d in draws if d != 16 * 4][:2] == expected_draws
+    with pytest.raises(ConfigError, match="gather_batches=4 .* prioritized replay"):
+        load_config(str(configs_dir() / "dqn_cartpole.yaml"), ["train.gather_batches=4", "train.replay.prioritized=true"])
+    with pytest.raises(ConfigError, match="train.gather_batches must be >= 1"):
+        load_config(str(configs_dir() / "dqn_cartpole.yaml"), ["train.gather_batches=0"])
+    from rlkit.training.run_state import RESUMABLE_KEYS
+
+    assert "train.gather_batches" in RESUMABLE_KEYS

@@ -69,7 +69,7 @@ Design, and why
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
 import gymnasium as gym
@@ -183,6 +183,17 @@ class SumTree:
 def _obs_state_key(key: str) -> str:
     """``obs`` for Box observations, ``obs.<key>`` per Dict key, in ``state_dict``."""
     return f"obs.{key}" if key else "obs"
+
+
+def _slice_transitions(batch: Transitions, rows: slice) -> Transitions:
+    """Rows ``rows`` of every field of ``batch`` (views; dict observations key by key)."""
+    def cut(value: Any) -> Any:
+        if value is None:
+            return None
+        if isinstance(value, Mapping):
+            return {key: v[rows] for key, v in value.items()}
+        return value[rows]
+    return replace(batch, **{f.name: cut(getattr(batch, f.name)) for f in fields(batch)})
 
 
 def _as_numpy(x: Any) -> np.ndarray:
@@ -565,6 +576,17 @@ class ReplayBuffer:
         if self.sample_hook is not None:
             batch = self.sample_hook(batch, SampleContext(rows, envs, next_rows, self, self._generator))
         return batch
+
+    def sample_batches(self, batch_size: int, count: int, beta: float = 0.4) -> list[Transitions]:
+        """``count`` uniform batches of ``batch_size`` from one draw of ``count * batch_size`` transitions (one
+        gather per stored array, one sample hook call): views of that draw, ``count`` consecutive slices of it.
+        Uniform replay only (a prioritized buffer's priorities change between the updates the batches feed)."""
+        if self._tree is not None:
+            raise ValueError("sample_batches draws uniformly; a prioritized buffer samples one batch per update")
+        if count < 1:
+            raise ValueError(f"count must be >= 1, got {count}")
+        batch = self.sample(batch_size * count, beta)
+        return [_slice_transitions(batch, slice(i * batch_size, (i + 1) * batch_size)) for i in range(count)]
 
     def obs_at(self, rows: torch.Tensor, envs: torch.Tensor) -> Obs:
         """Stored observations at CPU ``rows``/``envs`` (frame stacks rebuilt), for sample hooks."""

@@ -129,11 +129,16 @@ def train_online(cfg: RunConfig, run_dir: Path, resume: bool = False, source: st
                 if phases and ready:
                     if state.checkpoint_step is None:  # a good state to fall back on if the first updates diverge
                         run.checkpoint(agent, replay, collector)
-                    for _ in range(phases * train.gradient_steps):
-                        batch = replay.sample(train.batch_size, beta=linear_schedule(
-                            train.replay.beta_start, 1.0, train.total_steps, state.step))
-                        with run.update_precision():
-                            state.add_metrics(agent.update(batch))
+                    beta = linear_schedule(train.replay.beta_start, 1.0, train.total_steps, state.step)
+                    due = phases * train.gradient_steps
+                    while due > 0:  # train.gather_batches: several updates' batches from one replay gather
+                        count = min(train.gather_batches, due)
+                        batches = ([replay.sample(train.batch_size, beta=beta)] if count == 1
+                                   else replay.sample_batches(train.batch_size, count, beta=beta))
+                        for batch in batches:
+                            with run.update_precision():
+                                state.add_metrics(agent.update(batch))
+                        due -= count
 
                 # log, evaluate, checkpoint
                 if _crossed(before, state.step, cfg.log.log_every):

@@ -262,7 +262,7 @@ RESUMABLE_KEYS = frozenset({
     "train.eval_episodes", "train.eval_epsilon", "train.checkpoint_every", "train.save_buffer",
     "train.snapshot_every",
     "train.stop_at_solve", "train.replay.beta_start", "log.progress", "log.tensorboard", "log.log_every",
-    "log.plot", "device", "torch_threads", "train.compile", "train.precision",
+    "log.plot", "device", "torch_threads", "train.compile", "train.precision", "train.gather_batches",
 })  # and train.eval_env_kwargs.* (the evaluation envs are rebuilt when a run resumes)
 
 
