@@ -248,11 +248,11 @@ class StepGraph:
         import warnings
 
         wp, device = self._wp, self._device
-        stream = torch.cuda.Stream(device=device)
-        stream.wait_stream(torch.cuda.current_stream(device))
-        graph, pool = torch.cuda.CUDAGraph(), torch.cuda.MemPool()
         failure: list[BaseException] = []
         try:
+            stream = torch.cuda.Stream(device=device)
+            stream.wait_stream(torch.cuda.current_stream(device))
+            graph, pool = torch.cuda.CUDAGraph(), torch.cuda.MemPool()  # MemPool: torch >= 2.6
             with wp.ScopedStream(wp.stream_from_torch(stream)), \
                     torch.cuda.graph(graph, pool=pool.id, stream=stream, capture_error_mode="thread_local"):
                 wp.capture_begin(force_module_load=False, external=True, capture_mode=wp.CaptureMode.THREAD_LOCAL)
