@@ -115,6 +115,115 @@ def test_step_graph_modes_on_cpu():
         HumanoidImitationWarpEnv(num_envs=1, device="cpu", cuda_graph=True, **KWARGS)
 
 
+class _FakeCuda:
+    """torch.cuda's graph API and warp's capture calls as recorders, so StepGraph's protocol runs without a GPU."""
+
+    def __init__(self, monkeypatch, fail_in_body=False):
+        import contextlib
+
+        import torch
+
+        self.events, self.fail_in_body = [], fail_in_body
+        fake = self
+
+        class Graph:
+            def replay(self):
+                fake.events.append("replay")
+
+        class Stream:
+            def __init__(self, device=None):
+                pass
+
+            def wait_stream(self, other):
+                pass
+
+        @contextlib.contextmanager
+        def graph(g, pool=None, stream=None, capture_error_mode="global"):
+            fake.events.append(f"capture[{capture_error_mode}]")
+            fake.capturing = True
+            try:
+                yield
+            finally:
+                fake.capturing = False
+
+        @contextlib.contextmanager
+        def use_mem_pool(pool, device=None):
+            fake.events.append("pool")
+            yield
+
+        for name, value in [("CUDAGraph", Graph), ("Stream", Stream), ("graph", graph), ("use_mem_pool", use_mem_pool),
+                            ("MemPool", lambda: type("Pool", (), {"id": (0, 1)})()),
+                            ("current_stream", lambda device=None: Stream())]:
+            monkeypatch.setattr(torch.cuda, name, value, raising=False)
+        self.capturing = False
+
+        class Warp:
+            CaptureMode = type("CaptureMode", (), {"THREAD_LOCAL": 1})
+
+            @staticmethod
+            def stream_from_torch(stream):
+                return stream
+
+            @staticmethod
+            def ScopedStream(stream):
+                return contextlib.nullcontext()
+
+            @staticmethod
+            def capture_begin(**kwargs):
+                fake.events.append("warp_begin" + ("(external)" if kwargs.get("external") else ""))
+
+            @staticmethod
+            def capture_end():
+                fake.events.append("warp_end")
+                return "warp-graph"
+
+            @staticmethod
+            def synchronize_device(device=None):
+                fake.events.append("sync")
+
+            @staticmethod
+            def device_from_torch(device):
+                return device
+
+        self.wp = Warp
+
+    def body(self):
+        self.events.append("body(captured)" if self.capturing else "body")
+        if self.capturing and self.fail_in_body:
+            raise RuntimeError("operation not permitted when stream is capturing")
+
+
+def test_step_graph_protocol_on_a_fake_gpu(monkeypatch):
+    """StepGraph's calls without a GPU (torch.cuda's graph API and warp recorded): the first step runs eagerly
+    (it loads the kernels), the second records the body once inside torch's capture with warp told it is external
+    and temporaries in the graph's own pool, then replays it; later steps only replay. A capture that fails falls
+    back to eager steps on auto (with one warning) and raises on true."""
+    import torch
+
+    from rlkit.envs.humanoid_warp import StepGraph
+
+    fake = _FakeCuda(monkeypatch)
+    graph = StepGraph(fake.wp, torch.device("cuda"), "auto")
+    for _ in range(4):
+        graph(fake.body)
+    assert fake.events == ["body", "capture[thread_local]", "warp_begin(external)", "pool", "body(captured)",
+                           "warp_end", "sync", "replay", "replay", "replay"]
+    assert graph.enabled and graph._keep[1] == "warp-graph"
+
+    failing = _FakeCuda(monkeypatch, fail_in_body=True)
+    graph = StepGraph(failing.wp, torch.device("cuda"), "auto")
+    with pytest.warns(RuntimeWarning, match="failed .*operation not permitted.*stepping eagerly"):
+        for _ in range(3):
+            graph(failing.body)
+    assert not graph.enabled
+    assert [e for e in failing.events if e.startswith("body")] == ["body", "body(captured)", "body", "body"]
+    assert "replay" not in failing.events
+    strict = StepGraph(failing.wp, torch.device("cuda"), True)
+    strict(failing.body)
+    with pytest.raises(RuntimeError, match="capturing the warp substeps as a CUDA graph failed.*not permitted"):
+        strict(failing.body)
+
+
 def test_default_backend_is_mujoco():
     cfg = build_run_config({"agent": {"name": "mpo"}, "env": {"id": "rlkit/HumanoidImitation-v0"}})
     assert cfg.env.backend == "mujoco"
