@@ -278,6 +278,9 @@ def main() -> None:
     parser.add_argument("--per-block", action="store_true",
                         help="also probe every block's output (flattened; CLAPP's blocks) and report its share of "
                              "dead units (never positive) and effective rank (on every 4th observation)")
+    parser.add_argument("--blocks", type=int, nargs="*", default=None,
+                        help="with --per-block: only these blocks (0 = the first; e.g. 1 2 3 leaves out conv1's "
+                             "7,424 features, which overfit the ridge and take minutes)")
     args = parser.parse_args()
 
     out = Path(args.out)
@@ -313,9 +316,11 @@ def main() -> None:
             if args.per_block:
                 result["blocks"] = []
                 for b, f in enumerate(block_features(module, obs)):
+                    if args.blocks is not None and b not in args.blocks:
+                        continue
                     live = f[:, f.std(0) > 1e-8]
                     r = probe(live, states, episode)
-                    result["blocks"].append({"dim": int(f.shape[1]), "dead": float((f.max(0) <= 0).mean()),
+                    result["blocks"].append({"block": b, "dim": int(f.shape[1]), "dead": float((f.max(0) <= 0).mean()),
                                              "effective_rank": effective_rank(live[::4]), **r})
                     print(f"{method:18s} s{seed}  block {b}: {f.shape[1]} units, dead {result['blocks'][-1]['dead']:.2f}, "
                           f"effective rank {result['blocks'][-1]['effective_rank']:.1f}, R2 mean {r['r2_mean']:.3f}  "
