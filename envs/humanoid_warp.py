@@ -216,9 +216,9 @@ class StepGraph:
 
     def __init__(self, wp, device: torch.device, mode: str | bool = "auto"):
         if mode not in ("auto", True, False):
-            raise ConfigError(f"cuda_graph must be 'auto', true or false, got {mode!r}")
+            raise ConfigError(f"env.kwargs.cuda_graph must be 'auto', true or false, got {mode!r}")
         if mode is True and device.type != "cuda":
-            raise ConfigError(f"cuda_graph=true needs a CUDA device, the warp backend runs on {device}; use "
+            raise ConfigError(f"env.kwargs.cuda_graph=true needs a CUDA device, the warp backend runs on {device}; use "
                               "cuda_graph: auto (graphs on CUDA, eager steps elsewhere) or device: cuda")
         self._wp, self._device, self._mode = wp, device, mode
         self.enabled = device.type == "cuda" and mode is not False
@@ -288,7 +288,7 @@ class HumanoidImitationWarpEnv(gym.vector.VectorEnv):
                  **env_kwargs: Any):
         mjw, wp = import_warp(device, num_envs, render_mode)
         if not isinstance(tensor_obs, bool):
-            raise ConfigError(f"tensor_obs must be true or false, got {tensor_obs!r}")
+            raise ConfigError(f"env.kwargs.tensor_obs must be true or false, got {tensor_obs!r}")
         self._tensor_obs = tensor_obs
         self._mjw, self._wp = mjw, wp
         self.cpu_env = cpu = HumanoidImitationEnv(**env_kwargs)  # the model with its servos, the clips' tables
