@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rlkit.auxiliary.augment import drq_views, is_image
+from rlkit.auxiliary.augment import drq_views, has_image
 from rlkit.contract.agent import Agent, AgentConfig, Capabilities, StepRecord
 from rlkit.contract.networks import EncoderConfig, NatureCNN, index_obs, make_encoder, mlp
 from rlkit.contract.parts import acting, target_of, trains
@@ -171,7 +171,7 @@ class DQN(Agent):
         if not isinstance(action_space, gym.spaces.Discrete):
             raise ConfigError(f"DQN needs a Discrete action space, the env has {action_space}; "
                               "use an agent for continuous actions (e.g. MPO, SAC)")
-        if cfg.drq_k and not is_image(observation_space):
+        if cfg.drq_k and not has_image(observation_space):
             raise ConfigError(f"agent.drq_k/drq_m: DrQ shifts images, the env observes {observation_space}; "
                               "set agent.drq_k: 0 and agent.drq_m: 0 for vector observations")
         super().__init__(cfg, observation_space, action_space, device)

@@ -67,7 +67,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rlkit.contract.agent import Agent, AgentConfig, BoxActions, Capabilities, StepRecord, check_bounded_box_actions, epsilon_mix
-from rlkit.contract.networks import MLPEncoder, make_encoder, mlp
+from rlkit.contract.networks import make_encoder, mlp
 from rlkit.contract.parts import acting, free_tensor, target_of, trained, trains
 from rlkit.errors import ConfigError
 from rlkit.experience.replay import Transitions
@@ -263,13 +263,12 @@ class MPO(Agent):
     def __init__(self, cfg: MPOConfig, observation_space: gym.Space, action_space: gym.Space,
                  device: torch.device | str = "cpu", seed: int = 0) -> None:
         check_bounded_box_actions("MPO", action_space)
-        # vector observations: a Box of any shape is flattened, a Dict's keys concatenated; with
-        # agent.encoder_hidden a learned MLP follows, trained by the critic's loss (the policy sees it detached)
+        # the encoder (declared as the `encoder` part, so auxiliary losses attach to it): vectors are flattened, a
+        # Dict's vector keys concatenated, images (alone or as a Dict key: a vision-guided task's head camera) go
+        # through the image network of agent.encoder.kind; with agent.encoder_hidden a learned MLP follows. Its
+        # weights learn from the critic's loss only; the policy reads its features detached (SAC-AE, Yarats et
+        # al. 2021; DrQ): the M-step's weighted likelihood is no signal for what to see.
         self.encoder = make_encoder(observation_space, cfg.encoder_hidden, cfg.encoder)
-        base = self.encoder.base if isinstance(self.encoder, MLPEncoder) else self.encoder
-        if any(True for _ in base.parameters()):
-            raise ConfigError(f"MPO takes vector observations (a Box, or a Dict of Boxes), not images: "
-                              f"{observation_space}; use DQN or SAC for pixels")
         super().__init__(cfg, observation_space, action_space, device)
         self.encoder.to(self.device)
         obs_dim = int(self.encoder.out_dim)

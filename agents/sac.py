@@ -61,9 +61,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rlkit.auxiliary.augment import drq_views, is_image
+from rlkit.auxiliary.augment import drq_views, has_image
 from rlkit.contract.agent import Agent, AgentConfig, BoxActions, Capabilities, StepRecord, check_bounded_box_actions, epsilon_mix
-from rlkit.contract.networks import EncoderConfig, EnsembleLinear, make_encoder, mlp
+from rlkit.contract.networks import EncoderConfig, EnsembleLinear, index_obs, make_encoder, mlp
 from rlkit.contract.parts import acting, free_tensor, target_of, trained, trains
 from rlkit.errors import ConfigError
 from rlkit.experience.replay import Transitions
@@ -226,7 +226,7 @@ class SAC(Agent):
     def __init__(self, cfg: SACConfig, observation_space: gym.Space, action_space: gym.Space,
                  device: torch.device | str = "cpu", seed: int = 0) -> None:
         check_bounded_box_actions("SAC", action_space)
-        if cfg.drq_k and not is_image(observation_space):
+        if cfg.drq_k and not has_image(observation_space):
             raise ConfigError(f"agent.drq_k/drq_m: DrQ shifts images, the env observes {observation_space}; "
                               "set agent.drq_k: 0 and agent.drq_m: 0 for vector observations")
         super().__init__(cfg, observation_space, action_space, device)
@@ -303,7 +303,7 @@ class SAC(Agent):
         views = drq_views(batch.obs, cfg.drq_m, cfg.drq_pad)                     # [M * B, ...] (M = 1: s itself)
         next_views = drq_views(batch.next_obs, cfg.drq_k, cfg.drq_pad)            # [K * B, ...]
         B = len(actions)
-        obs = views[:B] if cfg.drq_m else batch.obs                              # s, or its first augmentation
+        obs = index_obs(views, slice(0, B)) if cfg.drq_m else batch.obs          # s, or its first augmentation
 
         # policy samples on s (reparameterised; its graph is kept for the policy loss)
         actions_pi, log_prob = self._sample(obs)                                 # [B, A], [B]

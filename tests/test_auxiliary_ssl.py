@@ -63,6 +63,10 @@ SSL = ["curl", "cpc", "clapp", "mean_teacher"]
 PIXELS = gym.spaces.Box(0, 255, (3, 64, 64), np.uint8)
 VECTOR = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
 DISCRETE, BOX = gym.spaces.Discrete(2), gym.spaces.Box(-2.0, 2.0, (1,), np.float32)
+# a vision-guided task's observation (rlkit/HumanoidGoToTarget-v0 with pixels=True, in small)
+VISION = gym.spaces.Dict({"pixels": gym.spaces.Box(0, 255, (3, 64, 64), np.uint8),
+                          "proprio": gym.spaces.Box(-np.inf, np.inf, (5,), np.float32),
+                          "task": gym.spaces.Box(-np.inf, np.inf, (3,), np.float32)})
 
 
 def _aux(name: str, **fields):
@@ -75,9 +79,12 @@ def _build(agent: str, obs_space: gym.Space, act_space: gym.Space, aux: list, **
     return agent_cls(config_cls(aux=aux, **fields), obs_space, act_space, "cpu", 0)
 
 
-def _sample(space: gym.Space, n: int, seed: int) -> torch.Tensor:
+def _sample(space: gym.Space, n: int, seed: int) -> torch.Tensor | dict[str, torch.Tensor]:
     space.seed(seed)
-    return torch.as_tensor(np.stack([space.sample() for _ in range(n)]))
+    draws = [space.sample() for _ in range(n)]
+    if isinstance(space, gym.spaces.Dict):
+        return {key: torch.as_tensor(np.stack([d[key] for d in draws])) for key in space.spaces}
+    return torch.as_tensor(np.stack(draws))
 
 
 def _transitions(obs_space: gym.Space, act_space: gym.Space, n: int = 16, seed: int = 0) -> Transitions:
@@ -173,6 +180,62 @@ def test_clapp_blocks_of_an_mlp_encoder() -> None:
     assert [tuple(W.shape) for W in agent.aux_modules["clapp"].W] == [(16, 16), (8, 8)]
 
 
+def test_clapp_on_a_vision_observation_learns_the_image_network_block_by_block() -> None:
+    """A Dict of pixels and vectors: CLAPP's blocks are the image network's, run on the image key; with an MLP on
+    the concatenated features, its blocks too; still no gradient across a block."""
+    agent = _build("mpo", VISION, BOX, [_aux("clapp")], policy_hidden=[8], critic_hidden=[8], num_samples=4)
+    module = agent.aux_modules["clapp"]
+    assert [tuple(W.shape) for W in module.W] == [(32, 32), (64, 64), (64, 64), (512, 512)]
+    batch = _transitions(VISION, BOX)
+    losses = module.layer_losses(batch.obs, batch.next_obs, agent)
+    blocks = encoder_blocks(agent.parts.module_at("encoder").cnns["pixels"])
+    for l, loss in enumerate(losses):
+        grads = torch.autograd.grad(loss, [p for block in blocks for p in block.parameters()], allow_unused=True)
+        per_block = [len(list(block.parameters())) for block in blocks]
+        i = 0
+        for m, n in enumerate(per_block):
+            reached = any(g is not None and bool(g.abs().sum() > 0) for g in grads[i:i + n])
+            assert reached == (m == l), f"loss {l} vs block {m}"
+            i += n
+    with_mlp = _build("sac", VISION, BOX, [_aux("clapp")], encoder_hidden=[16], actor_hidden=[8], critic_hidden=[8])
+    assert [tuple(W.shape) for W in with_mlp.aux_modules["clapp"].W][-1] == (16, 16)
+    assert len(with_mlp.aux_modules["clapp"].W) == 5
+
+
+def test_augmentations_of_a_vision_observation_move_the_image_only() -> None:
+    from rlkit.auxiliary.augment import augment, check_augmentation, drq_views
+
+    kinds = check_augmentation("auto", VISION, "agent.aux (curl)")
+    assert kinds == {"pixels": "shift", "proprio": "none", "task": "none"}
+    assert check_augmentation("noise", VISION, "x") == {"pixels": "none", "proprio": "noise", "task": "noise"}
+    assert check_augmentation("crop", VISION, "x")["pixels"] == "crop"
+    vectors = gym.spaces.Dict({"a": VECTOR, "b": VECTOR})
+    assert check_augmentation("auto", vectors, "x") == {"a": "noise", "b": "noise"}
+    with pytest.raises(ConfigError, match="needs a uint8 .* image among"):
+        check_augmentation("shift", vectors, "agent.aux (curl)")
+    with pytest.raises(ConfigError, match="every key .* is an image"):
+        check_augmentation("noise", gym.spaces.Dict({"pixels": PIXELS}), "x")
+    obs = _transitions(VISION, BOX, n=6).obs
+    torch.manual_seed(0)
+    out = augment(obs, kinds, pad=4)
+    assert out["pixels"].dtype == torch.uint8 and not torch.equal(out["pixels"], obs["pixels"])
+    assert out["proprio"] is obs["proprio"] and out["task"] is obs["task"]
+    noisy = augment(obs, check_augmentation("noise", VISION, "x"), sigma=0.1)
+    assert noisy["pixels"] is obs["pixels"] and not torch.equal(noisy["proprio"], obs["proprio"])
+    views = drq_views(obs, 3, 4)  # DrQ: the state repeated, the image shifted in each view
+    assert views["pixels"].shape == (18, 3, 64, 64) and views["pixels"].dtype == torch.uint8
+    assert torch.equal(views["proprio"], obs["proprio"].repeat(3, 1))
+    assert not torch.equal(views["pixels"][:6], views["pixels"][6:12])
+
+
+def test_drq_on_a_vision_observation_with_sac_and_dqn() -> None:
+    for agent in (_build("sac", VISION, BOX, [], drq_k=2, drq_m=2, actor_hidden=[8], critic_hidden=[8]),
+                  _build("dqn", VISION, DISCRETE, [], drq_k=2, drq_m=2, hidden=[8])):
+        space = BOX if agent.cfg.name == "sac" else DISCRETE
+        metrics = agent.update(_transitions(VISION, space, n=8))
+        assert math.isfinite(float(metrics["critic_loss" if agent.cfg.name == "sac" else "loss"]))
+
+
 # ---------------------------------------------------------------------------------- Mean Teacher
 def test_consistency_loss_is_zero_under_identical_augmentations() -> None:
     agent = _build("dqn", PIXELS, DISCRETE, [_aux("mean_teacher", augment="none")])
@@ -191,8 +254,11 @@ AGENT_SETUPS = {
     "dqn": ("dqn", VECTOR, DISCRETE, {"encoder_hidden": [16], "hidden": [16]}),
     "sac-pixels": ("sac", PIXELS, BOX, {"actor_hidden": [16], "critic_hidden": [16]}),
     "sac": ("sac", VECTOR, BOX, {"encoder_hidden": [16], "actor_hidden": [16], "critic_hidden": [16]}),
+    "sac-vision": ("sac", VISION, BOX, {"actor_hidden": [16], "critic_hidden": [16]}),
     "mpo": ("mpo", VECTOR, BOX, {"encoder_hidden": [16], "policy_hidden": [16], "critic_hidden": [16],
                                  "num_samples": 4}),
+    "mpo-pixels": ("mpo", PIXELS, BOX, {"policy_hidden": [16], "critic_hidden": [16], "num_samples": 4}),
+    "mpo-vision": ("mpo", VISION, BOX, {"policy_hidden": [16], "critic_hidden": [16], "num_samples": 4}),
     "bc": ("bc", VECTOR, BOX, {"encoder_hidden": [16], "hidden": [16]}),
     "dt": ("decision_transformer", VECTOR, BOX, {"context_length": 5, "embed_dim": 16, "n_layers": 1,
                                                  "encoder_hidden": [16], "warmup_steps": 1}),

@@ -117,12 +117,46 @@ def test_sac_trains_over_z_too(skill, tmp_path):
     assert run.summary["steps"] == 60
 
 
-def rlkit_train_small(skill: Path, run_dir: Path, agent: str, extra: list[str]):
+def test_vision_guided_mpo_over_z_trains_its_image_encoder_with_curl_attached(skill, tmp_path, monkeypatch):
+    """The paper's high level is vision-guided: the task env's head-camera image (pixels=True) goes through the
+    high-level agent's `encoder` part (a CNN for the image key), which the critic's loss and an attached
+    auxiliary module (CURL, shifting the image only) train; the wrapped task with pixels passes both checkers."""
+    from gymnasium.utils.env_checker import check_env as gym_check
+    from stable_baselines3.common.env_checker import check_env as sb3_check
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gym_check(gym.make(GOTO, skill=str(skill), pixels=True), skip_render_check=True)
+        sb3_check(gym.make(GOTO, skill=str(skill), pixels=True), warn=False)
+    from rlkit.agents import mpo
+
+    initial: list[list[torch.Tensor]] = []  # the encoder's weights as each MPO agent was built
+    build = mpo.MPO.__init__
+
+    def recording_init(self, *args, **kwargs):
+        build(self, *args, **kwargs)
+        initial.append([p.detach().clone() for p in self.encoder.parameters()])
+
+    monkeypatch.setattr(mpo.MPO, "__init__", recording_init)
+    run = rlkit_train_small(skill, tmp_path / "vision", "mpo",
+                            ["agent.policy_hidden=[16]", "agent.critic_hidden=[16]", "agent.num_samples=4",
+                             "agent.aux=[{name: curl, weight: 1.0}]"], pixels=True)
+    agent = run.agent.agent
+    encoder = agent.parts.module_at("encoder")
+    assert set(encoder.cnns) == {"pixels"} and encoder.vector_keys == ["proprio", "task"]
+    moved = [not torch.equal(a, b) for a, b in zip(encoder.parameters(), initial[0])]
+    assert all(moved), "the image encoder did not learn"
+    updates = [r for r in run.metrics("train") if "aux/curl" in r]
+    assert updates and all(np.isfinite(r["aux/curl"]) for r in updates)
+
+
+def rlkit_train_small(skill: Path, run_dir: Path, agent: str, extra: list[str], pixels: bool = False):
     import rlkit
 
     return rlkit.train({"seed": 0, "torch_threads": 1, "device": "cpu",
                         "env": {"id": f"rlkit.envs.skill_actions:{GOTO}",
-                                "kwargs": {"skill": str(skill), "reward_type": "shaped", "max_episode_steps": 30}},
+                                "kwargs": {"skill": str(skill), "reward_type": "shaped", "max_episode_steps": 30,
+                                           **({"pixels": True} if pixels else {})}},
                         "agent": {"name": agent},
                         "train": {"total_steps": 60, "learning_starts": 20, "batch_size": 8, "eval_every": 60,
                                   "eval_episodes": 1, "checkpoint_every": 60, "replay": {"capacity": 1000}},

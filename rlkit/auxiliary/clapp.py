@@ -21,7 +21,9 @@ angle block after block: R² of the true state 0.21, below the random encoder's 
 Blocks are read off the attached encoder:
 the Nature CNN's convolutions (each with its ReLU) and its linear layer, the IMPALA ResNet's three stages (conv,
 pool, two residual blocks each) and its linear layer, an MLP's Linear + ReLU pairs (``agent.encoder_hidden``);
-an encoder of another shape (the ViT) counts as one block. The future observation
+an encoder of another shape (the ViT) counts as one block. A Dict observation's encoder (a vision-guided task:
+image and vector keys) gives the blocks of each image key's network, run on that key, then its MLP's
+(:func:`encoder_streams`). The future observation
 is what CPC's is (:mod:`rlkit.auxiliary.cpc`): ``next_obs`` on transitions (offset = train.replay.n_step), the
 step ``offset`` ahead in sequence windows. The encoder's end-to-end gradient from the agent's own loss is unchanged:
 CLAPP adds local losses, it does not replace the RL loss.
@@ -29,6 +31,8 @@ CLAPP adds local losses, it does not replace the RL loss.
 
 from __future__ import annotations
 
+import operator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -41,7 +45,7 @@ from rlkit.auxiliary.batches import future_anchors
 from rlkit.auxiliary.cpc import check_offsets
 from rlkit.contract.auxiliary import AuxConfig, AuxModule
 from rlkit.contract.encoders import ImpalaCNN
-from rlkit.contract.networks import MLPEncoder, NatureCNN
+from rlkit.contract.networks import DictEncoder, MLPEncoder, NatureCNN
 from rlkit.errors import ConfigError
 from rlkit.experience.sequences import Sequences
 
@@ -87,6 +91,32 @@ def encoder_blocks(encoder: nn.Module) -> list[nn.Sequential]:
         blocks[-1].append(stage)
     return [nn.Sequential(*block) for block in blocks if any(_has_params(s) for s in block)] or \
         [nn.Sequential(*blocks[0])]
+
+
+def encoder_streams(encoder: nn.Module) -> list[tuple[Callable[[Any], torch.Tensor], list[nn.Sequential]]]:
+    """The encoder as streams of blocks, each ``(inputs, blocks)``: ``inputs`` picks the stream's input from an
+    observation batch. A Box observation's encoder is one stream (:func:`encoder_blocks`). A Dict observation's
+    (:class:`DictEncoder`: a vision-guided task's ``pixels``, ``proprio``, ``task``) has one stream per image key,
+    its image network's blocks on that key, and, with ``agent.encoder_hidden``, one more for the MLP on the
+    concatenated features (their input detached like every block's); its vector keys have no weights to learn."""
+    base = encoder.base if isinstance(encoder, MLPEncoder) else encoder
+    if not isinstance(base, DictEncoder):
+        return [(_identity, encoder_blocks(encoder))]
+    streams = [(operator.itemgetter(key), encoder_blocks(network)) for key, network in base.cnns.items()]
+    if isinstance(encoder, MLPEncoder):
+        streams.append((base, encoder_blocks(encoder.mlp)))
+    return streams or [(_identity, encoder_blocks(encoder))]
+
+
+def _identity(obs: Any) -> Any:
+    return obs
+
+
+def _zeros(space: gym.Space, device: torch.device) -> Any:
+    """Two all-zero observations of ``space`` (a Dict: a dict of them), to read the blocks' shapes."""
+    if isinstance(space, gym.spaces.Dict):
+        return {key: _zeros(sub, device) for key, sub in space.spaces.items()}
+    return torch.as_tensor(np.zeros((2, *space.shape), space.dtype), device=device)
 
 
 def pool(activity: torch.Tensor) -> torch.Tensor:
@@ -140,28 +170,34 @@ class CLAPP(AuxModule):
         self.observation_space = observation_space
         self.W = nn.ParameterList()
         self._blocks: list[nn.Sequential] = []  # the encoder's own modules: kept out of this module's parameters
+        self._streams: list[tuple[Callable[[Any], torch.Tensor], list[nn.Sequential]]] = []
 
     def bind(self, source: nn.Module) -> None:
-        if isinstance(self.observation_space, gym.spaces.Dict):
-            raise ConfigError("agent.aux (clapp): Dict observations are not supported; use a Box observation")
-        blocks = encoder_blocks(source)
+        self._streams = encoder_streams(source)
         device = next(source.parameters()).device
-        x = torch.as_tensor(np.zeros((2, *self.observation_space.shape), self.observation_space.dtype), device=device)
+        example = _zeros(self.observation_space, device)
         with torch.no_grad():
-            for block in blocks:
-                x = block(x)
-                dim = pool(x).shape[-1]  # channels of a convolutional block: pooled or per position
-                self.W.append(nn.Parameter(torch.randn(dim, dim, device=device) / dim))
-        self._blocks = blocks
+            for inputs, blocks in self._streams:
+                x = inputs(example)
+                for block in blocks:
+                    x = block(x)
+                    dim = pool(x).shape[-1]  # channels of a convolutional block: pooled or per position
+                    self.W.append(nn.Parameter(torch.randn(dim, dim, device=device) / dim))
+        self._blocks = [block for _, blocks in self._streams for block in blocks]
 
     def layer_losses(self, obs: Any, future_obs: Any, agent: Any) -> list[torch.Tensor]:
         """L^l of every block (module docstring), inputs detached at each block boundary."""
         if self.part == agent.parts.encoder and agent.parts.encoder_inputs is not None:
             obs, future_obs = agent.parts.encoder_inputs(obs), agent.parts.encoder_inputs(future_obs)
-        x, y, losses = obs, future_obs, []
-        for block, W in zip(self._blocks, self.W):
-            x, y = block(_detached(x)), block(_detached(y))
-            losses.append(hinge_scores(pool(y), pool(x), W) if self.cfg.pooled or x.ndim != 4 else hinge_scores(y, x, W))
+        losses: list[torch.Tensor] = []
+        W = iter(self.W)
+        for inputs, blocks in self._streams:
+            x, y = inputs(obs), inputs(future_obs)
+            for block in blocks:
+                x, y = block(_detached(x)), block(_detached(y))
+                w = next(W)
+                losses.append(hinge_scores(pool(y), pool(x), w) if self.cfg.pooled or x.ndim != 4
+                              else hinge_scores(y, x, w))
         return losses
 
     def loss(self, batch: Any, agent: Any) -> torch.Tensor:
