@@ -266,7 +266,7 @@ class DQN(Agent):
         next_q_target = self.q_values(self.target_net, next_obs, next_ids)                    # [K * B, A]
         select_q = (self.q_values(self.q_net, next_obs, next_ids) if self.cfg.double
                     else next_q_target)
-        next_mask = next_action_mask(batch.next_obs)
+        next_mask = next_action_mask(next_obs)  # [K * B, A]: the views repeat every vector key, the mask too
         if next_mask is not None:  # the max runs over the actions allowed in s' only
             select_q = select_q.masked_fill(~next_mask, -torch.inf)
         next_actions = select_q.argmax(dim=1, keepdim=True)                    # [B, 1]

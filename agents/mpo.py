@@ -48,6 +48,11 @@ and the M-step fits the sum of both weightings, q_bj + q^c_bj, in L_pi above.
 
 Targets: pi_t and Q_t are hard copies of pi and Q every ``target_update_every`` updates (Acme: 100).
 
+Observations (images too: a vision-guided task's head camera) pass through the declared ``encoder`` part, which
+only the critic's loss (and attached auxiliary losses) train; s' goes through its target copy f_t, hard-copied
+with pi_t and Q_t, and the E- and M-steps above read f_t(s') as Acme's learner reads its target observation
+network's embedding of o_t (``acme/agents/tf/mpo/learning.py``); acting reads the online encoder.
+
 Actions: the policy lives in [-1, 1]^A; ``act`` samples from it (or takes the mean), clips to
 [-1, 1] and rescales to the env's Box bounds. Replay holds env-scale actions; the critic sees them
 normalised and clipped (Acme's ClipToSpec), the likelihood uses the unclipped samples.
@@ -55,6 +60,7 @@ normalised and clipped (Acme's ClipToSpec), the likelihood uses the unclipped sa
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -268,9 +274,14 @@ class MPO(Agent):
         # through the image network of agent.encoder.kind; with agent.encoder_hidden a learned MLP follows. Its
         # weights learn from the critic's loss only; the policy reads its features detached (SAC-AE, Yarats et
         # al. 2021; DrQ): the M-step's weighted likelihood is no signal for what to see.
+        # Next states go through a target copy of it (Acme's target observation network), hard-copied with the
+        # other targets, so the bootstrap does not chase the encoder every update; an encoder without weights
+        # (vectors flattened) is its own target.
         self.encoder = make_encoder(observation_space, cfg.encoder_hidden, cfg.encoder)
         super().__init__(cfg, observation_space, action_space, device)
         self.encoder.to(self.device)
+        self.learned_encoder = learned_encoder = any(True for _ in self.encoder.parameters())
+        self.target_encoder = copy.deepcopy(self.encoder).requires_grad_(False) if learned_encoder else self.encoder
         obs_dim = int(self.encoder.out_dim)
         self.actions = BoxActions(action_space, self.device)
         self.act_dim = act_dim = self.actions.dim
@@ -308,6 +319,7 @@ class MPO(Agent):
             parts={"policy": acting(self.policy), "encoder": acting(self.encoder), "critic": trained(self.critic),
                    "target_policy": target_of("policy", self.target_policy),
                    "target_critic": target_of("critic", self.target_critic),
+                   **({"target_encoder": target_of("encoder", self.target_encoder)} if learned_encoder else {}),
                    **{name: free_tensor(getattr(self, name)) for name in duals}},
             optimizers={"policy_optimizer": trains(self.policy_optimizer, "policy"),
                         "critic_optimizer": trains(self.critic_optimizer, "critic", "encoder"),
@@ -344,7 +356,9 @@ class MPO(Agent):
     # ------------------------------------------------------------------ learning
     def update(self, batch: Transitions) -> dict[str, torch.Tensor]:
         cfg = self.cfg
-        obs, next_obs = self.encoder(batch.obs), self.encoder(batch.next_obs)  # [B, D] float
+        obs = self.encoder(batch.obs)                                    # [B, D] float
+        with torch.no_grad():
+            next_obs = self.target_encoder(batch.next_obs)               # [B, D]: s' through the target encoder
         actions = self.actions.normalize(batch.actions)                 # [B, A] in [-1, 1]
         B, N = obs.shape[0], cfg.num_samples
 
@@ -374,7 +388,7 @@ class MPO(Agent):
 
         # M-step (policy + Lagrange multipliers): decoupled weighted ML with KL trust regions;
         # policy and multipliers have separate graphs (each side stops the other's gradient)
-        online_mean, online_std = self.policy(next_obs.detach())         # [B, A] (the encoder learns from Q)
+        online_mean, online_std = self.policy(next_obs)                  # [B, A] (the encoder learns from Q only)
         # pi_mu = N(mu, sigma_t) learns the mean, pi_Sigma = N(mu_t, sigma) learns the covariance
         log_prob_mean = torch.distributions.Normal(online_mean, target_std).log_prob(sampled).sum(-1)  # [N, B]
         log_prob_std = torch.distributions.Normal(target_mean, online_std).log_prob(sampled).sum(-1)   # [N, B]
@@ -396,6 +410,8 @@ class MPO(Agent):
         if self.updates % cfg.target_update_every == 0:
             self.update_target("target_policy", 1.0)
             self.update_target("target_critic", 1.0)
+            if self.learned_encoder:
+                self.update_target("target_encoder", 1.0)
 
         with torch.no_grad():  # KL(q_b || uniform over the N samples): eps at the dual's optimum
             kl_q = (weights * torch.log(weights * N + 1e-12)).sum(dim=0).mean()

@@ -6,7 +6,7 @@ against env steps, the mean of each group bold and every seed thin, read from ea
         --group "scratch, PD targets" runs/scratch_pd_s0 runs/scratch_pd_s1 runs/scratch_pd_s2
 
 Prints the table behind the figure (per group and evaluation step: the mean success rate, each seed's, and
-the mean episode length). Runs of one group must have evaluated at the same steps.
+the mean episode length). A group is drawn at the evaluation steps all its runs share.
 """
 
 from __future__ import annotations
@@ -50,6 +50,10 @@ def main() -> None:
             raise SystemExit(f"--group {label!r}: no runs given")
         per_run = [evaluations(Path(run)) for run in runs]
         steps = sorted(set.intersection(*(set(r) for r in per_run)))
+        missing = [run for run, r in zip(runs, per_run) if any(args.metric not in r[s] for s in steps)]
+        if missing:
+            raise SystemExit(f"--group {label!r}: evaluations of {', '.join(missing)} hold no {args.metric!r} "
+                             "(pick another --metric, e.g. return_mean)")
         values = np.array([[r[s][args.metric] for s in steps] for r in per_run])   # [seeds, evals]
         lengths = np.array([[r[s]["length_mean"] for s in steps] for r in per_run])
         color = f"C{index}"

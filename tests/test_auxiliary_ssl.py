@@ -63,6 +63,9 @@ SSL = ["curl", "cpc", "clapp", "mean_teacher"]
 PIXELS = gym.spaces.Box(0, 255, (3, 64, 64), np.uint8)
 VECTOR = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
 DISCRETE, BOX = gym.spaces.Discrete(2), gym.spaces.Box(-2.0, 2.0, (1,), np.float32)
+GOALS = gym.spaces.Dict({"observation": gym.spaces.Box(-1.0, 1.0, (4,), np.float32),
+                         "achieved_goal": gym.spaces.Box(-1.0, 1.0, (2,), np.float32),
+                         "desired_goal": gym.spaces.Box(-1.0, 1.0, (2,), np.float32)})
 # a vision-guided task's observation (rlkit/HumanoidGoToTarget-v0 with pixels=True, in small)
 VISION = gym.spaces.Dict({"pixels": gym.spaces.Box(0, 255, (3, 64, 64), np.uint8),
                           "proprio": gym.spaces.Box(-np.inf, np.inf, (5,), np.float32),
@@ -94,7 +97,9 @@ def _transitions(obs_space: gym.Space, act_space: gym.Space, n: int = 16, seed: 
 
 
 def _sequences(obs_space: gym.Space, act_space: gym.Space, n: int = 8, length: int = 5) -> Sequences:
-    obs = _sample(obs_space, n * length, 0).reshape(n, length, *obs_space.shape)
+    flat = _sample(obs_space, n * length, 0)
+    obs = ({key: value.reshape(n, length, *value.shape[1:]) for key, value in flat.items()} if isinstance(flat, dict)
+           else flat.reshape(n, length, *obs_space.shape))
     actions = _sample(act_space, n * length, 1).reshape(n, length, *act_space.shape)
     mask = torch.ones(n, length, dtype=torch.bool)
     mask[0, :2] = False  # one window with left padding
@@ -202,6 +207,27 @@ def test_clapp_on_a_vision_observation_learns_the_image_network_block_by_block()
     assert len(with_mlp.aux_modules["clapp"].W) == 5
 
 
+def test_mpo_image_encoder_learns_from_the_critic_only_and_bootstraps_through_its_target_copy() -> None:
+    fields = dict(policy_hidden=[8], critic_hidden=[8], num_samples=4, target_update_every=3)
+    batch = _transitions(VISION, BOX, n=8)
+    agent = _build("mpo", VISION, BOX, [], **fields)
+    encoder, target = agent.parts.module_at("encoder"), agent.parts.module_at("target_encoder")
+    start = [p.detach().clone() for p in encoder.parameters()]
+    agent.update(batch)
+    assert all(not torch.equal(a, b) for a, b in zip(encoder.parameters(), start)), "the critic did not train it"
+    assert all(torch.equal(a, b) for a, b in zip(target.parameters(), start))  # copied every 3 updates only
+    agent.update(batch), agent.update(batch)
+    assert all(torch.equal(a, b) for a, b in zip(target.parameters(), encoder.parameters()))
+
+    cut = _build("mpo", VISION, BOX, [], **fields)  # the critic reads detached features: nothing else reaches it
+    critic_forward = cut.critic.forward
+    cut.critic.forward = lambda features, actions: critic_forward(features.detach(), actions)
+    start = [p.detach().clone() for p in cut.parts.module_at("encoder").parameters()]
+    cut.update(batch)
+    assert all(torch.equal(a, b) for a, b in zip(cut.parts.module_at("encoder").parameters(), start)), \
+        "the policy or dual loss reached the encoder"
+
+
 def test_augmentations_of_a_vision_observation_move_the_image_only() -> None:
     from rlkit.auxiliary.augment import augment, check_augmentation, drq_views
 
@@ -226,14 +252,30 @@ def test_augmentations_of_a_vision_observation_move_the_image_only() -> None:
     assert views["pixels"].shape == (18, 3, 64, 64) and views["pixels"].dtype == torch.uint8
     assert torch.equal(views["proprio"], obs["proprio"].repeat(3, 1))
     assert not torch.equal(views["pixels"][:6], views["pixels"][6:12])
+    assert not torch.equal(views["pixels"][:6], obs["pixels"])
 
 
-def test_drq_on_a_vision_observation_with_sac_and_dqn() -> None:
+def test_drq_on_a_vision_observation_with_sac_and_dqn(monkeypatch) -> None:
+    from rlkit.auxiliary import augment as augment_module
+
+    shifted = []  # every random_shift call: DrQ must move the image key, and only it
+    real_shift = augment_module.random_shift
+    monkeypatch.setattr(augment_module, "random_shift", lambda images, pad: shifted.append(images.shape) or
+                        real_shift(images, pad))
     for agent in (_build("sac", VISION, BOX, [], drq_k=2, drq_m=2, actor_hidden=[8], critic_hidden=[8]),
                   _build("dqn", VISION, DISCRETE, [], drq_k=2, drq_m=2, hidden=[8])):
         space = BOX if agent.cfg.name == "sac" else DISCRETE
+        shifted.clear()
         metrics = agent.update(_transitions(VISION, space, n=8))
         assert math.isfinite(float(metrics["critic_loss" if agent.cfg.name == "sac" else "loss"]))
+        assert shifted == [(16, 3, 64, 64), (16, 3, 64, 64)]  # K views of s', M views of s: images only
+
+    # a masked game seen through pixels (a Dict of image + action_mask): the mask follows the K views
+    masked = gym.spaces.Dict({"pixels": PIXELS, "action_mask": gym.spaces.Box(0, 1, (2,), np.int8)})
+    agent = _build("dqn", masked, DISCRETE, [], drq_k=2, drq_m=2, hidden=[8])
+    batch = _transitions(masked, DISCRETE, n=8)
+    batch.next_obs["action_mask"][:] = torch.tensor([1, 0], dtype=torch.int8)
+    assert math.isfinite(float(agent.update(batch)["loss"]))
 
 
 # ---------------------------------------------------------------------------------- Mean Teacher
@@ -262,6 +304,8 @@ AGENT_SETUPS = {
     "bc": ("bc", VECTOR, BOX, {"encoder_hidden": [16], "hidden": [16]}),
     "dt": ("decision_transformer", VECTOR, BOX, {"context_length": 5, "embed_dim": 16, "n_layers": 1,
                                                  "encoder_hidden": [16], "warmup_steps": 1}),
+    "dt-vision": ("decision_transformer", VISION, BOX, {"context_length": 5, "embed_dim": 16, "n_layers": 1,
+                                                        "warmup_steps": 1}),
 }
 
 
@@ -285,6 +329,18 @@ def test_every_module_on_every_agent_smoke(module: str, setup: str) -> None:
     for name, module_ in agent.parts.modules.items():
         for (k, v), (_, w) in zip(module_.state_dict().items(), restored.parts.modules[name].state_dict().items()):
             assert torch.equal(v, w), f"{name}.{k}"
+
+
+@pytest.mark.parametrize("module", SSL)
+def test_every_module_attaches_to_ris_whose_encoder_reads_joined_goals(module: str) -> None:
+    """RIS's encoder (actor.torso) reads the observation and goals joined by its `encoder_inputs`: modules are
+    sized and trained through that map (CLAPP's blocks too), not on the raw Dict."""
+    agent = _build("ris", GOALS, BOX, [_aux(module)], actor_hidden=[16], critic_hidden=[16], subgoal_hidden=[16])
+    head = agent.aux_modules[module]
+    loss = head.loss(_transitions(GOALS, BOX), agent)
+    assert math.isfinite(float(loss.detach()))
+    grads = torch.autograd.grad(loss, list(agent.parts.module_at(head.part).parameters()), allow_unused=True)
+    assert any(g is not None and bool(g.abs().sum() > 0) for g in grads)
 
 
 # ---------------------------------------------------------------------------------- runs: resume, DrQ, checks

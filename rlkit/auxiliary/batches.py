@@ -27,10 +27,15 @@ def batch_observations(batch: Any) -> Any:
     return batch.obs
 
 
-def encode_windows(agent: Any, part: str, obs: torch.Tensor) -> torch.Tensor:
-    """``[B, L, *obs_shape]`` -> ``[B, L, F]`` through the attached part."""
-    B, L = obs.shape[:2]
-    return agent.encode(obs.reshape(B * L, *obs.shape[2:]), part).reshape(B, L, -1)
+def encode_windows(agent: Any, part: str, obs: Any) -> torch.Tensor:
+    """``[B, L, *obs_shape]`` (or a dict of them) -> ``[B, L, F]`` through the attached part."""
+    first = next(iter(obs.values())) if isinstance(obs, dict) else obs
+    B, L = first.shape[:2]
+    if isinstance(obs, dict):
+        flat = {key: value.reshape(B * L, *value.shape[2:]) for key, value in obs.items()}
+    else:
+        flat = obs.reshape(B * L, *obs.shape[2:])
+    return agent.encode(flat, part).reshape(B, L, -1)
 
 
 def future_anchors(mask: torch.Tensor, offset: int) -> tuple[torch.Tensor, torch.Tensor]:

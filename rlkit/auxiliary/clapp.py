@@ -45,7 +45,7 @@ from rlkit.auxiliary.batches import future_anchors
 from rlkit.auxiliary.cpc import check_offsets
 from rlkit.contract.auxiliary import AuxConfig, AuxModule
 from rlkit.contract.encoders import ImpalaCNN
-from rlkit.contract.networks import DictEncoder, MLPEncoder, NatureCNN
+from rlkit.contract.networks import DictEncoder, MLPEncoder, NatureCNN, index_obs
 from rlkit.errors import ConfigError
 from rlkit.experience.sequences import Sequences
 
@@ -172,10 +172,11 @@ class CLAPP(AuxModule):
         self._blocks: list[nn.Sequential] = []  # the encoder's own modules: kept out of this module's parameters
         self._streams: list[tuple[Callable[[Any], torch.Tensor], list[nn.Sequential]]] = []
 
-    def bind(self, source: nn.Module) -> None:
+    def bind(self, source: nn.Module, example: Any = None) -> None:
         self._streams = encoder_streams(source)
         device = next(source.parameters()).device
-        example = _zeros(self.observation_space, device)
+        if example is None:
+            example = _zeros(self.observation_space, device)
         with torch.no_grad():
             for inputs, blocks in self._streams:
                 x = inputs(example)
@@ -203,13 +204,16 @@ class CLAPP(AuxModule):
     def loss(self, batch: Any, agent: Any) -> torch.Tensor:
         if isinstance(batch, Sequences):
             rows, t = future_anchors(batch.mask, self.cfg.offset)
-            obs, future_obs = batch.obs[rows, t], batch.obs[rows, t + self.cfg.offset]
+            obs, future_obs = index_obs(batch.obs, (rows, t)), index_obs(batch.obs, (rows, t + self.cfg.offset))
         else:
             obs, future_obs = batch.obs, batch.next_obs
         return torch.stack(self.layer_losses(obs, future_obs, agent)).mean()
 
 
-def _detached(x: torch.Tensor) -> torch.Tensor:
+def _detached(x: Any) -> Any:
+    """The input of a block cut from the graph (a dict of observations: each entry; integer images as they are)."""
+    if isinstance(x, dict):
+        return {key: _detached(value) for key, value in x.items()}
     return x.detach() if x.is_floating_point() else x
 
 

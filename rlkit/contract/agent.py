@@ -482,9 +482,10 @@ class Agent:
             raise ConfigError(f"{where}: {name} would shape '{part}', which has no trainable parameters (vector "
                               "observations are only flattened); set agent.encoder_hidden (e.g. [256]) to learn an "
                               "encoder, or attach it to another part")
+        zeros = obs_to_tensor(_zeros_like_space(self.observation_space), self.device)
         try:
             with torch.no_grad():
-                probe = self.encode(obs_to_tensor(_zeros_like_space(self.observation_space), self.device), part)
+                probe = self.encode(zeros, part)
             if not isinstance(probe, torch.Tensor) or probe.ndim != 2:
                 raise TypeError(f"it returned {type(probe).__name__}")
         except (TypeError, AttributeError, RuntimeError, ValueError, KeyError) as exc:
@@ -492,7 +493,9 @@ class Agent:
                               f"({' '.join(str(exc).split())[:120]}); attach {name} to the encoder") from None
         module = aux_cfg.build(int(probe.shape[-1]), self.observation_space, self.action_space).to(self.device)
         module.part = part
-        module.bind(self.parts.module_at(part))  # heads sized by the part's own layers (CLAPP) are built here
+        of_encoder = self.parts.sources.get(part, part) == self.parts.encoder
+        example = self.parts.encoder_inputs(zeros) if (of_encoder and self.parts.encoder_inputs) else zeros
+        module.bind(self.parts.module_at(part), example)  # heads sized by the part's own layers (CLAPP) built here
         self.aux_modules[name] = module
         self._aux_by_optimizer.setdefault(optimizer, []).append((name, module))
         self.parts.add_aux(f"aux.{name}", module, optimizer)

@@ -74,10 +74,11 @@ class AuxModule(nn.Module):
         self.cfg = cfg
         self.part_names: dict[str, str] = {}  # local name -> declared name of the parts from extra_parts
 
-    def bind(self, source: nn.Module) -> None:
-        """Called once when attached, with the attached part (unwrapped), before the module's parameters join
-        its optimizer: a module whose head depends on the part's layers (CLAPP's one matrix per block) builds
-        it here. Default: nothing."""
+    def bind(self, source: nn.Module, example: Any = None) -> None:
+        """Called once when attached, with the attached part (unwrapped) and ``example``, a batch of two
+        all-zero observations as that part receives them (after the agent's ``encoder_inputs`` where it has
+        one), before the module's parameters join its optimizer: a module whose head depends on the part's
+        layers (CLAPP's one matrix per block) builds it here. Default: nothing."""
 
     def extra_parts(self, source: nn.Module) -> dict[str, Part]:
         """Parts this module keeps outside its own parameters, declared through the agent's contract so that
