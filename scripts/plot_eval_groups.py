@@ -30,6 +30,16 @@ def evaluations(run: Path) -> dict[int, dict]:
     return records
 
 
+def training_success(run: Path, window: int) -> dict[int, float]:
+    """Window end (env steps) -> the share of training episodes ending in that window that succeeded."""
+    ends: dict[int, list[float]] = {}
+    for line in (run / "metrics.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        if record.get("kind") == "episode" and "success" in record:
+            ends.setdefault((int(record["step"]) // window + 1) * window, []).append(float(record["success"]))
+    return {end: float(np.mean(values)) for end, values in sorted(ends.items())}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--group", nargs="+", action="append", required=True, metavar=("LABEL", "RUN"),
@@ -37,6 +47,8 @@ def main() -> None:
     parser.add_argument("--out", required=True, help="the figure (PNG)")
     parser.add_argument("--metric", default="success_rate", help="the evaluation field to plot (default success_rate)")
     parser.add_argument("--title", default="")
+    parser.add_argument("--train-window", type=int, default=0, metavar="STEPS",
+                        help="also plot the training episodes' success rate over windows of STEPS env steps")
     args = parser.parse_args()
 
     import matplotlib
@@ -44,7 +56,9 @@ def main() -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax_metric, ax_length) = plt.subplots(1, 2, figsize=(11, 4))
+    panels = 3 if args.train_window else 2
+    fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4))
+    ax_metric, ax_length = axes[0], axes[1]
     for index, (label, *runs) in enumerate(args.group):
         if not runs:
             raise SystemExit(f"--group {label!r}: no runs given")
@@ -62,6 +76,13 @@ def main() -> None:
             ax_length.plot(steps, length, color=color, alpha=0.3, linewidth=1)
         ax_metric.plot(steps, values.mean(0), color=color, linewidth=2.5, label=f"{label} ({len(runs)} seeds)")
         ax_length.plot(steps, lengths.mean(0), color=color, linewidth=2.5, label=label)
+        if args.train_window:
+            per_window = [training_success(Path(run), args.train_window) for run in runs]
+            ends = sorted(set.intersection(*(set(w) for w in per_window)))
+            shares = np.array([[w[e] for e in ends] for w in per_window])
+            axes[2].plot(ends, shares.mean(0), color=color, linewidth=2.5, marker="o", label=label)
+            print(f"{label}: training episodes that succeeded, per {args.train_window} env steps: " + ", ".join(
+                f"to {e}: {shares[:, j].mean():.3f}" for j, e in enumerate(ends)))
         print(f"{label}:")
         for j, step in enumerate(steps):
             print(f"  {step:>7d}  {args.metric} {values[:, j].mean():.3f} "
@@ -71,6 +92,9 @@ def main() -> None:
     ax_length.set_xlabel("env steps")
     ax_length.set_ylabel("evaluation mean episode length (steps)")
     ax_metric.legend(fontsize=8)
+    if args.train_window:
+        axes[2].set_xlabel("env steps")
+        axes[2].set_ylabel(f"training success rate (per {args.train_window} steps)")
     if args.title:
         fig.suptitle(args.title)
     fig.tight_layout()
