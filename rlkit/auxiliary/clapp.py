@@ -37,7 +37,6 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import gymnasium as gym
-import numpy as np
 import torch
 from torch import nn
 
@@ -112,13 +111,6 @@ def _identity(obs: Any) -> Any:
     return obs
 
 
-def _zeros(space: gym.Space, device: torch.device) -> Any:
-    """Two all-zero observations of ``space`` (a Dict: a dict of them), to read the blocks' shapes."""
-    if isinstance(space, gym.spaces.Dict):
-        return {key: _zeros(sub, device) for key, sub in space.spaces.items()}
-    return torch.as_tensor(np.zeros((2, *space.shape), space.dtype), device=device)
-
-
 def pool(activity: torch.Tensor) -> torch.Tensor:
     """``[B, C, H, W]`` -> ``[B, C]`` (mean over space); ``[B, D]`` unchanged; other shapes flattened."""
     if activity.ndim == 4:
@@ -174,9 +166,9 @@ class CLAPP(AuxModule):
 
     def bind(self, source: nn.Module, example: Any = None) -> None:
         self._streams = encoder_streams(source)
-        device = next(source.parameters()).device
         if example is None:
-            example = _zeros(self.observation_space, device)
+            raise ValueError("CLAPP.bind needs an example batch as the part receives it (Agent._attach_aux passes one)")
+        device = next(source.parameters()).device
         with torch.no_grad():
             for inputs, blocks in self._streams:
                 x = inputs(example)
