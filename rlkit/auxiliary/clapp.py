@@ -118,20 +118,37 @@ def pool(activity: torch.Tensor) -> torch.Tensor:
     return activity.reshape(activity.shape[0], -1)
 
 
-def hinge_scores(future: torch.Tensor, context: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
-    """CLAPP's loss for one block: max(0, 1 - u_pos) + max(0, 1 + u_neg), mean over rows (and over positions);
-    the negative of row i is the future of row i + 1 (mod B). ``[B, D]`` activity is scored as one vector per row;
-    ``[B, C, H, W]`` activity once per position, u(p) = z_{t+k}(p)^T W c_t(p) (W a 1x1 convolution), the negative
-    at p being the other row's future at the same p."""
+def negative_rows(batch: int, negatives: int, generator: torch.Generator | None = None,
+                  device: torch.device | str = "cpu") -> torch.Tensor:
+    """``[negatives, batch]`` row indices: which other row's future is each row's negative. One negative is the
+    previous row's (``i - 1 mod B``: deterministic, the loss before ``negatives`` existed); more are drawn uniformly
+    from the *other* rows, independently per row and per draw (the reference code's ``negative_samples``, with
+    the same draw at every spatial position: ``sample_negs_locally_same_everywhere``)."""
+    if negatives == 1 or batch < 2:
+        return ((torch.arange(batch, device=device) - 1) % max(batch, 1))[None]
+    shift = torch.randint(1, batch, (negatives, batch), generator=generator, device=device)
+    return (torch.arange(batch, device=device)[None] + shift) % batch
+
+
+def hinge_scores(future: torch.Tensor, context: torch.Tensor, W: torch.Tensor,
+                 negative_index: torch.Tensor | None = None) -> torch.Tensor:
+    """CLAPP's loss for one block: max(0, 1 - u_pos) + mean_n max(0, 1 + u_neg,n), mean over rows (and over
+    positions); row i's negatives are the futures of rows ``negative_index[:, i]`` (default: row i - 1 mod B, one
+    negative). ``[B, D]`` activity is scored as one vector per row; ``[B, C, H, W]`` activity once per position,
+    u(p) = z_{t+k}(p)^T W c_t(p) (W a 1x1 convolution), a negative at p being the other row's future at the same p.
+    With several negatives the positive term is counted once per row, as the reference code's hinge averages
+    over (positive, negative) pairs."""
     if future.ndim == 4:
         projected = torch.einsum("oc,bchw->bohw", W, context)       # [B, C, H, W]: W c_t(p)
         channels = 1
     else:
         projected = context @ W.T                                   # [B, D]: W c_t
         channels = -1
+    if negative_index is None:
+        negative_index = negative_rows(future.shape[0], 1, device=future.device)
     positive = (future * projected).sum(channels)                   # [B(, H, W)]  u for y = +1
-    negative = (future.roll(1, dims=0) * projected).sum(channels)   # [B(, H, W)]  u for y = -1
-    return (torch.relu(1 - positive) + torch.relu(1 + negative)).mean()
+    negative = torch.stack([(future[rows] * projected).sum(channels) for rows in negative_index])  # [n, B(, H, W)]
+    return torch.relu(1 - positive).mean() + torch.relu(1 + negative).mean()
 
 
 @dataclass
@@ -139,6 +156,11 @@ class CLAPPConfig(AuxConfig):
     name: str = "clapp"
     offset: int = 1
     """Steps ahead of the true future (transitions: train.replay.n_step)."""
+    negatives: int = 1
+    """Negatives per row: 1 is the previous row's future (deterministic); more are drawn from the other rows at
+    random, per row and per update, and their hinge terms averaged (the reference code's ``negative_samples``).
+    With one easy negative the hinge saturates once the slowest features tell two episodes apart; more negatives
+    keep some pair inside the margin (docs/benchmarks.md, "Linear probes")."""
     pooled: bool = False
     """Score a convolutional block's activity averaged over space (one vector per image) if true; else at each
     spatial position with the other row's future at the same position as negative (the paper's per-patch loss)."""
@@ -149,6 +171,8 @@ class CLAPPConfig(AuxConfig):
         super().__post_init__()
         if self.offset < 1:
             raise ConfigError(f"offset must be >= 1, got {self.offset}")
+        if self.negatives < 1:
+            raise ConfigError(f"negatives must be >= 1 (other rows' futures per row), got {self.negatives}")
 
     def check_run(self, run: Any, experience: str, where: str) -> None:
         check_offsets([self.offset], run, experience, where)
@@ -184,13 +208,16 @@ class CLAPP(AuxModule):
             obs, future_obs = agent.parts.encoder_inputs(obs), agent.parts.encoder_inputs(future_obs)
         losses: list[torch.Tensor] = []
         W = iter(self.W)
+        negatives = None  # one draw of negative rows per update, shared by every block (as one batch is)
         for inputs, blocks in self._streams:
             x, y = inputs(obs), inputs(future_obs)
             for block in blocks:
                 x, y = block(_detached(x)), block(_detached(y))
+                if negatives is None:
+                    negatives = negative_rows(x.shape[0], self.cfg.negatives, device=x.device)
                 w = next(W)
-                losses.append(hinge_scores(pool(y), pool(x), w) if self.cfg.pooled or x.ndim != 4
-                              else hinge_scores(y, x, w))
+                losses.append(hinge_scores(pool(y), pool(x), w, negatives) if self.cfg.pooled or x.ndim != 4
+                              else hinge_scores(y, x, w, negatives))
         return losses
 
     def loss(self, batch: Any, agent: Any) -> torch.Tensor:
