@@ -11,6 +11,7 @@ import torch
 from rlkit.agents import AGENTS
 from rlkit.auxiliary import AUX_MODULES
 from rlkit.auxiliary.clapp import encoder_blocks, hinge_scores, pool
+from rlkit.errors import ConfigError
 from rlkit.experience.replay import Transitions
 
 PIXELS = gym.spaces.Box(0, 255, (3, 64, 64), np.uint8)
@@ -108,3 +109,32 @@ def test_linear_probe_per_block_features_end_at_the_encoder_output_and_rank_sees
     line = rng.normal(size=(200, 1)) * rng.normal(size=(1, 8))
     assert abs(linear_probe.effective_rank(line) - 1.0) < 1e-6
     assert linear_probe.effective_rank(rng.normal(size=(2000, 8))) > 7.5
+
+
+def test_several_negatives_are_other_rows_and_their_hinges_are_averaged() -> None:
+    from rlkit.auxiliary.clapp import negative_rows
+
+    torch.manual_seed(0)
+    rows = negative_rows(7, 16)
+    assert rows.shape == (16, 7)
+    assert not (rows == torch.arange(7)[None]).any()      # never the row's own future
+    assert set(rows.flatten().tolist()) == set(range(7))  # drawn from every other row
+    assert negative_rows(7, 1).tolist() == [[6, 0, 1, 2, 3, 4, 5]]  # one negative: the previous row, as before
+    f, c, W = torch.randn(7, 5), torch.randn(7, 5), torch.randn(5, 5)
+    u_pos = torch.stack([f[b] @ W @ c[b] for b in range(7)])
+    u_neg = torch.stack([torch.stack([f[int(rows[n, b])] @ W @ c[b] for b in range(7)]) for n in range(16)])
+    by_hand = torch.relu(1 - u_pos).mean() + torch.relu(1 + u_neg).mean()
+    torch.testing.assert_close(hinge_scores(f, c, W, rows), by_hand)
+    # per position: the same draw of rows at every position
+    f4, c4 = torch.randn(7, 5, 2, 3), torch.randn(7, 5, 2, 3)
+    each = torch.stack([hinge_scores(f4[:, :, i, j], c4[:, :, i, j], W, rows) for i in range(2) for j in range(3)])
+    torch.testing.assert_close(hinge_scores(f4, c4, W, rows), each.mean())
+
+
+def test_clapp_negatives_config_and_loss() -> None:
+    with pytest.raises(ConfigError, match="negatives must be >= 1"):
+        AUX_MODULES["clapp"](name="clapp", weight=1.0, negatives=0)
+    agent = _agent(negatives=4)
+    batch = _transitions(8)
+    losses = agent.aux_modules["clapp"].layer_losses(batch.obs, batch.next_obs, agent)
+    assert len(losses) == 4 and all(torch.isfinite(loss) and loss > 0 for loss in losses)

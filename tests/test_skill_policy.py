@@ -192,3 +192,23 @@ def test_cli_bad_skill_path_exits_2(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "does not exist" in err and "rlkit export" in err
     assert not (tmp_path / "run").exists()  # refused before the run directory is made
+
+
+@pytest.mark.parametrize("config", ["mpo_humanoid_goto_skill", "sac_humanoid_goto_skill", "mpo_humanoid_carry_skill",
+                                    "sac_humanoid_carry_skill"])
+def test_shipped_high_level_configs_train_over_z(config, skill, tmp_path):
+    """Each shipped high-level config (MPO and SAC, go-to and carry) trains over z as written, only its budget
+    and network sizes cut down: the action is z's Box and updates run."""
+    import rlkit
+    from rlkit.config import configs_dir
+
+    small = {"mpo": ["agent.policy_hidden=[16]", "agent.critic_hidden=[16]", "agent.num_samples=4"],
+             "sac": ["agent.actor_hidden=[16]", "agent.critic_hidden=[16]", "agent.random_steps=20"]}[config[:3]]
+    run = rlkit.train(str(configs_dir() / f"{config}.yaml"), run_dir=tmp_path / config, overrides=[
+        f"env.kwargs.skill={skill}", "env.kwargs.max_episode_steps=30", "train.total_steps=50",
+        "train.learning_starts=20", "train.batch_size=8", "train.eval_every=50", "train.eval_episodes=1",
+        "train.checkpoint_every=50", "train.replay.capacity=1000", "log.log_every=10", "log.progress=false",
+        "device=cpu", *small])
+    assert run.agent.action_space.shape == (LATENT,)
+    assert [r for r in run.metrics("train") if "critic_loss" in r], "no update was logged"
+    assert run.summary["steps"] == 50
