@@ -37,6 +37,10 @@ Reward (``reward_type``)
   of horizontal progress toward the target per step) and, for carry,
   ``Φ = -(hand_weight * d_hand + box_weight * d_box)``: ``d_hand`` the mean distance of the two hands to
   the box centre, ``d_box`` the box centre's horizontal distance to the zone's centre (weights 1, 1).
+* ``fall_penalty`` (default 0, either reward type): subtracted on the step of a fall. A fall ends the episode,
+  so without it falling is free — and under the shaped reward it is cheaper than walking away from the target,
+  which the high-level policies over z were measured to learn (docs/humanoid_imitation.md); a penalty larger
+  than the shaping a walk away can cost (a few metres) removes that answer.
 
 Episodes
 --------
@@ -134,8 +138,8 @@ ACTION_MODES = ("pd", "torque")
 INIT_POSES = ("walk", "stand")
 REST_SPEED = 0.1
 """A box moving slower than this [m/s] while touching the floor rests."""
-BASE_KWARGS = ("reward_type", "action_mode", "init_pose", "max_episode_steps", "min_root_height", "control_dt",
-               "physics_substeps", "pixels", "pixel_size", "render_mode", "width", "height")
+BASE_KWARGS = ("reward_type", "fall_penalty", "action_mode", "init_pose", "max_episode_steps", "min_root_height",
+               "control_dt", "physics_substeps", "pixels", "pixel_size", "render_mode", "width", "height")
 """Keywords both tasks accept (:class:`HumanoidTaskEnv`)."""
 HEAD_GEOM = "neck"
 """The head sphere's geom (its contact with the floor is a fall)."""
@@ -207,8 +211,8 @@ class HumanoidTaskEnv(gym.Env):
     env_name = "rlkit/HumanoidTask"
     task_dim = 0
 
-    def __init__(self, *, reward_type: str = "sparse", action_mode: str = "pd", init_pose: str = "walk",
-                 max_episode_steps: int = 300, min_root_height: float = 0.5, control_dt: float = 1.0 / 30.0,
+    def __init__(self, *, reward_type: str = "sparse", fall_penalty: float = 0.0, action_mode: str = "pd",
+                 init_pose: str = "walk", max_episode_steps: int = 300, min_root_height: float = 0.5, control_dt: float = 1.0 / 30.0,
                  physics_substeps: int = 8, pixels: bool = False, pixel_size: int = 64,
                  render_mode: str | None = None, width: int = 480, height: int = 360) -> None:
         name = self.env_name
@@ -223,6 +227,11 @@ class HumanoidTaskEnv(gym.Env):
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"{name}: {key} must be a positive integer, got {value!r}")
         _positive(name, min_root_height=min_root_height, control_dt=control_dt)
+        if isinstance(fall_penalty, bool) or not (isinstance(fall_penalty, (int, float)) and np.isfinite(fall_penalty)
+                                                  and fall_penalty >= 0):
+            raise ConfigError(f"{name}: fall_penalty must be a number >= 0 (subtracted on the step of a fall), "
+                              f"got {fall_penalty!r}")
+        self.fall_penalty = float(fall_penalty)
         if pixels and pixel_size < 16:
             raise ConfigError(f"{name}: pixel_size must be >= 16, got {pixel_size}")
         self.reward_type, self.action_mode, self.init_pose = reward_type, action_mode, init_pose
@@ -449,7 +458,7 @@ class HumanoidTaskEnv(gym.Env):
         mujoco.mj_forward(m, d)  # positions and contacts of the final state
         fell = not diverged and self._fallen()
         success = not (diverged or fell) and self._success()
-        reward = float(success)
+        reward = float(success) - (self.fall_penalty if fell else 0.0)
         if self.reward_type == "shaped" and not diverged:
             reward += self._potential() - before
         terminated = bool(diverged or fell or success)

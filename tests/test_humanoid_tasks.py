@@ -146,6 +146,29 @@ def test_falling_terminates(cls):
     assert terminated and info["fell"]
 
 
+@pytest.mark.parametrize("reward_type", ["sparse", "shaped"])
+def test_fall_penalty_is_subtracted_on_the_falling_step_only(reward_type):
+    """``fall_penalty``: the same fall, with and without it, differs by exactly the penalty; a step that does not
+    fall is untouched; bad values are refused."""
+    rewards = {}
+    for penalty in (0.0, 2.5):
+        env = GoToTargetEnv(init_pose="stand", reward_type=reward_type, fall_penalty=penalty)
+        env.reset(seed=0, options={"target": (3.0, 0.0)})
+        _, upright, terminated, _, _ = env.step(_hold_standing_action())
+        assert not terminated
+        qpos = env.data.qpos.copy()
+        qpos[:7] = [0.0, 0.0, 0.15, np.cos(np.pi / 4), 0.0, np.sin(np.pi / 4), 0.0]  # lying: a fall
+        env.set_state(qpos, np.zeros(env.model.nv))
+        _, fall, terminated, _, info = env.step(_hold_standing_action())
+        assert terminated and info["fell"]
+        rewards[penalty] = (upright, fall)
+    assert rewards[2.5][0] == rewards[0.0][0]
+    assert rewards[2.5][1] == pytest.approx(rewards[0.0][1] - 2.5)
+    for bad in (-1.0, float("nan"), True, "big"):
+        with pytest.raises(ConfigError, match="fall_penalty must be a number >= 0"):
+            GoToTargetEnv(fall_penalty=bad)
+
+
 def test_head_on_the_floor_is_a_fall():
     env = GoToTargetEnv(init_pose="stand", min_root_height=0.01)
     env.reset(seed=0)
