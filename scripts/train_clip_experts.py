@@ -126,8 +126,13 @@ def main() -> None:
     parser.add_argument("--table-only", action="store_true", help="do not train; tabulate the runs under --out")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="overrides for every run")
     ns = parser.parse_args()
-    for clip in ns.clips:
-        clip_window(clip, ns.window)  # bad clip names fail before anything trains
+    from rlkit.errors import ConfigError
+
+    for clip in ns.clips:  # bad clip names fail before anything trains
+        try:
+            clip_window(clip, ns.window)
+        except ConfigError as exc:
+            raise SystemExit(f"--clips {clip}: {exc}") from None
     Path(ns.out).mkdir(parents=True, exist_ok=True)
     if not ns.table_only:
         with ThreadPoolExecutor(max_workers=max(ns.parallel, 1)) as pool:
