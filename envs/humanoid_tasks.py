@@ -227,7 +227,8 @@ class HumanoidTaskEnv(gym.Env):
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"{name}: {key} must be a positive integer, got {value!r}")
         _positive(name, min_root_height=min_root_height, control_dt=control_dt)
-        if isinstance(fall_penalty, bool) or not (isinstance(fall_penalty, (int, float)) and np.isfinite(fall_penalty)
+        if isinstance(fall_penalty, bool) or not (isinstance(fall_penalty, (int, float, np.integer, np.floating))
+                                                  and np.isfinite(fall_penalty)
                                                   and fall_penalty >= 0):
             raise ConfigError(f"{name}: fall_penalty must be a number >= 0 (subtracted on the step of a fall), "
                               f"got {fall_penalty!r}")

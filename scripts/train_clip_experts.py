@@ -11,7 +11,8 @@ room for a whole episode (the last 5 frames are the reference look-ahead). Norma
 / the window; an expert is >= 0.98 (MoCapAct's criterion, Wagener et al. 2022).
 
 Runs that already finished under --out are read, not trained again; an interrupted one is resumed
-(``rlkit train --resume``). At the end every run is evaluated with its final weights over --episodes episodes
+(``rlkit train --resume``, with the run's own settings). At the end every run is evaluated with its latest
+weights over --episodes episodes
 (:func:`rlkit.training.expert_rollouts.evaluate_on_clip`, deterministic policy, random start frames), beside the
 untrained policy (the zero residual: the PD servos replaying the clip) from the run's step-0 evaluation.
 Writes OUT/experts.json and prints a markdown table; the experts that qualify go to `rlkit dataset experts
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -79,9 +81,11 @@ def train_one(clip: str, ns: argparse.Namespace) -> tuple[str, int]:
     if finished(run_dir, ns.steps):
         return clip, 0
     _, kwargs = clip_window(clip, ns.window)
-    if (run_dir / "checkpoints").exists():
+    if (run_dir / "checkpoints" / "latest.pt").is_file():  # resumes with the run's own settings (--set ignored)
         cmd = [sys.executable, "-m", "rlkit", "train", "--resume", str(run_dir), f"train.total_steps={ns.steps}"]
     else:
+        if run_dir.exists():  # started but killed before its first checkpoint: nothing to resume, start again
+            shutil.rmtree(run_dir)
         cmd = train_args(clip, kwargs, ns.steps, ns.seed, run_dir, ns.set)
     start = time.time()
     with open(Path(ns.out) / f"{run_dir.name}.log", "a") as log:
@@ -91,6 +95,7 @@ def train_one(clip: str, ns: argparse.Namespace) -> tuple[str, int]:
 
 
 def table_row(clip: str, ns: argparse.Namespace) -> dict:
+    from rlkit.errors import ConfigError, RunDirError
     from rlkit.training.expert_rollouts import evaluate_on_clip, load_expert
 
     run_dir = Path(ns.out) / clip.replace(":", "_").replace("=", "")
@@ -103,8 +108,11 @@ def table_row(clip: str, ns: argparse.Namespace) -> dict:
     best = max(rows, key=lambda r: r["length_mean"])
     row.update(best=best["length_mean"] / window, best_step=best["step"], last_step=rows[-1]["step"],
                curve=[(r["step"], r["length_mean"] / window) for r in rows])
-    expert = load_expert(run_dir)
-    result = evaluate_on_clip(expert.agent, expert.env_kwargs, ns.episodes, ns.eval_seed)
+    try:
+        expert = load_expert(run_dir, checkpoint="latest")
+        result = evaluate_on_clip(expert.agent, expert.env_kwargs, ns.episodes, ns.eval_seed)
+    except (ConfigError, RunDirError) as exc:  # one broken run does not cost the others' rows
+        return {**row, "error": f"not evaluated: {exc}"}
     row.update(final=result["length_mean"] / window, final_return=result["return_mean"])
     row["expert"] = row["final"] >= EXPERT_CRITERION
     return row

@@ -120,6 +120,13 @@ def test_several_negatives_are_other_rows_and_their_hinges_are_averaged() -> Non
     assert not (rows == torch.arange(7)[None]).any()      # never the row's own future
     assert set(rows.flatten().tolist()) == set(range(7))  # drawn from every other row
     assert negative_rows(7, 1).tolist() == [[6, 0, 1, 2, 3, 4, 5]]  # one negative: the previous row, as before
+    W1 = torch.randn(5, 5)
+    for shape in ((7, 5), (7, 5, 2, 3)):  # one negative is the loss before `negatives` existed, bit for bit
+        f, c = torch.randn(*shape), torch.randn(*shape)
+        dims = 1 if len(shape) == 4 else -1
+        proj = torch.einsum("oc,bchw->bohw", W1, c) if len(shape) == 4 else c @ W1.T
+        old = (torch.relu(1 - (f * proj).sum(dims)) + torch.relu(1 + (f.roll(1, dims=0) * proj).sum(dims))).mean()
+        assert torch.equal(hinge_scores(f, c, W1), old)
     f, c, W = torch.randn(7, 5), torch.randn(7, 5), torch.randn(5, 5)
     u_pos = torch.stack([f[b] @ W @ c[b] for b in range(7)])
     u_neg = torch.stack([torch.stack([f[int(rows[n, b])] @ W @ c[b] for b in range(7)]) for n in range(16)])
@@ -132,9 +139,15 @@ def test_several_negatives_are_other_rows_and_their_hinges_are_averaged() -> Non
 
 
 def test_clapp_negatives_config_and_loss() -> None:
-    with pytest.raises(ConfigError, match="negatives must be >= 1"):
-        AUX_MODULES["clapp"](name="clapp", weight=1.0, negatives=0)
-    agent = _agent(negatives=4)
+    for bad in (0, 2.5, True):
+        with pytest.raises(ConfigError, match="negatives must be >= 1"):
+            AUX_MODULES["clapp"](name="clapp", weight=1.0, negatives=bad)
     batch = _transitions(8)
-    losses = agent.aux_modules["clapp"].layer_losses(batch.obs, batch.next_obs, agent)
-    assert len(losses) == 4 and all(torch.isfinite(loss) and loss > 0 for loss in losses)
+    losses = {}
+    for n in (1, 4):
+        torch.manual_seed(0)
+        agent = _agent(negatives=n)
+        losses[n] = agent.aux_modules["clapp"].layer_losses(batch.obs, batch.next_obs, agent)
+        assert len(losses[n]) == 4 and all(torch.isfinite(loss) and loss > 0 for loss in losses[n])
+    # the same weights (same seed), other negatives: the option reaches the loss
+    assert any(not torch.equal(a, b) for a, b in zip(losses[1], losses[4]))

@@ -120,13 +120,14 @@ def pool(activity: torch.Tensor) -> torch.Tensor:
 
 def negative_rows(batch: int, negatives: int, generator: torch.Generator | None = None,
                   device: torch.device | str = "cpu") -> torch.Tensor:
-    """``[negatives, batch]`` row indices: which other row's future is each row's negative. One negative is the
+    """``[negatives, batch]`` row indices (``[1, batch]`` for one negative or a batch of one): which other row's future is each row's negative. One negative is the
     previous row's (``i - 1 mod B``: deterministic, the loss before ``negatives`` existed); more are drawn uniformly
     from the *other* rows, independently per row and per draw (the reference code's ``negative_samples``, with
     the same draw at every spatial position: ``sample_negs_locally_same_everywhere``)."""
-    if negatives == 1 or batch < 2:
+    if negatives == 1 or batch < 2:  # ``[1, batch]``: a single negative (averaging copies would change nothing)
         return ((torch.arange(batch, device=device) - 1) % max(batch, 1))[None]
-    shift = torch.randint(1, batch, (negatives, batch), generator=generator, device=device)
+    # drawn on the CPU generator (the one a checkpoint saves, as the augmentations do), then moved
+    shift = torch.randint(1, batch, (negatives, batch), generator=generator).to(device)
     return (torch.arange(batch, device=device)[None] + shift) % batch
 
 
@@ -148,7 +149,7 @@ def hinge_scores(future: torch.Tensor, context: torch.Tensor, W: torch.Tensor,
         negative_index = negative_rows(future.shape[0], 1, device=future.device)
     positive = (future * projected).sum(channels)                   # [B(, H, W)]  u for y = +1
     negative = torch.stack([(future[rows] * projected).sum(channels) for rows in negative_index])  # [n, B(, H, W)]
-    return torch.relu(1 - positive).mean() + torch.relu(1 + negative).mean()
+    return (torch.relu(1 - positive) + torch.relu(1 + negative).mean(0)).mean()  # one negative: the old sum, bit for bit
 
 
 @dataclass
@@ -171,7 +172,7 @@ class CLAPPConfig(AuxConfig):
         super().__post_init__()
         if self.offset < 1:
             raise ConfigError(f"offset must be >= 1, got {self.offset}")
-        if self.negatives < 1:
+        if isinstance(self.negatives, bool) or not isinstance(self.negatives, int) or self.negatives < 1:
             raise ConfigError(f"negatives must be >= 1 (other rows' futures per row), got {self.negatives}")
 
     def check_run(self, run: Any, experience: str, where: str) -> None:

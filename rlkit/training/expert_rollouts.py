@@ -100,12 +100,13 @@ def _run_agent(run, device: str):
         load_agent_weights(agent, run.weights, device)
     return agent
 
-def load_expert(path: str | Path, device: str = "cpu") -> Expert:
+def load_expert(path: str | Path, device: str = "cpu", checkpoint: str = "best") -> Expert:
     """An exported (``rlkit export``) or trained run of one HumanoidImitation clip, in ``pd`` or
-    ``pd_residual`` mode (a torque-mode expert has no PD target to convert)."""
+    ``pd_residual`` mode (a torque-mode expert has no PD target to convert); a run's ``checkpoint``: ``best``
+    (its best evaluation's weights) or ``latest``."""
     from rlkit.runfiles.runs import open_run
 
-    run = open_run(path)
+    run = open_run(path, checkpoint)
     cfg = run.config
     where = f"expert '{path}'"
     if cfg.env.id != IMITATION_ENV_ID:
